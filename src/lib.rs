@@ -1,0 +1,64 @@
+//! # poselink
+//!
+//! Streams live human pose (33 BlazePose landmarks per frame) and audio off edge
+//! devices, through a relay hub that holds rooms, to every member of the room.
+//!
+//! The crate is built in layers, each in its own module, each knowing nothing of the
+//! layers above it:
+//!
+//! - [`proto`] — the wire protocol: [`PoseFrame`](proto::PoseFrame),
+//!   [`AudioChunk`](proto::AudioChunk), the message kinds, the envelope with its
+//!   CRC-32, the quantised keyframe/delta pose codec, validation. It is `no_std`,
+//!   allocates nothing and does no IO: bytes in, bytes out, into buffers the caller
+//!   owns. Every byte on the wire goes through it, on the edge board, in the hub and
+//!   in every consumer.
+//! - The sans-IO state machines (send queue, token bucket, rooms, sessions, metrics)
+//!   and the thin IO drivers (`mio` event loops for the edge engine and the hub)
+//!   build on `proto`; the drivers are the only code that touches sockets, threads
+//!   or the clock.
+//!
+//! Without the `std` feature the crate is `no_std` and contains the protocol core
+//! only, which is what a bare-metal build (for example `thumbv7em-none-eabihf`) links.
+//!
+//! Features: `std` (default) for everything that needs an operating system; `log`
+//! (default) or `defmt` for logging, never both; `lz4` (default) for compressing
+//! payloads above a size threshold.
+//!
+//! ```
+//! use poselink::proto::{PoseEncoder, PoseDecoder, PoseFrame, EncoderConfig, Packet, Message};
+//!
+//! let mut frame = PoseFrame::zeroed();
+//! frame.seq = 1;
+//! frame.capture_ts_us = 1_000_000;
+//! for lm in frame.landmarks.iter_mut() {
+//!     lm.x = 0.5;
+//!     lm.y = 0.25;
+//!     lm.visibility = 1.0;
+//!     lm.presence = 1.0;
+//! }
+//! let mut encoder = PoseEncoder::new(EncoderConfig::default());
+//! let mut wire = [0u8; 1024];
+//! let len = encoder.encode(&frame, 7, 3, &mut wire).unwrap();
+//!
+//! let packet = Packet::new_checked(&wire[..len]).unwrap();
+//! let mut decoder = PoseDecoder::new();
+//! let mut scratch = [0u8; 2048];
+//! match packet.message(&mut scratch).unwrap() {
+//!     Message::Pose(pose) => {
+//!         let got = decoder.decode(&packet.header(), &pose).unwrap();
+//!         assert!((got.landmarks[0].x - 0.5).abs() <= 2.5e-4);
+//!     }
+//!     _ => unreachable!(),
+//! }
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+#[cfg(all(feature = "log", feature = "defmt"))]
+compile_error!("the `log` and `defmt` features are exclusive: enable one logging backend only");
+
+#[macro_use]
+mod macros;
+
+pub mod proto;

@@ -1,0 +1,1002 @@
+//! The message kinds of the whole protocol and their payloads. Control payloads are
+//! postcard-encoded structs (varints, length-prefixed UTF-8 strings) that borrow
+//! their strings from the received bytes; pose and audio payloads have hand-written
+//! fixed layouts (see `pose_codec` and [`AudioPayload`]). Nothing here allocates:
+//! decoding returns views into the caller's bytes, encoding writes into the caller's
+//! buffer.
+//!
+//! Compatibility rule (protocol 1.x): a newer minor version may add message kinds
+//! and append fields at the end of a control payload; decoders ignore bytes after
+//! the fields they know, and a sender only uses kinds that the peer's minor version
+//! (announced in hello and welcome) defines. A new major version may change
+//! anything; peers refuse a major they do not speak with `UNSUPPORTED_VERSION`.
+
+use serde::{Deserialize, Serialize};
+
+use super::audio::{AUDIO_CHUNK_CAPACITY, AudioChunk};
+use super::wire::{Flags, Header, Kind, Reader, seal};
+use super::{Compressor, Error};
+
+/// The longest room or user name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// The longest token, in bytes.
+pub const MAX_TOKEN_LEN: usize = 2048;
+/// The longest free-text reason, in bytes.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// A member's role in a room.
+///
+/// ```
+/// use poselink::proto::Role;
+/// assert!(Role::Owner.may_publish() && Role::Owner.may_moderate());
+/// assert!(!Role::Viewer.may_publish());
+/// assert_eq!(Role::parse("member"), Some(Role::Member));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// May kick, change roles and close the room; publishes and subscribes.
+    Owner,
+    /// Publishes and subscribes.
+    Member,
+    /// Subscribes only.
+    Viewer,
+}
+
+impl Role {
+    /// Whether this role may send pose and audio into the room.
+    pub const fn may_publish(self) -> bool {
+        matches!(self, Role::Owner | Role::Member)
+    }
+
+    /// Whether this role may kick, change roles and close the room.
+    pub const fn may_moderate(self) -> bool {
+        matches!(self, Role::Owner)
+    }
+
+    /// The role's lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parses a lower-case role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "member" => Some(Role::Member),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// Why a member left a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LeaveReason {
+    /// It asked to leave.
+    Left,
+    /// Its connection closed or failed.
+    Disconnected,
+    /// An owner removed it.
+    Kicked,
+    /// It stopped answering (heartbeat) or stayed stuck as a slow receiver.
+    TimedOut,
+    /// The room was closed.
+    RoomClosed,
+}
+
+/// An error code carried by [`ErrorMsg`]. A newtype, not an enum, so that codes a
+/// newer peer defines still decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ErrorCode(pub u16);
+
+impl ErrorCode {
+    /// A message failed validation (see the reason).
+    pub const BAD_MESSAGE: ErrorCode = ErrorCode(1);
+    /// The peer speaks an unknown major protocol version.
+    pub const UNSUPPORTED_VERSION: ErrorCode = ErrorCode(2);
+    /// The first message was not a hello, or it carried no token.
+    pub const UNAUTHENTICATED: ErrorCode = ErrorCode(3);
+    /// The token's signature or claims are invalid.
+    pub const TOKEN_INVALID: ErrorCode = ErrorCode(4);
+    /// The token has expired.
+    pub const TOKEN_EXPIRED: ErrorCode = ErrorCode(5);
+    /// The token does not grant this room or role, or the role may not do this.
+    pub const FORBIDDEN: ErrorCode = ErrorCode(6);
+    /// The room has its maximum number of members.
+    pub const ROOM_FULL: ErrorCode = ErrorCode(7);
+    /// The hub holds its maximum number of rooms or connections.
+    pub const HUB_FULL: ErrorCode = ErrorCode(8);
+    /// The room does not exist (and may not be created by this token).
+    pub const NO_SUCH_ROOM: ErrorCode = ErrorCode(9);
+    /// The sender is not a member of the room the message names.
+    pub const NOT_MEMBER: ErrorCode = ErrorCode(10);
+    /// The named member is not in the room.
+    pub const NO_SUCH_MEMBER: ErrorCode = ErrorCode(11);
+    /// The sender exceeded its message rate.
+    pub const RATE_LIMITED: ErrorCode = ErrorCode(12);
+    /// The message exceeded the size limit.
+    pub const OVERSIZE: ErrorCode = ErrorCode(13);
+    /// The receiver could not keep up and was disconnected.
+    pub const SLOW_CONSUMER: ErrorCode = ErrorCode(14);
+    /// The hub is shutting down.
+    pub const GOING_AWAY: ErrorCode = ErrorCode(15);
+    /// An unexpected fault on the other side.
+    pub const INTERNAL: ErrorCode = ErrorCode(16);
+
+    /// A short name for logs and metrics.
+    pub const fn name(self) -> &'static str {
+        match self.0 {
+            1 => "bad_message",
+            2 => "unsupported_version",
+            3 => "unauthenticated",
+            4 => "token_invalid",
+            5 => "token_expired",
+            6 => "forbidden",
+            7 => "room_full",
+            8 => "hub_full",
+            9 => "no_such_room",
+            10 => "not_member",
+            11 => "no_such_member",
+            12 => "rate_limited",
+            13 => "oversize",
+            14 => "slow_consumer",
+            15 => "going_away",
+            16 => "internal",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Client → hub, first message: protocol minor version, token, and the resume id
+/// of a previous session (0 for none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello<'a> {
+    /// The client's protocol minor version.
+    pub minor: u8,
+    /// A JWT (HS256); empty where the hub runs without authentication.
+    pub token: &'a str,
+    /// The resume id from a previous welcome, or 0.
+    pub resume: u64,
+    /// Free-form client name and version, for the hub's logs.
+    pub client: &'a str,
+}
+
+/// Hub → client: the session is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome<'a> {
+    /// The hub's protocol minor version.
+    pub minor: u8,
+    /// The member id the hub assigned to this connection (the `sender` of its messages).
+    pub member: u16,
+    /// The user id from the token.
+    pub user: &'a str,
+    /// An id to present in a later hello to resume this session.
+    pub resume: u64,
+    /// The hub's clock when it sent this, in microseconds.
+    pub server_time_us: u64,
+    /// The hub's heartbeat interval in milliseconds.
+    pub heartbeat_ms: u32,
+    /// The largest message the hub accepts, in bytes.
+    pub max_message: u32,
+}
+
+/// Client → hub: join a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join<'a> {
+    /// The room's name.
+    pub room: &'a str,
+    /// The role asked for (the token must grant it).
+    pub role: Role,
+}
+
+/// Client → hub: leave a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave<'a> {
+    /// The room's name.
+    pub room: &'a str,
+}
+
+/// One member of a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo<'a> {
+    /// Hub-assigned member id.
+    pub member: u16,
+    /// The member's role.
+    pub role: Role,
+    /// The member's user id.
+    pub user: &'a str,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotHead<'a> {
+    name: &'a str,
+    your_role: Role,
+    count: u16,
+}
+
+/// Hub → client after a join: the room's handle (in the header), name, the joiner's
+/// role and the members. The member list is a view over the received bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomSnapshot<'a> {
+    /// The room's name.
+    pub name: &'a str,
+    /// The role the joiner was given.
+    pub your_role: Role,
+    /// The members, the joiner included.
+    pub members: Members<'a>,
+}
+
+/// A checked, zero-copy list of [`MemberInfo`]s inside a received snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Members<'a> {
+    count: u16,
+    bytes: &'a [u8],
+}
+
+impl<'a> Members<'a> {
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The members in order.
+    pub fn iter(&self) -> impl Iterator<Item = MemberInfo<'a>> + 'a {
+        let mut rest = self.bytes;
+        (0..self.count).map_while(move |_| {
+            let (m, r) = postcard::take_from_bytes::<MemberInfo<'a>>(rest).ok()?;
+            rest = r;
+            Some(m)
+        })
+    }
+}
+
+/// Hub → members: someone joined (room in the header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberJoined<'a> {
+    /// Who.
+    #[serde(borrow)]
+    pub member: MemberInfo<'a>,
+}
+
+/// Hub → members: someone left (room in the header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberLeft {
+    /// Who.
+    pub member: u16,
+    /// Why.
+    pub reason: LeaveReason,
+}
+
+/// Owner → hub: set a member's role; hub → members: a member's role changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChanged {
+    /// Whose role.
+    pub member: u16,
+    /// The new role.
+    pub role: Role,
+}
+
+/// Owner → hub: remove a member; hub → the member: you were removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kick<'a> {
+    /// Who.
+    pub member: u16,
+    /// Why, for the member's user.
+    pub reason: &'a str,
+}
+
+/// Owner → hub: close the room; hub → members: the room was closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloseRoom<'a> {
+    /// Why.
+    pub reason: &'a str,
+}
+
+/// An error report: a code and a sentence a user can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMsg<'a> {
+    /// What went wrong, as a code.
+    pub code: ErrorCode,
+    /// The kind byte of the message that caused it, or 0.
+    pub about: u8,
+    /// What went wrong and what to do, in words.
+    pub reason: &'a str,
+}
+
+/// Liveness and clock-sync request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// The requester's clock at sending, in microseconds.
+    pub t0_us: u64,
+}
+
+/// The answer to a [`Ping`]: with `t0` echoed and the responder's receive (`t1`) and
+/// send (`t2`) times, the requester computes offset = ((t1 − t0) + (t2 − t3)) / 2
+/// and round-trip = (t3 − t0) − (t2 − t1), where t3 is its own receive time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The ping's `t0_us`, echoed.
+    pub t0_us: u64,
+    /// The responder's clock when the ping arrived.
+    pub t1_us: u64,
+    /// The responder's clock when the pong left.
+    pub t2_us: u64,
+}
+
+/// Acknowledges every message of `kind` in the header's room up to and including
+/// `seq` (used for audio: the edge keeps chunks until acknowledged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The kind byte acknowledged.
+    pub kind: u8,
+    /// The highest sequence number acknowledged.
+    pub seq: u32,
+}
+
+/// Receiver → hub: my decoder for this publisher's pose stream needs a keyframe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedsKeyframe {
+    /// The publisher's member id.
+    pub publisher: u16,
+    /// Which person of that publisher.
+    pub person: u32,
+}
+
+/// How a pose payload is coded (from the header flags and the payload's first bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PoseCoding {
+    /// 33 × 5 little-endian `f32`.
+    Raw,
+    /// Quantised values, decodable alone.
+    Keyframe,
+    /// Entropy-coded residuals against the frame `ref_back` sequence numbers earlier.
+    Delta {
+        /// `seq` minus the reference frame's `seq` (at least 1).
+        ref_back: u32,
+    },
+}
+
+/// A pose payload as received: decode it with a
+/// [`PoseDecoder`](super::PoseDecoder) kept per (sender, person).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PosePayload<'a> {
+    /// Which person of the sender.
+    pub person: u32,
+    /// How the body is coded.
+    pub coding: PoseCoding,
+    /// The coded landmarks.
+    pub body: &'a [u8],
+}
+
+/// How an audio payload's samples are coded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AudioCodec {
+    /// Interleaved signed 16-bit little-endian PCM.
+    Pcm16,
+}
+
+/// An audio payload as received: a view over the sample bytes.
+///
+/// Layout: codec (varint, 0 = PCM16), channels (u8), sample rate (varint), sample
+/// count over all channels (varint), then the samples (2 bytes each, little-endian).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AudioPayload<'a> {
+    /// How the samples are coded.
+    pub codec: AudioCodec,
+    /// Interleaved channels.
+    pub channels: u8,
+    /// Samples per second per channel.
+    pub sample_rate: u32,
+    /// Sample count over all channels.
+    pub len: u16,
+    /// The sample bytes.
+    pub samples: &'a [u8],
+}
+
+impl AudioPayload<'_> {
+    /// Copies the samples into a chunk, with `seq` and `capture_ts_us` from `header`.
+    pub fn to_chunk(&self, header: &Header, out: &mut AudioChunk) {
+        out.seq = header.seq;
+        out.capture_ts_us = header.ts_us;
+        out.sample_rate = self.sample_rate;
+        out.channels = self.channels;
+        out.len = self.len;
+        for (dst, src) in out.samples.iter_mut().zip(self.samples.chunks_exact(2)) {
+            *dst = i16::from_le_bytes([src[0], src[1]]);
+        }
+    }
+}
+
+/// Every message of the protocol, parsed (borrowing from the received bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Message<'a> {
+    Hello(Hello<'a>),
+    Welcome(Welcome<'a>),
+    Join(Join<'a>),
+    Leave(Leave<'a>),
+    RoomSnapshot(RoomSnapshot<'a>),
+    MemberJoined(MemberJoined<'a>),
+    MemberLeft(MemberLeft),
+    RoleChanged(RoleChanged),
+    Kick(Kick<'a>),
+    CloseRoom(CloseRoom<'a>),
+    Error(ErrorMsg<'a>),
+    Ping(Ping),
+    Pong(Pong),
+    Ack(Ack),
+    NeedsKeyframe(NeedsKeyframe),
+    Pose(PosePayload<'a>),
+    Audio(AudioPayload<'a>),
+}
+
+/// Checks a room or user name: 1 to 64 bytes of ASCII letters, digits and `-_.:@/`.
+pub fn validate_name(name: &str, what: &'static str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/".contains(&b));
+    if ok { Ok(()) } else { Err(Error::BadName { what }) }
+}
+
+fn check_len(s: &str, max: usize, what: &'static str) -> Result<(), Error> {
+    if s.len() > max {
+        Err(Error::Malformed { what })
+    } else {
+        Ok(())
+    }
+}
+
+impl<'a> Message<'a> {
+    /// The kind this message is sent as.
+    pub const fn kind(&self) -> Kind {
+        match self {
+            Message::Hello(_) => Kind::Hello,
+            Message::Welcome(_) => Kind::Welcome,
+            Message::Join(_) => Kind::Join,
+            Message::Leave(_) => Kind::Leave,
+            Message::RoomSnapshot(_) => Kind::RoomSnapshot,
+            Message::MemberJoined(_) => Kind::MemberJoined,
+            Message::MemberLeft(_) => Kind::MemberLeft,
+            Message::RoleChanged(_) => Kind::RoleChanged,
+            Message::Kick(_) => Kind::Kick,
+            Message::CloseRoom(_) => Kind::CloseRoom,
+            Message::Error(_) => Kind::Error,
+            Message::Ping(_) => Kind::Ping,
+            Message::Pong(_) => Kind::Pong,
+            Message::Ack(_) => Kind::Ack,
+            Message::NeedsKeyframe(_) => Kind::NeedsKeyframe,
+            Message::Pose(_) => Kind::Pose,
+            Message::Audio(_) => Kind::Audio,
+        }
+    }
+
+    /// Parses a (decompressed) payload of the kind named in `header`, checking every
+    /// field: names, lengths, roles, sample counts.
+    pub fn parse(header: &Header, payload: &'a [u8]) -> Result<Message<'a>, Error> {
+        fn pc<'b, T: Deserialize<'b>>(p: &'b [u8]) -> Result<T, Error> {
+            Ok(postcard::take_from_bytes::<T>(p)?.0)
+        }
+        Ok(match header.kind {
+            Kind::Hello => {
+                let m: Hello = pc(payload)?;
+                check_len(m.token, MAX_TOKEN_LEN, "the hello's token (too long)")?;
+                check_len(m.client, MAX_NAME_LEN, "the hello's client name (too long)")?;
+                Message::Hello(m)
+            }
+            Kind::Welcome => {
+                let m: Welcome = pc(payload)?;
+                validate_name(m.user, "user id")?;
+                Message::Welcome(m)
+            }
+            Kind::Join => {
+                let m: Join = pc(payload)?;
+                validate_name(m.room, "room name")?;
+                Message::Join(m)
+            }
+            Kind::Leave => {
+                let m: Leave = pc(payload)?;
+                validate_name(m.room, "room name")?;
+                Message::Leave(m)
+            }
+            Kind::RoomSnapshot => {
+                let (head, rest) = postcard::take_from_bytes::<SnapshotHead>(payload)?;
+                validate_name(head.name, "room name")?;
+                // Check every member now, so that iterating later cannot fail.
+                let mut r = rest;
+                for _ in 0..head.count {
+                    let (m, tail) = postcard::take_from_bytes::<MemberInfo>(r)?;
+                    validate_name(m.user, "user id")?;
+                    r = tail;
+                }
+                let used = rest.len() - r.len();
+                Message::RoomSnapshot(RoomSnapshot {
+                    name: head.name,
+                    your_role: head.your_role,
+                    members: Members {
+                        count: head.count,
+                        bytes: &rest[..used],
+                    },
+                })
+            }
+            Kind::MemberJoined => {
+                let m: MemberJoined = pc(payload)?;
+                validate_name(m.member.user, "user id")?;
+                Message::MemberJoined(m)
+            }
+            Kind::MemberLeft => Message::MemberLeft(pc(payload)?),
+            Kind::RoleChanged => Message::RoleChanged(pc(payload)?),
+            Kind::Kick => {
+                let m: Kick = pc(payload)?;
+                check_len(m.reason, MAX_REASON_LEN, "the kick reason (too long)")?;
+                Message::Kick(m)
+            }
+            Kind::CloseRoom => {
+                let m: CloseRoom = pc(payload)?;
+                check_len(m.reason, MAX_REASON_LEN, "the close reason (too long)")?;
+                Message::CloseRoom(m)
+            }
+            Kind::Error => {
+                let m: ErrorMsg = pc(payload)?;
+                check_len(m.reason, MAX_REASON_LEN, "the error reason (too long)")?;
+                Message::Error(m)
+            }
+            Kind::Ping => Message::Ping(pc(payload)?),
+            Kind::Pong => Message::Pong(pc(payload)?),
+            Kind::Ack => Message::Ack(pc(payload)?),
+            Kind::NeedsKeyframe => Message::NeedsKeyframe(pc(payload)?),
+            Kind::Pose => Message::Pose(parse_pose(header.flags, payload)?),
+            Kind::Audio => Message::Audio(parse_audio(payload)?),
+        })
+    }
+}
+
+fn parse_pose(flags: Flags, payload: &[u8]) -> Result<PosePayload<'_>, Error> {
+    let mut r = Reader::new(payload);
+    let person = r.varint_u32()?;
+    let raw = flags.contains(Flags::RAW);
+    let key = flags.contains(Flags::KEYFRAME);
+    let coding = match (raw, key) {
+        (true, true) => {
+            return Err(Error::Malformed {
+                what: "the pose flags (raw and keyframe together)",
+            });
+        }
+        (true, false) => PoseCoding::Raw,
+        (false, true) => PoseCoding::Keyframe,
+        (false, false) => {
+            let ref_back = r.varint_u32()?;
+            if ref_back == 0 {
+                return Err(Error::Malformed {
+                    what: "the pose delta's reference (zero)",
+                });
+            }
+            PoseCoding::Delta { ref_back }
+        }
+    };
+    let body = r.rest();
+    let expected = match coding {
+        PoseCoding::Raw => Some(super::pose_codec::RAW_BODY_LEN),
+        PoseCoding::Keyframe => Some(super::pose_codec::KEYFRAME_BODY_LEN),
+        PoseCoding::Delta { .. } => None,
+    };
+    if let Some(n) = expected {
+        if body.len() < n {
+            return Err(Error::Truncated {
+                needed: payload.len() - body.len() + n,
+                available: payload.len(),
+            });
+        }
+        if body.len() > n {
+            return Err(Error::Malformed {
+                what: "the pose body (longer than its coding)",
+            });
+        }
+    }
+    Ok(PosePayload {
+        person,
+        coding,
+        body,
+    })
+}
+
+fn parse_audio(payload: &[u8]) -> Result<AudioPayload<'_>, Error> {
+    let mut r = Reader::new(payload);
+    let codec = match r.varint_u32()? {
+        0 => AudioCodec::Pcm16,
+        _ => {
+            return Err(Error::Malformed {
+                what: "the audio codec (unknown)",
+            });
+        }
+    };
+    let channels = r.u8()?;
+    let sample_rate = r.varint_u32()?;
+    let len = r.varint_u32()?;
+    let probe = AudioChunk::silence(sample_rate, channels, len.min(u16::MAX as u32) as u16);
+    if len as usize > AUDIO_CHUNK_CAPACITY {
+        return Err(Error::BadAudio {
+            what: "more than 960 samples in one chunk",
+        });
+    }
+    probe.validate()?;
+    let samples = r.take(len as usize * 2)?;
+    if !r.rest().is_empty() {
+        return Err(Error::Malformed {
+            what: "the audio body (longer than its sample count)",
+        });
+    }
+    Ok(AudioPayload {
+        codec,
+        channels,
+        sample_rate,
+        len: len as u16,
+        samples,
+    })
+}
+
+/// Encodes a control message (every kind but pose and audio, which have their own
+/// encoders) with `header` into `out`; returns the message length.
+///
+/// ```
+/// use poselink::proto::{encode_control, Header, Join, Kind, Message, Role};
+/// let mut buf = [0u8; 128];
+/// let join = Message::Join(Join { room: "studio-1", role: Role::Member });
+/// let n = encode_control(&Header::new(Kind::Join, 0, 4, 2, 0), &join, &mut buf).unwrap();
+/// assert!(n < 32);
+/// ```
+pub fn encode_control(header: &Header, msg: &Message<'_>, out: &mut [u8]) -> Result<usize, Error> {
+    let mut h = *header;
+    h.kind = msg.kind();
+    h.flags = Flags::NONE;
+    let start = h.emit(out)?;
+    let body = &mut out[start..];
+    fn pc<T: Serialize>(v: &T, b: &mut [u8]) -> Result<usize, Error> {
+        postcard::to_slice(v, b)
+            .map(|s| s.len())
+            .map_err(|_| Error::BufferTooSmall { needed: 0 })
+    }
+    let n = match msg {
+        Message::Hello(m) => pc(m, body)?,
+        Message::Welcome(m) => pc(m, body)?,
+        Message::Join(m) => pc(m, body)?,
+        Message::Leave(m) => pc(m, body)?,
+        Message::RoomSnapshot(m) => {
+            let head = SnapshotHead {
+                name: m.name,
+                your_role: m.your_role,
+                count: m.members.count,
+            };
+            let n = pc(&head, body)?;
+            let tail = m.members.bytes;
+            if body.len() < n + tail.len() {
+                return Err(Error::BufferTooSmall {
+                    needed: start + n + tail.len() + 4,
+                });
+            }
+            body[n..n + tail.len()].copy_from_slice(tail);
+            n + tail.len()
+        }
+        Message::MemberJoined(m) => pc(m, body)?,
+        Message::MemberLeft(m) => pc(m, body)?,
+        Message::RoleChanged(m) => pc(m, body)?,
+        Message::Kick(m) => pc(m, body)?,
+        Message::CloseRoom(m) => pc(m, body)?,
+        Message::Error(m) => pc(m, body)?,
+        Message::Ping(m) => pc(m, body)?,
+        Message::Pong(m) => pc(m, body)?,
+        Message::Ack(m) => pc(m, body)?,
+        Message::NeedsKeyframe(m) => pc(m, body)?,
+        Message::Pose(_) | Message::Audio(_) => {
+            return Err(Error::Malformed {
+                what: "a media message given to encode_control (use the pose or audio encoder)",
+            });
+        }
+    };
+    seal(out, start + n)
+}
+
+/// Encodes a room snapshot from the hub's member list (`header.room` is the handle).
+///
+/// ```
+/// use poselink::proto::{encode_snapshot, Header, Kind, MemberInfo, Message, Packet, Role};
+/// let members = [MemberInfo { member: 1, role: Role::Owner, user: "ana" },
+///                MemberInfo { member: 2, role: Role::Viewer, user: "bo" }];
+/// let mut buf = [0u8; 256];
+/// let n = encode_snapshot(&Header::new(Kind::RoomSnapshot, 3, 0, 1, 0), "gym", Role::Viewer, &members, &mut buf).unwrap();
+/// let p = Packet::new_checked(&buf[..n]).unwrap();
+/// let mut s = [0u8; 0];
+/// let Message::RoomSnapshot(snap) = p.message(&mut s).unwrap() else { panic!() };
+/// assert_eq!(snap.members.iter().nth(1).unwrap().user, "bo");
+/// ```
+pub fn encode_snapshot(
+    header: &Header,
+    name: &str,
+    your_role: Role,
+    members: &[MemberInfo<'_>],
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let count = u16::try_from(members.len()).map_err(|_| Error::Malformed {
+        what: "the member list (more than 65535 members)",
+    })?;
+    let mut h = *header;
+    h.kind = Kind::RoomSnapshot;
+    h.flags = Flags::NONE;
+    let mut pos = h.emit(out)?;
+    let head = SnapshotHead {
+        name,
+        your_role,
+        count,
+    };
+    let full = |_| Error::BufferTooSmall { needed: 0 };
+    pos += postcard::to_slice(&head, &mut out[pos..])
+        .map_err(full)?
+        .len();
+    for m in members {
+        pos += postcard::to_slice(m, &mut out[pos..]).map_err(full)?.len();
+    }
+    seal(out, pos)
+}
+
+/// Encodes an audio chunk for `room` from `sender` into `out`, compressing the
+/// payload if the compressor finds that worth it; returns the message length.
+///
+/// ```
+/// use poselink::proto::{encode_audio, AudioChunk, Compressor, Message, Packet};
+/// let mut chunk = AudioChunk::silence(48_000, 1, 960);
+/// chunk.seq = 9;
+/// let mut c = Compressor::new(usize::MAX); // no compression
+/// let mut buf = [0u8; 2048];
+/// let n = encode_audio(&chunk, 2, 5, &mut c, &mut buf).unwrap();
+/// let p = Packet::new_checked(&buf[..n]).unwrap();
+/// assert_eq!(p.header().seq, 9);
+/// ```
+pub fn encode_audio(
+    chunk: &AudioChunk,
+    room: u16,
+    sender: u16,
+    compressor: &mut Compressor,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    chunk.validate()?;
+    let header = Header::new(Kind::Audio, room, sender, chunk.seq, chunk.capture_ts_us);
+    let start = header.emit(out)?;
+    let pcm = chunk.pcm();
+    let need = start + 1 + 1 + 5 + 5 + pcm.len() * 2 + 4;
+    if out.len() < need {
+        return Err(Error::BufferTooSmall { needed: need });
+    }
+    let mut pos = start;
+    pos += super::wire::put_varint(&mut out[pos..], 0); // PCM16
+    out[pos] = chunk.channels;
+    pos += 1;
+    pos += super::wire::put_varint(&mut out[pos..], chunk.sample_rate as u64);
+    pos += super::wire::put_varint(&mut out[pos..], pcm.len() as u64);
+    for (dst, s) in out[pos..pos + pcm.len() * 2].chunks_exact_mut(2).zip(pcm) {
+        dst.copy_from_slice(&s.to_le_bytes());
+    }
+    pos += pcm.len() * 2;
+    let n = compressor.finish_payload(out, start, pos - start);
+    seal(out, start + n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Packet;
+    use super::*;
+
+    fn round_trip(msg: Message<'_>) {
+        let mut buf = [0u8; 512];
+        let h = Header::new(msg.kind(), 4, 2, 77, 123_456);
+        let n = encode_control(&h, &msg, &mut buf).unwrap();
+        let p = Packet::new_checked(&buf[..n]).unwrap();
+        let mut scratch = [0u8; 0];
+        assert_eq!(p.message(&mut scratch).unwrap(), msg);
+        assert_eq!(p.header().seq, 77);
+    }
+
+    #[test]
+    fn every_control_message_round_trips() {
+        round_trip(Message::Hello(Hello {
+            minor: 0,
+            token: "eyJ.a.b",
+            resume: 99,
+            client: "capture/1.0",
+        }));
+        round_trip(Message::Welcome(Welcome {
+            minor: 0,
+            member: 12,
+            user: "pi-7",
+            resume: 1 << 40,
+            server_time_us: 5,
+            heartbeat_ms: 5000,
+            max_message: 65536,
+        }));
+        round_trip(Message::Join(Join {
+            room: "gym",
+            role: Role::Owner,
+        }));
+        round_trip(Message::Leave(Leave { room: "gym" }));
+        round_trip(Message::MemberJoined(MemberJoined {
+            member: MemberInfo {
+                member: 3,
+                role: Role::Viewer,
+                user: "browser",
+            },
+        }));
+        round_trip(Message::MemberLeft(MemberLeft {
+            member: 3,
+            reason: LeaveReason::TimedOut,
+        }));
+        round_trip(Message::RoleChanged(RoleChanged {
+            member: 3,
+            role: Role::Member,
+        }));
+        round_trip(Message::Kick(Kick {
+            member: 3,
+            reason: "spam",
+        }));
+        round_trip(Message::CloseRoom(CloseRoom { reason: "done" }));
+        round_trip(Message::Error(ErrorMsg {
+            code: ErrorCode::FORBIDDEN,
+            about: Kind::Join as u8,
+            reason: "token does not grant room gym",
+        }));
+        round_trip(Message::Ping(Ping { t0_us: 1 }));
+        round_trip(Message::Pong(Pong {
+            t0_us: 1,
+            t1_us: 2,
+            t2_us: 3,
+        }));
+        round_trip(Message::Ack(Ack {
+            kind: Kind::Audio as u8,
+            seq: 4000,
+        }));
+        round_trip(Message::NeedsKeyframe(NeedsKeyframe {
+            publisher: 5,
+            person: 0,
+        }));
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_reencodes() {
+        let members = [
+            MemberInfo {
+                member: 1,
+                role: Role::Owner,
+                user: "ana",
+            },
+            MemberInfo {
+                member: 9,
+                role: Role::Member,
+                user: "pi-4",
+            },
+        ];
+        let mut buf = [0u8; 256];
+        let h = Header::new(Kind::RoomSnapshot, 3, 0, 1, 0);
+        let n = encode_snapshot(&h, "gym", Role::Member, &members, &mut buf).unwrap();
+        let p = Packet::new_checked(&buf[..n]).unwrap();
+        let mut s = [0u8; 0];
+        let msg = p.message(&mut s).unwrap();
+        let Message::RoomSnapshot(snap) = msg else {
+            panic!("not a snapshot")
+        };
+        assert_eq!(snap.name, "gym");
+        assert_eq!(snap.members.len(), 2);
+        let got: [MemberInfo; 2] = {
+            let mut it = snap.members.iter();
+            [it.next().unwrap(), it.next().unwrap()]
+        };
+        assert_eq!(got, members);
+        // The parsed view re-encodes to the same bytes.
+        let mut again = [0u8; 256];
+        let m = encode_control(&h, &msg, &mut again).unwrap();
+        assert_eq!(&again[..m], &buf[..n]);
+    }
+
+    #[test]
+    fn bad_names_and_lengths_are_refused() {
+        let mut buf = [0u8; 4096];
+        for bad in ["", "has space", "ünïcode", &"x".repeat(65)] {
+            let h = Header::new(Kind::Join, 0, 1, 1, 0);
+            let n = encode_control(
+                &h,
+                &Message::Join(Join {
+                    room: bad,
+                    role: Role::Member,
+                }),
+                &mut buf,
+            )
+            .unwrap();
+            let p = Packet::new_checked(&buf[..n]).unwrap();
+            let mut s = [0u8; 0];
+            assert!(
+                matches!(p.message(&mut s), Err(Error::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+        let long = "t".repeat(MAX_TOKEN_LEN + 1);
+        let h = Header::new(Kind::Hello, 0, 0, 1, 0);
+        let n = encode_control(
+            &h,
+            &Message::Hello(Hello {
+                minor: 0,
+                token: &long,
+                resume: 0,
+                client: "c",
+            }),
+            &mut buf,
+        )
+        .unwrap();
+        let p = Packet::new_checked(&buf[..n]).unwrap();
+        let mut s = [0u8; 0];
+        assert!(matches!(p.message(&mut s), Err(Error::Malformed { .. })));
+    }
+
+    #[test]
+    fn audio_round_trips() {
+        let mut chunk = AudioChunk::silence(48_000, 1, 960);
+        for (i, s) in chunk.samples.iter_mut().enumerate() {
+            *s = (i as i16).wrapping_mul(331);
+        }
+        chunk.seq = 17;
+        chunk.capture_ts_us = 3_000_000;
+        let mut c = Compressor::new(usize::MAX);
+        let mut buf = [0u8; 2100];
+        let n = encode_audio(&chunk, 2, 5, &mut c, &mut buf).unwrap();
+        let p = Packet::new_checked(&buf[..n]).unwrap();
+        let mut s = [0u8; 0];
+        let Message::Audio(a) = p.message(&mut s).unwrap() else {
+            panic!()
+        };
+        let mut out = AudioChunk::default();
+        a.to_chunk(&p.header(), &mut out);
+        assert_eq!(out, chunk);
+    }
+
+    #[cfg(feature = "lz4")]
+    #[test]
+    fn silent_audio_compresses_and_round_trips() {
+        let mut chunk = AudioChunk::silence(48_000, 1, 960);
+        chunk.seq = 1;
+        let mut c = Compressor::new(512);
+        let mut buf = [0u8; 2100];
+        let n = encode_audio(&chunk, 2, 5, &mut c, &mut buf).unwrap();
+        assert!(n < 100, "silence should compress, got {n}");
+        let p = Packet::new_checked(&buf[..n]).unwrap();
+        assert!(p.header().flags.contains(Flags::LZ4));
+        let mut s = [0u8; 2048];
+        let Message::Audio(a) = p.message(&mut s).unwrap() else {
+            panic!()
+        };
+        let mut out = AudioChunk::default();
+        a.to_chunk(&p.header(), &mut out);
+        assert_eq!(out, chunk);
+    }
+
+    #[test]
+    fn bad_audio_shapes_are_refused() {
+        let mut c = Compressor::new(usize::MAX);
+        let mut buf = [0u8; 2100];
+        let chunk = AudioChunk::silence(48_000, 3, 960);
+        assert!(matches!(
+            encode_audio(&chunk, 1, 1, &mut c, &mut buf),
+            Err(Error::BadAudio { .. })
+        ));
+    }
+}

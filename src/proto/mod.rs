@@ -1,0 +1,50 @@
+//! The wire protocol, `no_std` and allocation-free: every byte that poselink puts on
+//! the wire or takes off it passes through here, on the edge board, in the hub and in
+//! every consumer. It is sans-IO — bytes and values in, bytes and values out, into
+//! buffers the caller owns — so it runs the same on a Pi, in the hub's event loop, in
+//! a test with a simulated clock, or on a microcontroller.
+//!
+//! - [`PoseFrame`] / [`Landmark`] and [`AudioChunk`]: the data, fixed-size.
+//! - [`Header`], [`Kind`], [`Flags`], [`Packet`]: the envelope (version, kind, flags,
+//!   room, sender, sequence, timestamp, payload, CRC-32), checked once on receipt.
+//! - [`Message`] and its payload types: every message of the protocol.
+//! - [`PoseEncoder`] / [`PoseDecoder`]: quantised keyframes and entropy-coded deltas.
+//! - [`Compressor`]: LZ4 above a size threshold, without allocating.
+//! - [`Error`]: which check failed, with a sentence a user can act on.
+//!
+//! `docs/PROTOCOL.md` describes the same bytes for implementers in other languages.
+
+mod audio;
+mod bits;
+mod compress;
+mod error;
+mod message;
+mod pose;
+mod pose_codec;
+mod wire;
+
+pub use audio::{AUDIO_CHUNK_CAPACITY, AudioChunk, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+pub use compress::{Compressor, DEFAULT_COMPRESS_THRESHOLD, MAX_COMPRESS_INPUT, decompress};
+pub use error::{Error, Field};
+pub use message::{
+    Ack, AudioCodec, AudioPayload, CloseRoom, ErrorCode, ErrorMsg, Hello, Join, Kick,
+    LeaveReason, Leave, MAX_NAME_LEN, MAX_REASON_LEN, MAX_TOKEN_LEN, MemberInfo, MemberJoined,
+    MemberLeft, Members, Message, NeedsKeyframe, Ping, Pong, PoseCoding, PosePayload,
+    RoleChanged, Role, RoomSnapshot, Welcome, encode_audio, encode_control, encode_snapshot,
+    validate_name,
+};
+pub use pose::{COORD_MAX, COORD_MIN, LANDMARK_COUNT, Landmark, PoseFrame, landmark};
+pub use pose_codec::{
+    COORD_MAX_ERROR, COORD_SCALE, CodecStats, EncoderConfig, KEYFRAME_BODY_LEN,
+    MAX_POSE_MESSAGE_LEN, PoseDecoder, PoseEncoder, PoseMode, RAW_BODY_LEN, SCORE_MAX_ERROR,
+    SCORE_SCALE,
+};
+pub use wire::{
+    CRC_LEN, FIXED_HEADER_LEN, Flags, Header, Kind, MAX_HEADER_LEN, MAX_MESSAGE_LEN,
+    MIN_MESSAGE_LEN, PROTOCOL_MAJOR, PROTOCOL_MINOR, Packet, VERSION_BYTE, crc32, put_varint,
+    seal, varint_len,
+};
+
+/// The largest payload after decompression that a receiver must be ready for;
+/// size the `scratch` buffer of [`Packet::message`] with it.
+pub const MAX_PLAIN_PAYLOAD: usize = MAX_COMPRESS_INPUT;

@@ -1,0 +1,780 @@
+//! The pose codec: turns [`PoseFrame`]s into pose messages and back, with a bounded
+//! quantisation error, periodic keyframes and entropy-coded deltas, in buffers the
+//! caller owns. One [`PoseEncoder`] per outgoing stream (room × person) and one
+//! [`PoseDecoder`] per incoming stream (sender × person).
+//!
+//! **Quantisation.** x, y, z are carried as `q = round(v · 2048) + 2048` in
+//! 0..=6144 (the range [-1, 2] in steps of 1/2048), so the error is at most
+//! 1/4096 ≈ 2.44e-4; visibility and presence as `round(v · 255)`, error at most 1/510.
+//!
+//! **Keyframes** carry the quantised values plainly (8 bytes a landmark) and reset
+//! both sides' model. **Deltas** name their reference frame (`ref_back` = seq
+//! distance, normally 1) and carry, for each of the 165 values, the residual against
+//! a prediction, Rice-coded. The prediction and the Rice parameter come from a
+//! model both sides update identically from the decoded values alone: for each
+//! value, either the previous value or a linear extrapolation of the previous two —
+//! whichever has had the smaller running error — and a Rice parameter from that
+//! running error. Still joints cost about the jitter's entropy, moving joints about
+//! their acceleration's.
+//!
+//! **Loss.** A decoder applies a delta only onto exactly the frame it names; if it
+//! does not hold that frame it returns [`Error::NeedsKeyframe`] — never a wrong
+//! pose — until the next keyframe (sent at least every `keyframe_interval_us`, or
+//! at once by an encoder told [`PoseEncoder::force_keyframe`], or by a hub that
+//! keeps the latest state). Losing a delta therefore never corrupts a later frame:
+//! later deltas are refused, not misapplied.
+//!
+//! **Raw mode** sends the 33 × 5 `f32`s unquantised (660 bytes) for consumers that
+//! want the estimator's exact output.
+
+use super::bits::{BitReader, BitWriter};
+use super::compress::{Compressor, DEFAULT_COMPRESS_THRESHOLD};
+use super::message::{PoseCoding, PosePayload};
+use super::pose::{LANDMARK_COUNT, PoseFrame};
+use super::wire::{Flags, Header, Kind, put_varint, seal};
+use super::Error;
+
+/// Values per frame: 33 landmarks × 5.
+const N: usize = LANDMARK_COUNT * 5;
+/// Quantisation steps per unit of x, y, z.
+pub const COORD_SCALE: f32 = 2048.0;
+/// The quantised value of 0.0 (so -1.0 maps to 0).
+const COORD_ZERO: i32 = 2048;
+/// The largest quantised x, y, z (2.0).
+const COORD_QMAX: i32 = 6144;
+/// Quantisation steps per unit of visibility and presence.
+pub const SCORE_SCALE: f32 = 255.0;
+const SCORE_QMAX: i32 = 255;
+/// Worst-case absolute error of a quantised x, y or z.
+pub const COORD_MAX_ERROR: f32 = 0.5 / COORD_SCALE + 1e-7;
+/// Worst-case absolute error of a quantised visibility or presence.
+pub const SCORE_MAX_ERROR: f32 = 0.5 / SCORE_SCALE + 1e-7;
+
+/// Bytes of a raw pose body: 33 × 5 × `f32`.
+pub const RAW_BODY_LEN: usize = N * 4;
+/// Bytes of a keyframe body: 33 × (3 × u16 + 2 × u8).
+pub const KEYFRAME_BODY_LEN: usize = LANDMARK_COUNT * 8;
+/// The largest pose message (a raw frame with a maximal header).
+pub const MAX_POSE_MESSAGE_LEN: usize = super::wire::MAX_HEADER_LEN + 5 + RAW_BODY_LEN + 4;
+/// The largest reference distance an encoder uses before sending a keyframe.
+const MAX_REF_BACK: u32 = 1 << 16;
+
+/// Running errors are kept ×4 (an exponential average over about four frames).
+const ERR_SHIFT: u32 = 2;
+/// Cap on one residual's contribution to the running error.
+const ERR_CAP: u32 = 4095;
+/// Starting running error after a keyframe (×4): about the jitter of a still joint.
+const ERR_INIT_COORD: u16 = 24;
+const ERR_INIT_SCORE: u16 = 2;
+
+/// Whether a value index is a coordinate (x, y, z) rather than a score.
+#[inline(always)]
+const fn is_coord(i: usize) -> bool {
+    i % 5 < 3
+}
+
+#[inline(always)]
+fn qmax(i: usize) -> i32 {
+    if is_coord(i) { COORD_QMAX } else { SCORE_QMAX }
+}
+
+/// How an encoder codes its frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PoseMode {
+    /// Quantised keyframes and entropy-coded deltas (the default: about 100 bytes
+    /// a frame on the wire).
+    Quantized,
+    /// Unquantised `f32` values in every frame (660 bytes of payload).
+    Raw,
+}
+
+/// Settings of a [`PoseEncoder`].
+///
+/// ```
+/// use poselink::proto::{EncoderConfig, PoseMode};
+/// let cfg = EncoderConfig { keyframe_interval_us: 500_000, ..EncoderConfig::default() };
+/// assert_eq!(cfg.mode, PoseMode::Quantized);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncoderConfig {
+    /// Quantised (default) or raw.
+    pub mode: PoseMode,
+    /// A keyframe is sent when this many microseconds of capture time have passed
+    /// since the last one (default 1 s).
+    pub keyframe_interval_us: u64,
+    /// Payloads of this size and more are tried for LZ4 compression (only raw
+    /// frames get that big).
+    pub compress_threshold: usize,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        EncoderConfig {
+            mode: PoseMode::Quantized,
+            keyframe_interval_us: 1_000_000,
+            compress_threshold: DEFAULT_COMPRESS_THRESHOLD,
+        }
+    }
+}
+
+/// Counters of one encoder or decoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodecStats {
+    /// Keyframes coded.
+    pub keyframes: u64,
+    /// Deltas coded.
+    pub deltas: u64,
+    /// Raw frames coded.
+    pub raw: u64,
+    /// Message bytes (envelope included).
+    pub bytes: u64,
+}
+
+/// The prediction model both ends keep per stream, updated from decoded values only.
+#[derive(Clone, Debug)]
+struct Model {
+    seq: u32,
+    q1: [u16; N],
+    q2: [u16; N],
+    err_delta: [u16; N],
+    err_linear: [u16; N],
+}
+
+impl Model {
+    const fn empty() -> Self {
+        Model {
+            seq: 0,
+            q1: [0; N],
+            q2: [0; N],
+            err_delta: [0; N],
+            err_linear: [0; N],
+        }
+    }
+
+    fn reset(&mut self, seq: u32, q: &[u16; N]) {
+        self.seq = seq;
+        self.q1 = *q;
+        self.q2 = *q;
+        for i in 0..N {
+            let init = if is_coord(i) {
+                ERR_INIT_COORD
+            } else {
+                ERR_INIT_SCORE
+            };
+            self.err_delta[i] = init;
+            self.err_linear[i] = init + 1;
+        }
+    }
+
+    /// The prediction and Rice parameter of every value of the next frame.
+    #[inline(always)]
+    fn prepare(&self, pred: &mut [i32; N], k: &mut [u8; N]) {
+        for i in 0..N {
+            let a = self.q1[i] as i32;
+            let b = self.q2[i] as i32;
+            let linear = self.err_linear[i] < self.err_delta[i];
+            let (p, e) = if linear {
+                ((2 * a - b).clamp(0, qmax(i)), self.err_linear[i])
+            } else {
+                (a, self.err_delta[i])
+            };
+            pred[i] = p;
+            // Rice parameter ≈ log2 of the mean absolute residual (e is 4× that).
+            k[i] = (32 - ((e as u32) >> (ERR_SHIFT + 1)).leading_zeros()).min(14) as u8;
+        }
+    }
+
+    /// Takes in the frame just coded.
+    #[inline(always)]
+    fn update(&mut self, seq: u32, q: &[u16; N]) {
+        for i in 0..N {
+            let v = q[i] as i32;
+            let a = self.q1[i] as i32;
+            let b = self.q2[i] as i32;
+            let lin = (2 * a - b).clamp(0, qmax(i));
+            let ed = ((v - a).unsigned_abs()).min(ERR_CAP);
+            let el = ((v - lin).unsigned_abs()).min(ERR_CAP);
+            let d = self.err_delta[i] as u32;
+            let l = self.err_linear[i] as u32;
+            self.err_delta[i] = (d - (d >> ERR_SHIFT) + ed) as u16;
+            self.err_linear[i] = (l - (l >> ERR_SHIFT) + el) as u16;
+        }
+        self.q2 = self.q1;
+        self.q1 = *q;
+        self.seq = seq;
+    }
+}
+
+#[inline(always)]
+fn zigzag(r: i32) -> u32 {
+    ((r << 1) ^ (r >> 31)) as u32
+}
+
+#[inline(always)]
+fn unzigzag(u: u32) -> i32 {
+    ((u >> 1) as i32) ^ -((u & 1) as i32)
+}
+
+/// Quantises a validated frame.
+fn quantize(frame: &PoseFrame, q: &mut [u16; N]) {
+    for (lm, out) in frame.landmarks.iter().zip(q.chunks_exact_mut(5)) {
+        // v·2048 is exact in f32 (a power of two); +2048 and +0.5 then truncation
+        // round to nearest. Values were validated to lie in [-1, 2].
+        out[0] = (lm.x * COORD_SCALE + (COORD_ZERO as f32 + 0.5)) as u16;
+        out[1] = (lm.y * COORD_SCALE + (COORD_ZERO as f32 + 0.5)) as u16;
+        out[2] = (lm.z * COORD_SCALE + (COORD_ZERO as f32 + 0.5)) as u16;
+        out[3] = (lm.visibility * SCORE_SCALE + 0.5) as u16;
+        out[4] = (lm.presence * SCORE_SCALE + 0.5) as u16;
+    }
+}
+
+fn dequantize(q: &[u16; N], frame: &mut PoseFrame) {
+    for (lm, v) in frame.landmarks.iter_mut().zip(q.chunks_exact(5)) {
+        lm.x = (v[0] as i32 - COORD_ZERO) as f32 / COORD_SCALE;
+        lm.y = (v[1] as i32 - COORD_ZERO) as f32 / COORD_SCALE;
+        lm.z = (v[2] as i32 - COORD_ZERO) as f32 / COORD_SCALE;
+        lm.visibility = v[3] as f32 / SCORE_SCALE;
+        lm.presence = v[4] as f32 / SCORE_SCALE;
+    }
+}
+
+/// Encodes one outgoing pose stream (one room × one person).
+///
+/// ```
+/// use poselink::proto::{PoseEncoder, EncoderConfig, PoseFrame};
+/// let mut enc = PoseEncoder::new(EncoderConfig::default());
+/// let mut frame = PoseFrame::zeroed();
+/// let mut buf = [0u8; poselink::proto::MAX_POSE_MESSAGE_LEN];
+/// for seq in 1..=3 {
+///     frame.seq = seq;
+///     frame.capture_ts_us = seq as u64 * 33_333;
+///     let n = enc.encode(&frame, 1, 2, &mut buf).unwrap();
+///     assert!(n > 0);
+/// }
+/// assert_eq!(enc.stats().keyframes, 1);
+/// assert_eq!(enc.stats().deltas, 2);
+/// ```
+#[derive(Debug)]
+pub struct PoseEncoder {
+    config: EncoderConfig,
+    model: Model,
+    have_model: bool,
+    last_key_ts: u64,
+    force_key: bool,
+    compressor: Compressor,
+    stats: CodecStats,
+}
+
+impl PoseEncoder {
+    /// An encoder with `config`; its first frame will be a keyframe.
+    pub fn new(config: EncoderConfig) -> Self {
+        PoseEncoder {
+            config,
+            model: Model::empty(),
+            have_model: false,
+            last_key_ts: 0,
+            force_key: false,
+            compressor: Compressor::new(config.compress_threshold),
+            stats: CodecStats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> CodecStats {
+        self.stats
+    }
+
+    /// Makes the next frame a keyframe (a receiver or the hub asked for one).
+    pub fn force_keyframe(&mut self) {
+        self.force_key = true;
+    }
+
+    /// Whether the next frame with this `seq` and capture time would be a keyframe.
+    pub fn next_is_keyframe(&self, seq: u32, ts_us: u64) -> bool {
+        self.config.mode == PoseMode::Quantized
+            && (!self.have_model
+                || self.force_key
+                || seq <= self.model.seq
+                || seq - self.model.seq > MAX_REF_BACK
+                || ts_us < self.last_key_ts
+                || ts_us - self.last_key_ts >= self.config.keyframe_interval_us)
+    }
+
+    /// Validates `frame` and encodes it as a complete message (header, payload,
+    /// CRC) for room handle `room` from member `sender` into `out`; returns its
+    /// length. The frame's `seq` should grow by at least one per call; a `seq` that
+    /// does not grow starts the stream again with a keyframe.
+    pub fn encode(
+        &mut self,
+        frame: &PoseFrame,
+        room: u16,
+        sender: u16,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        frame.validate()?;
+        let key = self.next_is_keyframe(frame.seq, frame.capture_ts_us);
+        let mut header = Header::new(Kind::Pose, room, sender, frame.seq, frame.capture_ts_us);
+        header.flags = match (self.config.mode, key) {
+            (PoseMode::Raw, _) => Flags::RAW,
+            (PoseMode::Quantized, true) => Flags::KEYFRAME,
+            (PoseMode::Quantized, false) => Flags::NONE,
+        };
+        let start = header.emit(out)?;
+        let body = &mut out[start..];
+        if body.len() < 5 {
+            return Err(Error::BufferTooSmall {
+                needed: start + 5 + 4,
+            });
+        }
+        let mut pos = put_varint(body, frame.person as u64);
+        let mut q = [0u16; N];
+        match (self.config.mode, key) {
+            (PoseMode::Raw, _) => {
+                let dst = body
+                    .get_mut(pos..pos + RAW_BODY_LEN)
+                    .ok_or(Error::BufferTooSmall {
+                        needed: start + pos + RAW_BODY_LEN + 4,
+                    })?;
+                for (d, lm) in dst.chunks_exact_mut(20).zip(frame.landmarks.iter()) {
+                    for (dd, v) in d.chunks_exact_mut(4).zip(lm.values()) {
+                        dd.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
+                pos += RAW_BODY_LEN;
+            }
+            (PoseMode::Quantized, true) => {
+                quantize(frame, &mut q);
+                let dst = body
+                    .get_mut(pos..pos + KEYFRAME_BODY_LEN)
+                    .ok_or(Error::BufferTooSmall {
+                        needed: start + pos + KEYFRAME_BODY_LEN + 4,
+                    })?;
+                for (d, v) in dst.chunks_exact_mut(8).zip(q.chunks_exact(5)) {
+                    d[0..2].copy_from_slice(&v[0].to_le_bytes());
+                    d[2..4].copy_from_slice(&v[1].to_le_bytes());
+                    d[4..6].copy_from_slice(&v[2].to_le_bytes());
+                    d[6] = v[3] as u8;
+                    d[7] = v[4] as u8;
+                }
+                pos += KEYFRAME_BODY_LEN;
+            }
+            (PoseMode::Quantized, false) => {
+                quantize(frame, &mut q);
+                pos += put_varint(&mut body[pos..], (frame.seq - self.model.seq) as u64);
+                let mut pred = [0i32; N];
+                let mut k = [0u8; N];
+                self.model.prepare(&mut pred, &mut k);
+                let mut w = BitWriter::new(&mut body[pos..]);
+                for i in 0..N {
+                    w.put_rice(zigzag(q[i] as i32 - pred[i]), k[i] as u32)
+                        .map_err(|_| Error::BufferTooSmall {
+                            needed: MAX_POSE_MESSAGE_LEN,
+                        })?;
+                }
+                pos += w.finish().map_err(|_| Error::BufferTooSmall {
+                    needed: MAX_POSE_MESSAGE_LEN,
+                })?;
+            }
+        }
+        let payload_len = self.compressor.finish_payload(out, start, pos);
+        let len = seal(out, start + payload_len)?;
+        // Only now, with the message complete, does the model move on.
+        match (self.config.mode, key) {
+            (PoseMode::Raw, _) => self.stats.raw += 1,
+            (PoseMode::Quantized, true) => {
+                self.model.reset(frame.seq, &q);
+                self.have_model = true;
+                self.last_key_ts = frame.capture_ts_us;
+                self.force_key = false;
+                self.stats.keyframes += 1;
+            }
+            (PoseMode::Quantized, false) => {
+                self.model.update(frame.seq, &q);
+                self.stats.deltas += 1;
+            }
+        }
+        self.stats.bytes += len as u64;
+        Ok(len)
+    }
+}
+
+/// Decodes one incoming pose stream (one sender × one person).
+///
+/// ```
+/// use poselink::proto::{PoseDecoder, PoseEncoder, EncoderConfig, PoseFrame, Packet, Message, Error};
+/// let mut enc = PoseEncoder::new(EncoderConfig::default());
+/// let mut dec = PoseDecoder::new();
+/// let mut frame = PoseFrame::zeroed();
+/// let mut buf = [0u8; 1024];
+/// let mut scratch = [0u8; 1024];
+/// for seq in 1..=3u32 {
+///     frame.seq = seq;
+///     let n = enc.encode(&frame, 1, 2, &mut buf).unwrap();
+///     if seq == 2 { continue; } // lost on the way
+///     let p = Packet::new_checked(&buf[..n]).unwrap();
+///     let Message::Pose(pose) = p.message(&mut scratch).unwrap() else { unreachable!() };
+///     let r = dec.decode(&p.header(), &pose);
+///     if seq == 3 { assert_eq!(r.unwrap_err(), Error::NeedsKeyframe); } else { assert!(r.is_ok()); }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct PoseDecoder {
+    model: Model,
+    have_model: bool,
+    frame: PoseFrame,
+    stats: CodecStats,
+}
+
+impl Default for PoseDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PoseDecoder {
+    /// A decoder that waits for a keyframe (raw frames decode at once).
+    pub const fn new() -> Self {
+        PoseDecoder {
+            model: Model::empty(),
+            have_model: false,
+            frame: PoseFrame::zeroed(),
+            stats: CodecStats {
+                keyframes: 0,
+                deltas: 0,
+                raw: 0,
+                bytes: 0,
+            },
+        }
+    }
+
+    /// Counters since creation (`bytes` counts payload bytes here).
+    pub fn stats(&self) -> CodecStats {
+        self.stats
+    }
+
+    /// Whether a delta can be decoded now (a keyframe has been seen since the last
+    /// gap).
+    pub fn is_synced(&self) -> bool {
+        self.have_model
+    }
+
+    /// The sequence number of the last quantised frame decoded.
+    pub fn last_seq(&self) -> Option<u32> {
+        self.have_model.then_some(self.model.seq)
+    }
+
+    /// Forgets the stream; the next delta needs a keyframe first.
+    pub fn reset(&mut self) {
+        self.have_model = false;
+    }
+
+    /// Decodes the pose payload of the message whose header is `header`. On success
+    /// the frame is returned (and kept until the next call). A delta whose
+    /// reference this decoder does not hold gives [`Error::NeedsKeyframe`]; any
+    /// malformed body gives an error and leaves the decoder as it was.
+    pub fn decode(
+        &mut self,
+        header: &Header,
+        payload: &PosePayload<'_>,
+    ) -> Result<&PoseFrame, Error> {
+        let mut q = [0u16; N];
+        match payload.coding {
+            PoseCoding::Raw => {
+                let mut f = PoseFrame::zeroed();
+                for (lm, b) in f
+                    .landmarks
+                    .iter_mut()
+                    .zip(payload.body.chunks_exact(20))
+                {
+                    let v = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+                    lm.x = v(0);
+                    lm.y = v(4);
+                    lm.z = v(8);
+                    lm.visibility = v(12);
+                    lm.presence = v(16);
+                }
+                f.validate()?;
+                self.frame.landmarks = f.landmarks;
+                self.stats.raw += 1;
+            }
+            PoseCoding::Keyframe => {
+                for (v, b) in q.chunks_exact_mut(5).zip(payload.body.chunks_exact(8)) {
+                    v[0] = u16::from_le_bytes([b[0], b[1]]);
+                    v[1] = u16::from_le_bytes([b[2], b[3]]);
+                    v[2] = u16::from_le_bytes([b[4], b[5]]);
+                    v[3] = b[6] as u16;
+                    v[4] = b[7] as u16;
+                }
+                if q.iter().enumerate().any(|(i, &v)| v as i32 > qmax(i)) {
+                    return Err(Error::Malformed {
+                        what: "the pose keyframe (a coordinate above 6144)",
+                    });
+                }
+                self.model.reset(header.seq, &q);
+                self.have_model = true;
+                dequantize(&q, &mut self.frame);
+                self.stats.keyframes += 1;
+            }
+            PoseCoding::Delta { ref_back } => {
+                if !self.have_model || header.seq.wrapping_sub(ref_back) != self.model.seq {
+                    self.have_model = false;
+                    return Err(Error::NeedsKeyframe);
+                }
+                let mut pred = [0i32; N];
+                let mut k = [0u8; N];
+                self.model.prepare(&mut pred, &mut k);
+                let mut r = BitReader::new(payload.body);
+                for i in 0..N {
+                    let v = pred[i] + unzigzag(r.get_rice(k[i] as u32)?);
+                    if !(0..=qmax(i)).contains(&v) {
+                        return Err(Error::Malformed {
+                            what: "the pose delta (a value outside its range)",
+                        });
+                    }
+                    q[i] = v as u16;
+                }
+                r.finish()?;
+                self.model.update(header.seq, &q);
+                dequantize(&q, &mut self.frame);
+                self.stats.deltas += 1;
+            }
+        }
+        self.frame.seq = header.seq;
+        self.frame.capture_ts_us = header.ts_us;
+        self.frame.person = payload.person;
+        self.stats.bytes += payload.body.len() as u64;
+        Ok(&self.frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Message, Packet, landmark};
+    use super::*;
+
+    fn frame_at(seq: u32, t: f32) -> PoseFrame {
+        let mut f = PoseFrame::zeroed();
+        f.seq = seq;
+        f.capture_ts_us = seq as u64 * 33_333;
+        for (i, lm) in f.landmarks.iter_mut().enumerate() {
+            let phase = i as f32 * 0.37;
+            lm.x = 0.5 + 0.2 * libm_sin(t * 6.283 + phase);
+            lm.y = 0.5 + 0.3 * libm_sin(t * 3.1 + phase * 2.0);
+            lm.z = -0.1 + 0.05 * libm_sin(t + phase);
+            lm.visibility = 0.9 + 0.09 * libm_sin(t * 0.5 + phase);
+            lm.presence = 0.99;
+        }
+        f
+    }
+
+    // A small sine without std, good enough for test motion.
+    fn libm_sin(x: f32) -> f32 {
+        let mut x = x % 6.283_185;
+        if x > 3.141_592 {
+            x -= 6.283_185;
+        } else if x < -3.141_592 {
+            x += 6.283_185;
+        }
+        let x2 = x * x;
+        x * (1.0 - x2 / 6.0 * (1.0 - x2 / 20.0 * (1.0 - x2 / 42.0 * (1.0 - x2 / 72.0))))
+    }
+
+    fn decode_one(dec: &mut PoseDecoder, bytes: &[u8]) -> Result<PoseFrame, Error> {
+        let p = Packet::new_checked(bytes)?;
+        let mut scratch = [0u8; 2048];
+        let Message::Pose(pose) = p.message(&mut scratch)? else {
+            panic!("not a pose")
+        };
+        dec.decode(&p.header(), &pose).copied()
+    }
+
+    fn assert_close(a: &PoseFrame, b: &PoseFrame) {
+        for (x, y) in a.landmarks.iter().zip(b.landmarks.iter()) {
+            for (u, v) in x.values().iter().zip(y.values()).take(3) {
+                assert!((u - v).abs() <= COORD_MAX_ERROR, "{u} vs {v}");
+            }
+            for (u, v) in x.values().iter().zip(y.values()).skip(3) {
+                assert!((u - v).abs() <= SCORE_MAX_ERROR, "{u} vs {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantisation_error_is_bounded_at_the_edges() {
+        let mut f = PoseFrame::zeroed();
+        let probes = [-1.0f32, -0.999_9, 2.0, 1.999_9, 0.0, 0.000_244, 0.000_245, 1.0 / 3.0];
+        for (i, lm) in f.landmarks.iter_mut().enumerate() {
+            let v = probes[i % probes.len()];
+            lm.x = v;
+            lm.y = v;
+            lm.z = v;
+            lm.visibility = (i as f32 / 32.0).min(1.0);
+            lm.presence = 1.0 - (i as f32 / 32.0).min(1.0);
+        }
+        let mut q = [0u16; N];
+        quantize(&f, &mut q);
+        let mut g = PoseFrame::zeroed();
+        dequantize(&q, &mut g);
+        assert_close(&f, &g);
+        assert!(COORD_MAX_ERROR <= 2.5e-4);
+        assert!(SCORE_MAX_ERROR <= 1.0 / 255.0);
+    }
+
+    #[test]
+    fn keyframes_deltas_and_raw_round_trip() {
+        for mode in [PoseMode::Quantized, PoseMode::Raw] {
+            let mut enc = PoseEncoder::new(EncoderConfig {
+                mode,
+                ..EncoderConfig::default()
+            });
+            let mut dec = PoseDecoder::new();
+            let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
+            for seq in 1..200u32 {
+                let f = frame_at(seq, seq as f32 / 30.0);
+                let n = enc.encode(&f, 3, 4, &mut buf).unwrap();
+                let g = decode_one(&mut dec, &buf[..n]).unwrap();
+                if mode == PoseMode::Raw {
+                    assert_eq!(g.landmarks, f.landmarks);
+                } else {
+                    assert_close(&f, &g);
+                }
+                assert_eq!((g.seq, g.capture_ts_us), (f.seq, f.capture_ts_us));
+            }
+            if mode == PoseMode::Quantized {
+                // 200 frames at 30 fps = 6.6 s: a keyframe each second.
+                assert_eq!(enc.stats().keyframes, 7);
+            }
+        }
+    }
+
+    #[test]
+    fn lost_delta_gives_needs_keyframe_never_a_wrong_pose() {
+        let mut enc = PoseEncoder::new(EncoderConfig::default());
+        let mut dec = PoseDecoder::new();
+        let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
+        let mut refused = 0;
+        for seq in 1..100u32 {
+            let f = frame_at(seq, seq as f32 / 30.0);
+            let n = enc.encode(&f, 1, 1, &mut buf).unwrap();
+            if seq == 10 {
+                continue; // the delta is lost
+            }
+            match decode_one(&mut dec, &buf[..n]) {
+                Ok(g) => assert_close(&f, &g),
+                Err(Error::NeedsKeyframe) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Frames 11..=31 are refused; frame 32 is the first whose capture time is a
+        // full second after the first keyframe's (32 × 33 333 µs ≥ 33 333 + 10⁶).
+        assert_eq!(refused, 21);
+    }
+
+    #[test]
+    fn lost_keyframe_needs_keyframe_until_next() {
+        let mut enc = PoseEncoder::new(EncoderConfig::default());
+        let mut dec = PoseDecoder::new();
+        let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
+        let mut ok = 0;
+        for seq in 1..40u32 {
+            let f = frame_at(seq, seq as f32 / 30.0);
+            let n = enc.encode(&f, 1, 1, &mut buf).unwrap();
+            if seq == 1 {
+                continue; // the first keyframe is lost
+            }
+            match decode_one(&mut dec, &buf[..n]) {
+                Ok(g) => {
+                    assert!(seq >= 32);
+                    assert_close(&f, &g);
+                    ok += 1;
+                }
+                Err(e) => assert_eq!(e, Error::NeedsKeyframe),
+            }
+        }
+        assert_eq!(ok, 8);
+    }
+
+    #[test]
+    fn forced_keyframe_and_seq_restart() {
+        let mut enc = PoseEncoder::new(EncoderConfig::default());
+        let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
+        enc.encode(&frame_at(1, 0.0), 1, 1, &mut buf).unwrap();
+        enc.encode(&frame_at(2, 0.03), 1, 1, &mut buf).unwrap();
+        enc.force_keyframe();
+        enc.encode(&frame_at(3, 0.06), 1, 1, &mut buf).unwrap();
+        assert_eq!(enc.stats().keyframes, 2);
+        // The capture app restarted its counter: a keyframe, not a bogus delta.
+        enc.encode(&frame_at(1, 0.09), 1, 1, &mut buf).unwrap();
+        assert_eq!(enc.stats().keyframes, 3);
+    }
+
+    #[test]
+    fn skipped_frames_use_ref_back() {
+        // The edge engine thins frames: seq jumps by 2 and deltas still decode.
+        let mut enc = PoseEncoder::new(EncoderConfig::default());
+        let mut dec = PoseDecoder::new();
+        let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
+        for seq in (1..60u32).step_by(2) {
+            let f = frame_at(seq, seq as f32 / 30.0);
+            let n = enc.encode(&f, 1, 1, &mut buf).unwrap();
+            assert_close(&f, &decode_one(&mut dec, &buf[..n]).unwrap());
+        }
+        assert!(enc.stats().deltas > 20);
+    }
+
+    #[test]
+    fn invalid_frames_are_refused_before_encoding() {
+        let mut enc = PoseEncoder::new(EncoderConfig::default());
+        let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
+        let mut f = frame_at(1, 0.0);
+        f.landmarks[landmark::LEFT_WRIST].x = f32::NAN;
+        assert!(matches!(
+            enc.encode(&f, 1, 1, &mut buf),
+            Err(Error::NotFinite { landmark: 15, .. })
+        ));
+        assert_eq!(enc.stats(), CodecStats::default());
+    }
+
+    #[test]
+    fn small_buffer_is_an_error_and_leaves_the_model() {
+        let mut enc = PoseEncoder::new(EncoderConfig::default());
+        let mut small = [0u8; 40];
+        assert!(matches!(
+            enc.encode(&frame_at(1, 0.0), 1, 1, &mut small),
+            Err(Error::BufferTooSmall { .. })
+        ));
+        assert!(enc.next_is_keyframe(1, 0));
+    }
+
+    #[test]
+    fn keyframe_fixture() {
+        // Every landmark at (0.5, 0.25, 0), visibility 1, presence 0.5:
+        // x = 1024 + 2048 = 3072 = 0x0c00, y = 512 + 2048 = 0x0a00, z = 0x0800,
+        // vis = 255, presence = round(127.5) = 128.
+        let mut f = PoseFrame::zeroed();
+        f.seq = 1;
+        f.capture_ts_us = 1000;
+        for lm in f.landmarks.iter_mut() {
+            lm.x = 0.5;
+            lm.y = 0.25;
+            lm.visibility = 1.0;
+            lm.presence = 0.5;
+        }
+        let mut enc = PoseEncoder::new(EncoderConfig::default());
+        let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
+        let n = enc.encode(&f, 1, 2, &mut buf).unwrap();
+        // header: 10 10 02 | 01 00 | 02 00 | seq 01 | ts e8 07 ; person 00
+        assert_eq!(
+            &buf[..11],
+            &[0x10, 0x10, 0x02, 0x01, 0x00, 0x02, 0x00, 0x01, 0xe8, 0x07, 0x00]
+        );
+        assert_eq!(&buf[11..19], &[0x00, 0x0c, 0x00, 0x0a, 0x00, 0x08, 0xff, 0x80]);
+        assert_eq!(n, 11 + 264 + 4);
+    }
+}

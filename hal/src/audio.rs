@@ -322,7 +322,10 @@ mod tests {
         // RMS of a sine is peak / sqrt(2); -12 dBFS peak is about -15 dBFS RMS.
         let rms = (all.iter().map(|s| s * s).sum::<f64>() / all.len() as f64).sqrt();
         let rms_dbfs = 20.0 * (rms / 32767.0).log10();
-        assert!((rms_dbfs - (-12.0 - 3.0103)).abs() < 0.05, "rms {rms_dbfs} dBFS");
+        assert!(
+            (rms_dbfs - (-12.0 - 3.0103)).abs() < 0.05,
+            "rms {rms_dbfs} dBFS"
+        );
     }
 
     #[test]
@@ -335,7 +338,10 @@ mod tests {
         let amp = 32767.0 * 10f64.powf(-12.0 / 20.0);
         for (n, &s) in all.iter().enumerate() {
             let ideal = amp * (TAU * 440.0 * n as f64 / 48_000.0).sin();
-            assert!((f64::from(s) - ideal).abs() <= 1.0, "sample {n}: {s} vs {ideal}");
+            assert!(
+                (f64::from(s) - ideal).abs() <= 1.0,
+                "sample {n}: {s} vs {ideal}"
+            );
         }
         // And the step across each boundary is no larger than the largest step
         // inside a block (the sine's maximum slope).
@@ -351,7 +357,10 @@ mod tests {
         let got = blocks(&mut tone, 50); // one second
         let all: Vec<i16> = got.iter().flat_map(|b| b.samples().to_vec()).collect();
         let rising = all.windows(2).filter(|w| w[0] < 0 && w[1] >= 0).count();
-        assert!((439..=441).contains(&rising), "{rising} rising zero crossings");
+        assert!(
+            (439..=441).contains(&rising),
+            "{rising} rising zero crossings"
+        );
     }
 
     #[test]

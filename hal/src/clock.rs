@@ -103,8 +103,7 @@ impl Clock for MonotonicClock {
         }
         let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
         let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-        secs.saturating_mul(1_000_000)
-            .saturating_add(nanos / 1_000)
+        secs.saturating_mul(1_000_000).saturating_add(nanos / 1_000)
     }
 }
 
@@ -218,9 +217,12 @@ mod tests {
 
     #[test]
     fn blanket_impls_forward() {
+        fn reading<C: Clock>(clock: C) -> u64 {
+            clock.now_us()
+        }
         let mut clock = MockClock::new(7);
-        assert_eq!((&clock).now_us(), 7);
-        assert_eq!((&mut clock).now_us(), 7);
+        assert_eq!(reading(&clock), 7);
+        assert_eq!(reading(&mut clock), 7);
         let boxed: Box<dyn Clock> = Box::new(clock.clone());
         assert_eq!(boxed.now_us(), 7);
         assert_eq!(Arc::new(clock).now_us(), 7);

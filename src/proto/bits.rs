@@ -1,9 +1,11 @@
-//! MSB-first bit writing and reading over caller-owned byte slices, with the Rice
-//! code the pose deltas use. Hand-written rather than taken from a bit-I/O crate
-//! because the pose codec needs exactly this much (a 64-bit accumulator, Rice codes
-//! with an escape, strict checking of the trailing padding) in `no_std` with no
-//! allocation, and it sits on the hot path: one call per landmark value, about 165
-//! per frame, measured by `benches/codec.rs`.
+//! MSB-first bit writing and reading with the Rice code the pose deltas use, over
+//! fixed-size, zero-padded work buffers. Hand-written rather than taken from a
+//! bit-I/O crate because this sits on the hot path — one Rice code per landmark
+//! value, 165 per frame — and the budget is a few nanoseconds per value
+//! (`benches/codec.rs`): the writer and the reader here are branch-light (one
+//! unaligned 8-byte load or store per code, no per-byte loop, no bounds checks that
+//! can fail), which general bit-I/O crates are not, and the stream needs exactly
+//! this much in `no_std` without allocation.
 
 use super::Error;
 
@@ -12,168 +14,157 @@ use super::Error;
 pub(crate) const ESCAPE_QUOTIENT: u32 = 20;
 /// Raw bits of an escaped value (every zigzagged residual fits: |r| ≤ 6144).
 pub(crate) const ESCAPE_BITS: u32 = 15;
+/// The longest code: an escape.
+const MAX_CODE_BITS: u32 = ESCAPE_QUOTIENT + ESCAPE_BITS;
 
+/// Size of a work buffer: room for the longest stream (a pose delta whose 165
+/// fields are 15 bits wide and all escaped: 310 + 722 bytes), rounded up to a power
+/// of two, plus the 8 bytes a load or store may reach past the last index.
+pub(crate) const WORK_LEN: usize = 2048 + 8;
+/// Index mask of a work buffer; every index is masked, so none can be out of
+/// bounds (streams never come near the wrap).
+const WORK_MASK: usize = 2048 - 1;
+
+/// Writes Rice codes into a zero-initialised work buffer.
 pub(crate) struct BitWriter<'a> {
-    out: &'a mut [u8],
+    buf: &'a mut [u8; WORK_LEN],
+    /// Bytes completely written.
     pos: usize,
+    /// Pending bits, left-aligned; `n` of them valid (fewer than 8 between codes).
     acc: u64,
     n: u32,
 }
 
 impl<'a> BitWriter<'a> {
-    pub(crate) fn new(out: &'a mut [u8]) -> Self {
+    pub(crate) fn new(buf: &'a mut [u8; WORK_LEN]) -> Self {
         BitWriter {
-            out,
+            buf,
             pos: 0,
             acc: 0,
             n: 0,
         }
     }
 
-    /// Appends the low `bits` bits of `value` (bits ≤ 32).
+    /// Appends the low `len` bits of `code` (0 ≤ len ≤ 56; `code` has no higher
+    /// bits, and is 0 when `len` is 0).
     #[inline(always)]
-    fn put(&mut self, value: u64, bits: u32) -> Result<(), Error> {
-        debug_assert!(bits <= 32);
-        self.acc = (self.acc << bits) | value;
-        self.n += bits;
-        if self.n >= 32 {
-            self.n -= 32;
-            let word = (self.acc >> self.n) as u32;
-            let Some(dst) = self.out.get_mut(self.pos..self.pos + 4) else {
-                return Err(Error::BufferTooSmall {
-                    needed: self.pos + 4,
-                });
-            };
-            dst.copy_from_slice(&word.to_be_bytes());
-            self.pos += 4;
-        }
-        Ok(())
+    pub(crate) fn put(&mut self, code: u64, len: u32) {
+        // n < 8 and len ≤ 56, so the code fits in the accumulator; the split
+        // shift keeps each shift below 64 even when n and len are both 0.
+        self.acc |= (code << (63 - self.n - len)) << 1;
+        self.n += len;
+        let at = self.pos & WORK_MASK;
+        self.buf[at..at + 8].copy_from_slice(&self.acc.to_be_bytes());
+        let whole = self.n >> 3;
+        self.pos += whole as usize;
+        // `whole` ≤ 7 here, so the shift stays below 64.
+        self.acc <<= whole * 8;
+        self.n &= 7;
     }
 
-    /// Appends `u` as a Rice code with parameter `k` (≤ 14).
+    /// Appends `u` as a Rice code with parameter `k` (≤ 14); `u` must fit in
+    /// [`ESCAPE_BITS`] bits.
     #[inline(always)]
-    pub(crate) fn put_rice(&mut self, u: u32, k: u32) -> Result<(), Error> {
-        let q = u >> k;
-        if q < ESCAPE_QUOTIENT {
-            // q ones, a zero, then the k low bits: at most 20 + 1 + 14 = 35 bits,
-            // so it goes in two pieces when long.
-            let unary = ((1u64 << q) - 1) << 1;
-            if q + 1 + k <= 32 {
-                let low = (u as u64) & ((1u64 << k) - 1);
-                self.put((unary << k) | low, q + 1 + k)
-            } else {
-                self.put(unary, q + 1)?;
-                self.put((u as u64) & ((1u64 << k) - 1), k)
-            }
-        } else {
-            self.put((1u64 << ESCAPE_QUOTIENT) - 1, ESCAPE_QUOTIENT)?;
-            self.put(u as u64, ESCAPE_BITS)
-        }
+    pub(crate) fn put_rice(&mut self, u: u32, k: u32) {
+        let (code, len) = rice_code(u, k);
+        self.put(code, len);
     }
 
-    /// Pads with zero bits to a byte boundary and returns the bytes written.
-    pub(crate) fn finish(mut self) -> Result<usize, Error> {
-        while self.n > 0 {
-            let take = self.n.min(8);
-            self.n -= take;
-            let byte = ((self.acc >> self.n) << (8 - take)) as u8;
-            let Some(dst) = self.out.get_mut(self.pos) else {
-                return Err(Error::BufferTooSmall {
-                    needed: self.pos + 1,
-                });
-            };
-            *dst = byte;
-            self.pos += 1;
-        }
-        Ok(self.pos)
+    /// Pads with zero bits to a byte boundary; returns the stream's length in bytes.
+    pub(crate) fn finish(self) -> usize {
+        self.pos + (self.n > 0) as usize
     }
 }
 
+/// The Rice code of `u` with parameter `k` (≤ 14) and its length in bits: the
+/// quotient in unary (ones, then a zero), then the `k` low bits; a quotient of
+/// [`ESCAPE_QUOTIENT`] or more is sent as that many ones and `u` in
+/// [`ESCAPE_BITS`] raw bits.
+#[inline(always)]
+fn rice_code(u: u32, k: u32) -> (u64, u32) {
+    let q = u >> k;
+    if q < ESCAPE_QUOTIENT {
+        let unary = ((1u64 << q) - 1) << 1;
+        ((unary << k) | (u as u64 & ((1u64 << k) - 1)), q + 1 + k)
+    } else {
+        (
+            (((1u64 << ESCAPE_QUOTIENT) - 1) << ESCAPE_BITS) | (u as u64 & ((1u64 << ESCAPE_BITS) - 1)),
+            MAX_CODE_BITS,
+        )
+    }
+}
+
+/// Reads Rice codes from a stream copied into a zero-padded work buffer.
 pub(crate) struct BitReader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    /// Unread bits, left-aligned.
-    acc: u64,
-    n: u32,
+    buf: &'a [u8; WORK_LEN],
+    /// The stream's length in bytes.
+    len: usize,
+    /// Bits consumed.
+    bit: usize,
 }
-
-const TRUNCATED: Error = Error::Malformed {
-    what: "the pose delta bit stream (ends early)",
-};
 
 impl<'a> BitReader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+    /// `buf` holds the stream in its first `len` bytes and zeros after them;
+    /// reading starts at byte `start`.
+    pub(crate) fn new(buf: &'a [u8; WORK_LEN], start: usize, len: usize) -> Self {
         BitReader {
-            bytes,
-            pos: 0,
-            acc: 0,
-            n: 0,
+            buf,
+            len,
+            bit: start * 8,
         }
+    }
+
+    /// The 64 bits of `buf` from bit `bit` on, with at least 57 of them valid.
+    #[inline(always)]
+    fn window_at(buf: &[u8; WORK_LEN], bit: usize) -> u64 {
+        let at = (bit >> 3) & WORK_MASK;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&buf[at..at + 8]);
+        u64::from_be_bytes(w) << (bit & 7)
+    }
+
+    /// The `width`-bit field (1 ≤ width ≤ 32) at bit `bit` of `buf`: random access,
+    /// so that fields whose positions are known decode independently of each other.
+    #[inline(always)]
+    pub(crate) fn field(buf: &[u8; WORK_LEN], bit: usize, width: u32) -> u32 {
+        (Self::window_at(buf, bit) >> (64 - width)) as u32
     }
 
     #[inline(always)]
-    fn refill(&mut self) {
-        if self.n <= 32 && self.pos + 4 <= self.bytes.len() {
-            let w = u32::from_be_bytes([
-                self.bytes[self.pos],
-                self.bytes[self.pos + 1],
-                self.bytes[self.pos + 2],
-                self.bytes[self.pos + 3],
-            ]);
-            self.acc |= (w as u64) << (32 - self.n);
-            self.n += 32;
-            self.pos += 4;
-        }
-        while self.n <= 56 && self.pos < self.bytes.len() {
-            self.acc |= (self.bytes[self.pos] as u64) << (56 - self.n);
-            self.n += 8;
-            self.pos += 1;
-        }
+    fn window(&self) -> u64 {
+        Self::window_at(self.buf, self.bit)
     }
 
+    /// Reads a Rice code with parameter `k` (≤ 14). Reading past the end
+    /// yields zeros; [`finish`](Self::finish) reports it.
     #[inline(always)]
-    fn take(&mut self, bits: u32) -> Result<u32, Error> {
-        if bits == 0 {
-            return Ok(0);
+    pub(crate) fn get_rice(&mut self, k: u32) -> u32 {
+        let w = self.window();
+        let ones = (!w).leading_zeros();
+        if ones < ESCAPE_QUOTIENT {
+            let low = ((w << (ones + 1)) >> 32 >> (32 - k)) as u32;
+            self.bit += (ones + 1 + k) as usize;
+            (ones << k) | low
+        } else {
+            let v = ((w << ESCAPE_QUOTIENT) >> (64 - ESCAPE_BITS)) as u32;
+            self.bit += MAX_CODE_BITS as usize;
+            v
         }
-        if self.n < bits {
-            self.refill();
-            if self.n < bits {
-                return Err(TRUNCATED);
-            }
-        }
-        let v = (self.acc >> (64 - bits)) as u32;
-        self.acc <<= bits;
-        self.n -= bits;
-        Ok(v)
     }
 
-    /// Reads a Rice code with parameter `k`.
-    #[inline(always)]
-    pub(crate) fn get_rice(&mut self, k: u32) -> Result<u32, Error> {
-        if self.n < ESCAPE_QUOTIENT + 1 + 14 {
-            self.refill();
-        }
-        let ones = (!self.acc).leading_zeros().min(self.n);
-        if ones >= ESCAPE_QUOTIENT {
-            self.acc <<= ESCAPE_QUOTIENT;
-            self.n -= ESCAPE_QUOTIENT;
-            return self.take(ESCAPE_BITS);
-        }
-        if ones == self.n {
-            return Err(TRUNCATED);
-        }
-        // Skip the ones and the terminating zero.
-        self.acc <<= ones + 1;
-        self.n -= ones + 1;
-        let low = self.take(k)?;
-        Ok((ones << k) | low)
-    }
-
-    /// Checks that only zero padding (less than a byte) is left.
+    /// Checks that the codes ended inside the stream and that only zero padding
+    /// (less than a byte) follows them.
     pub(crate) fn finish(self) -> Result<(), Error> {
-        let unread = self.bytes.len() - self.pos;
-        if unread != 0 || self.n >= 8 || self.acc != 0 {
+        if self.bit > self.len * 8 {
+            return Err(Error::Malformed {
+                what: "the pose delta bit stream (ends early)",
+            });
+        }
+        let used = self.bit.div_ceil(8);
+        let pad_bits = (used * 8 - self.bit) as u32;
+        let last = if used > 0 { self.buf[used - 1] } else { 0 };
+        let pad_is_zero = pad_bits == 0 || last & ((1u8 << pad_bits) - 1) == 0;
+        if used != self.len || !pad_is_zero {
             return Err(Error::Malformed {
                 what: "the pose delta bit stream (bytes or bits after the last value)",
             });
@@ -186,10 +177,20 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
+    fn write(codes: &[(u32, u32)]) -> ([u8; WORK_LEN], usize) {
+        let mut buf = [0u8; WORK_LEN];
+        let mut w = BitWriter::new(&mut buf);
+        for &(u, k) in codes {
+            w.put_rice(u, k);
+        }
+        let n = w.finish();
+        (buf, n)
+    }
+
     #[test]
     fn rice_round_trips_every_size() {
-        let mut buf = [0u8; 4096];
-        let cases: [(u32, u32); 12] = [
+        let mut cases = [(0u32, 0u32); 48];
+        let base: [(u32, u32); 12] = [
             (0, 0),
             (1, 0),
             (19, 0),
@@ -203,18 +204,13 @@ mod tests {
             (300, 1),
             (0, 9),
         ];
-        let mut w = BitWriter::new(&mut buf);
-        for _ in 0..3 {
-            for &(u, k) in &cases {
-                w.put_rice(u, k).unwrap();
-            }
+        for (i, c) in cases.iter_mut().enumerate() {
+            *c = base[i % base.len()];
         }
-        let n = w.finish().unwrap();
-        let mut r = BitReader::new(&buf[..n]);
-        for _ in 0..3 {
-            for &(u, k) in &cases {
-                assert_eq!(r.get_rice(k).unwrap(), u, "u={u} k={k}");
-            }
+        let (buf, n) = write(&cases);
+        let mut r = BitReader::new(&buf, 0, n);
+        for &(u, k) in &cases {
+            assert_eq!(r.get_rice(k), u, "u={u} k={k}");
         }
         r.finish().unwrap();
     }
@@ -222,29 +218,68 @@ mod tests {
     #[test]
     fn fixture_bits() {
         // 5 with k=1: quotient 2 -> "110", low bit "1"; then 0 with k=0: "0".
-        let mut buf = [0u8; 4];
-        let mut w = BitWriter::new(&mut buf);
-        w.put_rice(5, 1).unwrap();
-        w.put_rice(0, 0).unwrap();
-        let n = w.finish().unwrap();
+        let (buf, n) = write(&[(5, 1), (0, 0)]);
         assert_eq!(&buf[..n], &[0b1101_0000]);
+        // An escape: twenty ones, then 12288 in 15 bits.
+        let (buf, n) = write(&[(12288, 0)]);
+        assert_eq!(&buf[..n], &[0xff, 0xff, 0xf6, 0x00, 0x00]);
     }
 
     #[test]
-    fn short_output_and_input_are_errors() {
-        let mut buf = [0u8; 2];
+    fn fields_read_at_any_position() {
+        let mut buf = [0u8; WORK_LEN];
         let mut w = BitWriter::new(&mut buf);
-        let mut failed = false;
-        for _ in 0..10 {
-            if w.put_rice(12000, 3).is_err() {
-                failed = true;
-                break;
-            }
+        let fields: [(u64, u32); 6] = [(1, 1), (0x5a5a, 15), (3, 2), (0, 3), (0x7fff, 15), (9, 4)];
+        for &(c, n) in &fields {
+            w.put(c, n);
         }
-        assert!(failed || w.finish().is_err());
-        let mut r = BitReader::new(&[0xff, 0xff]);
-        assert!(r.get_rice(0).is_err());
-        let r = BitReader::new(&[0x01]);
+        let n = w.finish();
+        assert_eq!(n, (1 + 15 + 2 + 3 + 15 + 4usize).div_ceil(8));
+        let mut bit = 0;
+        for &(c, width) in &fields {
+            assert_eq!(BitReader::field(&buf, bit, width) as u64, c);
+            bit += width as usize;
+        }
+    }
+
+    #[test]
+    fn the_longest_stream_fits() {
+        let codes = [(32767u32, 0u32); 165];
+        let (buf, n) = write(&codes);
+        assert_eq!(n, (165 * 35usize).div_ceil(8));
+        let mut r = BitReader::new(&buf, 0, n);
+        for _ in 0..165 {
+            assert_eq!(r.get_rice(0), 32767);
+        }
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn overrun_and_trailing_data_are_errors() {
+        let (buf, n) = write(&[(3, 1), (9, 2)]);
+        // Stream cut short.
+        let mut short = buf;
+        short[n - 1] = 0;
+        let mut r = BitReader::new(&short, 0, n - 1);
+        r.get_rice(1);
+        r.get_rice(2);
+        r.get_rice(2);
+        assert!(r.finish().is_err());
+        // Extra byte.
+        let mut r = BitReader::new(&buf, 0, n + 1);
+        r.get_rice(1);
+        r.get_rice(2);
+        assert!(r.finish().is_err());
+        // Non-zero padding: 3 + 6 bits of codes, 7 bits of padding.
+        let (mut dirty, n) = write(&[(3, 1), (9, 1)]);
+        assert_eq!(n, 2);
+        let mut r = BitReader::new(&dirty, 0, n);
+        r.get_rice(1);
+        r.get_rice(1);
+        r.finish().unwrap();
+        dirty[1] |= 1;
+        let mut r = BitReader::new(&dirty, 0, n);
+        assert_eq!((r.get_rice(1), r.get_rice(1)), (3, 9));
         assert!(r.finish().is_err());
     }
 }

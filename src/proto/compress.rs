@@ -2,7 +2,11 @@
 //! `CompressTable` so that compressing allocates nothing. A payload is only sent
 //! compressed when that makes it smaller; the flag in the header says which. The
 //! threshold exists because compression must earn its place: a pose delta (about
-//! 80 bytes of entropy-coded residuals) never shrinks, so it is never tried.
+//! 80 bytes of entropy-coded residuals) never shrinks, so it is never tried; and
+//! because an attempt on an incompressible payload (a raw pose frame, live PCM)
+//! costs more than encoding it (`benches/codec.rs`), a compressor that keeps
+//! failing backs off and tries only one payload in [`BACKOFF_PERIOD`] until an
+//! attempt succeeds again (silence compresses; speech does not).
 
 use super::wire::Flags;
 #[cfg(feature = "lz4")]
@@ -11,6 +15,12 @@ use super::{Error, wire::Reader};
 
 /// Default payload size at and above which compression is tried, in bytes.
 pub const DEFAULT_COMPRESS_THRESHOLD: usize = 512;
+
+/// After [`BACKOFF_AFTER`] failed attempts in a row, only one payload in this many
+/// is tried.
+pub const BACKOFF_PERIOD: u32 = 16;
+/// Failed attempts in a row before backing off.
+pub const BACKOFF_AFTER: u32 = 4;
 
 /// The largest payload that is tried for compression; larger ones go as they are.
 pub const MAX_COMPRESS_INPUT: usize = 8 * 1024;
@@ -29,6 +39,9 @@ pub const MAX_COMPRESS_INPUT: usize = 8 * 1024;
 /// ```
 pub struct Compressor {
     threshold: usize,
+    /// Failed attempts in a row, and payloads passed over since backing off.
+    misses: u32,
+    skipped: u32,
     #[cfg(feature = "lz4")]
     table: lz4_flex::block::CompressTable,
     #[cfg(feature = "lz4")]
@@ -49,6 +62,8 @@ impl Compressor {
     pub fn new(threshold: usize) -> Self {
         Compressor {
             threshold,
+            misses: 0,
+            skipped: 0,
             #[cfg(feature = "lz4")]
             table: lz4_flex::block::CompressTable::small(),
             #[cfg(feature = "lz4")]
@@ -68,19 +83,27 @@ impl Compressor {
         if len < self.threshold || len > MAX_COMPRESS_INPUT {
             return (len, false);
         }
+        if self.misses >= BACKOFF_AFTER {
+            self.skipped += 1;
+            if self.skipped < BACKOFF_PERIOD {
+                return (len, false);
+            }
+            self.skipped = 0;
+        }
         #[cfg(feature = "lz4")]
         {
-            let Ok(n) = lz4_flex::block::compress_into_with_table(
+            let n = lz4_flex::block::compress_into_with_table(
                 &buf[..len],
                 &mut self.scratch,
                 &mut self.table,
-            ) else {
-                return (len, false);
-            };
-            let total = varint_len(len as u64) + n;
+            )
+            .unwrap_or(usize::MAX);
+            let total = varint_len(len as u64).saturating_add(n);
             if total >= len || total > buf.len() {
+                self.misses = self.misses.saturating_add(1);
                 return (len, false);
             }
+            self.misses = 0;
             let p = put_varint(buf, len as u64);
             buf[p..p + n].copy_from_slice(&self.scratch[..n]);
             (total, true)
@@ -167,6 +190,35 @@ mod tests {
         assert_eq!(noise, before);
         // Below the threshold nothing is tried.
         assert_eq!(c.compress_in_place(&mut buf, 15), (15, false));
+    }
+
+    #[test]
+    fn backs_off_after_failures_and_recovers() {
+        let mut c = Compressor::new(16);
+        let mut noise = [0u8; 64];
+        let mut x: u32 = 0x9e37_79b9;
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        for _ in 0..BACKOFF_AFTER {
+            assert_eq!(c.compress_in_place(&mut noise.clone(), 64), (64, false));
+        }
+        // Backed off: compressible payloads are passed over until the period ends.
+        let mut zeros = [0u8; 64];
+        let mut tried_at = None;
+        for i in 1..=BACKOFF_PERIOD {
+            if c.compress_in_place(&mut zeros, 64).1 {
+                tried_at = Some(i);
+                break;
+            }
+        }
+        assert_eq!(tried_at, Some(BACKOFF_PERIOD));
+        // A success ends the back-off.
+        let mut zeros = [0u8; 64];
+        assert!(c.compress_in_place(&mut zeros, 64).1);
     }
 
     #[test]

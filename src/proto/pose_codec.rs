@@ -5,7 +5,9 @@
 //!
 //! **Quantisation.** x, y, z are carried as `q = round(v · 2048) + 2048` in
 //! 0..=6144 (the range [-1, 2] in steps of 1/2048), so the error is at most
-//! 1/4096 ≈ 2.44e-4; visibility and presence as `round(v · 255)`, error at most 1/510.
+//! 1/4096 ≈ 2.44e-4; visibility and presence as `round(v · 128)` in 0..=128, error
+//! at most 1/256 (under the 1/255 the protocol promises; a finer step would spend
+//! about a bit per score on the estimator's own noise).
 //!
 //! **Keyframes** carry the quantised values plainly (8 bytes a landmark) and reset
 //! both sides' model. **Deltas** name their reference frame (`ref_back` = seq
@@ -27,15 +29,17 @@
 //! **Raw mode** sends the 33 × 5 `f32`s unquantised (660 bytes) for consumers that
 //! want the estimator's exact output.
 
-use super::bits::{BitReader, BitWriter};
+use super::bits::{BitReader, BitWriter, WORK_LEN};
 use super::compress::{Compressor, DEFAULT_COMPRESS_THRESHOLD};
 use super::message::{PoseCoding, PosePayload};
 use super::pose::{LANDMARK_COUNT, PoseFrame};
 use super::wire::{Flags, Header, Kind, put_varint, seal};
 use super::Error;
 
-/// Values per frame: 33 landmarks × 5.
+/// Values per frame: 33 landmarks × 5 (x, y, z, visibility, presence), in the
+/// order of the `PoseFrame`'s memory, so the frame is read as one `[f32; 165]`.
 const N: usize = LANDMARK_COUNT * 5;
+const _: () = assert!(N % 3 == 0, "the writer takes fields in threes");
 /// Quantisation steps per unit of x, y, z.
 pub const COORD_SCALE: f32 = 2048.0;
 /// The quantised value of 0.0 (so -1.0 maps to 0).
@@ -43,8 +47,8 @@ const COORD_ZERO: i32 = 2048;
 /// The largest quantised x, y, z (2.0).
 const COORD_QMAX: i32 = 6144;
 /// Quantisation steps per unit of visibility and presence.
-pub const SCORE_SCALE: f32 = 255.0;
-const SCORE_QMAX: i32 = 255;
+pub const SCORE_SCALE: f32 = 128.0;
+const SCORE_QMAX: i32 = 128;
 /// Worst-case absolute error of a quantised x, y or z.
 pub const COORD_MAX_ERROR: f32 = 0.5 / COORD_SCALE + 1e-7;
 /// Worst-case absolute error of a quantised visibility or presence.
@@ -56,27 +60,26 @@ pub const RAW_BODY_LEN: usize = N * 4;
 pub const KEYFRAME_BODY_LEN: usize = LANDMARK_COUNT * 8;
 /// The largest pose message (a raw frame with a maximal header).
 pub const MAX_POSE_MESSAGE_LEN: usize = super::wire::MAX_HEADER_LEN + 5 + RAW_BODY_LEN + 4;
+/// The longest delta body: 165 fields of 15 bits, all escaped with the longest
+/// excess code.
+const MAX_DELTA_BODY_LEN: usize = (N * 15).div_ceil(8) + (N * 35).div_ceil(8);
 /// The largest reference distance an encoder uses before sending a keyframe.
 const MAX_REF_BACK: u32 = 1 << 16;
 
 /// Running errors are kept ×4 (an exponential average over about four frames).
 const ERR_SHIFT: u32 = 2;
 /// Cap on one residual's contribution to the running error.
-const ERR_CAP: u32 = 4095;
+const ERR_CAP: i16 = 4095;
 /// Starting running error after a keyframe (×4): about the jitter of a still joint.
-const ERR_INIT_COORD: u16 = 24;
-const ERR_INIT_SCORE: u16 = 2;
-
-/// Whether a value index is a coordinate (x, y, z) rather than a score.
-#[inline(always)]
-const fn is_coord(i: usize) -> bool {
-    i % 5 < 3
-}
-
-#[inline(always)]
-fn qmax(i: usize) -> i32 {
-    if is_coord(i) { COORD_QMAX } else { SCORE_QMAX }
-}
+const ERR_INIT_COORD: i16 = 24;
+const ERR_INIT_SCORE: i16 = 2;
+/// Field width = 1 + bit length of (mean |residual| · W_MUL / 8), tuned on the
+/// synthetic motion (`tests/wire_size.rs`).
+const W_MUL: i32 = 12;
+/// The widest field.
+const MAX_WIDTH: i32 = 15;
+/// An escaped value's excess is Rice-coded with parameter width − EXCESS_K_BELOW.
+const EXCESS_K_BELOW: u32 = 2;
 
 /// How an encoder codes its frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,79 +134,152 @@ pub struct CodecStats {
     pub bytes: u64,
 }
 
+/// Values held per stream, padded to a multiple of 8 lanes for vector loops.
+const NP: usize = 168;
+
+/// Whether value `i` is a coordinate (x, y, z) rather than a score.
+const fn is_coord(i: usize) -> bool {
+    i % 5 < 3
+}
+
+/// A per-lane table: `coord` for coordinates, `score` for scores, `pad` after N.
+const fn lanes<T: Copy>(coord: T, score: T, pad: T) -> [T; NP] {
+    let mut m = [pad; NP];
+    let mut i = 0;
+    while i < N {
+        m[i] = if is_coord(i) { coord } else { score };
+        i += 1;
+    }
+    m
+}
+
+/// 1.5 · 2²³: adding it to a float below 2²² leaves the value rounded to the
+/// nearest integer (ties to even) in the low mantissa bits — a rounding that
+/// vectorises, unlike `as` conversions with their saturation rules.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+/// Per-lane limit of the quantised values (0 in the padding lanes).
+const QMAX32: [i32; NP] = lanes(COORD_QMAX, SCORE_QMAX, 0);
+/// Quantisation: q = bits(v · SCALE + OFFSET) − bits(ROUND_MAGIC). v · SCALE is
+/// exact (a power of two), so the one rounding is the final one.
+const SCALE: [f32; NP] = lanes(COORD_SCALE, SCORE_SCALE, 0.0);
+const OFFSET: [f32; NP] = lanes(COORD_ZERO as f32 + ROUND_MAGIC, ROUND_MAGIC, ROUND_MAGIC);
+/// Dequantisation: v = (q − ZERO) · INV_SCALE, exact (the scales are powers of two).
+const ZERO: [i16; NP] = lanes(COORD_ZERO as i16, 0, 0);
+const INV_SCALE: [f32; NP] = lanes(1.0 / COORD_SCALE, 1.0 / SCORE_SCALE, 0.0);
+/// The carried range of each value.
+const LOW: [f32; NP] = lanes(super::pose::COORD_MIN, 0.0, 0.0);
+const HIGH: [f32; NP] = lanes(super::pose::COORD_MAX, 1.0, 0.0);
+/// Starting running error after a keyframe.
+const ERR_INIT: [i16; NP] = lanes(ERR_INIT_COORD, ERR_INIT_SCORE, 0);
+
 /// The prediction model both ends keep per stream, updated from decoded values only.
+///
+/// Each value is predicted by its previous value, and its field width follows a
+/// running mean of its absolute residual, so a still joint costs a few bits and a
+/// swinging wrist more. Richer predictors (linear extrapolation, an average that
+/// smooths jitter out) were measured on the synthetic motion and saved under one
+/// byte a frame (`tests/wire_size.rs` has the figures), less than they cost in
+/// time. The state is `i16` in fixed-size arrays and the loops are branch-free, so
+/// they vectorise with plain SSE2 or NEON.
 #[derive(Clone, Debug)]
 struct Model {
     seq: u32,
-    q1: [u16; N],
-    q2: [u16; N],
-    err_delta: [u16; N],
-    err_linear: [u16; N],
+    /// The previous frame's values.
+    prev: [i16; NP],
+    /// Running mean of each value's absolute residual, ×4.
+    err: [i16; NP],
+    /// The field width of each value of the next frame, from `err`.
+    width: [i16; NP],
+    /// Each field's escape value: all ones, 2^width − 1.
+    esc: [i16; NP],
 }
+
+/// Field width as a function of the running error `err` (4× the mean absolute
+/// residual): 1 + bit length of W_MUL/8 of the mean, capped at MAX_WIDTH.
+const fn width_of_err(err: i16) -> i16 {
+    let x = ((err >> ERR_SHIFT) as u32 * W_MUL as u32) >> 3;
+    let w = 1 + (32 - x.leading_zeros()) as i32;
+    if w > MAX_WIDTH { MAX_WIDTH as i16 } else { w as i16 }
+}
+
+/// The running errors at which the width steps up: `width_of_err(e)` is 1 plus the
+/// number of thresholds `e` reaches. Comparisons against a table vectorise on any
+/// SIMD unit; a bit length per lane does not on baseline x86.
+const WIDTH_STEPS: usize = (MAX_WIDTH - 1) as usize;
+const WIDTH_THRESHOLDS: [i16; WIDTH_STEPS] = {
+    let mut t = [i16::MAX; WIDTH_STEPS];
+    let mut e: i32 = 0;
+    while e <= i16::MAX as i32 {
+        let w = width_of_err(e as i16) as usize;
+        // The first error with width w is the threshold of step w − 2.
+        if w >= 2 && t[w - 2] == i16::MAX {
+            t[w - 2] = e as i16;
+        }
+        e += 1;
+    }
+    t
+};
 
 impl Model {
     const fn empty() -> Self {
         Model {
             seq: 0,
-            q1: [0; N],
-            q2: [0; N],
-            err_delta: [0; N],
-            err_linear: [0; N],
+            prev: [0; NP],
+            err: [0; NP],
+            width: [0; NP],
+            esc: [0; NP],
         }
     }
 
-    fn reset(&mut self, seq: u32, q: &[u16; N]) {
+    fn reset(&mut self, seq: u32, q: &[i16; NP]) {
         self.seq = seq;
-        self.q1 = *q;
-        self.q2 = *q;
-        for i in 0..N {
-            let init = if is_coord(i) {
-                ERR_INIT_COORD
-            } else {
-                ERR_INIT_SCORE
-            };
-            self.err_delta[i] = init;
-            self.err_linear[i] = init + 1;
-        }
+        self.prev = *q;
+        self.err = ERR_INIT;
+        self.derive_widths();
     }
 
-    /// The prediction and Rice parameter of every value of the next frame.
+    /// Field widths and escape values from the running errors, by comparisons
+    /// and constant shifts only, so the loop vectorises.
     #[inline(always)]
-    fn prepare(&self, pred: &mut [i32; N], k: &mut [u8; N]) {
-        for i in 0..N {
-            let a = self.q1[i] as i32;
-            let b = self.q2[i] as i32;
-            let linear = self.err_linear[i] < self.err_delta[i];
-            let (p, e) = if linear {
-                ((2 * a - b).clamp(0, qmax(i)), self.err_linear[i])
-            } else {
-                (a, self.err_delta[i])
-            };
-            pred[i] = p;
-            // Rice parameter ≈ log2 of the mean absolute residual (e is 4× that).
-            k[i] = (32 - ((e as u32) >> (ERR_SHIFT + 1)).leading_zeros()).min(14) as u8;
+    fn derive_widths(&mut self) {
+        for i in 0..NP {
+            let e = self.err[i];
+            let mut w = 1i16;
+            let mut esc = 1i16;
+            for (j, t) in WIDTH_THRESHOLDS.into_iter().enumerate() {
+                let step = (e >= t) as i16;
+                w += step;
+                esc |= step << (j + 1);
+            }
+            self.width[i] = w;
+            self.esc[i] = esc;
         }
     }
 
     /// Takes in the frame just coded.
     #[inline(always)]
-    fn update(&mut self, seq: u32, q: &[u16; N]) {
-        for i in 0..N {
-            let v = q[i] as i32;
-            let a = self.q1[i] as i32;
-            let b = self.q2[i] as i32;
-            let lin = (2 * a - b).clamp(0, qmax(i));
-            let ed = ((v - a).unsigned_abs()).min(ERR_CAP);
-            let el = ((v - lin).unsigned_abs()).min(ERR_CAP);
-            let d = self.err_delta[i] as u32;
-            let l = self.err_linear[i] as u32;
-            self.err_delta[i] = (d - (d >> ERR_SHIFT) + ed) as u16;
-            self.err_linear[i] = (l - (l >> ERR_SHIFT) + el) as u16;
+    fn update(&mut self, seq: u32, q: &[i16; NP]) {
+        for i in 0..NP {
+            let e = (q[i] - self.prev[i]).abs().min(ERR_CAP);
+            self.err[i] += e - (self.err[i] >> ERR_SHIFT);
         }
-        self.q2 = self.q1;
-        self.q1 = *q;
+        self.derive_widths();
+        self.prev = *q;
         self.seq = seq;
     }
+}
+
+/// The indices `i` in 0..N for which `escaped(i)`, in order, and their count —
+/// gathered without a branch per index.
+#[inline(always)]
+fn escaped_indices(escaped: impl Fn(usize) -> bool) -> ([u8; N], usize) {
+    let mut list = [0u8; N];
+    let mut count = 0;
+    for i in 0..N {
+        list[count.min(N - 1)] = i as u8;
+        count += escaped(i) as usize;
+    }
+    (list, count)
 }
 
 #[inline(always)]
@@ -216,26 +292,49 @@ fn unzigzag(u: u32) -> i32 {
     ((u >> 1) as i32) ^ -((u & 1) as i32)
 }
 
+/// The frame's 165 values as one array, in memory order.
+#[inline(always)]
+fn values(frame: &PoseFrame) -> &[f32; N] {
+    bytemuck::cast_ref(&frame.landmarks)
+}
+
 /// Quantises a validated frame.
-fn quantize(frame: &PoseFrame, q: &mut [u16; N]) {
-    for (lm, out) in frame.landmarks.iter().zip(q.chunks_exact_mut(5)) {
-        // v·2048 is exact in f32 (a power of two); +2048 and +0.5 then truncation
-        // round to nearest. Values were validated to lie in [-1, 2].
-        out[0] = (lm.x * COORD_SCALE + (COORD_ZERO as f32 + 0.5)) as u16;
-        out[1] = (lm.y * COORD_SCALE + (COORD_ZERO as f32 + 0.5)) as u16;
-        out[2] = (lm.z * COORD_SCALE + (COORD_ZERO as f32 + 0.5)) as u16;
-        out[3] = (lm.visibility * SCORE_SCALE + 0.5) as u16;
-        out[4] = (lm.presence * SCORE_SCALE + 0.5) as u16;
+#[inline(always)]
+fn quantize(frame: &PoseFrame, q: &mut [i16; NP]) {
+    let v = values(frame);
+    for i in 0..N {
+        // Values were validated, so the result lies in 0..=6144.
+        let r = v[i] * SCALE[i] + OFFSET[i];
+        q[i] = (r.to_bits() as i32 - ROUND_MAGIC.to_bits() as i32) as i16;
     }
 }
 
-fn dequantize(q: &[u16; N], frame: &mut PoseFrame) {
-    for (lm, v) in frame.landmarks.iter_mut().zip(q.chunks_exact(5)) {
-        lm.x = (v[0] as i32 - COORD_ZERO) as f32 / COORD_SCALE;
-        lm.y = (v[1] as i32 - COORD_ZERO) as f32 / COORD_SCALE;
-        lm.z = (v[2] as i32 - COORD_ZERO) as f32 / COORD_SCALE;
-        lm.visibility = v[3] as f32 / SCORE_SCALE;
-        lm.presence = v[4] as f32 / SCORE_SCALE;
+#[inline(always)]
+fn dequantize(q: &[i16; NP], frame: &mut PoseFrame) {
+    let v: &mut [f32; N] = bytemuck::cast_mut(&mut frame.landmarks);
+    for i in 0..N {
+        v[i] = (q[i] - ZERO[i]) as f32 * INV_SCALE[i];
+    }
+}
+
+/// Whether every value is finite and in range, without branching per value; the
+/// precise error comes from [`PoseFrame::validate`] when this says no.
+#[inline(always)]
+fn all_in_range(frame: &PoseFrame) -> bool {
+    let v = values(frame);
+    let mut bad = 0u32;
+    for i in 0..N {
+        // NaN fails both comparisons, infinities fail the range.
+        bad |= !((v[i] >= LOW[i]) & (v[i] <= HIGH[i])) as u32;
+    }
+    bad == 0
+}
+
+fn check(frame: &PoseFrame) -> Result<(), Error> {
+    if all_in_range(frame) {
+        Ok(())
+    } else {
+        frame.validate()
     }
 }
 
@@ -264,6 +363,9 @@ pub struct PoseEncoder {
     force_key: bool,
     compressor: Compressor,
     stats: CodecStats,
+    /// Where the delta's fields and excesses are built before they are copied out.
+    work: [u8; WORK_LEN],
+    work_excess: [u8; WORK_LEN],
 }
 
 impl PoseEncoder {
@@ -277,6 +379,8 @@ impl PoseEncoder {
             force_key: false,
             compressor: Compressor::new(config.compress_threshold),
             stats: CodecStats::default(),
+            work: [0; WORK_LEN],
+            work_excess: [0; WORK_LEN],
         }
     }
 
@@ -317,7 +421,7 @@ impl PoseEncoder {
         sender: u16,
         out: &mut [u8],
     ) -> Result<usize, Error> {
-        frame.validate()?;
+        check(frame)?;
         let key = self.next_is_keyframe(frame.seq, frame.capture_ts_us);
         let mut header = Header::new(Kind::Pose, room, sender, frame.seq, frame.capture_ts_us);
         header.flags = match (self.config.mode, key) {
@@ -333,7 +437,7 @@ impl PoseEncoder {
             });
         }
         let mut pos = put_varint(body, frame.person as u64);
-        let mut q = [0u16; N];
+        let mut q = [0i16; NP];
         match (self.config.mode, key) {
             (PoseMode::Raw, _) => {
                 let dst = body
@@ -356,9 +460,9 @@ impl PoseEncoder {
                         needed: start + pos + KEYFRAME_BODY_LEN + 4,
                     })?;
                 for (d, v) in dst.chunks_exact_mut(8).zip(q.chunks_exact(5)) {
-                    d[0..2].copy_from_slice(&v[0].to_le_bytes());
-                    d[2..4].copy_from_slice(&v[1].to_le_bytes());
-                    d[4..6].copy_from_slice(&v[2].to_le_bytes());
+                    d[0..2].copy_from_slice(&(v[0] as u16).to_le_bytes());
+                    d[2..4].copy_from_slice(&(v[1] as u16).to_le_bytes());
+                    d[4..6].copy_from_slice(&(v[2] as u16).to_le_bytes());
                     d[6] = v[3] as u8;
                     d[7] = v[4] as u8;
                 }
@@ -367,19 +471,44 @@ impl PoseEncoder {
             (PoseMode::Quantized, false) => {
                 quantize(frame, &mut q);
                 pos += put_varint(&mut body[pos..], (frame.seq - self.model.seq) as u64);
-                let mut pred = [0i32; N];
-                let mut k = [0u8; N];
-                self.model.prepare(&mut pred, &mut k);
-                let mut w = BitWriter::new(&mut body[pos..]);
-                for i in 0..N {
-                    w.put_rice(zigzag(q[i] as i32 - pred[i]), k[i] as u32)
-                        .map_err(|_| Error::BufferTooSmall {
-                            needed: MAX_POSE_MESSAGE_LEN,
-                        })?;
+                let width = &self.model.width;
+                // Residuals, zigzagged, and each field's escape value (all ones).
+                let mut u = [0u32; NP];
+                let mut esc = [0u32; NP];
+                for i in 0..NP {
+                    u[i] = zigzag(q[i] as i32 - self.model.prev[i] as i32);
+                    esc[i] = self.model.esc[i] as u32;
                 }
-                pos += w.finish().map_err(|_| Error::BufferTooSmall {
-                    needed: MAX_POSE_MESSAGE_LEN,
-                })?;
+                // The fields go out three at a time (at most 45 bits), so the
+                // writer's serial chain is a third as long.
+                let mut fields = BitWriter::new(&mut self.work);
+                for t in 0..N / 3 {
+                    let i = 3 * t;
+                    let (wa, wb, wc) = (width[i] as u32, width[i + 1] as u32, width[i + 2] as u32);
+                    let a = u[i].min(esc[i]) as u64;
+                    let b = u[i + 1].min(esc[i + 1]) as u64;
+                    let c = u[i + 2].min(esc[i + 2]) as u64;
+                    fields.put((((a << wb) | b) << wc) | c, wa + wb + wc);
+                }
+                // The escaped fields' excesses, in order. Which fields escape is
+                // data-dependent (a branch on it mispredicts often), so their
+                // indices are gathered without branching first.
+                let (escaped, count) = escaped_indices(|i| u[i] >= esc[i]);
+                let mut excess = BitWriter::new(&mut self.work_excess);
+                for &i in &escaped[..count] {
+                    let i = i as usize;
+                    let k = (width[i] as u32).saturating_sub(EXCESS_K_BELOW);
+                    excess.put_rice(u[i] - esc[i], k);
+                }
+                let (m, e) = (fields.finish(), excess.finish());
+                let dst = body
+                    .get_mut(pos..pos + m + e)
+                    .ok_or(Error::BufferTooSmall {
+                        needed: start + pos + m + e + 4,
+                    })?;
+                dst[..m].copy_from_slice(&self.work[..m]);
+                dst[m..].copy_from_slice(&self.work_excess[..e]);
+                pos += m + e;
             }
         }
         let payload_len = self.compressor.finish_payload(out, start, pos);
@@ -429,6 +558,8 @@ pub struct PoseDecoder {
     have_model: bool,
     frame: PoseFrame,
     stats: CodecStats,
+    /// The delta bit stream, copied here with zero padding for the reader.
+    work: [u8; WORK_LEN],
 }
 
 impl Default for PoseDecoder {
@@ -450,6 +581,7 @@ impl PoseDecoder {
                 raw: 0,
                 bytes: 0,
             },
+            work: [0; WORK_LEN],
         }
     }
 
@@ -483,7 +615,7 @@ impl PoseDecoder {
         header: &Header,
         payload: &PosePayload<'_>,
     ) -> Result<&PoseFrame, Error> {
-        let mut q = [0u16; N];
+        let mut q = [0i16; NP];
         match payload.coding {
             PoseCoding::Raw => {
                 let mut f = PoseFrame::zeroed();
@@ -499,21 +631,30 @@ impl PoseDecoder {
                     lm.visibility = v(12);
                     lm.presence = v(16);
                 }
-                f.validate()?;
+                check(&f)?;
                 self.frame.landmarks = f.landmarks;
                 self.stats.raw += 1;
             }
             PoseCoding::Keyframe => {
+                let mut too_big = false;
                 for (v, b) in q.chunks_exact_mut(5).zip(payload.body.chunks_exact(8)) {
-                    v[0] = u16::from_le_bytes([b[0], b[1]]);
-                    v[1] = u16::from_le_bytes([b[2], b[3]]);
-                    v[2] = u16::from_le_bytes([b[4], b[5]]);
-                    v[3] = b[6] as u16;
-                    v[4] = b[7] as u16;
+                    let x = u16::from_le_bytes([b[0], b[1]]);
+                    let y = u16::from_le_bytes([b[2], b[3]]);
+                    let z = u16::from_le_bytes([b[4], b[5]]);
+                    too_big |= (x > COORD_QMAX as u16)
+                        | (y > COORD_QMAX as u16)
+                        | (z > COORD_QMAX as u16)
+                        | (b[6] as i32 > SCORE_QMAX)
+                        | (b[7] as i32 > SCORE_QMAX);
+                    v[0] = x as i16;
+                    v[1] = y as i16;
+                    v[2] = z as i16;
+                    v[3] = b[6] as i16;
+                    v[4] = b[7] as i16;
                 }
-                if q.iter().enumerate().any(|(i, &v)| v as i32 > qmax(i)) {
+                if too_big {
                     return Err(Error::Malformed {
-                        what: "the pose keyframe (a coordinate above 6144)",
+                        what: "the pose keyframe (a coordinate above 6144 or a score above 128)",
                     });
                 }
                 self.model.reset(header.seq, &q);
@@ -526,20 +667,58 @@ impl PoseDecoder {
                     self.have_model = false;
                     return Err(Error::NeedsKeyframe);
                 }
-                let mut pred = [0i32; N];
-                let mut k = [0u8; N];
-                self.model.prepare(&mut pred, &mut k);
-                let mut r = BitReader::new(payload.body);
-                for i in 0..N {
-                    let v = pred[i] + unzigzag(r.get_rice(k[i] as u32)?);
-                    if !(0..=qmax(i)).contains(&v) {
-                        return Err(Error::Malformed {
-                            what: "the pose delta (a value outside its range)",
-                        });
-                    }
-                    q[i] = v as u16;
+                let len = payload.body.len();
+                if len > MAX_DELTA_BODY_LEN {
+                    return Err(Error::Malformed {
+                        what: "the pose delta (longer than 165 escaped values)",
+                    });
                 }
-                r.finish()?;
+                self.work[..len].copy_from_slice(payload.body);
+                self.work[len..len + 8].fill(0);
+                let width = &self.model.width;
+                // Pass 1: the fields, at positions the model alone determines, so
+                // each is read independently of the others.
+                let mut code = [0u32; NP];
+                let mut bit = 0usize;
+                for i in 0..N {
+                    code[i] = BitReader::field(&self.work, bit, width[i] as u32);
+                    bit += width[i] as usize;
+                }
+                let fields_len = bit.div_ceil(8);
+                let pad = (fields_len * 8 - bit) as u32;
+                if fields_len > len || (pad > 0 && self.work[fields_len - 1] & ((1u8 << pad) - 1) != 0)
+                {
+                    return Err(Error::Malformed {
+                        what: "the pose delta's fields (too short or non-zero padding)",
+                    });
+                }
+                // Pass 2: the excesses of escaped fields, in order.
+                let mut excess = BitReader::new(&self.work, fields_len, len);
+                for i in 0..N {
+                    if code[i] == self.model.esc[i] as u32 {
+                        let k = (width[i] as u32).saturating_sub(EXCESS_K_BELOW);
+                        code[i] += excess.get_rice(k);
+                    }
+                }
+                excess.finish()?;
+                // Pass 3: the values (vector loop). Wrapping: a hostile stream may
+                // name any residual; the range check refuses what does not fit.
+                let mut v = [0i32; NP];
+                let mut bad = 0i32;
+                for i in 0..NP {
+                    v[i] = (self.model.prev[i] as i32).wrapping_add(unzigzag(code[i]));
+                    // Negative when v < 0 or v > QMAX.
+                    bad |= v[i] | (QMAX32[i] - v[i]);
+                }
+                for i in 0..NP {
+                    q[i] = v[i] as i16;
+                }
+                let bad = bad < 0;
+                if bad {
+                    return Err(Error::Malformed {
+                        what: "the pose delta (a value outside its range)",
+                    });
+                }
                 self.model.update(header.seq, &q);
                 dequantize(&q, &mut self.frame);
                 self.stats.deltas += 1;
@@ -606,6 +785,22 @@ mod tests {
     }
 
     #[test]
+    fn width_thresholds_match_the_formula() {
+        for e in 0..=i16::MAX {
+            let steps = WIDTH_THRESHOLDS.iter().filter(|&&t| e >= t).count() as i16;
+            assert_eq!(1 + steps, width_of_err(e), "err {e}");
+        }
+        assert_eq!(width_of_err(0), 1);
+        assert_eq!(width_of_err(4), 2);
+        let mut m = Model::empty();
+        for e in [0i16, 4, 100, 5000, i16::MAX] {
+            m.err = [e; NP];
+            m.derive_widths();
+            assert_eq!(m.esc[0] as i32, (1 << m.width[0]) - 1, "err {e}");
+        }
+    }
+
+    #[test]
     fn quantisation_error_is_bounded_at_the_edges() {
         let mut f = PoseFrame::zeroed();
         let probes = [-1.0f32, -0.999_9, 2.0, 1.999_9, 0.0, 0.000_244, 0.000_245, 1.0 / 3.0];
@@ -617,7 +812,7 @@ mod tests {
             lm.visibility = (i as f32 / 32.0).min(1.0);
             lm.presence = 1.0 - (i as f32 / 32.0).min(1.0);
         }
-        let mut q = [0u16; N];
+        let mut q = [0i16; NP];
         quantize(&f, &mut q);
         let mut g = PoseFrame::zeroed();
         dequantize(&q, &mut g);
@@ -756,7 +951,7 @@ mod tests {
     fn keyframe_fixture() {
         // Every landmark at (0.5, 0.25, 0), visibility 1, presence 0.5:
         // x = 1024 + 2048 = 3072 = 0x0c00, y = 512 + 2048 = 0x0a00, z = 0x0800,
-        // vis = 255, presence = round(127.5) = 128.
+        // vis = 128, presence = 64.
         let mut f = PoseFrame::zeroed();
         f.seq = 1;
         f.capture_ts_us = 1000;
@@ -774,7 +969,10 @@ mod tests {
             &buf[..11],
             &[0x10, 0x10, 0x02, 0x01, 0x00, 0x02, 0x00, 0x01, 0xe8, 0x07, 0x00]
         );
-        assert_eq!(&buf[11..19], &[0x00, 0x0c, 0x00, 0x0a, 0x00, 0x08, 0xff, 0x80]);
+        assert_eq!(&buf[11..19], &[0x00, 0x0c, 0x00, 0x0a, 0x00, 0x08, 0x80, 0x40]);
         assert_eq!(n, 11 + 264 + 4);
     }
 }
+
+
+

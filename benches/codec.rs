@@ -14,8 +14,7 @@ use poselink::proto::{
     Packet, PoseDecoder, PoseEncoder, PoseFrame, PoseMode, encode_audio,
 };
 use poselink_hal::{
-    AudioBlock, AudioSource, PoseSample, PoseSource, SyntheticAudio, SyntheticConfig,
-    SyntheticPose,
+    AudioBlock, AudioSource, PoseSample, PoseSource, SyntheticAudio, SyntheticConfig, SyntheticPose,
 };
 use serde::{Deserialize, Serialize};
 
@@ -106,7 +105,10 @@ fn report_sizes() {
         .map(|f| serde_json::to_vec(&to_json(f)).unwrap().len())
         .sum();
     println!("bytes per pose frame on the synthetic motion at 30 fps (envelope included):");
-    println!("  quantised + delta : {:7.1}", mean_bytes(PoseMode::Quantized));
+    println!(
+        "  quantised + delta : {:7.1}",
+        mean_bytes(PoseMode::Quantized)
+    );
     println!("  raw f32           : {:7.1}", mean_bytes(PoseMode::Raw));
     println!(
         "  JSON (serde_json) : {:7.1}  (payload only)",

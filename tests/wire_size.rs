@@ -36,7 +36,10 @@ fn mean_pose_message_is_at_most_120_bytes_at_30_fps() {
             let (mean, keys) = mean_bytes(motion, PoseMode::Quantized, 60, 30.0, seed);
             println!("{motion:?} seed {seed}: {mean:.1} bytes/frame, {keys} keyframes");
             assert!(keys >= 60, "a keyframe at least once a second");
-            assert!(mean <= 120.0, "{motion:?} seed {seed}: mean {mean:.1} bytes");
+            assert!(
+                mean <= 120.0,
+                "{motion:?} seed {seed}: mean {mean:.1} bytes"
+            );
         }
     }
 }

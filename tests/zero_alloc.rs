@@ -116,7 +116,10 @@ fn encoding_and_decoding_10_000_frames_allocates_nothing() {
     let (allocs, keyframes) =
         pose_round_trips(PoseMode::Quantized, &frames, &mut out, &mut scratch);
     assert_eq!(allocs, 0, "quantised pose path allocated");
-    assert!(keyframes >= 300, "keyframes were exercised too: {keyframes}");
+    assert!(
+        keyframes >= 300,
+        "keyframes were exercised too: {keyframes}"
+    );
 
     let (allocs, _) = pose_round_trips(PoseMode::Raw, &frames, &mut out, &mut scratch);
     assert_eq!(allocs, 0, "raw pose path (with LZ4 attempts) allocated");

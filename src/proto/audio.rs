@@ -96,7 +96,7 @@ impl AudioChunk {
                 what: "more than 960 samples in one chunk",
             });
         }
-        if self.len % self.channels as u16 != 0 {
+        if !self.len.is_multiple_of(self.channels as u16) {
             return Err(Error::BadAudio {
                 what: "sample count is not a whole number of frames",
             });

@@ -88,7 +88,8 @@ fn rice_code(u: u32, k: u32) -> (u64, u32) {
         ((unary << k) | (u as u64 & ((1u64 << k) - 1)), q + 1 + k)
     } else {
         (
-            (((1u64 << ESCAPE_QUOTIENT) - 1) << ESCAPE_BITS) | (u as u64 & ((1u64 << ESCAPE_BITS) - 1)),
+            (((1u64 << ESCAPE_QUOTIENT) - 1) << ESCAPE_BITS)
+                | (u as u64 & ((1u64 << ESCAPE_BITS) - 1)),
             MAX_CODE_BITS,
         )
     }
@@ -114,20 +115,15 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// The 64 bits of `buf` from bit `bit` on, with at least 57 of them valid.
+    /// The 64 bits of `buf` from bit `bit` on, with at least 57 of them valid:
+    /// random access, so that fields whose positions are known decode
+    /// independently of each other.
     #[inline(always)]
-    fn window_at(buf: &[u8; WORK_LEN], bit: usize) -> u64 {
+    pub(crate) fn window_at(buf: &[u8; WORK_LEN], bit: usize) -> u64 {
         let at = (bit >> 3) & WORK_MASK;
         let mut w = [0u8; 8];
         w.copy_from_slice(&buf[at..at + 8]);
         u64::from_be_bytes(w) << (bit & 7)
-    }
-
-    /// The `width`-bit field (1 ≤ width ≤ 32) at bit `bit` of `buf`: random access,
-    /// so that fields whose positions are known decode independently of each other.
-    #[inline(always)]
-    pub(crate) fn field(buf: &[u8; WORK_LEN], bit: usize, width: u32) -> u32 {
-        (Self::window_at(buf, bit) >> (64 - width)) as u32
     }
 
     #[inline(always)]
@@ -237,7 +233,8 @@ mod tests {
         assert_eq!(n, (1 + 15 + 2 + 3 + 15 + 4usize).div_ceil(8));
         let mut bit = 0;
         for &(c, width) in &fields {
-            assert_eq!(BitReader::field(&buf, bit, width) as u64, c);
+            let w = BitReader::window_at(&buf, bit);
+            assert_eq!(w >> (64 - width), c);
             bit += width as usize;
         }
     }

@@ -140,11 +140,12 @@ pub fn decompress<'s>(payload: &[u8], scratch: &'s mut [u8]) -> Result<&'s [u8],
     }
     #[cfg(feature = "lz4")]
     {
-        let n = lz4_flex::block::decompress_into(r.rest(), &mut scratch[..raw_len]).map_err(
-            |_| Error::Malformed {
-                what: "the LZ4 block",
-            },
-        )?;
+        let n =
+            lz4_flex::block::decompress_into(r.rest(), &mut scratch[..raw_len]).map_err(|_| {
+                Error::Malformed {
+                    what: "the LZ4 block",
+                }
+            })?;
         if n != raw_len {
             return Err(Error::Malformed {
                 what: "the LZ4 block (length differs from its prefix)",
@@ -174,7 +175,10 @@ mod tests {
         let (n, yes) = c.compress_in_place(&mut buf, 200);
         assert!(yes && n < 200);
         let mut scratch = [0u8; 256];
-        assert_eq!(decompress(&buf[..n], &mut scratch).unwrap(), &original[..200]);
+        assert_eq!(
+            decompress(&buf[..n], &mut scratch).unwrap(),
+            &original[..200]
+        );
 
         // Incompressible bytes stay as they are.
         let mut noise = [0u8; 64];

@@ -451,7 +451,11 @@ pub fn validate_name(name: &str, what: &'static str) -> Result<(), Error> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:@/".contains(&b));
-    if ok { Ok(()) } else { Err(Error::BadName { what }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadName { what })
+    }
 }
 
 fn check_len(s: &str, max: usize, what: &'static str) -> Result<(), Error> {
@@ -708,6 +712,10 @@ pub fn encode_control(header: &Header, msg: &Message<'_>, out: &mut [u8]) -> Res
             });
         }
     };
+    // Refuse to send what every receiver would refuse (a bad name, an overlong
+    // reason): control messages are rare, so checking by parsing costs nothing
+    // that matters and keeps the two directions from drifting apart.
+    Message::parse(&h, &out[start..start + n])?;
     seal(out, start + n)
 }
 
@@ -750,6 +758,8 @@ pub fn encode_snapshot(
     for m in members {
         pos += postcard::to_slice(m, &mut out[pos..]).map_err(full)?.len();
     }
+    let start = h.buffer_len();
+    Message::parse(&h, &out[start..pos])?;
     seal(out, pos)
 }
 
@@ -910,20 +920,34 @@ mod tests {
     }
 
     #[test]
-    fn bad_names_and_lengths_are_refused() {
+    fn bad_names_and_lengths_are_refused_both_ways() {
         let mut buf = [0u8; 4096];
         for bad in ["", "has space", "ünïcode", &"x".repeat(65)] {
             let h = Header::new(Kind::Join, 0, 1, 1, 0);
-            let n = encode_control(
-                &h,
-                &Message::Join(Join {
+            let join = Message::Join(Join {
+                room: bad,
+                role: Role::Member,
+            });
+            assert!(
+                matches!(
+                    encode_control(&h, &join, &mut buf),
+                    Err(Error::BadName { .. })
+                ),
+                "{bad:?}"
+            );
+            // A peer that sends one anyway is refused on receipt.
+            let n = h.emit(&mut buf).unwrap();
+            let m = postcard::to_slice(
+                &Join {
                     room: bad,
                     role: Role::Member,
-                }),
-                &mut buf,
+                },
+                &mut buf[n..],
             )
-            .unwrap();
-            let p = Packet::new_checked(&buf[..n]).unwrap();
+            .unwrap()
+            .len();
+            let len = seal(&mut buf, n + m).unwrap();
+            let p = Packet::new_checked(&buf[..len]).unwrap();
             let mut s = [0u8; 0];
             assert!(
                 matches!(p.message(&mut s), Err(Error::BadName { .. })),
@@ -932,20 +956,26 @@ mod tests {
         }
         let long = "t".repeat(MAX_TOKEN_LEN + 1);
         let h = Header::new(Kind::Hello, 0, 0, 1, 0);
-        let n = encode_control(
-            &h,
-            &Message::Hello(Hello {
-                minor: 0,
-                token: &long,
-                resume: 0,
-                client: "c",
-            }),
-            &mut buf,
-        )
-        .unwrap();
-        let p = Packet::new_checked(&buf[..n]).unwrap();
-        let mut s = [0u8; 0];
-        assert!(matches!(p.message(&mut s), Err(Error::Malformed { .. })));
+        let hello = Message::Hello(Hello {
+            minor: 0,
+            token: &long,
+            resume: 0,
+            client: "c",
+        });
+        assert!(matches!(
+            encode_control(&h, &hello, &mut buf),
+            Err(Error::Malformed { .. })
+        ));
+        let members = [MemberInfo {
+            member: 1,
+            role: Role::Owner,
+            user: "no spaces please",
+        }];
+        let h = Header::new(Kind::RoomSnapshot, 1, 0, 1, 0);
+        assert!(matches!(
+            encode_snapshot(&h, "gym", Role::Owner, &members, &mut buf),
+            Err(Error::BadName { .. })
+        ));
     }
 
     #[test]

@@ -348,6 +348,9 @@ mod tests {
     #[test]
     fn names_match_indices() {
         assert_eq!(landmark::NAMES[landmark::LEFT_WRIST], "left_wrist");
-        assert_eq!(landmark::NAMES[landmark::RIGHT_FOOT_INDEX], "right_foot_index");
+        assert_eq!(
+            landmark::NAMES[landmark::RIGHT_FOOT_INDEX],
+            "right_foot_index"
+        );
     }
 }

@@ -11,13 +11,15 @@
 //!
 //! **Keyframes** carry the quantised values plainly (8 bytes a landmark) and reset
 //! both sides' model. **Deltas** name their reference frame (`ref_back` = seq
-//! distance, normally 1) and carry, for each of the 165 values, the residual against
-//! a prediction, Rice-coded. The prediction and the Rice parameter come from a
-//! model both sides update identically from the decoded values alone: for each
-//! value, either the previous value or a linear extrapolation of the previous two —
-//! whichever has had the smaller running error — and a Rice parameter from that
-//! running error. Still joints cost about the jitter's entropy, moving joints about
-//! their acceleration's.
+//! distance, normally 1) and carry, for each of the 165 values in memory order, the
+//! zigzagged residual against the reference frame's value in a fixed-width field.
+//! The widths come from a model both sides update identically from decoded values
+//! alone — a running mean of each value's absolute residual — so a still joint gets
+//! a 2–3 bit field and a swinging wrist a wider one, with no side information. A
+//! residual too large for its field writes the field's all-ones escape and its
+//! excess is Rice-coded in a second area after the fields. Because the widths are
+//! known before a delta arrives, every field sits at a known bit position and the
+//! decoder reads them independently; only the few escapes are read serially.
 //!
 //! **Loss.** A decoder applies a delta only onto exactly the frame it names; if it
 //! does not hold that frame it returns [`Error::NeedsKeyframe`] — never a wrong
@@ -29,17 +31,24 @@
 //! **Raw mode** sends the 33 × 5 `f32`s unquantised (660 bytes) for consumers that
 //! want the estimator's exact output.
 
+use super::Error;
 use super::bits::{BitReader, BitWriter, WORK_LEN};
 use super::compress::{Compressor, DEFAULT_COMPRESS_THRESHOLD};
 use super::message::{PoseCoding, PosePayload};
 use super::pose::{LANDMARK_COUNT, PoseFrame};
-use super::wire::{Flags, Header, Kind, put_varint, seal};
-use super::Error;
+use super::wire::{CRC_LEN, Flags, Header, Kind, put_varint, seal, varint_len};
 
 /// Values per frame: 33 landmarks × 5 (x, y, z, visibility, presence), in the
 /// order of the `PoseFrame`'s memory, so the frame is read as one `[f32; 165]`.
 const N: usize = LANDMARK_COUNT * 5;
-const _: () = assert!(N % 3 == 0, "the writer takes fields in threes");
+const _: () = assert!(
+    N.is_multiple_of(3),
+    "the fields are written and read in threes"
+);
+const _: () = assert!(
+    3 * MAX_WIDTH <= 57,
+    "three fields must fit one 57-bit window"
+);
 /// Quantisation steps per unit of x, y, z.
 pub const COORD_SCALE: f32 = 2048.0;
 /// The quantised value of 0.0 (so -1.0 maps to 0).
@@ -77,7 +86,7 @@ const ERR_INIT_SCORE: i16 = 2;
 /// synthetic motion (`tests/wire_size.rs`).
 const W_MUL: i32 = 12;
 /// The widest field.
-const MAX_WIDTH: i32 = 15;
+const MAX_WIDTH: i32 = 10;
 /// An escaped value's excess is Rice-coded with parameter width − EXCESS_K_BELOW.
 const EXCESS_K_BELOW: u32 = 2;
 
@@ -132,6 +141,8 @@ pub struct CodecStats {
     pub raw: u64,
     /// Message bytes (envelope included).
     pub bytes: u64,
+    /// Delta values that did not fit their field and went to the excess area.
+    pub escapes: u64,
 }
 
 /// Values held per stream, padded to a multiple of 8 lanes for vector loops.
@@ -199,7 +210,11 @@ struct Model {
 const fn width_of_err(err: i16) -> i16 {
     let x = ((err >> ERR_SHIFT) as u32 * W_MUL as u32) >> 3;
     let w = 1 + (32 - x.leading_zeros()) as i32;
-    if w > MAX_WIDTH { MAX_WIDTH as i16 } else { w as i16 }
+    if w > MAX_WIDTH {
+        MAX_WIDTH as i16
+    } else {
+        w as i16
+    }
 }
 
 /// The running errors at which the width steps up: `width_of_err(e)` is 1 plus the
@@ -422,43 +437,51 @@ impl PoseEncoder {
         out: &mut [u8],
     ) -> Result<usize, Error> {
         check(frame)?;
-        let key = self.next_is_keyframe(frame.seq, frame.capture_ts_us);
+        let quantized = self.config.mode == PoseMode::Quantized;
+        let mut key = self.next_is_keyframe(frame.seq, frame.capture_ts_us);
+        let mut q = [0i16; NP];
+        let (mut fields_len, mut excess_len, mut escapes) = (0, 0, 0);
+        let ref_back = frame.seq.wrapping_sub(self.model.seq);
+        if quantized {
+            quantize(frame, &mut q);
+            if !key {
+                (fields_len, excess_len, escapes) = self.code_delta(&q);
+                // A delta no smaller than a keyframe (the person jumped, or the
+                // tracker switched people) goes as a keyframe.
+                key = varint_len(ref_back as u64) + fields_len + excess_len >= KEYFRAME_BODY_LEN;
+            }
+        }
         let mut header = Header::new(Kind::Pose, room, sender, frame.seq, frame.capture_ts_us);
-        header.flags = match (self.config.mode, key) {
-            (PoseMode::Raw, _) => Flags::RAW,
-            (PoseMode::Quantized, true) => Flags::KEYFRAME,
-            (PoseMode::Quantized, false) => Flags::NONE,
+        header.flags = match (quantized, key) {
+            (false, _) => Flags::RAW,
+            (true, true) => Flags::KEYFRAME,
+            (true, false) => Flags::NONE,
         };
         let start = header.emit(out)?;
-        let body = &mut out[start..];
-        if body.len() < 5 {
+        let body_len = varint_len(frame.person as u64)
+            + match (quantized, key) {
+                (false, _) => RAW_BODY_LEN,
+                (true, true) => KEYFRAME_BODY_LEN,
+                (true, false) => varint_len(ref_back as u64) + fields_len + excess_len,
+            };
+        let Some(body) = out.get_mut(start..start + body_len) else {
             return Err(Error::BufferTooSmall {
-                needed: start + 5 + 4,
+                needed: start + body_len + CRC_LEN,
             });
-        }
+        };
         let mut pos = put_varint(body, frame.person as u64);
-        let mut q = [0i16; NP];
-        match (self.config.mode, key) {
-            (PoseMode::Raw, _) => {
-                let dst = body
-                    .get_mut(pos..pos + RAW_BODY_LEN)
-                    .ok_or(Error::BufferTooSmall {
-                        needed: start + pos + RAW_BODY_LEN + 4,
-                    })?;
-                for (d, lm) in dst.chunks_exact_mut(20).zip(frame.landmarks.iter()) {
-                    for (dd, v) in d.chunks_exact_mut(4).zip(lm.values()) {
-                        dd.copy_from_slice(&v.to_le_bytes());
-                    }
+        match (quantized, key) {
+            (false, _) => {
+                for (d, v) in body[pos..pos + RAW_BODY_LEN]
+                    .chunks_exact_mut(4)
+                    .zip(values(frame))
+                {
+                    d.copy_from_slice(&v.to_le_bytes());
                 }
                 pos += RAW_BODY_LEN;
             }
-            (PoseMode::Quantized, true) => {
-                quantize(frame, &mut q);
-                let dst = body
-                    .get_mut(pos..pos + KEYFRAME_BODY_LEN)
-                    .ok_or(Error::BufferTooSmall {
-                        needed: start + pos + KEYFRAME_BODY_LEN + 4,
-                    })?;
+            (true, true) => {
+                let dst = &mut body[pos..pos + KEYFRAME_BODY_LEN];
                 for (d, v) in dst.chunks_exact_mut(8).zip(q.chunks_exact(5)) {
                     d[0..2].copy_from_slice(&(v[0] as u16).to_le_bytes());
                     d[2..4].copy_from_slice(&(v[1] as u16).to_le_bytes());
@@ -468,68 +491,70 @@ impl PoseEncoder {
                 }
                 pos += KEYFRAME_BODY_LEN;
             }
-            (PoseMode::Quantized, false) => {
-                quantize(frame, &mut q);
-                pos += put_varint(&mut body[pos..], (frame.seq - self.model.seq) as u64);
-                let width = &self.model.width;
-                // Residuals, zigzagged, and each field's escape value (all ones).
-                let mut u = [0u32; NP];
-                let mut esc = [0u32; NP];
-                for i in 0..NP {
-                    u[i] = zigzag(q[i] as i32 - self.model.prev[i] as i32);
-                    esc[i] = self.model.esc[i] as u32;
-                }
-                // The fields go out three at a time (at most 45 bits), so the
-                // writer's serial chain is a third as long.
-                let mut fields = BitWriter::new(&mut self.work);
-                for t in 0..N / 3 {
-                    let i = 3 * t;
-                    let (wa, wb, wc) = (width[i] as u32, width[i + 1] as u32, width[i + 2] as u32);
-                    let a = u[i].min(esc[i]) as u64;
-                    let b = u[i + 1].min(esc[i + 1]) as u64;
-                    let c = u[i + 2].min(esc[i + 2]) as u64;
-                    fields.put((((a << wb) | b) << wc) | c, wa + wb + wc);
-                }
-                // The escaped fields' excesses, in order. Which fields escape is
-                // data-dependent (a branch on it mispredicts often), so their
-                // indices are gathered without branching first.
-                let (escaped, count) = escaped_indices(|i| u[i] >= esc[i]);
-                let mut excess = BitWriter::new(&mut self.work_excess);
-                for &i in &escaped[..count] {
-                    let i = i as usize;
-                    let k = (width[i] as u32).saturating_sub(EXCESS_K_BELOW);
-                    excess.put_rice(u[i] - esc[i], k);
-                }
-                let (m, e) = (fields.finish(), excess.finish());
-                let dst = body
-                    .get_mut(pos..pos + m + e)
-                    .ok_or(Error::BufferTooSmall {
-                        needed: start + pos + m + e + 4,
-                    })?;
-                dst[..m].copy_from_slice(&self.work[..m]);
-                dst[m..].copy_from_slice(&self.work_excess[..e]);
-                pos += m + e;
+            (true, false) => {
+                pos += put_varint(&mut body[pos..], ref_back as u64);
+                body[pos..pos + fields_len].copy_from_slice(&self.work[..fields_len]);
+                pos += fields_len;
+                body[pos..pos + excess_len].copy_from_slice(&self.work_excess[..excess_len]);
+                pos += excess_len;
             }
         }
         let payload_len = self.compressor.finish_payload(out, start, pos);
         let len = seal(out, start + payload_len)?;
         // Only now, with the message complete, does the model move on.
-        match (self.config.mode, key) {
-            (PoseMode::Raw, _) => self.stats.raw += 1,
-            (PoseMode::Quantized, true) => {
+        match (quantized, key) {
+            (false, _) => self.stats.raw += 1,
+            (true, true) => {
                 self.model.reset(frame.seq, &q);
                 self.have_model = true;
                 self.last_key_ts = frame.capture_ts_us;
                 self.force_key = false;
                 self.stats.keyframes += 1;
             }
-            (PoseMode::Quantized, false) => {
+            (true, false) => {
                 self.model.update(frame.seq, &q);
                 self.stats.deltas += 1;
+                self.stats.escapes += escapes;
             }
         }
         self.stats.bytes += len as u64;
         Ok(len)
+    }
+
+    /// Codes the delta of `q` against the model into the work buffers; returns the
+    /// byte lengths of the fields and of the excesses, and the number of escapes.
+    #[inline(always)]
+    fn code_delta(&mut self, q: &[i16; NP]) -> (usize, usize, u64) {
+        let width = &self.model.width;
+        // Residuals, zigzagged, and each field's escape value (all ones).
+        let mut u = [0u32; NP];
+        let mut esc = [0u32; NP];
+        for i in 0..NP {
+            u[i] = zigzag(q[i] as i32 - self.model.prev[i] as i32);
+            esc[i] = self.model.esc[i] as u32;
+        }
+        // The fields go out three at a time (at most 30 bits), so the writer's
+        // serial chain is a third as long.
+        let mut fields = BitWriter::new(&mut self.work);
+        for t in 0..N / 3 {
+            let i = 3 * t;
+            let (wa, wb, wc) = (width[i] as u32, width[i + 1] as u32, width[i + 2] as u32);
+            let a = u[i].min(esc[i]) as u64;
+            let b = u[i + 1].min(esc[i + 1]) as u64;
+            let c = u[i + 2].min(esc[i + 2]) as u64;
+            fields.put((((a << wb) | b) << wc) | c, wa + wb + wc);
+        }
+        // The escaped fields' excesses, in order. Which fields escape is
+        // data-dependent (a branch on it mispredicts often), so their indices are
+        // gathered without branching first.
+        let (escaped, count) = escaped_indices(|i| u[i] >= esc[i]);
+        let mut excess = BitWriter::new(&mut self.work_excess);
+        for &i in &escaped[..count] {
+            let i = i as usize;
+            let k = (width[i] as u32).saturating_sub(EXCESS_K_BELOW);
+            excess.put_rice(u[i] - esc[i], k);
+        }
+        (fields.finish(), excess.finish(), count as u64)
     }
 }
 
@@ -580,6 +605,7 @@ impl PoseDecoder {
                 deltas: 0,
                 raw: 0,
                 bytes: 0,
+                escapes: 0,
             },
             work: [0; WORK_LEN],
         }
@@ -619,11 +645,7 @@ impl PoseDecoder {
         match payload.coding {
             PoseCoding::Raw => {
                 let mut f = PoseFrame::zeroed();
-                for (lm, b) in f
-                    .landmarks
-                    .iter_mut()
-                    .zip(payload.body.chunks_exact(20))
-                {
+                for (lm, b) in f.landmarks.iter_mut().zip(payload.body.chunks_exact(20)) {
                     let v = |i: usize| f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
                     lm.x = v(0);
                     lm.y = v(4);
@@ -678,15 +700,22 @@ impl PoseDecoder {
                 let width = &self.model.width;
                 // Pass 1: the fields, at positions the model alone determines, so
                 // each is read independently of the others.
+                // Three fields (at most 36 bits) come out of each 57-bit window.
                 let mut code = [0u32; NP];
                 let mut bit = 0usize;
-                for i in 0..N {
-                    code[i] = BitReader::field(&self.work, bit, width[i] as u32);
-                    bit += width[i] as usize;
+                for t in 0..N / 3 {
+                    let i = 3 * t;
+                    let (wa, wb, wc) = (width[i] as u32, width[i + 1] as u32, width[i + 2] as u32);
+                    let w = BitReader::window_at(&self.work, bit);
+                    code[i] = (w >> (64 - wa)) as u32;
+                    code[i + 1] = ((w << wa) >> (64 - wb)) as u32;
+                    code[i + 2] = ((w << (wa + wb)) >> (64 - wc)) as u32;
+                    bit += (wa + wb + wc) as usize;
                 }
                 let fields_len = bit.div_ceil(8);
                 let pad = (fields_len * 8 - bit) as u32;
-                if fields_len > len || (pad > 0 && self.work[fields_len - 1] & ((1u8 << pad) - 1) != 0)
+                if fields_len > len
+                    || (pad > 0 && self.work[fields_len - 1] & ((1u8 << pad) - 1) != 0)
                 {
                     return Err(Error::Malformed {
                         what: "the pose delta's fields (too short or non-zero padding)",
@@ -736,6 +765,7 @@ impl PoseDecoder {
 mod tests {
     use super::super::{Message, Packet, landmark};
     use super::*;
+    use core::f32::consts::{PI, TAU};
 
     fn frame_at(seq: u32, t: f32) -> PoseFrame {
         let mut f = PoseFrame::zeroed();
@@ -743,7 +773,7 @@ mod tests {
         f.capture_ts_us = seq as u64 * 33_333;
         for (i, lm) in f.landmarks.iter_mut().enumerate() {
             let phase = i as f32 * 0.37;
-            lm.x = 0.5 + 0.2 * libm_sin(t * 6.283 + phase);
+            lm.x = 0.5 + 0.2 * libm_sin(t * TAU + phase);
             lm.y = 0.5 + 0.3 * libm_sin(t * 3.1 + phase * 2.0);
             lm.z = -0.1 + 0.05 * libm_sin(t + phase);
             lm.visibility = 0.9 + 0.09 * libm_sin(t * 0.5 + phase);
@@ -754,11 +784,11 @@ mod tests {
 
     // A small sine without std, good enough for test motion.
     fn libm_sin(x: f32) -> f32 {
-        let mut x = x % 6.283_185;
-        if x > 3.141_592 {
-            x -= 6.283_185;
-        } else if x < -3.141_592 {
-            x += 6.283_185;
+        let mut x = x % TAU;
+        if x > PI {
+            x -= TAU;
+        } else if x < -PI {
+            x += TAU;
         }
         let x2 = x * x;
         x * (1.0 - x2 / 6.0 * (1.0 - x2 / 20.0 * (1.0 - x2 / 42.0 * (1.0 - x2 / 72.0))))
@@ -803,7 +833,16 @@ mod tests {
     #[test]
     fn quantisation_error_is_bounded_at_the_edges() {
         let mut f = PoseFrame::zeroed();
-        let probes = [-1.0f32, -0.999_9, 2.0, 1.999_9, 0.0, 0.000_244, 0.000_245, 1.0 / 3.0];
+        let probes = [
+            -1.0f32,
+            -0.999_9,
+            2.0,
+            1.999_9,
+            0.0,
+            0.000_244,
+            0.000_245,
+            1.0 / 3.0,
+        ];
         for (i, lm) in f.landmarks.iter_mut().enumerate() {
             let v = probes[i % probes.len()];
             lm.x = v;
@@ -817,8 +856,8 @@ mod tests {
         let mut g = PoseFrame::zeroed();
         dequantize(&q, &mut g);
         assert_close(&f, &g);
-        assert!(COORD_MAX_ERROR <= 2.5e-4);
-        assert!(SCORE_MAX_ERROR <= 1.0 / 255.0);
+        const { assert!(COORD_MAX_ERROR <= 2.5e-4) };
+        const { assert!(SCORE_MAX_ERROR <= 1.0 / 255.0) };
     }
 
     #[test]
@@ -916,11 +955,43 @@ mod tests {
         let mut dec = PoseDecoder::new();
         let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
         for seq in (1..60u32).step_by(2) {
-            let f = frame_at(seq, seq as f32 / 30.0);
+            let f = frame_at(seq, seq as f32 / 300.0);
             let n = enc.encode(&f, 1, 1, &mut buf).unwrap();
             assert_close(&f, &decode_one(&mut dec, &buf[..n]).unwrap());
         }
         assert!(enc.stats().deltas > 20);
+    }
+
+    #[test]
+    fn a_delta_larger_than_a_keyframe_goes_as_a_keyframe() {
+        // The whole body jumps from one corner of the range to the other: the
+        // delta would not fit a pose message, a keyframe does.
+        let mut enc = PoseEncoder::new(EncoderConfig::default());
+        let mut dec = PoseDecoder::new();
+        let mut buf = [0u8; MAX_POSE_MESSAGE_LEN];
+        for seq in 1..=6u32 {
+            let mut f = PoseFrame::zeroed();
+            f.seq = seq;
+            f.capture_ts_us = seq as u64 * 33_333;
+            let (c, p) = if seq % 2 == 1 {
+                (-1.0, 0.0)
+            } else {
+                (2.0, 1.0)
+            };
+            for lm in f.landmarks.iter_mut() {
+                *lm = super::super::Landmark {
+                    x: c,
+                    y: c,
+                    z: c,
+                    visibility: p,
+                    presence: p,
+                };
+            }
+            let n = enc.encode(&f, 1, 1, &mut buf).unwrap();
+            assert!(n <= 11 + KEYFRAME_BODY_LEN + 5 + 4 + 8, "{n} bytes");
+            assert_close(&f, &decode_one(&mut dec, &buf[..n]).unwrap());
+        }
+        assert_eq!(enc.stats().keyframes, 6);
     }
 
     #[test]
@@ -967,12 +1038,14 @@ mod tests {
         // header: 10 10 02 | 01 00 | 02 00 | seq 01 | ts e8 07 ; person 00
         assert_eq!(
             &buf[..11],
-            &[0x10, 0x10, 0x02, 0x01, 0x00, 0x02, 0x00, 0x01, 0xe8, 0x07, 0x00]
+            &[
+                0x10, 0x10, 0x02, 0x01, 0x00, 0x02, 0x00, 0x01, 0xe8, 0x07, 0x00
+            ]
         );
-        assert_eq!(&buf[11..19], &[0x00, 0x0c, 0x00, 0x0a, 0x00, 0x08, 0x80, 0x40]);
+        assert_eq!(
+            &buf[11..19],
+            &[0x00, 0x0c, 0x00, 0x0a, 0x00, 0x08, 0x80, 0x40]
+        );
         assert_eq!(n, 11 + 264 + 4);
     }
 }
-
-
-

@@ -5,7 +5,8 @@
 //! 80 bytes of entropy-coded residuals) never shrinks, so it is never tried; and
 //! because an attempt on an incompressible payload (a raw pose frame, live PCM)
 //! costs more than encoding it (`benches/codec.rs`), a compressor that keeps
-//! failing backs off and tries only one payload in [`BACKOFF_PERIOD`] until an
+//! failing backs off exponentially — after [`BACKOFF_AFTER`] misses in a row it
+//! passes over 2, 4, 8 … up to [`MAX_BACKOFF`] payloads between attempts — until an
 //! attempt succeeds again (silence compresses; speech does not).
 
 use super::wire::Flags;
@@ -16,11 +17,10 @@ use super::{Error, wire::Reader};
 /// Default payload size at and above which compression is tried, in bytes.
 pub const DEFAULT_COMPRESS_THRESHOLD: usize = 512;
 
-/// After [`BACKOFF_AFTER`] failed attempts in a row, only one payload in this many
-/// is tried.
-pub const BACKOFF_PERIOD: u32 = 16;
 /// Failed attempts in a row before backing off.
 pub const BACKOFF_AFTER: u32 = 4;
+/// The most payloads passed over between two attempts when backed off.
+pub const MAX_BACKOFF: u32 = 1024;
 
 /// The largest payload that is tried for compression; larger ones go as they are.
 pub const MAX_COMPRESS_INPUT: usize = 8 * 1024;
@@ -84,8 +84,13 @@ impl Compressor {
             return (len, false);
         }
         if self.misses >= BACKOFF_AFTER {
-            self.skipped += 1;
-            if self.skipped < BACKOFF_PERIOD {
+            // Pass over 2^(misses − BACKOFF_AFTER + 1) payloads, at most MAX_BACKOFF.
+            let period = 1u32
+                .checked_shl(self.misses - BACKOFF_AFTER + 1)
+                .unwrap_or(MAX_BACKOFF)
+                .min(MAX_BACKOFF);
+            if self.skipped < period {
+                self.skipped += 1;
                 return (len, false);
             }
             self.skipped = 0;
@@ -210,19 +215,31 @@ mod tests {
         for _ in 0..BACKOFF_AFTER {
             assert_eq!(c.compress_in_place(&mut noise.clone(), 64), (64, false));
         }
-        // Backed off: compressible payloads are passed over until the period ends.
+        // Backed off: the next 2 payloads are passed over, the third is tried.
         let mut zeros = [0u8; 64];
         let mut tried_at = None;
-        for i in 1..=BACKOFF_PERIOD {
+        for i in 1..=3 {
             if c.compress_in_place(&mut zeros, 64).1 {
                 tried_at = Some(i);
                 break;
             }
         }
-        assert_eq!(tried_at, Some(BACKOFF_PERIOD));
+        assert_eq!(tried_at, Some(3));
         // A success ends the back-off.
         let mut zeros = [0u8; 64];
         assert!(c.compress_in_place(&mut zeros, 64).1);
+        // Each further miss doubles the gap, up to MAX_BACKOFF.
+        let mut attempts = 0;
+        for _ in 0..10_000 {
+            let before = c.misses;
+            c.compress_in_place(&mut noise.clone(), 64);
+            attempts += (c.misses != before) as u32;
+        }
+        assert!(
+            attempts < 30,
+            "{attempts} attempts in 10 000 incompressible payloads"
+        );
+        assert!(attempts > 10_000 / (MAX_BACKOFF + 1));
     }
 
     #[test]

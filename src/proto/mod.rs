@@ -27,7 +27,10 @@ mod pose_codec;
 mod wire;
 
 pub use audio::{AUDIO_CHUNK_CAPACITY, AudioChunk, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
-pub use compress::{Compressor, DEFAULT_COMPRESS_THRESHOLD, MAX_COMPRESS_INPUT, decompress};
+pub use compress::{
+    BACKOFF_AFTER, Compressor, DEFAULT_COMPRESS_THRESHOLD, MAX_BACKOFF, MAX_COMPRESS_INPUT,
+    decompress,
+};
 pub use error::{Error, Field};
 pub use message::{
     Ack, AudioCodec, AudioPayload, CloseRoom, ErrorCode, ErrorMsg, Hello, Join, Kick, Leave,

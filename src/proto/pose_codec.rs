@@ -271,6 +271,31 @@ impl Model {
         }
     }
 
+    /// Moves each width one step toward `width_of_err(err)`: up when the mean
+    /// residual has reached the field's upper half, down when it has fallen below
+    /// its lower quarter. Comparisons and constant shifts against the lane's own
+    /// escape value only — a third of the work of `derive_widths`, and a width
+    /// rarely needs more than a step a frame.
+    #[inline(always)]
+    fn step_widths(&mut self) {
+        for i in 0..NP {
+            let e = self.err[i];
+            let x = (e >> ERR_SHIFT) + (e >> (ERR_SHIFT + 1));
+            let esc = self.esc[i];
+            let half = (esc >> 1) + 1;
+            let up = (x >= half) & (self.width[i] < MAX_WIDTH as i16);
+            let down = (x < (half >> 1)) & (self.width[i] > 1);
+            self.esc[i] = if up {
+                esc * 2 + 1
+            } else if down {
+                esc >> 1
+            } else {
+                esc
+            };
+            self.width[i] += up as i16 - down as i16;
+        }
+    }
+
     /// Takes in the frame just coded.
     #[inline(always)]
     fn update(&mut self, seq: u32, q: &[i16; NP]) {
@@ -278,7 +303,7 @@ impl Model {
             let e = (q[i] - self.prev[i]).abs().min(ERR_CAP);
             self.err[i] += e - (self.err[i] >> ERR_SHIFT);
         }
-        self.derive_widths();
+        self.step_widths();
         self.prev = *q;
         self.seq = seq;
     }

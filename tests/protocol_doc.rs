@@ -354,8 +354,16 @@ fn pose_examples_decode_to_the_encoded_frames() {
         (dpose.person, dpose.coding),
         (0, PoseCoding::Delta { ref_back: 1 })
     );
-    // 71 bytes of fields (561 bits), 6 of excess (47 bits), as section 12.7 says.
-    assert_eq!(dpose.body.len(), 71 + 6);
+    // 79 bytes of fields (627 bits), 6 of excess (47 bits), as section 12.7 says.
+    assert_eq!(dpose.body.len(), 79 + 6);
+    // The bit-by-bit annotation: the nose's fields open the area, the two escaped
+    // wrist x fields are its bytes 35 … 38, every other field byte is zero, and the
+    // excess area holds a Rice escape (168) and an ordinary code (69, k = 3).
+    let (fields, excess) = dpose.body.split_at(79);
+    assert_eq!(&fields[..2], &[0x30, 0x40]);
+    assert_eq!(&fields[35..39], &[0x07, 0xc0, 0x00, 0xf8]);
+    assert!(fields[2..35].iter().chain(&fields[39..]).all(|&b| b == 0));
+    assert_eq!(excess, &[0xff, 0xff, 0xf0, 0x15, 0x1f, 0xea]);
     let got = *dec.decode(&delta.header(), &dpose).unwrap();
     let want: PoseFrame = delta_frame();
     assert_eq!(got.landmarks, want.landmarks);
@@ -381,8 +389,14 @@ fn pose_examples_decode_to_the_encoded_frames() {
         panic!("pose_delta_2 example is not a pose")
     };
     assert_eq!(dpose2.coding, PoseCoding::Delta { ref_back: 1 });
-    // 59 bytes of fields (466 bits), 1 of excess (7 bits), as section 12.8 says.
-    assert_eq!(dpose2.body.len(), 59 + 1);
+    // 79 bytes of fields (629 bits), 1 of excess (7 bits), as section 12.8 says.
+    assert_eq!(dpose2.body.len(), 79 + 1);
+    // The right wrist's 6-bit escaped x field and its y field are the area's bytes
+    // 38 and 39; its excess 37 is one Rice code with k = 4.
+    let (fields, excess) = dpose2.body.split_at(79);
+    assert_eq!(&fields[38..40], &[0x7e, 0x80]);
+    assert!(fields[..38].iter().chain(&fields[40..]).all(|&b| b == 0));
+    assert_eq!(excess, &[0xca]);
     let got = *dec.decode(&delta2.header(), &dpose2).unwrap();
     assert_eq!(got.landmarks, delta_frame_2().landmarks);
     assert_eq!(dec.stats().deltas, 2);

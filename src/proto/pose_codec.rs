@@ -69,9 +69,9 @@ pub const RAW_BODY_LEN: usize = N * 4;
 pub const KEYFRAME_BODY_LEN: usize = LANDMARK_COUNT * 8;
 /// The largest pose message (a raw frame with a maximal header).
 pub const MAX_POSE_MESSAGE_LEN: usize = super::wire::MAX_HEADER_LEN + 5 + RAW_BODY_LEN + 4;
-/// The longest delta body: 165 fields of 15 bits, all escaped with the longest
-/// excess code.
-const MAX_DELTA_BODY_LEN: usize = (N * 15).div_ceil(8) + (N * 35).div_ceil(8);
+/// The longest delta body: 165 fields of the widest width, all escaped with the
+/// longest excess code.
+const MAX_DELTA_BODY_LEN: usize = (N * MAX_WIDTH as usize).div_ceil(8) + (N * 35).div_ceil(8);
 /// The largest reference distance an encoder uses before sending a keyframe.
 const MAX_REF_BACK: u32 = 1 << 16;
 
@@ -82,9 +82,6 @@ const ERR_CAP: i16 = 4095;
 /// Starting running error after a keyframe (×4): about the jitter of a still joint.
 const ERR_INIT_COORD: i16 = 24;
 const ERR_INIT_SCORE: i16 = 2;
-/// Field width = 1 + bit length of (mean |residual| · W_MUL / 8), tuned on the
-/// synthetic motion (`tests/wire_size.rs`).
-const W_MUL: i32 = 12;
 /// The widest field.
 const MAX_WIDTH: i32 = 10;
 /// An escaped value's excess is Rice-coded with parameter width − EXCESS_K_BELOW.
@@ -206,15 +203,24 @@ struct Model {
 }
 
 /// Field width as a function of the running error `err` (4× the mean absolute
-/// residual): 1 + bit length of W_MUL/8 of the mean, capped at MAX_WIDTH.
+/// residual): 1 + bit length of twice the mean, capped at MAX_WIDTH — wide enough
+/// that about one value in thirty escapes. Narrower fields (1.5× the mean) save
+/// about 5 bytes a frame on the synthetic motion but escape one value in six, and
+/// escapes cost more time than the bytes are worth (`benches/codec.rs`).
 const fn width_of_err(err: i16) -> i16 {
-    let x = ((err >> ERR_SHIFT) as u32 * W_MUL as u32) >> 3;
+    let x = two_means(err) as u32;
     let w = 1 + (32 - x.leading_zeros()) as i32;
     if w > MAX_WIDTH {
         MAX_WIDTH as i16
     } else {
         w as i16
     }
+}
+
+/// Twice the mean absolute residual, from the running error (4× the mean).
+#[inline(always)]
+const fn two_means(err: i16) -> i16 {
+    err >> (ERR_SHIFT - 1)
 }
 
 /// The running errors at which the width steps up: `width_of_err(e)` is 1 plus the
@@ -271,16 +277,15 @@ impl Model {
         }
     }
 
-    /// Moves each width one step toward `width_of_err(err)`: up when the mean
-    /// residual has reached the field's upper half, down when it has fallen below
-    /// its lower quarter. Comparisons and constant shifts against the lane's own
-    /// escape value only — a third of the work of `derive_widths`, and a width
+    /// Moves each width one step toward `width_of_err(err)`: up when twice the
+    /// mean residual has reached the field's upper half, down when it has fallen
+    /// below its lower quarter. Comparisons and constant shifts against the lane's
+    /// own escape value only — a third of the work of `derive_widths`, and a width
     /// rarely needs more than a step a frame.
     #[inline(always)]
     fn step_widths(&mut self) {
         for i in 0..NP {
-            let e = self.err[i];
-            let x = (e >> ERR_SHIFT) + (e >> (ERR_SHIFT + 1));
+            let x = two_means(self.err[i]);
             let esc = self.esc[i];
             let half = (esc >> 1) + 1;
             let up = (x >= half) & (self.width[i] < MAX_WIDTH as i16);
@@ -846,12 +851,37 @@ mod tests {
             assert_eq!(1 + steps, width_of_err(e), "err {e}");
         }
         assert_eq!(width_of_err(0), 1);
-        assert_eq!(width_of_err(4), 2);
+        assert_eq!(width_of_err(2), 2);
+        assert_eq!(width_of_err(4), 3);
         let mut m = Model::empty();
         for e in [0i16, 4, 100, 5000, i16::MAX] {
             m.err = [e; NP];
             m.derive_widths();
             assert_eq!(m.esc[0] as i32, (1 << m.width[0]) - 1, "err {e}");
+        }
+    }
+
+    #[test]
+    fn stepped_widths_settle_on_the_formula() {
+        // From any width, a constant running error brings the stepped width to
+        // width_of_err within MAX_WIDTH steps (up: exactly; down: within the
+        // one-step hysteresis), and the escape value stays all ones.
+        for start in [0i16, 40, 4000] {
+            for e in [0i16, 1, 3, 7, 20, 300, 4000] {
+                let mut m = Model::empty();
+                m.err = [start; NP];
+                m.derive_widths();
+                m.err = [e; NP];
+                for _ in 0..MAX_WIDTH {
+                    m.step_widths();
+                }
+                let (w, exact) = (m.width[0], width_of_err(e));
+                assert!(
+                    w == exact || w == exact + 1,
+                    "start {start} err {e}: {w} vs {exact}"
+                );
+                assert_eq!(m.esc[0] as i32, (1 << w) - 1);
+            }
         }
     }
 

@@ -314,19 +314,6 @@ impl Model {
     }
 }
 
-/// The indices `i` in 0..N for which `escaped(i)`, in order, and their count —
-/// gathered without a branch per index.
-#[inline(always)]
-fn escaped_indices(escaped: impl Fn(usize) -> bool) -> ([u8; N], usize) {
-    let mut list = [0u8; N];
-    let mut count = 0;
-    for i in 0..N {
-        list[count.min(N - 1)] = i as u8;
-        count += escaped(i) as usize;
-    }
-    (list, count)
-}
-
 #[inline(always)]
 fn zigzag(r: i32) -> u32 {
     ((r << 1) ^ (r >> 31)) as u32
@@ -574,15 +561,15 @@ impl PoseEncoder {
             let c = u[i + 2].min(esc[i + 2]) as u64;
             fields.put((((a << wb) | b) << wc) | c, wa + wb + wc);
         }
-        // The escaped fields' excesses, in order. Which fields escape is
-        // data-dependent (a branch on it mispredicts often), so their indices are
-        // gathered without branching first.
-        let (escaped, count) = escaped_indices(|i| u[i] >= esc[i]);
+        // The escaped fields' excesses, in order (about one field in thirty).
         let mut excess = BitWriter::new(&mut self.work_excess);
-        for &i in &escaped[..count] {
-            let i = i as usize;
-            let k = (width[i] as u32).saturating_sub(EXCESS_K_BELOW);
-            excess.put_rice(u[i] - esc[i], k);
+        let mut count = 0;
+        for i in 0..N {
+            if u[i] >= esc[i] {
+                count += 1;
+                let k = (width[i] as u32).saturating_sub(EXCESS_K_BELOW);
+                excess.put_rice(u[i] - esc[i], k);
+            }
         }
         (fields.finish(), excess.finish(), count as u64)
     }

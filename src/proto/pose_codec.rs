@@ -167,6 +167,7 @@ const fn lanes<T: Copy>(coord: T, score: T, pad: T) -> [T; NP] {
 const ROUND_MAGIC: f32 = 12_582_912.0;
 /// Per-lane limit of the quantised values (0 in the padding lanes).
 const QMAX32: [i32; NP] = lanes(COORD_QMAX, SCORE_QMAX, 0);
+const QMAX16: [i16; NP] = lanes(COORD_QMAX as i16, SCORE_QMAX as i16, 0);
 /// Quantisation: q = bits(v · SCALE + OFFSET) − bits(ROUND_MAGIC). v · SCALE is
 /// exact (a power of two), so the one rounding is the final one.
 const SCALE: [f32; NP] = lanes(COORD_SCALE, SCORE_SCALE, 0.0);
@@ -336,13 +337,13 @@ fn for_each_flagged(flagged: impl Fn(usize) -> bool, mut visit: impl FnMut(usize
 }
 
 #[inline(always)]
-fn zigzag(r: i32) -> u32 {
-    ((r << 1) ^ (r >> 31)) as u32
+fn zigzag(r: i16) -> u16 {
+    ((r << 1) ^ (r >> 15)) as u16
 }
 
 #[inline(always)]
-fn unzigzag(u: u32) -> i32 {
-    ((u >> 1) as i32) ^ -((u & 1) as i32)
+fn unzigzag(u: u16) -> i16 {
+    ((u >> 1) as i16) ^ -((u & 1) as i16)
 }
 
 /// The frame's 165 values as one array, in memory order.
@@ -579,11 +580,12 @@ impl PoseEncoder {
     fn code_delta(&mut self, q: &[i16; NP]) -> (usize, usize, u64) {
         let width = &self.model.width;
         // Residuals, zigzagged, and each field's escape value (all ones).
-        let mut u = [0u32; NP];
-        let mut esc = [0u32; NP];
+        // Sixteen-bit lanes throughout: |residual| ≤ 6144, so its zigzag fits.
+        let mut u = [0u16; NP];
+        let mut esc = [0u16; NP];
         for i in 0..NP {
-            u[i] = zigzag(q[i] as i32 - self.model.prev[i] as i32);
-            esc[i] = self.model.esc[i] as u32;
+            u[i] = zigzag(q[i] - self.model.prev[i]);
+            esc[i] = self.model.esc[i] as u16;
         }
         // The fields go out three at a time (at most 30 bits), so the writer's
         // serial chain is a third as long.
@@ -605,7 +607,7 @@ impl PoseEncoder {
             |i| {
                 count += 1;
                 let k = (width[i] as u32).saturating_sub(EXCESS_K_BELOW);
-                excess.put_rice(u[i] - esc[i], k);
+                excess.put_rice((u[i] - esc[i]) as u32, k);
             },
         );
         (fields.finish(), excess.finish(), count as u64)
@@ -755,15 +757,17 @@ impl PoseDecoder {
                 // Pass 1: the fields, at positions the model alone determines, so
                 // each is read independently of the others.
                 // Three fields (at most 36 bits) come out of each 57-bit window.
-                let mut code = [0u32; NP];
+                // Codes are 16-bit: a field is at most 10 bits, and an escaped one
+                // adds an excess below 2^15.
+                let mut code = [0u16; NP];
                 let mut bit = 0usize;
                 for t in 0..N / 3 {
                     let i = 3 * t;
                     let (wa, wb, wc) = (width[i] as u32, width[i + 1] as u32, width[i + 2] as u32);
                     let w = BitReader::window_at(&self.work, bit);
-                    code[i] = (w >> (64 - wa)) as u32;
-                    code[i + 1] = ((w << wa) >> (64 - wb)) as u32;
-                    code[i + 2] = ((w << (wa + wb)) >> (64 - wc)) as u32;
+                    code[i] = (w >> (64 - wa)) as u16;
+                    code[i + 1] = ((w << wa) >> (64 - wb)) as u16;
+                    code[i + 2] = ((w << (wa + wb)) >> (64 - wc)) as u16;
                     bit += (wa + wb + wc) as usize;
                 }
                 let fields_len = bit.div_ceil(8);
@@ -780,27 +784,25 @@ impl PoseDecoder {
                 let esc = &self.model.esc;
                 let mut escaped = [false; NP];
                 for i in 0..NP {
-                    escaped[i] = code[i] == esc[i] as u32;
+                    escaped[i] = code[i] == esc[i] as u16;
                 }
                 for_each_flagged(
                     |i| escaped[i],
                     |i| {
                         let k = (width[i] as u32).saturating_sub(EXCESS_K_BELOW);
-                        code[i] += excess.get_rice(k);
+                        // get_rice yields at most 15 bits: the sum fits.
+                        code[i] += excess.get_rice(k) as u16;
                     },
                 );
                 excess.finish()?;
                 // Pass 3: the values (vector loop). Wrapping: a hostile stream may
                 // name any residual; the range check refuses what does not fit.
-                let mut v = [0i32; NP];
-                let mut bad = 0i32;
+                let mut bad = 0i16;
                 for i in 0..NP {
-                    v[i] = (self.model.prev[i] as i32).wrapping_add(unzigzag(code[i]));
-                    // Negative when v < 0 or v > QMAX.
-                    bad |= v[i] | (QMAX32[i] - v[i]);
-                }
-                for i in 0..NP {
-                    q[i] = v[i] as i16;
+                    // |prev| ≤ 6144 and |residual| < 2^14 + 2^10: no overflow.
+                    q[i] = self.model.prev[i].wrapping_add(unzigzag(code[i]));
+                    // Negative when q < 0 or q > QMAX.
+                    bad |= q[i] | (QMAX16[i] - q[i]);
                 }
                 let bad = bad < 0;
                 if bad {

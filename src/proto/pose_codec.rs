@@ -580,12 +580,14 @@ impl PoseEncoder {
     fn code_delta(&mut self, q: &[i16; NP]) -> (usize, usize, u64) {
         let width = &self.model.width;
         // Residuals, zigzagged, and each field's escape value (all ones).
-        // Sixteen-bit lanes throughout: |residual| ≤ 6144, so its zigzag fits.
-        let mut u = [0u16; NP];
-        let mut esc = [0u16; NP];
+        // Sixteen-bit lanes throughout: |residual| ≤ 6144, so its zigzag (and
+        // so every value here) fits in an i16, where SSE2 has min and compare.
+        let mut u = [0i16; NP];
+        let mut field = [0i16; NP];
+        let esc = &self.model.esc;
         for i in 0..NP {
-            u[i] = zigzag(q[i] - self.model.prev[i]);
-            esc[i] = self.model.esc[i] as u16;
+            u[i] = zigzag(q[i] - self.model.prev[i]) as i16;
+            field[i] = u[i].min(esc[i]);
         }
         // The fields go out three at a time (at most 30 bits), so the writer's
         // serial chain is a third as long.
@@ -593,9 +595,7 @@ impl PoseEncoder {
         for t in 0..N / 3 {
             let i = 3 * t;
             let (wa, wb, wc) = (width[i] as u32, width[i + 1] as u32, width[i + 2] as u32);
-            let a = u[i].min(esc[i]) as u64;
-            let b = u[i + 1].min(esc[i + 1]) as u64;
-            let c = u[i + 2].min(esc[i + 2]) as u64;
+            let (a, b, c) = (field[i] as u64, field[i + 1] as u64, field[i + 2] as u64);
             fields.put((((a << wb) | b) << wc) | c, wa + wb + wc);
         }
         // The escaped fields' excesses, in order (about one field in thirty):

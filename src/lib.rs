@@ -53,7 +53,9 @@
 //! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+// No unsafe code of our own; the one exception is the `multiversion` expansion in
+// the pose codec (runtime CPU-feature dispatch), allowed there explicitly.
+#![deny(unsafe_code)]
 
 #[cfg(all(feature = "log", feature = "defmt"))]
 compile_error!("the `log` and `defmt` features are exclusive: enable one logging backend only");

@@ -6,16 +6,16 @@
 //! **Quantisation.** x, y, z are carried as `q = round(v · 2048) + 2048` in
 //! 0..=6144 (the range [-1, 2] in steps of 1/2048), so the error is at most
 //! 1/4096 ≈ 2.44e-4; visibility and presence as `round(v · 128)` in 0..=128, error
-//! at most 1/256 (under the 1/255 the protocol promises; a finer step would spend
-//! about a bit per score on the estimator's own noise).
+//! at most 1/256 (within the 1/255 bound this protocol sets for scores; a finer
+//! step would spend about a bit per score on the estimator's own noise).
 //!
 //! **Keyframes** carry the quantised values plainly (8 bytes a landmark) and reset
 //! both sides' model. **Deltas** name their reference frame (`ref_back` = seq
 //! distance, normally 1) and carry, for each of the 165 values in memory order, the
 //! zigzagged residual against the reference frame's value in a fixed-width field.
 //! The widths come from a model both sides update identically from decoded values
-//! alone — a running mean of each value's absolute residual — so a still joint gets
-//! a 2–3 bit field and a swinging wrist a wider one, with no side information. A
+//! alone — a running mean of each value's absolute residual — so a still value
+//! gets a narrow field and a swinging wrist a wider one, with no side information. A
 //! residual too large for its field writes the field's all-ones escape and its
 //! excess is Rice-coded in a second area after the fields. Because the widths are
 //! known before a delta arrives, every field sits at a known bit position and the
@@ -91,7 +91,7 @@ const EXCESS_K_BELOW: u32 = 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PoseMode {
-    /// Quantised keyframes and entropy-coded deltas (the default: about 100 bytes
+    /// Quantised keyframes and entropy-coded deltas (the default: about 110 bytes
     /// a frame on the wire).
     Quantized,
     /// Unquantised `f32` values in every frame (660 bytes of payload).
@@ -186,9 +186,8 @@ const ERR_INIT: [i16; NP] = lanes(ERR_INIT_COORD, ERR_INIT_SCORE, 0);
 /// Each value is predicted by its previous value, and its field width follows a
 /// running mean of its absolute residual, so a still joint costs a few bits and a
 /// swinging wrist more. Richer predictors (linear extrapolation, an average that
-/// smooths jitter out) were measured on the synthetic motion and saved under one
-/// byte a frame (`tests/wire_size.rs` has the figures), less than they cost in
-/// time. The state is `i16` in fixed-size arrays and the loops are branch-free, so
+/// smooths jitter out) were tried during development: on the synthetic motion
+/// they saved under one byte a frame, less than they cost in time. The state is `i16` in fixed-size arrays and the loops are branch-free, so
 /// they vectorise with plain SSE2 or NEON.
 #[derive(Clone, Debug)]
 struct Model {
@@ -205,9 +204,9 @@ struct Model {
 
 /// Field width as a function of the running error `err` (4× the mean absolute
 /// residual): 1 + bit length of twice the mean, capped at MAX_WIDTH — wide enough
-/// that about one value in thirty escapes. Narrower fields (1.5× the mean) save
-/// about 5 bytes a frame on the synthetic motion but escape one value in six, and
-/// escapes cost more time than the bytes are worth (`benches/codec.rs`).
+/// that about one value in thirty escapes. Narrower fields (1.5× the mean) were
+/// tried during development: on the synthetic motion they saved about 5 bytes a
+/// frame but escaped one value in six, which cost a quarter more time.
 const fn width_of_err(err: i16) -> i16 {
     let x = two_means(err) as u32;
     let w = 1 + (32 - x.leading_zeros()) as i32;

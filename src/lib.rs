@@ -12,7 +12,9 @@
 //!   allocates nothing and does no IO: bytes in, bytes out, into buffers the caller
 //!   owns. Every byte on the wire goes through it, on the edge board, in the hub and
 //!   in every consumer.
-//! - The sans-IO state machines (send queue, token bucket, rooms, sessions, metrics)
+//! - [`room`] (with `std`) — the room registry: rooms, members, roles and what each
+//!   role may do, empty rooms kept for a grace period; sans-IO like `proto`.
+//! - The other sans-IO state machines (send queue, token bucket, sessions, metrics)
 //!   and the thin IO drivers (`mio` event loops for the edge engine and the hub)
 //!   build on `proto`; the drivers are the only code that touches sockets, threads
 //!   or the clock.
@@ -64,3 +66,6 @@ compile_error!("the `log` and `defmt` features are exclusive: enable one logging
 mod macros;
 
 pub mod proto;
+
+#[cfg(feature = "std")]
+pub mod room;

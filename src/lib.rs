@@ -14,6 +14,8 @@
 //!   in every consumer.
 //! - [`room`] (with `std`) — the room registry: rooms, members, roles and what each
 //!   role may do, empty rooms kept for a grace period; sans-IO like `proto`.
+//! - [`token`] (with `std`) — HS256 JWT access tokens: mint, verify against an
+//!   injected clock, and what they grant.
 //! - The other sans-IO state machines (send queue, token bucket, sessions, metrics)
 //!   and the thin IO drivers (`mio` event loops for the edge engine and the hub)
 //!   build on `proto`; the drivers are the only code that touches sockets, threads
@@ -69,3 +71,5 @@ pub mod proto;
 
 #[cfg(feature = "std")]
 pub mod room;
+#[cfg(feature = "std")]
+pub mod token;

@@ -12,11 +12,12 @@
 //!   allocates nothing and does no IO: bytes in, bytes out, into buffers the caller
 //!   owns. Every byte on the wire goes through it, on the edge board, in the hub and
 //!   in every consumer.
+//! - [`rate`] — a token bucket (bandwidth and flood limits), `no_std`, integer-only.
 //! - [`room`] (with `std`) — the room registry: rooms, members, roles and what each
 //!   role may do, empty rooms kept for a grace period; sans-IO like `proto`.
 //! - [`token`] (with `std`) — HS256 JWT access tokens: mint, verify against an
 //!   injected clock, and what they grant.
-//! - The other sans-IO state machines (send queue, token bucket, sessions, metrics)
+//! - The other sans-IO state machines (send queue, sessions, metrics)
 //!   and the thin IO drivers (`mio` event loops for the edge engine and the hub)
 //!   build on `proto`; the drivers are the only code that touches sockets, threads
 //!   or the clock.
@@ -68,6 +69,7 @@ compile_error!("the `log` and `defmt` features are exclusive: enable one logging
 mod macros;
 
 pub mod proto;
+pub mod rate;
 
 #[cfg(feature = "std")]
 pub mod room;

@@ -17,6 +17,8 @@
 //!   role may do, empty rooms kept for a grace period; sans-IO like `proto`.
 //! - [`token`] (with `std`) — HS256 JWT access tokens: mint, verify against an
 //!   injected clock, and what they grant.
+//! - [`ws`] (with `std`) — WebSocket framing on preallocated buffers: parse and
+//!   check client frames in place, fragmentation rules, server frame headers.
 //! - The other sans-IO state machines (send queue, sessions, metrics)
 //!   and the thin IO drivers (`mio` event loops for the edge engine and the hub)
 //!   build on `proto`; the drivers are the only code that touches sockets, threads
@@ -75,3 +77,5 @@ pub mod rate;
 pub mod room;
 #[cfg(feature = "std")]
 pub mod token;
+#[cfg(feature = "std")]
+pub mod ws;

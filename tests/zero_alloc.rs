@@ -1,6 +1,7 @@
 //! The zero-allocation proof for the protocol core: after warm-up, encoding and
 //! decoding 10 000 pose frames (keyframes and deltas, with the CRC check and message
-//! parsing) and 10 000 audio chunks allocates nothing. A counting global allocator
+//! parsing) and 10 000 audio chunks allocates nothing, and neither does parsing
+//! 10 000 WebSocket frames in place. A counting global allocator
 //! counts the allocations made by this test's thread only, so other test threads
 //! cannot disturb the count.
 
@@ -147,4 +148,35 @@ fn encoding_and_decoding_10_000_frames_allocates_nothing() {
     // The counter itself works: a deliberate allocation is seen.
     let seen = allocations_in(|| drop(std::hint::black_box(vec![1u8; 64])));
     assert_eq!(seen, 1);
+}
+
+#[cfg(feature = "std")]
+#[test]
+fn websocket_framing_allocates_nothing() {
+    // WebSocket framing: 10 000 masked client frames parsed, checked and unmasked
+    // in place, and 10 000 server headers written.
+    let mut frame = vec![0x82u8, 0x80 | 126, 0, 0, 1, 2, 3, 4];
+    frame[2..4].copy_from_slice(&1000u16.to_be_bytes());
+    let payload_len = 1000;
+    frame.extend((0..payload_len).map(|i| i as u8));
+    let mut rx = vec![0u8; frame.len()];
+    let mut header = [0u8; 10];
+    let allocs = allocations_in(|| {
+        for _ in 0..10_000 {
+            rx.copy_from_slice(&frame);
+            let Ok(poselink::ws::Parsed::Frame(f)) = poselink::ws::parse_frame(&mut rx, 65_536)
+            else {
+                panic!("not a frame")
+            };
+            assert_eq!(f.payload_len, payload_len);
+            poselink::ws::write_header(
+                &mut header,
+                poselink::ws::FrameKind::Binary,
+                true,
+                f.payload_len,
+            )
+            .unwrap();
+        }
+    });
+    assert_eq!(allocs, 0, "WebSocket framing allocated");
 }

@@ -12,6 +12,8 @@
 //!   allocates nothing and does no IO: bytes in, bytes out, into buffers the caller
 //!   owns. Every byte on the wire goes through it, on the edge board, in the hub and
 //!   in every consumer.
+//! - [`queue`] (with `std`) — the send queue: priorities, latest-wins pose frames,
+//!   lowest priority dropped first, stale pose dropped, every drop counted.
 //! - [`rate`] — a token bucket (bandwidth and flood limits), `no_std`, integer-only.
 //! - [`room`] (with `std`) — the room registry: rooms, members, roles and what each
 //!   role may do, empty rooms kept for a grace period; sans-IO like `proto`.
@@ -19,7 +21,7 @@
 //!   injected clock, and what they grant.
 //! - [`ws`] (with `std`) — WebSocket framing on preallocated buffers: parse and
 //!   check client frames in place, fragmentation rules, server frame headers.
-//! - The other sans-IO state machines (send queue, sessions, metrics)
+//! - The other sans-IO state machines (sessions, metrics)
 //!   and the thin IO drivers (`mio` event loops for the edge engine and the hub)
 //!   build on `proto`; the drivers are the only code that touches sockets, threads
 //!   or the clock.
@@ -73,6 +75,8 @@ mod macros;
 pub mod proto;
 pub mod rate;
 
+#[cfg(feature = "std")]
+pub mod queue;
 #[cfg(feature = "std")]
 pub mod room;
 #[cfg(feature = "std")]

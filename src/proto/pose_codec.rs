@@ -223,24 +223,6 @@ const fn two_means(err: i16) -> i16 {
     err >> (ERR_SHIFT - 1)
 }
 
-/// The running errors at which the width steps up: `width_of_err(e)` is 1 plus the
-/// number of thresholds `e` reaches. Comparisons against a table vectorise on any
-/// SIMD unit; a bit length per lane does not on baseline x86.
-const WIDTH_STEPS: usize = (MAX_WIDTH - 1) as usize;
-const WIDTH_THRESHOLDS: [i16; WIDTH_STEPS] = {
-    let mut t = [i16::MAX; WIDTH_STEPS];
-    let mut e: i32 = 0;
-    while e <= i16::MAX as i32 {
-        let w = width_of_err(e as i16) as usize;
-        // The first error with width w is the threshold of step w − 2.
-        if w >= 2 && t[w - 2] == i16::MAX {
-            t[w - 2] = e as i16;
-        }
-        e += 1;
-    }
-    t
-};
-
 impl Model {
     const fn empty() -> Self {
         Model {
@@ -259,21 +241,13 @@ impl Model {
         self.derive_widths();
     }
 
-    /// Field widths and escape values from the running errors, by comparisons
-    /// and constant shifts only, so the loop vectorises.
-    #[inline(always)]
+    /// Field widths and escape values straight from the running errors — only at
+    /// a keyframe; between keyframes [`Model::step_widths`] moves them.
     fn derive_widths(&mut self) {
         for i in 0..NP {
-            let e = self.err[i];
-            let mut w = 1i16;
-            let mut esc = 1i16;
-            for (j, t) in WIDTH_THRESHOLDS.into_iter().enumerate() {
-                let step = (e >= t) as i16;
-                w += step;
-                esc |= step << (j + 1);
-            }
+            let w = width_of_err(self.err[i]);
             self.width[i] = w;
-            self.esc[i] = esc;
+            self.esc[i] = (1 << w) - 1;
         }
     }
 
@@ -921,14 +895,11 @@ mod tests {
     }
 
     #[test]
-    fn width_thresholds_match_the_formula() {
-        for e in 0..=i16::MAX {
-            let steps = WIDTH_THRESHOLDS.iter().filter(|&&t| e >= t).count() as i16;
-            assert_eq!(1 + steps, width_of_err(e), "err {e}");
-        }
+    fn widths_follow_the_formula() {
         assert_eq!(width_of_err(0), 1);
         assert_eq!(width_of_err(2), 2);
         assert_eq!(width_of_err(4), 3);
+        assert_eq!(width_of_err(i16::MAX), MAX_WIDTH as i16);
         let mut m = Model::empty();
         for e in [0i16, 4, 100, 5000, i16::MAX] {
             m.err = [e; NP];

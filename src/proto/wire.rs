@@ -372,7 +372,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
     }
 
-    /// Parses the payload into a [`Message`], decompressing into `scratch` if needed.
+    /// Parses the payload into a [`Message`](super::Message), decompressing into `scratch` if needed.
     pub fn message<'s>(&'s self, scratch: &'s mut [u8]) -> Result<super::Message<'s>, Error> {
         let header = self.header;
         let payload = self.plain_payload(scratch)?;

@@ -76,6 +76,8 @@ pub mod proto;
 pub mod rate;
 
 #[cfg(feature = "std")]
+pub mod hub;
+#[cfg(feature = "std")]
 pub mod queue;
 #[cfg(feature = "std")]
 pub mod room;

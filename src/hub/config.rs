@@ -1,0 +1,177 @@
+//! The hub's settings: every capacity and limit, decided at start-up. Read from a
+//! TOML file ([`HubConfig::from_toml`]), overridden by command-line flags, checked
+//! once ([`HubConfig::validate`]) before anything is allocated.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+use crate::proto::MAX_MESSAGE_LEN;
+
+/// Everything the hub needs to know before it starts. All fields have defaults;
+/// a TOML file names only what it changes (unknown keys are refused).
+///
+/// ```
+/// use poselink::hub::HubConfig;
+/// let cfg = HubConfig::from_toml("max_connections = 64\nroom_grace_ms = 5000\n").unwrap();
+/// assert_eq!(cfg.max_connections, 64);
+/// assert_eq!(cfg.max_members, 64); // a default
+/// cfg.validate().unwrap();
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Address to listen on (WebSocket, `/metrics` and `/healthz` on the same port).
+    pub listen: SocketAddr,
+    /// Connections held at once; the slot table is this big. Default 1024.
+    pub max_connections: usize,
+    /// Rooms that may exist at once. Default 1024.
+    pub max_rooms: usize,
+    /// Members a room may hold. Default 64.
+    pub max_members: usize,
+    /// Rooms one connection may be a member of at once. Default 16.
+    pub max_rooms_per_connection: usize,
+    /// How long an empty room is kept so a rebooting board gets it back, ms. Default 30 000.
+    pub room_grace_ms: u64,
+    /// Largest WebSocket message accepted, bytes (checked before buffering). Default 65 536.
+    pub max_message: usize,
+    /// Time allowed for the HTTP upgrade and then for the hello, ms. Default 5000.
+    pub handshake_timeout_ms: u64,
+    /// WebSocket ping interval, ms; a peer silent for 3 intervals is closed. Default 5000.
+    pub heartbeat_ms: u64,
+    /// A receiver that accepts no bytes for this long while output waits is closed, ms. Default 10 000.
+    pub stuck_timeout_ms: u64,
+    /// Media messages (pose, audio) queued per receiver; beyond it the oldest pose,
+    /// then the oldest audio is dropped. Default 128.
+    pub queue_depth: usize,
+    /// Bytes of control messages queued per receiver; control is never dropped, a
+    /// receiver that lets this fill is closed. Default 32 768.
+    pub control_buffer: usize,
+    /// Pose keyframes kept per publisher, one per (room, person). Default 4.
+    pub keyframe_slots: usize,
+    /// Messages per second a connection may send (sustained). Default 1000.
+    pub rate_messages: u64,
+    /// Messages a connection may send in a burst. Default 500.
+    pub burst_messages: u64,
+    /// Bytes per second a connection may send (sustained). Default 4 MiB.
+    pub rate_bytes: u64,
+    /// Bytes a connection may send in a burst. Default 1 MiB.
+    pub burst_bytes: u64,
+    /// Messages refused for flooding, in a row, before the connection is closed. Default 2000.
+    pub flood_close_after: u64,
+    /// HS256 secret for tokens (at least 32 bytes). Prefer `secret_file` or the
+    /// `POSELINK_SECRET` environment variable over writing it into a file.
+    pub secret: Option<String>,
+    /// A file holding the HS256 secret (surrounding whitespace is trimmed).
+    pub secret_file: Option<String>,
+    /// Anonymous access for local trials: every hello is accepted without a token
+    /// and may join any room as owner. Never for production.
+    pub dev: bool,
+    /// Serve `GET /metrics` (Prometheus text). Default true.
+    pub metrics: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 7700)),
+            max_connections: 1024,
+            max_rooms: 1024,
+            max_members: 64,
+            max_rooms_per_connection: 16,
+            room_grace_ms: 30_000,
+            max_message: MAX_MESSAGE_LEN,
+            handshake_timeout_ms: 5_000,
+            heartbeat_ms: 5_000,
+            stuck_timeout_ms: 10_000,
+            queue_depth: 128,
+            control_buffer: 32 * 1024,
+            keyframe_slots: 4,
+            rate_messages: 1_000,
+            burst_messages: 500,
+            rate_bytes: 4 << 20,
+            burst_bytes: 1 << 20,
+            flood_close_after: 2_000,
+            secret: None,
+            secret_file: None,
+            dev: false,
+            metrics: true,
+        }
+    }
+}
+
+/// A setting the hub cannot start with, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "hub configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl HubConfig {
+    /// Reads a configuration from TOML text (keys as the field names).
+    pub fn from_toml(text: &str) -> Result<HubConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// A configuration for tests and demos: loopback, port chosen by the OS,
+    /// anonymous access, small tables.
+    pub fn local_dev() -> HubConfig {
+        HubConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: 256,
+            max_rooms: 64,
+            dev: true,
+            ..HubConfig::default()
+        }
+    }
+
+    /// Checks every limit; the hub refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |s: &str| Err(ConfigError(s.to_string()));
+        if self.max_connections == 0 || self.max_connections > 60_000 {
+            return err("max_connections must be 1 to 60000");
+        }
+        if self.max_rooms == 0 || self.max_rooms > 65_000 {
+            return err("max_rooms must be 1 to 65000");
+        }
+        if self.max_members < 2 || self.max_members > 4096 {
+            return err("max_members must be 2 to 4096");
+        }
+        if self.max_rooms_per_connection == 0 || self.max_rooms_per_connection > 256 {
+            return err("max_rooms_per_connection must be 1 to 256");
+        }
+        if self.max_message < 4096 || self.max_message > MAX_MESSAGE_LEN {
+            return err("max_message must be 4096 to 65536 bytes");
+        }
+        if self.heartbeat_ms < 100 || self.handshake_timeout_ms < 100 || self.stuck_timeout_ms < 100
+        {
+            return err("heartbeat_ms, handshake_timeout_ms and stuck_timeout_ms must be at least 100");
+        }
+        if self.queue_depth < 4 || self.queue_depth > 65_536 {
+            return err("queue_depth must be 4 to 65536");
+        }
+        if self.control_buffer < 8192 {
+            return err("control_buffer must be at least 8192 bytes (a room snapshot must fit)");
+        }
+        if self.keyframe_slots == 0 || self.keyframe_slots > 64 {
+            return err("keyframe_slots must be 1 to 64");
+        }
+        if self.rate_messages == 0 || self.burst_messages == 0 || self.rate_bytes == 0 {
+            return err("rate limits must be positive");
+        }
+        if self.burst_bytes < self.max_message as u64 {
+            return err("burst_bytes must be at least max_message, or a largest message could never pass");
+        }
+        if !self.dev && self.secret.is_none() && self.secret_file.is_none() {
+            return err(
+                "no token secret: set `secret_file` (or POSELINK_SECRET / --secret), or run with --dev for anonymous local trials",
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! The HTTP side of the hub's port: a request head is either a WebSocket upgrade
+//! (checked and answered by tungstenite's server handshake), `GET /healthz`,
+//! `GET /metrics`, or something the hub refuses with a sentence saying what it is.
+//! Runs once per connection, so it may allocate.
+
+use tungstenite::handshake::machine::TryParse;
+use tungstenite::handshake::server::{create_response, write_response};
+
+/// What a request head asks for.
+pub enum Request {
+    /// A valid WebSocket upgrade; the bytes are the `101 Switching Protocols` answer.
+    Upgrade(Vec<u8>),
+    /// `GET /healthz`.
+    Healthz,
+    /// `GET /metrics`.
+    Metrics,
+    /// A plain GET of another path.
+    NotFound,
+    /// Not HTTP, or an upgrade that breaks RFC 6455: why.
+    Bad(String),
+}
+
+/// Classifies a complete request head (through the blank line).
+pub fn parse_request(head: &[u8]) -> Request {
+    let req = match tungstenite::handshake::server::Request::try_parse(head) {
+        Ok(Some((_, req))) => req,
+        Ok(None) => return Request::Bad("incomplete HTTP request".into()),
+        Err(e) => return Request::Bad(e.to_string()),
+    };
+    let wants_upgrade = req
+        .headers()
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !wants_upgrade {
+        return match req.uri().path() {
+            "/healthz" => Request::Healthz,
+            "/metrics" => Request::Metrics,
+            _ => Request::NotFound,
+        };
+    }
+    match create_response(&req) {
+        Ok(resp) => {
+            let mut out = Vec::with_capacity(256);
+            match write_response(&mut out, &resp) {
+                Ok(()) => Request::Upgrade(out),
+                Err(e) => Request::Bad(e.to_string()),
+            }
+        }
+        Err(e) => Request::Bad(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrade_health_metrics_and_garbage() {
+        let up = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let Request::Upgrade(resp) = parse_request(up) else { panic!("not an upgrade") };
+        let text = String::from_utf8(resp).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+        // RFC 6455 §1.3's example key and accept value.
+        assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{text}");
+        assert!(matches!(parse_request(b"GET /healthz HTTP/1.1\r\n\r\n"), Request::Healthz));
+        assert!(matches!(parse_request(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), Request::Metrics));
+        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\n\r\n"), Request::NotFound));
+        assert!(matches!(parse_request(b"\x16\x03\x01garbage\r\n\r\n"), Request::Bad(_)));
+        assert!(matches!(parse_request(b"POST / HTTP/1.1\r\n\r\n"), Request::Bad(_)));
+        let no_key = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        assert!(matches!(parse_request(no_key), Request::Bad(_)));
+    }
+}

@@ -1,0 +1,311 @@
+//! The hub's counters and its relay-latency histogram: plain integers bumped on
+//! the loop's thread (no atomics, no locks), rendered as Prometheus text when
+//! `GET /metrics` asks. Rendering allocates; counting never does.
+
+use std::fmt::Write;
+
+use crate::proto::ErrorCode;
+
+/// Why the hub dropped a media message for a receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    /// The receiver's queue was full: its oldest pose frame went.
+    SlowPose = 0,
+    /// The receiver's queue was full and held no pose: its oldest audio went.
+    SlowAudio = 1,
+    /// A pose delta the receiver could not decode (it lost the reference frame and
+    /// waits for a keyframe).
+    AwaitingKeyframe = 2,
+    /// An audio chunk the publisher had already sent (a replay after reconnecting).
+    DuplicateAudio = 3,
+    /// A message refused because its sender exceeded its rate limit.
+    RateLimited = 4,
+}
+
+const DROP_NAMES: [&str; 5] = [
+    "slow_receiver_pose",
+    "slow_receiver_audio",
+    "awaiting_keyframe",
+    "duplicate_audio",
+    "rate_limited",
+];
+
+/// Failures below the protocol, counted beside the protocol's error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Bytes that are not an HTTP request, or a request that is not a WebSocket
+    /// upgrade and not a known path.
+    Http = 0,
+    /// The upgrade or the hello did not arrive in time.
+    HandshakeTimeout = 1,
+    /// A WebSocket framing rule was broken (unmasked frame, bad opcode, …).
+    WebSocket = 2,
+    /// No bytes from the peer for three heartbeat intervals.
+    HeartbeatTimeout = 3,
+    /// The receiver accepted no bytes for the stuck limit, or let its control
+    /// buffer fill.
+    SlowConsumer = 4,
+    /// A connection arrived while every slot was taken.
+    HubFull = 5,
+    /// A text (not binary) WebSocket message.
+    TextMessage = 6,
+    /// A socket error.
+    Io = 7,
+}
+
+const FAULT_NAMES: [&str; 8] = [
+    "http",
+    "handshake_timeout",
+    "websocket",
+    "heartbeat_timeout",
+    "slow_consumer",
+    "hub_full",
+    "text_message",
+    "io",
+];
+
+/// Upper bounds of the latency histogram's buckets, in microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// A fixed-bucket histogram of microseconds.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    counts: [u64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: u64,
+    count: u64,
+}
+
+impl Histogram {
+    /// Counts one sample.
+    #[inline]
+    pub fn record(&mut self, us: u64) {
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[i] += 1;
+        self.sum_us += us;
+        self.count += 1;
+    }
+
+    /// Samples counted.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..1), in µs: an upper
+    /// estimate; `u64::MAX` for the overflow bucket, 0 without samples.
+    pub fn quantile_upper_us(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return LATENCY_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX);
+            }
+        }
+        u64::MAX
+    }
+}
+
+/// Everything the hub counts.
+#[derive(Clone, Debug, Default)]
+pub struct HubStats {
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Sessions opened (hello accepted) since start.
+    pub sessions_opened: u64,
+    /// Messages received, by kind: pose, audio, control.
+    pub messages_in: [u64; 3],
+    /// Bytes received (WebSocket payloads).
+    pub bytes_in: u64,
+    /// Media messages delivered (written whole to a receiver's socket).
+    pub delivered: u64,
+    /// Messages written, control and media.
+    pub messages_out: u64,
+    /// Bytes written (everything, frame headers included).
+    pub bytes_out: u64,
+    /// Media dropped, by [`Drop`].
+    pub drops: [u64; 5],
+    /// Errors sent to peers, by protocol error code (index = code).
+    pub errors: [u64; 17],
+    /// Failures below the protocol, by [`Fault`].
+    pub faults: [u64; 8],
+    /// Cached keyframes sent to joiners and to receivers that asked.
+    pub keyframes_served: u64,
+    /// Keyframe requests forwarded to publishers.
+    pub keyframe_requests: u64,
+    /// Rooms removed after their grace period.
+    pub rooms_expired: u64,
+    /// Time from reading a media message to handing it to a receiver's socket.
+    pub relay_latency: Histogram,
+}
+
+impl HubStats {
+    /// Counts a drop.
+    #[inline]
+    pub fn drop(&mut self, why: Drop) {
+        self.drops[why as usize] += 1;
+    }
+
+    /// Counts a fault.
+    pub fn fault(&mut self, what: Fault) {
+        self.faults[what as usize] += 1;
+    }
+
+    /// Counts an error sent to a peer.
+    pub fn error(&mut self, code: ErrorCode) {
+        let i = (code.0 as usize).min(self.errors.len() - 1);
+        self.errors[i] += 1;
+    }
+
+    /// Drops of one kind so far.
+    pub fn drops_of(&self, why: Drop) -> u64 {
+        self.drops[why as usize]
+    }
+
+    /// Faults of one kind so far.
+    pub fn faults_of(&self, what: Fault) -> u64 {
+        self.faults[what as usize]
+    }
+}
+
+/// Levels sampled when rendering.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gauges {
+    /// Connections open.
+    pub connections: usize,
+    /// Of them, sessions (hello accepted).
+    pub sessions: usize,
+    /// Rooms (empty ones in their grace period included).
+    pub rooms: usize,
+    /// Relay blocks in use.
+    pub blocks_in_use: usize,
+    /// Relay blocks in all.
+    pub blocks: usize,
+    /// Media messages queued over all receivers.
+    pub queued: usize,
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+/// Renders the Prometheus text exposition (format 0.0.4).
+pub fn render(stats: &HubStats, g: &Gauges, out: &mut String) {
+    gauge(out, "poselink_connections", "Connections open.", g.connections as f64);
+    gauge(out, "poselink_sessions", "Connections with an accepted hello.", g.sessions as f64);
+    gauge(out, "poselink_rooms", "Rooms, empty ones in their grace period included.", g.rooms as f64);
+    gauge(out, "poselink_relay_blocks_in_use", "Relay message blocks in use.", g.blocks_in_use as f64);
+    gauge(out, "poselink_relay_blocks", "Relay message blocks reserved.", g.blocks as f64);
+    gauge(out, "poselink_queued_messages", "Media messages queued over all receivers.", g.queued as f64);
+    counter(out, "poselink_connections_total", "Connections accepted.", stats.accepted);
+    counter(out, "poselink_sessions_total", "Sessions opened (hello accepted).", stats.sessions_opened);
+    let _ = writeln!(
+        out,
+        "# HELP poselink_messages_in_total Messages received, by kind.\n# TYPE poselink_messages_in_total counter"
+    );
+    for (i, k) in ["pose", "audio", "control"].iter().enumerate() {
+        let _ = writeln!(out, "poselink_messages_in_total{{kind=\"{k}\"}} {}", stats.messages_in[i]);
+    }
+    counter(out, "poselink_bytes_in_total", "WebSocket payload bytes received.", stats.bytes_in);
+    counter(out, "poselink_messages_out_total", "Messages written (control and media).", stats.messages_out);
+    counter(out, "poselink_bytes_out_total", "Bytes written, frame headers included.", stats.bytes_out);
+    counter(out, "poselink_delivered_total", "Media messages delivered to receivers.", stats.delivered);
+    let _ = writeln!(
+        out,
+        "# HELP poselink_drops_total Media messages dropped, by reason.\n# TYPE poselink_drops_total counter"
+    );
+    for (i, n) in DROP_NAMES.iter().enumerate() {
+        let _ = writeln!(out, "poselink_drops_total{{reason=\"{n}\"}} {}", stats.drops[i]);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP poselink_errors_total Errors reported, by kind (protocol error codes and transport faults).\n# TYPE poselink_errors_total counter"
+    );
+    for code in 1..stats.errors.len() {
+        let name = ErrorCode(code as u16).name();
+        let _ = writeln!(out, "poselink_errors_total{{kind=\"{name}\"}} {}", stats.errors[code]);
+    }
+    for (i, n) in FAULT_NAMES.iter().enumerate() {
+        let _ = writeln!(out, "poselink_errors_total{{kind=\"{n}\"}} {}", stats.faults[i]);
+    }
+    counter(out, "poselink_keyframes_served_total", "Cached keyframes sent to joiners and to receivers that asked.", stats.keyframes_served);
+    counter(out, "poselink_keyframe_requests_total", "Keyframe requests forwarded to publishers.", stats.keyframe_requests);
+    counter(out, "poselink_rooms_expired_total", "Empty rooms removed after their grace period.", stats.rooms_expired);
+    let h = &stats.relay_latency;
+    let name = "poselink_relay_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from reading a media message to handing it to a receiver's socket.\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
+        cumulative += h.counts[i];
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *b as f64 / 1e6);
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", h.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", h.count);
+    process_metrics(out);
+}
+
+/// The standard process metrics, read from `/proc/self` (Linux; absent elsewhere).
+fn process_metrics(out: &mut String) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // Fields after the command name (which may contain spaces) start at ") ".
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // The kernel's USER_HZ is 100 on every Linux ABI this runs on.
+    let cpu = (ticks(11) + ticks(12)) as f64 / 100.0;
+    gauge(out, "process_cpu_seconds_total", "User and system CPU time, seconds.", cpu);
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        for (key, name, help) in [
+            ("VmRSS:", "process_resident_memory_bytes", "Resident memory, bytes."),
+            ("VmHWM:", "process_resident_memory_max_bytes", "Peak resident memory, bytes."),
+        ] {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                gauge(out, name, help, (kib * 1024) as f64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_and_quantiles() {
+        let mut h = Histogram::default();
+        for us in [10, 30, 30, 700, 2_000_000] {
+            h.record(us);
+        }
+        assert_eq!(h.count(), 5);
+        assert_eq!(h.quantile_upper_us(0.2), 25);
+        assert_eq!(h.quantile_upper_us(0.6), 50);
+        assert_eq!(h.quantile_upper_us(0.8), 1_000);
+        assert_eq!(h.quantile_upper_us(1.0), u64::MAX);
+        let mut s = String::new();
+        render(&HubStats { relay_latency: h, ..HubStats::default() }, &Gauges::default(), &mut s);
+        assert!(s.contains("poselink_relay_latency_seconds_bucket{le=\"0.00005\"} 3"), "{s}");
+        assert!(s.contains("poselink_relay_latency_seconds_count 5"));
+        assert!(s.contains("poselink_errors_total{kind=\"rate_limited\"} 0"));
+    }
+}

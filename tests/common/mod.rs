@@ -1,0 +1,281 @@
+//! A blocking protocol client for the hub's socket tests: tungstenite's client
+//! over a real TCP connection to 127.0.0.1, the protocol's own encoders, and
+//! receive calls bounded in time.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use poselink::hub::{Hub, HubConfig, HubHandle, HubReport};
+use poselink::proto::{
+    Compressor, EncoderConfig, Header, Hello, Join, Kind, Message, Packet, PoseEncoder, PoseFrame,
+    Role, encode_control,
+};
+use tungstenite::protocol::WebSocket;
+use tungstenite::{Message as WsMessage, client};
+
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// A hub on a free loopback port, stopped (and joined) on drop.
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub handle: HubHandle,
+    join: Option<std::thread::JoinHandle<std::io::Result<HubReport>>>,
+}
+
+impl TestHub {
+    pub fn start(cfg: HubConfig) -> TestHub {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let (handle, addr, join) = Hub::spawn(cfg).expect("hub starts");
+        TestHub { addr, handle, join: Some(join) }
+    }
+
+    pub fn dev() -> TestHub {
+        TestHub::start(HubConfig::local_dev())
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Stops the hub and returns its report.
+    pub fn stop(mut self) -> HubReport {
+        self.handle.shutdown();
+        self.join.take().unwrap().join().unwrap().unwrap()
+    }
+
+    /// `GET path` over plain HTTP; (status, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
+    /// The value of one metric line (`name` with its labels, exactly as rendered).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(j) = self.join.take() {
+            self.handle.shutdown();
+            let _ = j.join();
+        }
+    }
+}
+
+/// A received protocol message (owned bytes).
+#[derive(Clone, Debug)]
+pub struct Got {
+    pub bytes: Vec<u8>,
+}
+
+impl Got {
+    pub fn header(&self) -> Header {
+        Packet::new_checked(&self.bytes[..]).expect("the hub sent a valid message").header()
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.header().kind
+    }
+
+    /// Parses and hands the message to `f`.
+    pub fn with<R>(&self, f: impl FnOnce(Message<'_>) -> R) -> R {
+        let p = Packet::new_checked(&self.bytes[..]).unwrap();
+        let mut scratch = vec![0u8; 70_000];
+        f(p.message(&mut scratch).expect("the hub sent a valid message"))
+    }
+
+    /// The error code and reason, if this is an error message.
+    pub fn error(&self) -> Option<(u16, String)> {
+        self.with(|m| match m {
+            Message::Error(e) => Some((e.code.0, e.reason.to_string())),
+            _ => None,
+        })
+    }
+}
+
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+    pub member: u16,
+    pub seq: u32,
+    pub closed: Option<(u16, String)>,
+}
+
+impl Client {
+    /// Connects and upgrades (no hello yet).
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let (ws, _) = client(format!("ws://{addr}/"), stream).expect("upgrade");
+        Client { ws, member: 0, seq: 0, closed: None }
+    }
+
+    /// Connects and says hello with `token`; panics unless welcomed.
+    pub fn session(addr: SocketAddr, token: &str) -> Client {
+        let mut c = Client::connect(addr);
+        c.hello(token).expect("welcome");
+        c
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.ws.send(WsMessage::Binary(bytes.to_vec().into())).expect("send");
+    }
+
+    pub fn send(&mut self, room: u16, msg: &Message<'_>) {
+        let mut buf = vec![0u8; 70_000];
+        self.seq += 1;
+        let h = Header::new(msg.kind(), room, self.member, self.seq, 0);
+        let n = encode_control(&h, msg, &mut buf).expect("encode");
+        self.send_bytes(&buf[..n]);
+    }
+
+    /// Sends the hello; Ok(member) on welcome, Err(code, reason) on an error.
+    pub fn hello(&mut self, token: &str) -> Result<u16, (u16, String)> {
+        let hello = Message::Hello(Hello { minor: 0, token, resume: 0, client: "test" });
+        self.send(0, &hello);
+        let got = self.recv_until(Duration::from_secs(5), |g| matches!(g.kind(), Kind::Welcome | Kind::Error));
+        let got = got.ok_or((0, "no answer to the hello".to_string()))?;
+        if let Some(e) = got.error() {
+            return Err(e);
+        }
+        self.member = got.with(|m| match m {
+            Message::Welcome(w) => w.member,
+            _ => unreachable!(),
+        });
+        Ok(self.member)
+    }
+
+    /// Joins a room; Ok(handle) on the snapshot, Err(code, reason) on an error.
+    pub fn join(&mut self, room: &str, role: Role) -> Result<u16, (u16, String)> {
+        self.send(0, &Message::Join(Join { room, role }));
+        let got = self
+            .recv_until(Duration::from_secs(5), |g| matches!(g.kind(), Kind::RoomSnapshot | Kind::Error))
+            .ok_or((0, "no answer to the join".to_string()))?;
+        if let Some(e) = got.error() {
+            return Err(e);
+        }
+        Ok(got.header().room)
+    }
+
+    /// The next protocol message within `timeout`, or None (also on close).
+    pub fn recv(&mut self, timeout: Duration) -> Option<Got> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.ws.read() {
+                Ok(WsMessage::Binary(b)) => return Some(Got { bytes: b.to_vec() }),
+                Ok(WsMessage::Close(f)) => {
+                    self.closed = Some(f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())));
+                    return None;
+                }
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => {
+                    if self.closed.is_none() {
+                        self.closed = Some((1006, "connection lost".into()));
+                    }
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Receives until `pred` holds (skipping others), within `timeout`.
+    pub fn recv_until(&mut self, timeout: Duration, mut pred: impl FnMut(&Got) -> bool) -> Option<Got> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let g = self.recv(left)?;
+            if pred(&g) {
+                return Some(g);
+            }
+        }
+    }
+
+    /// Waits for the hub's close frame; returns its (code, reason).
+    pub fn expect_close(&mut self, timeout: Duration) -> (u16, String) {
+        let deadline = Instant::now() + timeout;
+        while self.closed.is_none() && Instant::now() < deadline {
+            let _ = self.recv(Duration::from_millis(100));
+        }
+        self.closed.clone().expect("the hub closed the connection")
+    }
+}
+
+/// A pose stream for a publisher: the synthetic skeleton through the real encoder.
+pub struct PoseStream {
+    pub encoder: PoseEncoder,
+    pub source: poselink_hal::SyntheticPose,
+    pub seq: u32,
+    pub buf: Vec<u8>,
+}
+
+impl PoseStream {
+    pub fn new(seed: u64) -> PoseStream {
+        PoseStream {
+            encoder: PoseEncoder::new(EncoderConfig::default()),
+            source: poselink_hal::SyntheticPose::new(poselink_hal::SyntheticConfig { seed, ..Default::default() }),
+            seq: 0,
+            buf: vec![0u8; 4096],
+        }
+    }
+
+    /// Encodes the next frame for `room` from `sender`; returns the message.
+    pub fn next(&mut self, room: u16, sender: u16) -> &[u8] {
+        use poselink_hal::PoseSource;
+        self.seq += 1;
+        let mut sample = poselink_hal::PoseSample::zeroed();
+        self.source.next_pose(&mut sample).expect("synthetic pose");
+        let mut f = PoseFrame::from_arrays(self.seq, 0, sample.capture_ts_us, &sample.landmarks);
+        f.clamp_to_range();
+        let n = self.encoder.encode(&f, room, sender, &mut self.buf).expect("encode");
+        &self.buf[..n]
+    }
+}
+
+pub fn audio_message(room: u16, sender: u16, seq: u32) -> Vec<u8> {
+    let mut chunk = poselink::proto::AudioChunk::silence(48_000, 1, 960);
+    chunk.seq = seq;
+    chunk.capture_ts_us = seq as u64 * 20_000;
+    let mut c = Compressor::new(usize::MAX);
+    let mut buf = vec![0u8; 4096];
+    let n = poselink::proto::encode_audio(&chunk, room, sender, &mut c, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+pub fn token(user: &str, grants: &[(&str, Role, bool)], ttl_secs: i64) -> String {
+    use poselink::token::{Claims, Grant, TokenKey};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let key = TokenKey::hs256(SECRET.as_bytes()).unwrap();
+    key.mint(&Claims {
+        sub: user.into(),
+        exp: (now + ttl_secs).max(0) as u64,
+        rooms: grants.iter().map(|&(r, role, create)| Grant { room: r.into(), role, create }).collect(),
+    })
+    .unwrap()
+}
+
+pub fn secured() -> HubConfig {
+    HubConfig { dev: false, secret: Some(SECRET.into()), ..HubConfig::local_dev() }
+}

@@ -175,6 +175,31 @@ impl Clock for MockClock {
     }
 }
 
+/// CPU time the calling thread has used, in microseconds (`CLOCK_THREAD_CPUTIME_ID`),
+/// or `None` where the platform does not say. Benchmarks use it to charge a
+/// thread's work to it alone.
+pub fn thread_cpu_us() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc != 0 {
+            return None;
+        }
+        let secs = u64::try_from(ts.tv_sec).ok()?;
+        let nanos = u64::try_from(ts.tv_nsec).ok()?;
+        Some(secs * 1_000_000 + nanos / 1_000)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,30 +251,5 @@ mod tests {
         let boxed: Box<dyn Clock> = Box::new(clock.clone());
         assert_eq!(boxed.now_us(), 7);
         assert_eq!(Arc::new(clock).now_us(), 7);
-    }
-}
-
-/// CPU time the calling thread has used, in microseconds (`CLOCK_THREAD_CPUTIME_ID`),
-/// or `None` where the platform does not say. Benchmarks use it to charge a
-/// thread's work to it alone.
-pub fn thread_cpu_us() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        if rc != 0 {
-            return None;
-        }
-        let secs = u64::try_from(ts.tv_sec).ok()?;
-        let nanos = u64::try_from(ts.tv_nsec).ok()?;
-        Some(secs * 1_000_000 + nanos / 1_000)
-    }
-    #[cfg(not(unix))]
-    {
-        None
     }
 }

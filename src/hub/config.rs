@@ -150,7 +150,9 @@ impl HubConfig {
         }
         if self.heartbeat_ms < 100 || self.handshake_timeout_ms < 100 || self.stuck_timeout_ms < 100
         {
-            return err("heartbeat_ms, handshake_timeout_ms and stuck_timeout_ms must be at least 100");
+            return err(
+                "heartbeat_ms, handshake_timeout_ms and stuck_timeout_ms must be at least 100",
+            );
         }
         if self.queue_depth < 4 || self.queue_depth > 65_536 {
             return err("queue_depth must be 4 to 65536");
@@ -165,7 +167,9 @@ impl HubConfig {
             return err("rate limits must be positive");
         }
         if self.burst_bytes < self.max_message as u64 {
-            return err("burst_bytes must be at least max_message, or a largest message could never pass");
+            return err(
+                "burst_bytes must be at least max_message, or a largest message could never pass",
+            );
         }
         if !self.dev && self.secret.is_none() && self.secret_file.is_none() {
             return err(

@@ -334,7 +334,10 @@ impl Conn {
                 self.ctrl_tail = 0;
             }
             while left > 0 {
-                let b = self.data.pop_front().expect("written bytes came from the queue");
+                let b = self
+                    .data
+                    .pop_front()
+                    .expect("written bytes came from the queue");
                 let len = pool.bytes(b).len();
                 if left >= len {
                     left -= len;

@@ -58,16 +58,33 @@ mod tests {
     #[test]
     fn upgrade_health_metrics_and_garbage() {
         let up = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        let Request::Upgrade(resp) = parse_request(up) else { panic!("not an upgrade") };
+        let Request::Upgrade(resp) = parse_request(up) else {
+            panic!("not an upgrade")
+        };
         let text = String::from_utf8(resp).unwrap();
         assert!(text.starts_with("HTTP/1.1 101"), "{text}");
         // RFC 6455 §1.3's example key and accept value.
         assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{text}");
-        assert!(matches!(parse_request(b"GET /healthz HTTP/1.1\r\n\r\n"), Request::Healthz));
-        assert!(matches!(parse_request(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"), Request::Metrics));
-        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\n\r\n"), Request::NotFound));
-        assert!(matches!(parse_request(b"\x16\x03\x01garbage\r\n\r\n"), Request::Bad(_)));
-        assert!(matches!(parse_request(b"POST / HTTP/1.1\r\n\r\n"), Request::Bad(_)));
+        assert!(matches!(
+            parse_request(b"GET /healthz HTTP/1.1\r\n\r\n"),
+            Request::Healthz
+        ));
+        assert!(matches!(
+            parse_request(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Request::Metrics
+        ));
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\n\r\n"),
+            Request::NotFound
+        ));
+        assert!(matches!(
+            parse_request(b"\x16\x03\x01garbage\r\n\r\n"),
+            Request::Bad(_)
+        ));
+        assert!(matches!(
+            parse_request(b"POST / HTTP/1.1\r\n\r\n"),
+            Request::Bad(_)
+        ));
         let no_key = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
         assert!(matches!(parse_request(no_key), Request::Bad(_)));
     }

@@ -190,40 +190,114 @@ pub struct Gauges {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
 }
 
 /// Renders the Prometheus text exposition (format 0.0.4).
 pub fn render(stats: &HubStats, g: &Gauges, out: &mut String) {
-    gauge(out, "poselink_connections", "Connections open.", g.connections as f64);
-    gauge(out, "poselink_sessions", "Connections with an accepted hello.", g.sessions as f64);
-    gauge(out, "poselink_rooms", "Rooms, empty ones in their grace period included.", g.rooms as f64);
-    gauge(out, "poselink_relay_blocks_in_use", "Relay message blocks in use.", g.blocks_in_use as f64);
-    gauge(out, "poselink_relay_blocks", "Relay message blocks reserved.", g.blocks as f64);
-    gauge(out, "poselink_queued_messages", "Media messages queued over all receivers.", g.queued as f64);
-    counter(out, "poselink_connections_total", "Connections accepted.", stats.accepted);
-    counter(out, "poselink_sessions_total", "Sessions opened (hello accepted).", stats.sessions_opened);
+    gauge(
+        out,
+        "poselink_connections",
+        "Connections open.",
+        g.connections as f64,
+    );
+    gauge(
+        out,
+        "poselink_sessions",
+        "Connections with an accepted hello.",
+        g.sessions as f64,
+    );
+    gauge(
+        out,
+        "poselink_rooms",
+        "Rooms, empty ones in their grace period included.",
+        g.rooms as f64,
+    );
+    gauge(
+        out,
+        "poselink_relay_blocks_in_use",
+        "Relay message blocks in use.",
+        g.blocks_in_use as f64,
+    );
+    gauge(
+        out,
+        "poselink_relay_blocks",
+        "Relay message blocks reserved.",
+        g.blocks as f64,
+    );
+    gauge(
+        out,
+        "poselink_queued_messages",
+        "Media messages queued over all receivers.",
+        g.queued as f64,
+    );
+    counter(
+        out,
+        "poselink_connections_total",
+        "Connections accepted.",
+        stats.accepted,
+    );
+    counter(
+        out,
+        "poselink_sessions_total",
+        "Sessions opened (hello accepted).",
+        stats.sessions_opened,
+    );
     let _ = writeln!(
         out,
         "# HELP poselink_messages_in_total Messages received, by kind.\n# TYPE poselink_messages_in_total counter"
     );
     for (i, k) in ["pose", "audio", "control"].iter().enumerate() {
-        let _ = writeln!(out, "poselink_messages_in_total{{kind=\"{k}\"}} {}", stats.messages_in[i]);
+        let _ = writeln!(
+            out,
+            "poselink_messages_in_total{{kind=\"{k}\"}} {}",
+            stats.messages_in[i]
+        );
     }
-    counter(out, "poselink_bytes_in_total", "WebSocket payload bytes received.", stats.bytes_in);
-    counter(out, "poselink_messages_out_total", "Messages written (control and media).", stats.messages_out);
-    counter(out, "poselink_bytes_out_total", "Bytes written, frame headers included.", stats.bytes_out);
-    counter(out, "poselink_delivered_total", "Media messages delivered to receivers.", stats.delivered);
+    counter(
+        out,
+        "poselink_bytes_in_total",
+        "WebSocket payload bytes received.",
+        stats.bytes_in,
+    );
+    counter(
+        out,
+        "poselink_messages_out_total",
+        "Messages written (control and media).",
+        stats.messages_out,
+    );
+    counter(
+        out,
+        "poselink_bytes_out_total",
+        "Bytes written, frame headers included.",
+        stats.bytes_out,
+    );
+    counter(
+        out,
+        "poselink_delivered_total",
+        "Media messages delivered to receivers.",
+        stats.delivered,
+    );
     let _ = writeln!(
         out,
         "# HELP poselink_drops_total Media messages dropped, by reason.\n# TYPE poselink_drops_total counter"
     );
     for (i, n) in DROP_NAMES.iter().enumerate() {
-        let _ = writeln!(out, "poselink_drops_total{{reason=\"{n}\"}} {}", stats.drops[i]);
+        let _ = writeln!(
+            out,
+            "poselink_drops_total{{reason=\"{n}\"}} {}",
+            stats.drops[i]
+        );
     }
     let _ = writeln!(
         out,
@@ -231,14 +305,37 @@ pub fn render(stats: &HubStats, g: &Gauges, out: &mut String) {
     );
     for code in 1..stats.errors.len() {
         let name = ErrorCode(code as u16).name();
-        let _ = writeln!(out, "poselink_errors_total{{kind=\"{name}\"}} {}", stats.errors[code]);
+        let _ = writeln!(
+            out,
+            "poselink_errors_total{{kind=\"{name}\"}} {}",
+            stats.errors[code]
+        );
     }
     for (i, n) in FAULT_NAMES.iter().enumerate() {
-        let _ = writeln!(out, "poselink_errors_total{{kind=\"{n}\"}} {}", stats.faults[i]);
+        let _ = writeln!(
+            out,
+            "poselink_errors_total{{kind=\"{n}\"}} {}",
+            stats.faults[i]
+        );
     }
-    counter(out, "poselink_keyframes_served_total", "Cached keyframes sent to joiners and to receivers that asked.", stats.keyframes_served);
-    counter(out, "poselink_keyframe_requests_total", "Keyframe requests forwarded to publishers.", stats.keyframe_requests);
-    counter(out, "poselink_rooms_expired_total", "Empty rooms removed after their grace period.", stats.rooms_expired);
+    counter(
+        out,
+        "poselink_keyframes_served_total",
+        "Cached keyframes sent to joiners and to receivers that asked.",
+        stats.keyframes_served,
+    );
+    counter(
+        out,
+        "poselink_keyframe_requests_total",
+        "Keyframe requests forwarded to publishers.",
+        stats.keyframe_requests,
+    );
+    counter(
+        out,
+        "poselink_rooms_expired_total",
+        "Empty rooms removed after their grace period.",
+        stats.rooms_expired,
+    );
     let h = &stats.relay_latency;
     let name = "poselink_relay_latency_seconds";
     let _ = writeln!(
@@ -248,7 +345,11 @@ pub fn render(stats: &HubStats, g: &Gauges, out: &mut String) {
     let mut cumulative = 0;
     for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
         cumulative += h.counts[i];
-        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {cumulative}", *b as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {cumulative}",
+            *b as f64 / 1e6
+        );
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
     let _ = writeln!(out, "{name}_sum {}", h.sum_us as f64 / 1e6);
@@ -270,11 +371,24 @@ fn process_metrics(out: &mut String) {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // The kernel's USER_HZ is 100 on every Linux ABI this runs on.
     let cpu = (ticks(11) + ticks(12)) as f64 / 100.0;
-    gauge(out, "process_cpu_seconds_total", "User and system CPU time, seconds.", cpu);
+    gauge(
+        out,
+        "process_cpu_seconds_total",
+        "User and system CPU time, seconds.",
+        cpu,
+    );
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         for (key, name, help) in [
-            ("VmRSS:", "process_resident_memory_bytes", "Resident memory, bytes."),
-            ("VmHWM:", "process_resident_memory_max_bytes", "Peak resident memory, bytes."),
+            (
+                "VmRSS:",
+                "process_resident_memory_bytes",
+                "Resident memory, bytes.",
+            ),
+            (
+                "VmHWM:",
+                "process_resident_memory_max_bytes",
+                "Peak resident memory, bytes.",
+            ),
         ] {
             if let Some(kib) = status
                 .lines()
@@ -303,8 +417,18 @@ mod tests {
         assert_eq!(h.quantile_upper_us(0.8), 1_000);
         assert_eq!(h.quantile_upper_us(1.0), u64::MAX);
         let mut s = String::new();
-        render(&HubStats { relay_latency: h, ..HubStats::default() }, &Gauges::default(), &mut s);
-        assert!(s.contains("poselink_relay_latency_seconds_bucket{le=\"0.00005\"} 3"), "{s}");
+        render(
+            &HubStats {
+                relay_latency: h,
+                ..HubStats::default()
+            },
+            &Gauges::default(),
+            &mut s,
+        );
+        assert!(
+            s.contains("poselink_relay_latency_seconds_bucket{le=\"0.00005\"} 3"),
+            "{s}"
+        );
         assert!(s.contains("poselink_relay_latency_seconds_count 5"));
         assert!(s.contains("poselink_errors_total{kind=\"rate_limited\"} 0"));
     }

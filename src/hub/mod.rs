@@ -52,7 +52,7 @@ use poselink_hal::{Clock, MonotonicClock};
 
 use crate::proto::{
     self, Ack, ErrorCode, ErrorMsg, Header, Kind, LeaveReason, MAX_REASON_LEN, MemberInfo,
-    MemberJoined, MemberLeft, Message, NeedsKeyframe, PROTOCOL_MINOR, Packet, PoseCoding, Pong,
+    MemberJoined, MemberLeft, Message, NeedsKeyframe, PROTOCOL_MINOR, Packet, Pong, PoseCoding,
     RoleChanged, Welcome, encode_control, encode_snapshot,
 };
 use crate::rate::TokenBucket;
@@ -226,7 +226,9 @@ impl Hub {
     }
 
     /// Binds and runs the hub on a new thread named `poselink-hub`.
-    pub fn spawn(config: HubConfig) -> io::Result<(HubHandle, SocketAddr, JoinHandle<io::Result<HubReport>>)> {
+    pub fn spawn(
+        config: HubConfig,
+    ) -> io::Result<(HubHandle, SocketAddr, JoinHandle<io::Result<HubReport>>)> {
         let hub = Hub::bind(config)?;
         let (handle, addr) = (hub.handle(), hub.local_addr());
         let join = std::thread::Builder::new()
@@ -371,7 +373,10 @@ impl Core {
                 Ok((mut stream, peer)) => {
                     let Some(slot) = self.free_slots.pop() else {
                         self.stats.fault(Fault::HubFull);
-                        log::warn!("refused {peer}: all {} connection slots are in use", self.cfg.max_connections);
+                        log::warn!(
+                            "refused {peer}: all {} connection slots are in use",
+                            self.cfg.max_connections
+                        );
                         let _ = io::Write::write(
                             &mut stream,
                             b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 68\r\nConnection: close\r\n\r\nThe hub holds its maximum number of connections; try again later.\r\n",
@@ -380,7 +385,10 @@ impl Core {
                     };
                     let _ = stream.set_nodelay(true);
                     let i = slot as usize;
-                    if let Err(e) = self.registry.register(&mut stream, Token(i), Interest::READABLE) {
+                    if let Err(e) =
+                        self.registry
+                            .register(&mut stream, Token(i), Interest::READABLE)
+                    {
                         log::warn!("cannot register {peer}: {e}");
                         self.free_slots.push(slot);
                         continue;
@@ -454,9 +462,12 @@ impl Core {
         let head_end = c.rx[..c.rx_len].windows(4).position(|w| w == b"\r\n\r\n");
         match head_end {
             Some(p) => self.on_http_request(i, p + 4),
-            None if c.rx_len >= MAX_HTTP_HEAD => {
-                self.http_refuse(i, 431, "Request Header Fields Too Large", "The request head is over 8 KiB.")
-            }
+            None if c.rx_len >= MAX_HTTP_HEAD => self.http_refuse(
+                i,
+                431,
+                "Request Header Fields Too Large",
+                "The request head is over 8 KiB.",
+            ),
             None if end == ReadEnd::Closed => self.teardown(i, LeaveReason::Disconnected),
             None => {}
         }
@@ -504,8 +515,10 @@ impl Core {
             let frame = match ws::parse_frame(&mut rx[scan..rx_len], max) {
                 Ok(Parsed::Frame(f)) => f,
                 Ok(Parsed::Need(n)) => {
-                    if scan + n > rx.len() {
-                        // Only a message over the limit can outgrow the buffer.
+                    // Parsed frames are moved out below, so the frame has the
+                    // buffer less the message assembled so far; only a message
+                    // over the limit can outgrow that.
+                    if asm_len + n > rx.len() {
                         let e = ws::WsError::TooLarge {
                             len: (asm_len + n) as u64,
                             max,
@@ -531,13 +544,17 @@ impl Core {
                 }
                 continue;
             }
-            let done = match self.conns[i].assembler.data_frame(frame.kind, frame.fin, frame.payload_len) {
-                Ok(d) => d,
-                Err(e) => {
-                    self.ws_fail(i, e);
-                    break;
-                }
-            };
+            let done =
+                match self.conns[i]
+                    .assembler
+                    .data_frame(frame.kind, frame.fin, frame.payload_len)
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.ws_fail(i, e);
+                        break;
+                    }
+                };
             if frame.fin && asm_len == 0 {
                 if let Some((kind, _)) = done {
                     self.on_ws_message(i, kind, &mut rx[h..p]);
@@ -607,7 +624,11 @@ impl Core {
                 let code = match ws::parse_close(payload) {
                     Ok((code, why)) => {
                         log::debug!("connection {i}: peer closed ({code} {why})");
-                        if code == 1005 { close_code::NORMAL } else { code }
+                        if code == 1005 {
+                            close_code::NORMAL
+                        } else {
+                            code
+                        }
                     }
                     Err(_) => close_code::PROTOCOL_ERROR,
                 };
@@ -693,7 +714,10 @@ impl Core {
             _ => ErrorCode::BAD_MESSAGE,
         };
         let r = reason(format_args!("{e}"));
-        log::warn!("connection {i} ({}): refused a message: {r}", self.conns[i].peer);
+        log::warn!(
+            "connection {i} ({}): refused a message: {r}",
+            self.conns[i].peer
+        );
         self.send_error(i, code, about, &r);
         if code == ErrorCode::UNSUPPORTED_VERSION || self.conns[i].state == State::AwaitHello {
             self.close(i, APP_CLOSE_BASE + code.0, code.name());
@@ -710,7 +734,11 @@ impl Core {
                 header.kind.name()
             ));
             self.send_error(i, ErrorCode::UNAUTHENTICATED, header.kind as u8, &r);
-            return self.close(i, APP_CLOSE_BASE + ErrorCode::UNAUTHENTICATED.0, "hello expected");
+            return self.close(
+                i,
+                APP_CLOSE_BASE + ErrorCode::UNAUTHENTICATED.0,
+                "hello expected",
+            );
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let hello = match packet.message(&mut scratch) {
@@ -729,7 +757,10 @@ impl Core {
             (Some(key), _) => key.verify(hello.token, now_secs).map(Some),
             (None, _) => Ok(None),
         };
-        let client_name = reason(format_args!("{}", hello.client.get(..64).unwrap_or(hello.client)));
+        let client_name = reason(format_args!(
+            "{}",
+            hello.client.get(..64).unwrap_or(hello.client)
+        ));
         self.scratch = scratch;
         let claims = match verdict {
             Ok(c) => c,
@@ -740,13 +771,21 @@ impl Core {
                     _ => ErrorCode::TOKEN_INVALID,
                 };
                 let r = reason(format_args!("{e}"));
-                log::warn!("connection {i} ({}): hello refused: {r}", self.conns[i].peer);
+                log::warn!(
+                    "connection {i} ({}): hello refused: {r}",
+                    self.conns[i].peer
+                );
                 self.send_error(i, code, Kind::Hello as u8, &r);
                 return self.close(i, APP_CLOSE_BASE + code.0, code.name());
             }
         };
         let Some(member) = self.assign_member(i) else {
-            self.send_error(i, ErrorCode::HUB_FULL, Kind::Hello as u8, "no member id is free; try again later");
+            self.send_error(
+                i,
+                ErrorCode::HUB_FULL,
+                Kind::Hello as u8,
+                "no member id is free; try again later",
+            );
             return self.close(i, APP_CLOSE_BASE + ErrorCode::HUB_FULL.0, "hub full");
         };
         let c = &mut self.conns[i];
@@ -765,7 +804,10 @@ impl Core {
         c.last_ping_us = self.now_us;
         self.sessions += 1;
         self.stats.sessions_opened += 1;
-        self.session_counter = self.session_counter.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.session_counter = self
+            .session_counter
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         let user = c.user.clone();
         log::info!(
             "session {member} for {user} from {} ({client_name})",
@@ -813,7 +855,10 @@ impl Core {
                 _ => self.send_error(i, ErrorCode::NOT_MEMBER, about, "not a member of that room"),
             },
             Message::RoleChanged(rc) => {
-                match self.rooms.set_role(header.room, i as u32, rc.member, rc.role) {
+                match self
+                    .rooms
+                    .set_role(header.room, i as u32, rc.member, rc.role)
+                {
                     Ok(()) => {
                         if let Some(t) = self.slot_of_member(rc.member)
                             && let Some(m) = self.conns[t].membership_mut(header.room)
@@ -826,21 +871,40 @@ impl Core {
                     Err(e) => self.room_error(i, about, e),
                 }
             }
-            Message::Kick(k) => match self.rooms.kick(header.room, i as u32, k.member, self.now_us) {
+            Message::Kick(k) => match self
+                .rooms
+                .kick(header.room, i as u32, k.member, self.now_us)
+            {
                 Ok(m) => {
                     let t = m.conn as usize;
                     let r = reason(format_args!("{}", k.reason));
-                    let kick = Message::Kick(proto::Kick { member: k.member, reason: &r });
+                    let kick = Message::Kick(proto::Kick {
+                        member: k.member,
+                        reason: &r,
+                    });
                     self.send_control(t, header.room, &kick);
                     self.forget_membership(t, header.room);
-                    let left = Message::MemberLeft(MemberLeft { member: k.member, reason: LeaveReason::Kicked });
+                    let left = Message::MemberLeft(MemberLeft {
+                        member: k.member,
+                        reason: LeaveReason::Kicked,
+                    });
                     self.broadcast(header.room, None, &left);
-                    log::info!("member {} kicked from room {} by {}", k.member, header.room, self.conns[i].member);
+                    log::info!(
+                        "member {} kicked from room {} by {}",
+                        k.member,
+                        header.room,
+                        self.conns[i].member
+                    );
                 }
                 Err(e) => self.room_error(i, about, e),
             },
             Message::CloseRoom(cr) => {
-                let conns: Vec<u32> = self.rooms.members(header.room).iter().map(|m| m.conn).collect();
+                let conns: Vec<u32> = self
+                    .rooms
+                    .members(header.room)
+                    .iter()
+                    .map(|m| m.conn)
+                    .collect();
                 match self.rooms.close(header.room, i as u32, |_| {}) {
                     Ok(()) => {
                         let r = reason(format_args!("{}", cr.reason));
@@ -849,23 +913,44 @@ impl Core {
                             self.send_control(t as usize, header.room, &msg);
                             self.forget_membership(t as usize, header.room);
                         }
-                        log::info!("room {} closed by member {}", header.room, self.conns[i].member);
+                        log::info!(
+                            "room {} closed by member {}",
+                            header.room,
+                            self.conns[i].member
+                        );
                     }
                     Err(e) => self.room_error(i, about, e),
                 }
             }
             Message::Ping(p) => {
-                let pong = Message::Pong(Pong { t0_us: p.t0_us, t1_us: self.now_us, t2_us: self.now() });
+                let pong = Message::Pong(Pong {
+                    t0_us: p.t0_us,
+                    t1_us: self.now_us,
+                    t2_us: self.now(),
+                });
                 self.send_control(i, 0, &pong);
             }
             Message::NeedsKeyframe(nk) => self.on_needs_keyframe(i, header.room, nk),
             Message::Pong(_) | Message::Ack(_) => {}
             Message::Error(e) => {
-                log::debug!("connection {i} reports error {} ({}): {}", e.code.0, e.code.name(), e.reason);
+                log::debug!(
+                    "connection {i} reports error {} ({}): {}",
+                    e.code.0,
+                    e.code.name(),
+                    e.reason
+                );
             }
-            Message::Hello(_) => self.send_error(i, ErrorCode::BAD_MESSAGE, about, "the hello was already accepted; send it once per connection"),
+            Message::Hello(_) => self.send_error(
+                i,
+                ErrorCode::BAD_MESSAGE,
+                about,
+                "the hello was already accepted; send it once per connection",
+            ),
             _ => {
-                let r = reason(format_args!("{} is sent by the hub, not to it", header.kind.name()));
+                let r = reason(format_args!(
+                    "{} is sent by the hub, not to it",
+                    header.kind.name()
+                ));
                 self.send_error(i, ErrorCode::BAD_MESSAGE, about, &r);
             }
         }
@@ -893,7 +978,12 @@ impl Core {
         let may_create = match &self.conns[i].claims {
             None => true, // dev mode
             Some(cl) if now_secs >= cl.exp => {
-                return self.send_error(i, ErrorCode::TOKEN_EXPIRED, about, "the token has expired; reconnect with a new one");
+                return self.send_error(
+                    i,
+                    ErrorCode::TOKEN_EXPIRED,
+                    about,
+                    "the token has expired; reconnect with a new one",
+                );
             }
             Some(cl) => match cl.allows(room, role) {
                 Ok(create) => create,
@@ -904,7 +994,10 @@ impl Core {
             },
         };
         let c = &self.conns[i];
-        let already = self.rooms.find(room).is_some_and(|h| c.membership(h).is_some());
+        let already = self
+            .rooms
+            .find(room)
+            .is_some_and(|h| c.membership(h).is_some());
         if !already && c.rooms.len() >= self.cfg.max_rooms_per_connection {
             let r = reason(format_args!(
                 "this connection is in {} rooms, the most one connection may join; leave one first",
@@ -913,7 +1006,10 @@ impl Core {
             return self.send_error(i, ErrorCode::HUB_FULL, about, &r);
         }
         let user = c.user.clone();
-        let joined = match self.rooms.join(room, i as u32, c.member, &user, role, may_create) {
+        let joined = match self
+            .rooms
+            .join(room, i as u32, c.member, &user, role, may_create)
+        {
             Ok(j) => j,
             Err(e) => return self.room_error(i, about, e),
         };
@@ -933,9 +1029,19 @@ impl Core {
             let members = self.rooms.members(h);
             let infos: Vec<MemberInfo<'_>> = members
                 .iter()
-                .map(|m| MemberInfo { member: m.member, role: m.role, user: &m.user })
+                .map(|m| MemberInfo {
+                    member: m.member,
+                    role: m.role,
+                    user: &m.user,
+                })
                 .collect();
-            let header = Header::new(Kind::RoomSnapshot, h, 0, self.conns[i].ctrl_seq, self.now_us);
+            let header = Header::new(
+                Kind::RoomSnapshot,
+                h,
+                0,
+                self.conns[i].ctrl_seq,
+                self.now_us,
+            );
             let mut scratch = std::mem::take(&mut self.out);
             let n = encode_snapshot(&header, room, role, &infos, &mut scratch);
             drop(infos);
@@ -948,11 +1054,23 @@ impl Core {
             }
             self.out = scratch;
         }
-        let info = MemberInfo { member, role, user: &user };
+        let info = MemberInfo {
+            member,
+            role,
+            user: &user,
+        };
         if joined.rejoined {
-            self.broadcast(h, Some(i), &Message::RoleChanged(RoleChanged { member, role }));
+            self.broadcast(
+                h,
+                Some(i),
+                &Message::RoleChanged(RoleChanged { member, role }),
+            );
         } else {
-            self.broadcast(h, Some(i), &Message::MemberJoined(MemberJoined { member: info }));
+            self.broadcast(
+                h,
+                Some(i),
+                &Message::MemberJoined(MemberJoined { member: info }),
+            );
         }
         log::info!(
             "{user} (member {member}) joined room {room} (handle {h}) as {}{}",
@@ -994,13 +1112,26 @@ impl Core {
         if self.conns[i].membership(room).is_none() {
             return self.send_error(i, ErrorCode::NOT_MEMBER, about, "not a member of that room");
         }
-        let Some(p) = self.slot_of_member(nk.publisher).filter(|&p| self.conns[p].membership(room).is_some()) else {
-            return self.send_error(i, ErrorCode::NO_SUCH_MEMBER, about, "that publisher is not in the room");
+        let Some(p) = self
+            .slot_of_member(nk.publisher)
+            .filter(|&p| self.conns[p].membership(room).is_some())
+        else {
+            return self.send_error(
+                i,
+                ErrorCode::NO_SUCH_MEMBER,
+                about,
+                "that publisher is not in the room",
+            );
         };
         if self.conns[i].resync_get(p as u32) {
             // Already waiting for a fresh keyframe; ask again in case it was lost.
             self.keyframe_wanted.push((p as u32, room, nk.person));
-        } else if let Some(kf) = self.conns[p].keyframes.iter().copied().find(|k| k.room == room && k.person == nk.person) {
+        } else if let Some(kf) = self.conns[p]
+            .keyframes
+            .iter()
+            .copied()
+            .find(|k| k.room == room && k.person == nk.person)
+        {
             self.serve_keyframe(i, p, kf);
         } else {
             self.conns[i].resync_set(p as u32, true);
@@ -1024,7 +1155,10 @@ impl Core {
             let member = c.member;
             self.conns[p].last_keyframe_request_us = self.now_us;
             self.stats.keyframe_requests += 1;
-            let msg = Message::NeedsKeyframe(NeedsKeyframe { publisher: member, person });
+            let msg = Message::NeedsKeyframe(NeedsKeyframe {
+                publisher: member,
+                person,
+            });
             self.send_control(p, room, &msg);
         }
     }
@@ -1036,7 +1170,10 @@ impl Core {
         }
         let member = self.conns[i].member;
         self.forget_membership(i, h);
-        let msg = Message::MemberLeft(MemberLeft { member, reason: why });
+        let msg = Message::MemberLeft(MemberLeft {
+            member,
+            reason: why,
+        });
         self.broadcast(h, None, &msg);
         if tell_self {
             self.send_control(i, h, &msg);
@@ -1067,14 +1204,25 @@ impl Core {
         let about = header.kind as u8;
         let c = &self.conns[i];
         let Some(m) = c.membership(header.room).copied() else {
-            let r = reason(format_args!("not a member of room handle {}; join the room first", header.room));
+            let r = reason(format_args!(
+                "not a member of room handle {}; join the room first",
+                header.room
+            ));
             return self.send_error(i, ErrorCode::NOT_MEMBER, about, &r);
         };
         if !m.role.may_publish() {
-            return self.send_error(i, ErrorCode::FORBIDDEN, about, "viewers may not publish; ask the room's owner for the member role");
+            return self.send_error(
+                i,
+                ErrorCode::FORBIDDEN,
+                about,
+                "viewers may not publish; ask the room's owner for the member role",
+            );
         }
         if header.sender != c.member {
-            let r = reason(format_args!("the sender field must be your member id {} (got {})", c.member, header.sender));
+            let r = reason(format_args!(
+                "the sender field must be your member id {} (got {})",
+                c.member, header.sender
+            ));
             return self.send_error(i, ErrorCode::BAD_MESSAGE, about, &r);
         }
         let bytes = packet.as_bytes();
@@ -1110,12 +1258,23 @@ impl Core {
             }
         }
         let mut head = [0u8; 4];
-        let hl = ws::write_header(&mut head, FrameKind::Binary, true, bytes.len()).expect("4 bytes hold a media frame header");
-        let meta = Meta { audio, standalone, publisher: i as u32, room: header.room, person };
+        let hl = ws::write_header(&mut head, FrameKind::Binary, true, bytes.len())
+            .expect("4 bytes hold a media frame header");
+        let meta = Meta {
+            audio,
+            standalone,
+            publisher: i as u32,
+            room: header.room,
+            person,
+        };
         let Some(block) = self.pool.store(&head[..hl], bytes, meta, self.now_us) else {
             // Cannot happen by the pool's sizing; count it rather than panic.
             log::warn!("relay pool exhausted; dropping a message from connection {i}");
-            self.stats.drop(if audio { Drop::SlowAudio } else { Drop::SlowPose });
+            self.stats.drop(if audio {
+                Drop::SlowAudio
+            } else {
+                Drop::SlowPose
+            });
             return;
         };
         if standalone && !audio {
@@ -1148,9 +1307,18 @@ impl Core {
         let slots = self.cfg.keyframe_slots;
         let now = self.now_us;
         let c = &mut self.conns[i];
-        let slot = KeyframeSlot { room, person, block, stored_us: now };
+        let slot = KeyframeSlot {
+            room,
+            person,
+            block,
+            stored_us: now,
+        };
         self.pool.acquire(block);
-        if let Some(k) = c.keyframes.iter_mut().find(|k| k.room == room && k.person == person) {
+        if let Some(k) = c
+            .keyframes
+            .iter_mut()
+            .find(|k| k.room == room && k.person == person)
+        {
             self.pool.release(k.block);
             *k = slot;
         } else if c.keyframes.len() < slots {
@@ -1169,7 +1337,11 @@ impl Core {
         let c = &mut self.conns[r];
         if c.data.len() >= depth {
             let pool = &self.pool;
-            let victim = c.data.iter().position(|&x| !pool.meta(x).audio).unwrap_or(0);
+            let victim = c
+                .data
+                .iter()
+                .position(|&x| !pool.meta(x).audio)
+                .unwrap_or(0);
             let old = c.data.remove(victim).expect("the queue is full");
             let meta = self.pool.meta(old);
             self.pool.release(old);
@@ -1179,7 +1351,8 @@ impl Core {
                 self.stats.drop(Drop::SlowPose);
                 c.resync_set(meta.publisher, true);
                 if self.keyframe_wanted.len() < self.keyframe_wanted.capacity() {
-                    self.keyframe_wanted.push((meta.publisher, meta.room, meta.person));
+                    self.keyframe_wanted
+                        .push((meta.publisher, meta.room, meta.person));
                 }
             }
         }
@@ -1238,7 +1411,11 @@ impl Core {
 
     fn send_error(&mut self, i: usize, code: ErrorCode, about: u8, why: &str) {
         self.stats.error(code);
-        let msg = Message::Error(ErrorMsg { code, about, reason: why });
+        let msg = Message::Error(ErrorMsg {
+            code,
+            about,
+            reason: why,
+        });
         self.send_control(i, 0, &msg);
     }
 
@@ -1289,7 +1466,9 @@ impl Core {
         let result = c.flush(&mut self.pool, |pool, b| {
             stats.delivered += 1;
             stats.messages_out += 1;
-            stats.relay_latency.record(now.saturating_sub(pool.recv_us(b)));
+            stats
+                .relay_latency
+                .record(now.saturating_sub(pool.recv_us(b)));
         });
         match result {
             Ok(end) => {
@@ -1302,7 +1481,11 @@ impl Core {
                 if want != c.want_write
                     && let Some(s) = c.stream.as_mut()
                 {
-                    let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+                    let interest = if want {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
                     if self.registry.reregister(s, Token(i), interest).is_ok() {
                         c.want_write = want;
                     }
@@ -1360,7 +1543,10 @@ impl Core {
         self.conns[i].state = State::Closing;
         for &h in &left {
             self.forget_membership(i, h);
-            let msg = Message::MemberLeft(MemberLeft { member, reason: why });
+            let msg = Message::MemberLeft(MemberLeft {
+                member,
+                reason: why,
+            });
             self.broadcast(h, None, &msg);
         }
         let c = &mut self.conns[i];
@@ -1452,7 +1638,12 @@ impl Core {
                     c.peer,
                     now.saturating_sub(c.last_rx_us) / 1000
                 );
-                self.send_error(i, ErrorCode::GOING_AWAY, 0, "no traffic for 3 heartbeat intervals");
+                self.send_error(
+                    i,
+                    ErrorCode::GOING_AWAY,
+                    0,
+                    "no traffic for 3 heartbeat intervals",
+                );
                 self.close(i, close_code::GOING_AWAY, "heartbeat timeout");
                 let c = &mut self.conns[i];
                 c.close_deadline_us = now; // do not linger for a silent peer
@@ -1471,7 +1662,10 @@ impl Core {
                 let m = &mut self.conns[i].rooms[k];
                 if let Some(seq) = m.ack_pending.take() {
                     let h = m.handle;
-                    let ack = Message::Ack(Ack { kind: Kind::Audio as u8, seq });
+                    let ack = Message::Ack(Ack {
+                        kind: Kind::Audio as u8,
+                        seq,
+                    });
                     self.send_control(i, h, &ack);
                 }
             }
@@ -1492,7 +1686,12 @@ impl Core {
                 State::Free | State::Closing => {}
                 State::Http => self.teardown(i, LeaveReason::Disconnected),
                 State::AwaitHello | State::Session => {
-                    self.send_error(i, ErrorCode::GOING_AWAY, 0, "the hub is shutting down; reconnect later");
+                    self.send_error(
+                        i,
+                        ErrorCode::GOING_AWAY,
+                        0,
+                        "the hub is shutting down; reconnect later",
+                    );
                     self.close(i, close_code::GOING_AWAY, "hub shutting down");
                 }
             }
@@ -1537,18 +1736,27 @@ impl Core {
                 c.state = State::AwaitHello;
                 c.opened_us = self.now_us;
                 let now = self.now_us;
-                c.msg_bucket = TokenBucket::new(self.cfg.rate_messages, self.cfg.burst_messages, now);
+                c.msg_bucket =
+                    TokenBucket::new(self.cfg.rate_messages, self.cfg.burst_messages, now);
                 c.byte_bucket = TokenBucket::new(self.cfg.rate_bytes, self.cfg.burst_bytes, now);
                 self.mark_dirty(i);
                 if self.conns[i].rx_len > 0 {
                     self.parse_frames(i);
                 }
             }
-            http::Request::Healthz => self.http_answer(i, 200, "OK", "text/plain; charset=utf-8", b"ok\n"),
+            http::Request::Healthz => {
+                self.http_answer(i, 200, "OK", "text/plain; charset=utf-8", b"ok\n")
+            }
             http::Request::Metrics if self.cfg.metrics => {
                 let mut body = String::with_capacity(8 * 1024);
                 metrics::render(&self.stats, &self.gauges(), &mut body);
-                self.http_answer(i, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.as_bytes());
+                self.http_answer(
+                    i,
+                    200,
+                    "OK",
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    body.as_bytes(),
+                );
             }
             http::Request::Metrics | http::Request::NotFound => self.http_refuse(
                 i,
@@ -1558,7 +1766,10 @@ impl Core {
             ),
             http::Request::Bad(why) => {
                 self.stats.fault(Fault::Http);
-                log::warn!("connection {i} ({}): not a WebSocket upgrade: {why}", self.conns[i].peer);
+                log::warn!(
+                    "connection {i} ({}): not a WebSocket upgrade: {why}",
+                    self.conns[i].peer
+                );
                 let body = format!(
                     "This is a poselink hub; the request is not a WebSocket upgrade ({why}). Connect with a WebSocket client (RFC 6455).\n"
                 );
@@ -1571,7 +1782,13 @@ impl Core {
         if status != 404 {
             self.stats.fault(Fault::Http);
         }
-        self.http_answer(i, status, text, "text/plain; charset=utf-8", body.as_bytes());
+        self.http_answer(
+            i,
+            status,
+            text,
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+        );
     }
 
     fn http_answer(&mut self, i: usize, status: u16, text: &str, ctype: &str, body: &[u8]) {

@@ -116,12 +116,22 @@ mod tests {
         let a = p.store(b"a", b"bc", Meta::default(), 5).unwrap();
         p.acquire(a);
         let b = p.store(b"", b"de", Meta::default(), 6).unwrap();
-        assert!(p.store(b"x", b"", Meta::default(), 7).is_none(), "only two blocks");
-        assert_eq!((p.bytes(a), p.bytes(b), p.recv_us(a)), (&b"abc"[..], &b"de"[..], 5));
+        assert!(
+            p.store(b"x", b"", Meta::default(), 7).is_none(),
+            "only two blocks"
+        );
+        assert_eq!(
+            (p.bytes(a), p.bytes(b), p.recv_us(a)),
+            (&b"abc"[..], &b"de"[..], 5)
+        );
         p.release(a);
         assert_eq!(p.in_use(), 2);
         p.release(a);
         assert_eq!(p.in_use(), 1);
-        assert_eq!(p.store(b"y", b"", Meta::default(), 8), Some(a), "LIFO reuse");
+        assert_eq!(
+            p.store(b"y", b"", Meta::default(), 8),
+            Some(a),
+            "LIFO reuse"
+        );
     }
 }

@@ -27,7 +27,11 @@ impl TestHub {
     pub fn start(cfg: HubConfig) -> TestHub {
         let _ = env_logger::builder().is_test(true).try_init();
         let (handle, addr, join) = Hub::spawn(cfg).expect("hub starts");
-        TestHub { addr, handle, join: Some(join) }
+        TestHub {
+            addr,
+            handle,
+            join: Some(join),
+        }
     }
 
     pub fn dev() -> TestHub {
@@ -53,7 +57,10 @@ impl TestHub {
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default();
         (status, body)
     }
 
@@ -86,7 +93,9 @@ pub struct Got {
 
 impl Got {
     pub fn header(&self) -> Header {
-        Packet::new_checked(&self.bytes[..]).expect("the hub sent a valid message").header()
+        Packet::new_checked(&self.bytes[..])
+            .expect("the hub sent a valid message")
+            .header()
     }
 
     pub fn kind(&self) -> Kind {
@@ -97,7 +106,8 @@ impl Got {
     pub fn with<R>(&self, f: impl FnOnce(Message<'_>) -> R) -> R {
         let p = Packet::new_checked(&self.bytes[..]).unwrap();
         let mut scratch = vec![0u8; 70_000];
-        f(p.message(&mut scratch).expect("the hub sent a valid message"))
+        f(p.message(&mut scratch)
+            .expect("the hub sent a valid message"))
     }
 
     /// The error code and reason, if this is an error message.
@@ -121,9 +131,16 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         let (ws, _) = client(format!("ws://{addr}/"), stream).expect("upgrade");
-        Client { ws, member: 0, seq: 0, closed: None }
+        Client {
+            ws,
+            member: 0,
+            seq: 0,
+            closed: None,
+        }
     }
 
     /// Connects and says hello with `token`; panics unless welcomed.
@@ -134,7 +151,9 @@ impl Client {
     }
 
     pub fn send_bytes(&mut self, bytes: &[u8]) {
-        self.ws.send(WsMessage::Binary(bytes.to_vec().into())).expect("send");
+        self.ws
+            .send(WsMessage::Binary(bytes.to_vec().into()))
+            .expect("send");
     }
 
     pub fn send(&mut self, room: u16, msg: &Message<'_>) {
@@ -147,9 +166,16 @@ impl Client {
 
     /// Sends the hello; Ok(member) on welcome, Err(code, reason) on an error.
     pub fn hello(&mut self, token: &str) -> Result<u16, (u16, String)> {
-        let hello = Message::Hello(Hello { minor: 0, token, resume: 0, client: "test" });
+        let hello = Message::Hello(Hello {
+            minor: 0,
+            token,
+            resume: 0,
+            client: "test",
+        });
         self.send(0, &hello);
-        let got = self.recv_until(Duration::from_secs(5), |g| matches!(g.kind(), Kind::Welcome | Kind::Error));
+        let got = self.recv_until(Duration::from_secs(5), |g| {
+            matches!(g.kind(), Kind::Welcome | Kind::Error)
+        });
         let got = got.ok_or((0, "no answer to the hello".to_string()))?;
         if let Some(e) = got.error() {
             return Err(e);
@@ -165,7 +191,9 @@ impl Client {
     pub fn join(&mut self, room: &str, role: Role) -> Result<u16, (u16, String)> {
         self.send(0, &Message::Join(Join { room, role }));
         let got = self
-            .recv_until(Duration::from_secs(5), |g| matches!(g.kind(), Kind::RoomSnapshot | Kind::Error))
+            .recv_until(Duration::from_secs(5), |g| {
+                matches!(g.kind(), Kind::RoomSnapshot | Kind::Error)
+            })
             .ok_or((0, "no answer to the join".to_string()))?;
         if let Some(e) = got.error() {
             return Err(e);
@@ -180,12 +208,18 @@ impl Client {
             match self.ws.read() {
                 Ok(WsMessage::Binary(b)) => return Some(Got { bytes: b.to_vec() }),
                 Ok(WsMessage::Close(f)) => {
-                    self.closed = Some(f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())));
+                    self.closed = Some(
+                        f.map(|f| (u16::from(f.code), f.reason.to_string()))
+                            .unwrap_or((1005, String::new())),
+                    );
                     return None;
                 }
                 Ok(_) => {}
                 Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => {
                     if self.closed.is_none() {
                         self.closed = Some((1006, "connection lost".into()));
@@ -198,7 +232,11 @@ impl Client {
     }
 
     /// Receives until `pred` holds (skipping others), within `timeout`.
-    pub fn recv_until(&mut self, timeout: Duration, mut pred: impl FnMut(&Got) -> bool) -> Option<Got> {
+    pub fn recv_until(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&Got) -> bool,
+    ) -> Option<Got> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -234,7 +272,10 @@ impl PoseStream {
     pub fn new(seed: u64) -> PoseStream {
         PoseStream {
             encoder: PoseEncoder::new(EncoderConfig::default()),
-            source: poselink_hal::SyntheticPose::new(poselink_hal::SyntheticConfig { seed, ..Default::default() }),
+            source: poselink_hal::SyntheticPose::new(poselink_hal::SyntheticConfig {
+                seed,
+                ..Default::default()
+            }),
             seq: 0,
             buf: vec![0u8; 4096],
         }
@@ -248,7 +289,10 @@ impl PoseStream {
         self.source.next_pose(&mut sample).expect("synthetic pose");
         let mut f = PoseFrame::from_arrays(self.seq, 0, sample.capture_ts_us, &sample.landmarks);
         f.clamp_to_range();
-        let n = self.encoder.encode(&f, room, sender, &mut self.buf).expect("encode");
+        let n = self
+            .encoder
+            .encode(&f, room, sender, &mut self.buf)
+            .expect("encode");
         &self.buf[..n]
     }
 }
@@ -266,16 +310,30 @@ pub fn audio_message(room: u16, sender: u16, seq: u32) -> Vec<u8> {
 
 pub fn token(user: &str, grants: &[(&str, Role, bool)], ttl_secs: i64) -> String {
     use poselink::token::{Claims, Grant, TokenKey};
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let key = TokenKey::hs256(SECRET.as_bytes()).unwrap();
     key.mint(&Claims {
         sub: user.into(),
         exp: (now + ttl_secs).max(0) as u64,
-        rooms: grants.iter().map(|&(r, role, create)| Grant { room: r.into(), role, create }).collect(),
+        rooms: grants
+            .iter()
+            .map(|&(r, role, create)| Grant {
+                room: r.into(),
+                role,
+                create,
+            })
+            .collect(),
     })
     .unwrap()
 }
 
 pub fn secured() -> HubConfig {
-    HubConfig { dev: false, secret: Some(SECRET.into()), ..HubConfig::local_dev() }
+    HubConfig {
+        dev: false,
+        secret: Some(SECRET.into()),
+        ..HubConfig::local_dev()
+    }
 }

@@ -1,0 +1,113 @@
+//! `poselink`: the command-line front end — run a hub, mint access tokens (and, in
+//! later versions, send, watch, demo and bench).
+//!
+//! One module per subcommand; each exposes an `Args` struct (clap derive) and a
+//! `run(args) -> Result<(), CliError>`. To add a subcommand: write its module, add
+//! a variant to [`Command`] and a match arm in [`main`].
+//!
+//! Exit status: 0 on success, 1 on a runtime error ([`EXIT_RUNTIME`]), 2 on a
+//! configuration or usage error ([`EXIT_CONFIG`], the same code clap uses for a bad
+//! command line).
+
+mod hub_cmd;
+mod secret;
+mod token_cmd;
+
+use std::fmt;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for an error while running (cannot bind, IO failure, …).
+pub const EXIT_RUNTIME: u8 = 1;
+/// Exit status for a bad configuration or bad arguments.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Live human pose and audio from edge devices, relayed through rooms.
+#[derive(Parser, Debug)]
+#[command(
+    name = "poselink",
+    version,
+    propagate_version = true,
+    after_help = "Logging: set RUST_LOG (e.g. RUST_LOG=debug); the default level is info.\n\
+                  Exit status: 0 on success, 1 on a runtime error, 2 on a configuration or usage error.\n\
+                  See docs/OPERATIONS.md for the hub's configuration file and tokens."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the relay hub: accept WebSocket connections and relay pose and audio within rooms
+    Hub(hub_cmd::HubArgs),
+    /// Mint an HS256 access token (JWT) and print it to stdout
+    Token(token_cmd::TokenArgs),
+}
+
+/// An error a subcommand ends with: one line for stderr and an exit status.
+#[derive(Debug)]
+pub struct CliError {
+    /// [`EXIT_CONFIG`] or [`EXIT_RUNTIME`].
+    pub code: u8,
+    /// What went wrong, in one line.
+    pub message: String,
+}
+
+impl CliError {
+    /// A configuration or usage error (exit status 2).
+    pub fn config(message: impl Into<String>) -> Self {
+        CliError {
+            code: EXIT_CONFIG,
+            message: message.into(),
+        }
+    }
+
+    /// A runtime error (exit status 1).
+    pub fn runtime(message: impl Into<String>) -> Self {
+        CliError {
+            code: EXIT_RUNTIME,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Hub(args) => hub_cmd::run(args),
+        Command::Token(args) => token_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, whatever the error's text holds.
+            let line = e.message.replace('\n', " ");
+            eprintln!("poselink: error: {line}");
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

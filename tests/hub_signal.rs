@@ -1,0 +1,58 @@
+//! The `poselink hub` binary as an operator runs it: started with `--dev` on a
+//! free loopback port, serving a session, then SIGTERM: every connection gets
+//! "going away" (error and WebSocket close 1001) and the process exits 0.
+#![cfg(feature = "std")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Client;
+use poselink::proto::Role;
+
+#[test]
+fn sigterm_closes_every_connection_with_going_away_and_exits_zero() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poselink"))
+        .args(["hub", "--dev", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let addr = loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).expect("the hub logs its address");
+        log.push(line.clone());
+        if let Some(rest) = line.split("hub listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    assert!(log.iter().any(|l| l.contains("DEV MODE")), "dev mode is announced loudly: {log:?}");
+    let mut c = Client::session(addr, "");
+    c.join("term", Role::Member).unwrap();
+
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let err = c.recv_until(Duration::from_secs(5), |g| g.error().is_some()).expect("an error before the close");
+    assert_eq!(err.error().unwrap().0, 15, "GOING_AWAY");
+    let (code, _) = c.expect_close(Duration::from_secs(5));
+    assert_eq!(code, 1001);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the hub did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}

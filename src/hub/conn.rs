@@ -104,6 +104,10 @@ pub struct Conn {
     /// Control messages sent, numbering the next one.
     pub ctrl_seq: u32,
     pub last_keyframe_request_us: u64,
+    /// The id this session's welcome gave for resuming it.
+    pub resume_id: u64,
+    /// From a resumed session: (room handle, last audio seq) to restore on rejoin.
+    pub resumed_audio: Vec<(u16, u32)>,
 
     // Time.
     pub opened_us: u64,
@@ -162,6 +166,8 @@ impl Conn {
             keyframes: Vec::with_capacity(s.keyframe_slots),
             ctrl_seq: 0,
             last_keyframe_request_us: 0,
+            resume_id: 0,
+            resumed_audio: Vec::with_capacity(s.rooms),
             opened_us: 0,
             last_rx_us: 0,
             last_ping_us: 0,

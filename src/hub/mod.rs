@@ -294,6 +294,19 @@ struct Core {
     /// Keyframe requests owed after a fan-out: (publisher slot, room, person).
     keyframe_wanted: Vec<(u32, u16, u32)>,
     session_counter: u64,
+    /// Ended sessions that may be resumed within the room grace period.
+    resumable: Vec<Resumable>,
+}
+
+/// What a resumed session gets back: its member id, and per room the last audio
+/// `seq` relayed from it, so that chunks it replays after reconnecting are
+/// recognised as duplicates.
+struct Resumable {
+    id: u64,
+    user: heapless::String<{ proto::MAX_NAME_LEN }>,
+    member: u16,
+    until_us: u64,
+    audio: Vec<(u16, u32)>,
 }
 
 impl Core {
@@ -338,6 +351,15 @@ impl Core {
             out: vec![0u8; cfg.max_message + 64].into_boxed_slice(),
             keyframe_wanted: Vec::with_capacity(cfg.max_members * 2),
             session_counter: now_us,
+            resumable: (0..n)
+                .map(|_| Resumable {
+                    id: 0,
+                    user: heapless::String::new(),
+                    member: 0,
+                    until_us: 0,
+                    audio: Vec::with_capacity(cfg.max_rooms_per_connection),
+                })
+                .collect(),
             cfg,
             clock,
             now_us,
@@ -761,6 +783,7 @@ impl Core {
             "{}",
             hello.client.get(..64).unwrap_or(hello.client)
         ));
+        let resume_req = hello.resume;
         self.scratch = scratch;
         let claims = match verdict {
             Ok(c) => c,
@@ -779,7 +802,31 @@ impl Core {
                 return self.close(i, APP_CLOSE_BASE + code.0, code.name());
             }
         };
-        let Some(member) = self.assign_member(i) else {
+        // A resumed session keeps its member id (if still free) and its audio
+        // sequence numbers.
+        let resumed = if resume_req == 0 {
+            None
+        } else {
+            let now = self.now_us;
+            let sub = claims.as_ref().map(|c| c.sub.as_str());
+            self.resumable
+                .iter()
+                .position(|r| {
+                    r.id == resume_req
+                        && r.until_us > now
+                        && sub.is_none_or(|u| r.user.as_str() == u)
+                })
+                .inspect(|&k| self.resumable[k].id = 0)
+        };
+        let member = match resumed {
+            Some(k) if self.member_slot[self.resumable[k].member as usize] == 0 => {
+                let m = self.resumable[k].member;
+                self.member_slot[m as usize] = i as u32 + 1;
+                Some(m)
+            }
+            _ => self.assign_member(i),
+        };
+        let Some(member) = member else {
             self.send_error(
                 i,
                 ErrorCode::HUB_FULL,
@@ -800,6 +847,10 @@ impl Core {
             }
         }
         c.claims = claims;
+        c.resumed_audio.clear();
+        if let Some(k) = resumed {
+            c.resumed_audio.extend_from_slice(&self.resumable[k].audio);
+        }
         c.state = State::Session;
         c.last_ping_us = self.now_us;
         self.sessions += 1;
@@ -808,16 +859,18 @@ impl Core {
             .session_counter
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
+        c.resume_id = self.session_counter | 1;
         let user = c.user.clone();
         log::info!(
-            "session {member} for {user} from {} ({client_name})",
-            c.peer
+            "session {member} for {user} from {} ({client_name}){}",
+            c.peer,
+            if resumed.is_some() { ", resumed" } else { "" }
         );
         let welcome = Message::Welcome(Welcome {
             minor: PROTOCOL_MINOR,
             member,
             user: &user,
-            resume: self.session_counter | 1,
+            resume: self.conns[i].resume_id,
             server_time_us: self.now_us,
             heartbeat_ms: self.cfg.heartbeat_ms as u32,
             max_message: self.cfg.max_message as u32,
@@ -1017,12 +1070,20 @@ impl Core {
         let member = self.conns[i].member;
         match self.conns[i].membership_mut(h) {
             Some(m) => m.role = role,
-            None => self.conns[i].rooms.push(Membership {
-                handle: h,
-                role,
-                audio_last: None,
-                ack_pending: None,
-            }),
+            None => {
+                let c = &mut self.conns[i];
+                let audio_last = c
+                    .resumed_audio
+                    .iter()
+                    .find(|(room, _)| *room == h)
+                    .map(|&(_, seq)| seq);
+                c.rooms.push(Membership {
+                    handle: h,
+                    role,
+                    audio_last,
+                    ack_pending: None,
+                })
+            }
         }
         // The snapshot to the joiner (control path: the list may allocate).
         {
@@ -1250,6 +1311,10 @@ impl Core {
                 && (header.seq.wrapping_sub(last) as i32) <= 0
             {
                 self.stats.drop(Drop::DuplicateAudio);
+                // Acknowledge again: the publisher replays what it thinks is lost.
+                if let Some(mm) = self.conns[i].membership_mut(header.room) {
+                    mm.ack_pending = Some(last);
+                }
                 return;
             }
             if let Some(mm) = self.conns[i].membership_mut(header.room) {
@@ -1535,6 +1600,7 @@ impl Core {
         self.sessions -= 1;
         let member = self.conns[i].member;
         let now = self.now_us;
+        self.save_resumable(i);
         let mut left: heapless::Vec<u16, 256> = heapless::Vec::new();
         self.rooms.leave_all(i as u32, now, |h, _| {
             let _ = left.push(h);
@@ -1561,6 +1627,25 @@ impl Core {
             c.resync_set(i as u32, false);
         }
         log::debug!("session {member} ended");
+    }
+
+    /// Keeps what a resume restores, for the room grace period, in the slot of
+    /// the record that expires first.
+    fn save_resumable(&mut self, i: usize) {
+        let c = &self.conns[i];
+        let Some(r) = self.resumable.iter_mut().min_by_key(|r| r.until_us) else {
+            return;
+        };
+        r.id = c.resume_id;
+        r.user.clone_from(&c.user);
+        r.member = c.member;
+        r.until_us = self.now_us + self.cfg.room_grace_ms * 1000;
+        r.audio.clear();
+        r.audio.extend(
+            c.rooms
+                .iter()
+                .filter_map(|m| m.audio_last.map(|a| (m.handle, a))),
+        );
     }
 
     /// Closes the socket now and frees the slot.

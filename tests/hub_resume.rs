@@ -1,0 +1,79 @@
+//! Resuming a session after a reconnect, over real sockets: the hello presents the
+//! previous welcome's resume id; the hub gives the member id back and recognises
+//! the audio chunks the publisher replays as duplicates, so receivers get every
+//! chunk once, in order.
+#![cfg(feature = "std")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use poselink::proto::{Hello, Kind, Message, Role};
+
+const T: Duration = Duration::from_secs(5);
+
+/// Says hello with a resume id; returns (member, resume id of the new session).
+fn hello_resume(c: &mut Client, resume: u64) -> (u16, u64) {
+    c.send(0, &Message::Hello(Hello { minor: 0, token: "", resume, client: "resume-test" }));
+    let w = c.recv_until(T, |g| g.kind() == Kind::Welcome).expect("welcome");
+    let (member, id) = w.with(|m| match m {
+        Message::Welcome(w) => (w.member, w.resume),
+        _ => unreachable!(),
+    });
+    c.member = member;
+    (member, id)
+}
+
+fn audio_seqs(c: &mut Client, n: usize) -> Vec<u32> {
+    let mut seqs = Vec::new();
+    for _ in 0..n {
+        match c.recv_until(T, |g| g.kind() == Kind::Audio) {
+            Some(g) => seqs.push(g.header().seq),
+            None => break,
+        }
+    }
+    seqs
+}
+
+#[test]
+fn a_resumed_publisher_keeps_its_member_id_and_its_replayed_audio_is_deduplicated() {
+    let hub = TestHub::dev();
+    let mut rx = Client::session(hub.addr, "");
+    rx.join("resume", Role::Viewer).unwrap();
+
+    let mut p = Client::connect(hub.addr);
+    let (member, resume) = hello_resume(&mut p, 0);
+    assert_ne!(resume, 0, "the welcome offers a resume id");
+    let h = p.join("resume", Role::Member).unwrap();
+    for seq in 1..=5 {
+        p.send_bytes(&audio_message(h, member, seq));
+    }
+    // The hub acknowledges the audio it relayed.
+    let ack = p.recv_until(T, |g| g.kind() == Kind::Ack).expect("an ack");
+    assert!(ack.with(|m| matches!(m, Message::Ack(a) if a.kind == Kind::Audio as u8 && a.seq >= 1)));
+    assert_eq!(audio_seqs(&mut rx, 5), vec![1, 2, 3, 4, 5]);
+
+    // The board reboots: its connection vanishes.
+    drop(p);
+    rx.recv_until(T, |g| g.kind() == Kind::MemberLeft).expect("member left");
+
+    let mut p2 = Client::connect(hub.addr);
+    let (member2, resume2) = hello_resume(&mut p2, resume);
+    assert_eq!(member2, member, "the resumed session has its member id back");
+    assert_ne!(resume2, resume, "each session gets a new resume id");
+    let h2 = p2.join("resume", Role::Member).unwrap();
+    assert_eq!(h2, h);
+    // It replays from 3 (its last acknowledged was, say, 2), then goes on.
+    for seq in 3..=8 {
+        p2.send_bytes(&audio_message(h2, member2, seq));
+    }
+    assert_eq!(audio_seqs(&mut rx, 3), vec![6, 7, 8], "every chunk once, in order");
+    assert!(rx.recv_until(Duration::from_millis(300), |g| g.kind() == Kind::Audio).is_none());
+    assert_eq!(hub.metric("poselink_drops_total{reason=\"duplicate_audio\"}"), 3.0);
+
+    // A resume id is good once: presenting it again gives a fresh member id.
+    let mut p3 = Client::connect(hub.addr);
+    let (member3, _) = hello_resume(&mut p3, resume);
+    assert_ne!(member3, member);
+}

@@ -69,12 +69,51 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
     25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
 
-/// A fixed-bucket histogram of microseconds.
-#[derive(Clone, Debug, Default)]
+/// Fine buckets: exact below 16 µs, then 8 per power of two (12.5 % wide), up to
+/// 2^40 µs.
+const FINE: usize = 16 + 37 * 8;
+
+fn fine_index(us: u64) -> usize {
+    if us < 16 {
+        return us as usize;
+    }
+    let exp = 63 - us.leading_zeros() as usize; // 4..=63
+    let sub = ((us >> (exp - 3)) & 7) as usize;
+    (16 + (exp - 4) * 8 + sub).min(FINE - 1)
+}
+
+/// The largest value in fine bucket `i`.
+fn fine_upper(i: usize) -> u64 {
+    if i < 16 {
+        return i as u64;
+    }
+    let exp = (i - 16) / 8 + 4;
+    let sub = ((i - 16) % 8) as u64;
+    ((8 + sub + 1) << (exp - 3)) - 1
+}
+
+/// A histogram of microseconds: the fixed buckets `/metrics` exposes, and fine
+/// log-linear buckets (12.5 % wide) for quantiles. Recording is a few integer
+/// operations; nothing allocates.
+#[derive(Clone, Debug)]
 pub struct Histogram {
     counts: [u64; LATENCY_BUCKETS_US.len() + 1],
+    fine: [u64; FINE],
     sum_us: u64,
     count: u64,
+    max_us: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: [0; LATENCY_BUCKETS_US.len() + 1],
+            fine: [0; FINE],
+            sum_us: 0,
+            count: 0,
+            max_us: 0,
+        }
+    }
 }
 
 impl Histogram {
@@ -83,8 +122,10 @@ impl Histogram {
     pub fn record(&mut self, us: u64) {
         let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
         self.counts[i] += 1;
+        self.fine[fine_index(us)] += 1;
         self.sum_us += us;
         self.count += 1;
+        self.max_us = self.max_us.max(us);
     }
 
     /// Samples counted.
@@ -92,21 +133,26 @@ impl Histogram {
         self.count
     }
 
-    /// The upper bound of the bucket holding quantile `q` (0..1), in µs: an upper
-    /// estimate; `u64::MAX` for the overflow bucket, 0 without samples.
-    pub fn quantile_upper_us(&self, q: f64) -> u64 {
+    /// The largest sample.
+    pub fn max_us(&self) -> u64 {
+        self.max_us
+    }
+
+    /// Quantile `q` (0..1) in µs, as the upper end of its fine bucket (at most
+    /// 12.5 % above the true value, never above the maximum); 0 without samples.
+    pub fn quantile_us(&self, q: f64) -> u64 {
         if self.count == 0 {
             return 0;
         }
         let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
         let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
+        for (i, c) in self.fine.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                return LATENCY_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX);
+                return fine_upper(i).min(self.max_us);
             }
         }
-        u64::MAX
+        self.max_us
     }
 }
 
@@ -354,6 +400,13 @@ pub fn render(stats: &HubStats, g: &Gauges, out: &mut String) {
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
     let _ = writeln!(out, "{name}_sum {}", h.sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count {}", h.count);
+    for (q, label) in [(0.5, "0.5"), (0.99, "0.99"), (0.999, "0.999")] {
+        let _ = writeln!(
+            out,
+            "poselink_relay_latency_quantile_seconds{{quantile=\"{label}\"}} {}",
+            h.quantile_us(q) as f64 / 1e6
+        );
+    }
     process_metrics(out);
 }
 
@@ -412,10 +465,11 @@ mod tests {
             h.record(us);
         }
         assert_eq!(h.count(), 5);
-        assert_eq!(h.quantile_upper_us(0.2), 25);
-        assert_eq!(h.quantile_upper_us(0.6), 50);
-        assert_eq!(h.quantile_upper_us(0.8), 1_000);
-        assert_eq!(h.quantile_upper_us(1.0), u64::MAX);
+        assert_eq!(h.quantile_us(0.2), 10);
+        // 30 lies in the fine bucket [30, 31].
+        assert_eq!(h.quantile_us(0.6), 31);
+        assert_eq!(h.quantile_us(0.8), 703);
+        assert_eq!(h.quantile_us(1.0), 2_000_000);
         let mut s = String::new();
         render(
             &HubStats {
@@ -431,5 +485,36 @@ mod tests {
         );
         assert!(s.contains("poselink_relay_latency_seconds_count 5"));
         assert!(s.contains("poselink_errors_total{kind=\"rate_limited\"} 0"));
+        assert!(s.contains("poselink_relay_latency_quantile_seconds{quantile=\"0.99\"} 2"));
+    }
+
+    #[test]
+    fn fine_buckets_cover_every_value_within_an_eighth() {
+        let mut prev_upper = None;
+        for i in 0..FINE {
+            let up = fine_upper(i);
+            if let Some(p) = prev_upper {
+                assert_eq!(fine_index(p + 1), i, "bucket {i} starts after {p}");
+            }
+            assert_eq!(fine_index(up), i);
+            prev_upper = Some(up);
+        }
+        // Width at most 1/8 of the lower end (above the exact range).
+        for v in [16u64, 100, 1_000, 12_345, 999_999, 1 << 39] {
+            let up = fine_upper(fine_index(v));
+            assert!(up >= v && (up - v) * 8 <= v, "{v} -> {up}");
+        }
+        // Against a sorted reference.
+        let mut h = Histogram::default();
+        let mut xs: Vec<u64> = (0..10_000u64).map(|k| (k * 7919) % 50_000 + 1).collect();
+        for &x in &xs {
+            h.record(x);
+        }
+        xs.sort_unstable();
+        for q in [0.5, 0.9, 0.99] {
+            let exact = xs[(xs.len() as f64 * q).ceil() as usize - 1];
+            let got = h.quantile_us(q);
+            assert!(got >= exact && (got - exact) * 8 <= exact, "q{q}: {got} vs {exact}");
+        }
     }
 }

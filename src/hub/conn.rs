@@ -88,6 +88,8 @@ pub struct Conn {
     pub want_write: bool,
     /// Queued in the hub's list of connections to flush.
     pub dirty: bool,
+    /// Queued in the hub's list of connections to read again.
+    pub in_again: bool,
     /// After the outbound side empties: half-close and wait for the peer.
     pub close_when_flushed: bool,
     pub write_shut: bool,
@@ -156,6 +158,7 @@ impl Conn {
             partial: None,
             want_write: false,
             dirty: false,
+            in_again: false,
             close_when_flushed: false,
             write_shut: false,
             member: 0,
@@ -227,7 +230,6 @@ impl Conn {
         self.ctrl_tail = 0;
         self.partial = None;
         self.want_write = false;
-        self.dirty = false;
         self.close_when_flushed = false;
         self.write_shut = false;
         self.member = 0;

@@ -401,7 +401,7 @@ impl Core {
                         );
                         let _ = io::Write::write(
                             &mut stream,
-                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 68\r\nConnection: close\r\n\r\nThe hub holds its maximum number of connections; try again later.\r\n",
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 67\r\nConnection: close\r\n\r\nThe hub holds its maximum number of connections; try again later.\r\n",
                         );
                         continue;
                     };
@@ -432,11 +432,21 @@ impl Core {
         }
     }
 
+    /// Reads connection `i` again in the next iteration (its budget ran out).
+    fn push_again(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if !c.in_again {
+            c.in_again = true;
+            self.again.push(i as u32);
+        }
+    }
+
     fn read_again(&mut self) {
         std::mem::swap(&mut self.again, &mut self.again_next);
         self.again.clear();
         for k in 0..self.again_next.len() {
             let i = self.again_next[k] as usize;
+            self.conns[i].in_again = false;
             self.on_readable(i);
         }
         self.again_next.clear();
@@ -459,7 +469,7 @@ impl Core {
                         }
                         Ok((_, ReadEnd::Drained)) => return,
                         Ok((_, ReadEnd::Budget)) => {
-                            self.again.push(i as u32);
+                            self.push_again(i);
                             return;
                         }
                         Ok((_, ReadEnd::BufferFull)) => {}
@@ -518,7 +528,7 @@ impl Core {
                 log::debug!("connection {i} ({}) closed by the peer", c.peer);
                 self.teardown(i, LeaveReason::Disconnected);
             }
-            ReadEnd::Budget | ReadEnd::BufferFull => self.again.push(i as u32),
+            ReadEnd::Budget | ReadEnd::BufferFull => self.push_again(i),
             ReadEnd::Drained => {}
         }
     }

@@ -1,9 +1,11 @@
-//! One connection's slot: its socket, its preallocated receive buffer (frames are
+//! One connection's slot: its socket, the state of its receive buffer (frames are
 //! parsed and unmasked in place there, fragments assembled in place), and its
 //! outbound side: a byte FIFO of control frames (never dropped) and a bounded
 //! queue of media blocks from the [`Pool`](super::pool::Pool) (the oldest pose,
-//! then the oldest audio, dropped when it is full). Everything is allocated when
-//! the slot table is made and reused by every connection the slot holds.
+//! then the oldest audio, dropped when it is full). The receive and control
+//! buffers themselves are this slot's stretch of two arenas the hub allocates at
+//! start-up (one allocation each, so the pages of unused slots are never touched
+//! and cost no resident memory); the methods here take them as arguments.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -68,8 +70,7 @@ pub struct Conn {
     pub generation: u32,
     pub max_message: usize,
 
-    // Receive side.
-    pub rx: Box<[u8]>,
+    // Receive side (the buffer is the slot's stretch of the hub's receive arena).
     pub rx_len: usize,
     /// Bytes at the front of `rx` that are an assembled (fragmented) message so far.
     pub asm_len: usize,
@@ -77,8 +78,7 @@ pub struct Conn {
     pub scan: usize,
     pub assembler: Assembler,
 
-    // Send side.
-    pub ctrl: Box<[u8]>,
+    // Send side (the control FIFO is the slot's stretch of the control arena).
     pub ctrl_head: usize,
     pub ctrl_tail: usize,
     pub data: VecDeque<u32>,
@@ -129,8 +129,6 @@ pub struct Conn {
 /// Per-slot sizes.
 #[derive(Clone, Copy, Debug)]
 pub struct Sizes {
-    pub rx: usize,
-    pub ctrl: usize,
     pub queue_depth: usize,
     pub resync_words: usize,
     pub keyframe_slots: usize,
@@ -146,12 +144,10 @@ impl Conn {
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
             generation: 0,
             max_message: s.max_message,
-            rx: vec![0u8; s.rx].into_boxed_slice(),
             rx_len: 0,
             asm_len: 0,
             scan: 0,
             assembler: Assembler::new(s.max_message),
-            ctrl: vec![0u8; s.ctrl].into_boxed_slice(),
             ctrl_head: 0,
             ctrl_tail: 0,
             data: VecDeque::with_capacity(s.queue_depth),
@@ -190,27 +186,27 @@ impl Conn {
 
     /// Appends a whole server frame (header + payload) to the control FIFO.
     /// `false` if it does not fit: the receiver is not reading.
-    pub fn push_ctrl_frame(&mut self, kind: FrameKind, payload: &[u8]) -> bool {
+    pub fn push_ctrl_frame(&mut self, ctrl: &mut [u8], kind: FrameKind, payload: &[u8]) -> bool {
         let mut head = [0u8; 10];
         let Some(hl) = ws::write_header(&mut head, kind, true, payload.len()) else {
             return false;
         };
-        self.push_ctrl_raw(&[&head[..hl], payload])
+        self.push_ctrl_raw(ctrl, &[&head[..hl], payload])
     }
 
     /// Appends raw bytes (an HTTP response, or a frame in parts) to the control FIFO.
-    pub fn push_ctrl_raw(&mut self, parts: &[&[u8]]) -> bool {
+    pub fn push_ctrl_raw(&mut self, ctrl: &mut [u8], parts: &[&[u8]]) -> bool {
         let n: usize = parts.iter().map(|p| p.len()).sum();
-        if self.ctrl.len() - self.ctrl_tail < n && self.ctrl_head > 0 {
-            self.ctrl.copy_within(self.ctrl_head..self.ctrl_tail, 0);
+        if ctrl.len() - self.ctrl_tail < n && self.ctrl_head > 0 {
+            ctrl.copy_within(self.ctrl_head..self.ctrl_tail, 0);
             self.ctrl_tail -= self.ctrl_head;
             self.ctrl_head = 0;
         }
-        if self.ctrl.len() - self.ctrl_tail < n {
+        if ctrl.len() - self.ctrl_tail < n {
             return false;
         }
         for p in parts {
-            self.ctrl[self.ctrl_tail..self.ctrl_tail + p.len()].copy_from_slice(p);
+            ctrl[self.ctrl_tail..self.ctrl_tail + p.len()].copy_from_slice(p);
             self.ctrl_tail += p.len();
         }
         true
@@ -248,24 +244,24 @@ impl Conn {
         self.last_rate_error_us = 0;
     }
 
-    /// Reads what the socket has into `rx`, at most `budget` bytes. Returns the
+    /// Reads what the socket has into `rx` (this slot's receive buffer), at most `budget` bytes. Returns the
     /// bytes read, and whether the socket is drained (`WouldBlock`) or closed.
-    pub fn read_some(&mut self, budget: usize) -> io::Result<(usize, ReadEnd)> {
+    pub fn read_some(&mut self, rx: &mut [u8], budget: usize) -> io::Result<(usize, ReadEnd)> {
         let Some(stream) = self.stream.as_mut() else {
             return Ok((0, ReadEnd::Closed));
         };
         let mut total = 0;
         loop {
-            if self.rx_len == self.rx.len() {
+            if self.rx_len == rx.len() {
                 return Ok((total, ReadEnd::BufferFull));
             }
             if total >= budget {
                 return Ok((total, ReadEnd::Budget));
             }
-            match stream.read(&mut self.rx[self.rx_len..]) {
+            match stream.read(&mut rx[self.rx_len..]) {
                 Ok(0) => return Ok((total, ReadEnd::Closed)),
                 Ok(n) => {
-                    let asked = self.rx.len() - self.rx_len;
+                    let asked = rx.len() - self.rx_len;
                     self.rx_len += n;
                     total += n;
                     // A short read emptied the socket's queue: data arriving later
@@ -290,6 +286,7 @@ impl Conn {
     /// written whole (after which the block is released).
     pub fn flush(
         &mut self,
+        ctrl: &[u8],
         pool: &mut Pool,
         mut delivered: impl FnMut(&Pool, u32),
     ) -> io::Result<FlushEnd> {
@@ -310,7 +307,7 @@ impl Conn {
                     k += 1;
                 }
                 if self.ctrl_head != self.ctrl_tail {
-                    slices[k] = IoSlice::new(&self.ctrl[self.ctrl_head..self.ctrl_tail]);
+                    slices[k] = IoSlice::new(&ctrl[self.ctrl_head..self.ctrl_tail]);
                     k += 1;
                 }
                 for &b in self.data.iter().take(MAX_SLICES - k) {

@@ -274,6 +274,13 @@ struct Core {
     now_us: u64,
     registry: Registry,
     conns: Vec<Conn>,
+    /// Every slot's receive buffer, `rx_size` bytes each (one allocation: pages
+    /// of slots never used are never touched).
+    rx_arena: Box<[u8]>,
+    rx_size: usize,
+    /// Every slot's control FIFO, `ctrl_size` bytes each.
+    ctrl_arena: Box<[u8]>,
+    ctrl_size: usize,
     free_slots: Vec<u32>,
     open: usize,
     sessions: usize,
@@ -311,11 +318,11 @@ struct Resumable {
 
 impl Core {
     fn new(cfg: HubConfig, key: Option<TokenKey>, registry: Registry) -> Core {
+        // A whole message, one more frame header, and a control frame that may
+        // arrive between fragments.
+        let rx_size = cfg.max_message + 14 + 14 + 125;
+        let ctrl_size = cfg.control_buffer;
         let sizes = Sizes {
-            // A whole message, one more frame header, and a control frame that may
-            // arrive between fragments.
-            rx: cfg.max_message + 14 + 14 + 125,
-            ctrl: cfg.control_buffer,
             queue_depth: cfg.queue_depth,
             resync_words: cfg.max_connections.div_ceil(64),
             keyframe_slots: cfg.keyframe_slots,
@@ -335,6 +342,10 @@ impl Core {
         let now_us = clock.now_us();
         Core {
             conns: (0..n).map(|_| Conn::new(&sizes)).collect(),
+            rx_arena: vec![0u8; n * rx_size].into_boxed_slice(),
+            rx_size,
+            ctrl_arena: vec![0u8; n * ctrl_size].into_boxed_slice(),
+            ctrl_size,
             free_slots: (0..n as u32).rev().collect(),
             open: 0,
             sessions: 0,
@@ -369,6 +380,27 @@ impl Core {
 
     fn now(&self) -> u64 {
         self.clock.now_us()
+    }
+
+    /// Appends a whole server frame to `i`'s control FIFO; `false` if it is full.
+    fn push_ctrl_frame(&mut self, i: usize, kind: FrameKind, payload: &[u8]) -> bool {
+        let sz = self.ctrl_size;
+        let ctrl = &mut self.ctrl_arena[i * sz..(i + 1) * sz];
+        self.conns[i].push_ctrl_frame(ctrl, kind, payload)
+    }
+
+    /// Appends raw bytes (an HTTP answer) to `i`'s control FIFO.
+    fn push_ctrl_raw(&mut self, i: usize, parts: &[&[u8]]) -> bool {
+        let sz = self.ctrl_size;
+        let ctrl = &mut self.ctrl_arena[i * sz..(i + 1) * sz];
+        self.conns[i].push_ctrl_raw(ctrl, parts)
+    }
+
+    /// Reads from `i`'s socket into its receive buffer.
+    fn read_into(&mut self, i: usize, budget: usize) -> io::Result<(usize, ReadEnd)> {
+        let sz = self.rx_size;
+        let rx = &mut self.rx_arena[i * sz..(i + 1) * sz];
+        self.conns[i].read_some(rx, budget)
     }
 
     fn gauges(&self) -> Gauges {
@@ -461,8 +493,8 @@ impl Core {
             State::Closing => {
                 // Read and discard until the peer closes or the linger ends.
                 loop {
-                    c.rx_len = 0;
-                    match c.read_some(READ_BUDGET) {
+                    self.conns[i].rx_len = 0;
+                    match self.read_into(i, READ_BUDGET) {
                         Ok((_, ReadEnd::Closed)) | Err(_) => {
                             self.teardown(i, LeaveReason::Disconnected);
                             return;
@@ -482,16 +514,17 @@ impl Core {
     }
 
     fn read_http(&mut self, i: usize) {
-        let c = &mut self.conns[i];
-        let end = match c.read_some(MAX_HTTP_HEAD) {
+        let end = match self.read_into(i, MAX_HTTP_HEAD) {
             Ok((_, end)) => end,
             Err(_) => {
                 self.stats.fault(Fault::Io);
                 return self.teardown(i, LeaveReason::Disconnected);
             }
         };
+        let c = &mut self.conns[i];
         c.last_rx_us = self.now_us;
-        let head_end = c.rx[..c.rx_len].windows(4).position(|w| w == b"\r\n\r\n");
+        let rx = &self.rx_arena[i * self.rx_size..(i + 1) * self.rx_size];
+        let head_end = rx[..c.rx_len].windows(4).position(|w| w == b"\r\n\r\n");
         match head_end {
             Some(p) => self.on_http_request(i, p + 4),
             None if c.rx_len >= MAX_HTTP_HEAD => self.http_refuse(
@@ -507,7 +540,7 @@ impl Core {
 
     /// Reads, then parses every whole frame in place.
     fn read_frames(&mut self, i: usize) {
-        let (got, end) = match self.conns[i].read_some(READ_BUDGET) {
+        let (got, end) = match self.read_into(i, READ_BUDGET) {
             Ok(r) => r,
             Err(e) => {
                 log::debug!("connection {i}: read error {e}");
@@ -534,7 +567,8 @@ impl Core {
     }
 
     fn parse_frames(&mut self, i: usize) {
-        let mut rx = std::mem::take(&mut self.conns[i].rx);
+        let mut arena = std::mem::take(&mut self.rx_arena);
+        let rx = &mut arena[i * self.rx_size..(i + 1) * self.rx_size];
         let (mut rx_len, mut scan, mut asm_len) = {
             let c = &self.conns[i];
             (c.rx_len, c.scan, c.asm_len)
@@ -618,8 +652,8 @@ impl Core {
             rx_len -= scan;
             scan = 0;
         }
+        self.rx_arena = arena;
         let c = &mut self.conns[i];
-        c.rx = rx;
         if matches!(c.state, State::AwaitHello | State::Session) {
             c.rx_len = rx_len;
             c.scan = scan;
@@ -646,7 +680,7 @@ impl Core {
     fn on_ws_control(&mut self, i: usize, kind: FrameKind, payload: &[u8]) {
         match kind {
             FrameKind::Ping => {
-                if !self.conns[i].push_ctrl_frame(FrameKind::Pong, payload) {
+                if !self.push_ctrl_frame(i, FrameKind::Pong, payload) {
                     self.overflowed(i);
                 }
                 self.mark_dirty(i);
@@ -1473,7 +1507,7 @@ impl Core {
     }
 
     fn push_message(&mut self, i: usize, bytes: &[u8]) {
-        if self.conns[i].push_ctrl_frame(FrameKind::Binary, bytes) {
+        if self.push_ctrl_frame(i, FrameKind::Binary, bytes) {
             self.stats.messages_out += 1;
             if !self.conns[i].has_output() {
                 self.conns[i].last_progress_us = self.now_us;
@@ -1538,7 +1572,9 @@ impl Core {
             return;
         }
         let stats = &mut self.stats;
-        let result = c.flush(&mut self.pool, |pool, b| {
+        let sz = self.ctrl_size;
+        let ctrl = &self.ctrl_arena[i * sz..(i + 1) * sz];
+        let result = c.flush(ctrl, &mut self.pool, |pool, b| {
             stats.delivered += 1;
             stats.messages_out += 1;
             stats
@@ -1592,7 +1628,8 @@ impl Core {
         let was_session = c.state == State::Session;
         let mut payload = [0u8; 125];
         let n = ws::close_payload(&mut payload, code, why);
-        let _ = c.push_ctrl_frame(FrameKind::Close, &payload[..n]);
+        let _ = self.push_ctrl_frame(i, FrameKind::Close, &payload[..n]);
+        let c = &mut self.conns[i];
         c.close_when_flushed = true;
         c.close_deadline_us = self.now_us + LINGER_US;
         if was_session {
@@ -1746,7 +1783,7 @@ impl Core {
             }
             if now.saturating_sub(c.last_ping_us) >= hb {
                 self.conns[i].last_ping_us = now;
-                if !self.conns[i].push_ctrl_frame(FrameKind::Ping, &now.to_le_bytes()) {
+                if !self.push_ctrl_frame(i, FrameKind::Ping, &now.to_le_bytes()) {
                     self.overflowed(i);
                     continue;
                 }
@@ -1819,14 +1856,15 @@ impl Core {
     // ---- HTTP ------------------------------------------------------------------
 
     fn on_http_request(&mut self, i: usize, head_len: usize) {
-        match http::parse_request(&self.conns[i].rx[..head_len]) {
+        let sz = self.rx_size;
+        match http::parse_request(&self.rx_arena[i * sz..i * sz + head_len]) {
             http::Request::Upgrade(response) => {
-                let c = &mut self.conns[i];
-                if !c.push_ctrl_raw(&[&response]) {
+                if !self.push_ctrl_raw(i, &[&response]) {
                     return self.teardown(i, LeaveReason::Disconnected);
                 }
                 // Bytes after the request head are the first frames.
-                c.rx.copy_within(head_len..c.rx_len, 0);
+                let c = &mut self.conns[i];
+                self.rx_arena[i * sz..(i + 1) * sz].copy_within(head_len..c.rx_len, 0);
                 c.rx_len -= head_len;
                 c.state = State::AwaitHello;
                 c.opened_us = self.now_us;
@@ -1891,10 +1929,11 @@ impl Core {
             "HTTP/1.1 {status} {text}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
-        let c = &mut self.conns[i];
         // A metrics page larger than the control buffer is written directly, once:
         // the request is rare and the socket buffer is empty at this point.
-        if !c.push_ctrl_raw(&[head.as_bytes(), body])
+        let queued = self.push_ctrl_raw(i, &[head.as_bytes(), body]);
+        let c = &mut self.conns[i];
+        if !queued
             && let Some(s) = c.stream.as_mut()
         {
             let _ = io::Write::write_all(s, head.as_bytes());

@@ -33,7 +33,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { rooms: 10, members: 4, hz: 60, secs: 10 };
+    let mut a = Args {
+        rooms: 10,
+        members: 4,
+        hz: 60,
+        secs: 10,
+    };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < v.len() {
@@ -71,11 +76,27 @@ fn read_until(ws: &mut tungstenite::WebSocket<TcpStream>, kind: Kind) -> Vec<u8>
 
 /// One member: joins, then publishes at `hz` and receives until `end`; returns
 /// (sent, received, latencies in µs).
-fn member(addr: SocketAddr, room: String, seed: u64, hz: u64, start: Instant, end: Instant) -> (u64, u64, Vec<u32>) {
+fn member(
+    addr: SocketAddr,
+    room: String,
+    seed: u64,
+    hz: u64,
+    start: Instant,
+    end: Instant,
+) -> (u64, u64, Vec<u32>) {
     let stream = TcpStream::connect(addr).unwrap();
     stream.set_nodelay(true).unwrap();
     let (mut ws, _) = tungstenite::client(format!("ws://{addr}/"), stream).unwrap();
-    send_control(&mut ws, 0, &Message::Hello(Hello { minor: 0, token: "", resume: 0, client: "relay-bench" }));
+    send_control(
+        &mut ws,
+        0,
+        &Message::Hello(Hello {
+            minor: 0,
+            token: "",
+            resume: 0,
+            client: "relay-bench",
+        }),
+    );
     let welcome = read_until(&mut ws, Kind::Welcome);
     let me = {
         let p = Packet::new_checked(&welcome[..]).unwrap();
@@ -84,12 +105,22 @@ fn member(addr: SocketAddr, room: String, seed: u64, hz: u64, start: Instant, en
             _ => unreachable!(),
         }
     };
-    send_control(&mut ws, me, &Message::Join(Join { room: &room, role: Role::Member }));
+    send_control(
+        &mut ws,
+        me,
+        &Message::Join(Join {
+            room: &room,
+            role: Role::Member,
+        }),
+    );
     let snap = read_until(&mut ws, Kind::RoomSnapshot);
     let handle = Packet::new_checked(&snap[..]).unwrap().header().room;
 
     let clock = MonotonicClock::new();
-    let mut source = SyntheticPose::new(SyntheticConfig { seed, ..SyntheticConfig::default() });
+    let mut source = SyntheticPose::new(SyntheticConfig {
+        seed,
+        ..SyntheticConfig::default()
+    });
     let mut encoder = PoseEncoder::new(EncoderConfig::default());
     let mut sample = PoseSample::zeroed();
     let mut buf = vec![0u8; 2048];
@@ -110,7 +141,9 @@ fn member(addr: SocketAddr, room: String, seed: u64, hz: u64, start: Instant, en
             sent += 1;
             next += period;
         }
-        let wait = next.saturating_duration_since(Instant::now()).max(Duration::from_micros(200));
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_micros(200));
         ws.get_ref().set_read_timeout(Some(wait)).unwrap();
         match ws.read() {
             Ok(Ws::Binary(b)) => {
@@ -121,7 +154,11 @@ fn member(addr: SocketAddr, room: String, seed: u64, hz: u64, start: Instant, en
                 }
             }
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => panic!("member {me}: {e}"),
         }
     }
@@ -162,18 +199,45 @@ fn main() {
     handle.shutdown();
     let report = join.join().unwrap().unwrap();
     lat.sort_unstable();
-    let pct = |q: f64| lat.get(((lat.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0);
+    let pct = |q: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let expected = sent * (a.members as u64 - 1);
     let delivered = report.stats.delivered;
     let cpu = report.thread_cpu.unwrap_or_default();
-    println!("relay bench: {} rooms x {} members, {} Hz pose, {} s, hub on its own thread", a.rooms, a.members, a.hz, a.secs);
+    println!(
+        "relay bench: {} rooms x {} members, {} Hz pose, {} s, hub on its own thread",
+        a.rooms, a.members, a.hz, a.secs
+    );
     println!("| measure | value |");
     println!("|---|---|");
     println!("| frames published | {sent} |");
-    println!("| deliveries expected / received | {expected} / {got} (loss {:.4} %) |", 100.0 * (expected.saturating_sub(got)) as f64 / expected.max(1) as f64);
-    println!("| hub CPU per delivered message | {:.2} µs ({:.3} s CPU for {delivered} deliveries) |", cpu.as_secs_f64() * 1e6 / delivered.max(1) as f64, cpu.as_secs_f64());
-    println!("| end-to-end latency p50 / p99 / max | {} / {} / {} µs |", pct(0.5), pct(0.99), lat.last().copied().unwrap_or(0));
+    println!(
+        "| deliveries expected / received | {expected} / {got} (loss {:.4} %) |",
+        100.0 * (expected.saturating_sub(got)) as f64 / expected.max(1) as f64
+    );
+    println!(
+        "| hub CPU per delivered message | {:.2} µs ({:.3} s CPU for {delivered} deliveries) |",
+        cpu.as_secs_f64() * 1e6 / delivered.max(1) as f64,
+        cpu.as_secs_f64()
+    );
+    println!(
+        "| end-to-end latency p50 / p99 / max | {} / {} / {} µs |",
+        pct(0.5),
+        pct(0.99),
+        lat.last().copied().unwrap_or(0)
+    );
     let h = &report.stats.relay_latency;
-    println!("| hub relay latency (read → written to the receiver's socket) p50 / p99 / max | {} / {} / {} µs |", h.quantile_us(0.5), h.quantile_us(0.99), h.max_us());
-    println!("| drops (all reasons) | {} |", report.stats.drops.iter().sum::<u64>());
+    println!(
+        "| hub relay latency (read → written to the receiver's socket) p50 / p99 / max | {} / {} / {} µs |",
+        h.quantile_us(0.5),
+        h.quantile_us(0.99),
+        h.max_us()
+    );
+    println!(
+        "| drops (all reasons) | {} |",
+        report.stats.drops.iter().sum::<u64>()
+    );
 }

@@ -16,7 +16,10 @@ use poselink_hal::{Clock, MonotonicClock};
 
 /// Raises the open-file limit to what 1000 sockets in one process need.
 fn raise_fd_limit(want: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: plain libc calls on a valid, owned rlimit struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
@@ -109,7 +112,7 @@ fn a_slow_receiver_loses_media_and_is_closed_without_delaying_a_fast_one() {
     while start.elapsed() < duration {
         for _ in 0..20 {
             seq += 1;
-            let mut m = if seq % 4 == 0 {
+            let mut m = if seq.is_multiple_of(4) {
                 stream.next(room, publisher.member).to_vec()
             } else {
                 audio_message(room, publisher.member, seq)
@@ -129,14 +132,20 @@ fn a_slow_receiver_loses_media_and_is_closed_without_delaying_a_fast_one() {
         lat.last().copied().unwrap_or(0)
     );
     assert_eq!(media, sent, "the fast receiver lost nothing");
-    assert!(p99 < 50_000, "the fast receiver's p99 latency stayed low: {p99} µs");
+    assert!(
+        p99 < 50_000,
+        "the fast receiver's p99 latency stayed low: {p99} µs"
+    );
     assert!(
         hub.metric("poselink_drops_total{reason=\"slow_receiver_audio\"}")
             + hub.metric("poselink_drops_total{reason=\"slow_receiver_pose\"}")
             > 0.0,
         "the slow receiver's drops were counted"
     );
-    assert_eq!(hub.metric("poselink_errors_total{kind=\"slow_consumer\"}"), 1.0);
+    assert_eq!(
+        hub.metric("poselink_errors_total{kind=\"slow_consumer\"}"),
+        1.0
+    );
     assert_eq!(
         slow_left,
         Some(poselink::proto::LeaveReason::TimedOut),
@@ -188,13 +197,19 @@ fn five_hundred_connections_each_relaying_to_its_room() {
     }
     for (k, c) in clients.iter_mut().enumerate() {
         let room = k / 4;
-        let mut want: Vec<&Vec<u8>> = (room * 4..room * 4 + 4).filter(|&j| j != k).map(|j| &sent[j]).collect();
+        let mut want: Vec<&Vec<u8>> = (room * 4..room * 4 + 4)
+            .filter(|&j| j != k)
+            .map(|j| &sent[j])
+            .collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !want.is_empty() && Instant::now() < deadline {
             if let Some(g) = c.recv(Duration::from_millis(200))
                 && g.kind() == Kind::Pose
             {
-                let pos = want.iter().position(|w| **w == g.bytes).expect("a pose from this room's members");
+                let pos = want
+                    .iter()
+                    .position(|w| **w == g.bytes)
+                    .expect("a pose from this room's members");
                 want.remove(pos);
             }
         }

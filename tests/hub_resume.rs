@@ -15,8 +15,18 @@ const T: Duration = Duration::from_secs(5);
 
 /// Says hello with a resume id; returns (member, resume id of the new session).
 fn hello_resume(c: &mut Client, resume: u64) -> (u16, u64) {
-    c.send(0, &Message::Hello(Hello { minor: 0, token: "", resume, client: "resume-test" }));
-    let w = c.recv_until(T, |g| g.kind() == Kind::Welcome).expect("welcome");
+    c.send(
+        0,
+        &Message::Hello(Hello {
+            minor: 0,
+            token: "",
+            resume,
+            client: "resume-test",
+        }),
+    );
+    let w = c
+        .recv_until(T, |g| g.kind() == Kind::Welcome)
+        .expect("welcome");
     let (member, id) = w.with(|m| match m {
         Message::Welcome(w) => (w.member, w.resume),
         _ => unreachable!(),
@@ -51,16 +61,22 @@ fn a_resumed_publisher_keeps_its_member_id_and_its_replayed_audio_is_deduplicate
     }
     // The hub acknowledges the audio it relayed.
     let ack = p.recv_until(T, |g| g.kind() == Kind::Ack).expect("an ack");
-    assert!(ack.with(|m| matches!(m, Message::Ack(a) if a.kind == Kind::Audio as u8 && a.seq >= 1)));
+    assert!(
+        ack.with(|m| matches!(m, Message::Ack(a) if a.kind == Kind::Audio as u8 && a.seq >= 1))
+    );
     assert_eq!(audio_seqs(&mut rx, 5), vec![1, 2, 3, 4, 5]);
 
     // The board reboots: its connection vanishes.
     drop(p);
-    rx.recv_until(T, |g| g.kind() == Kind::MemberLeft).expect("member left");
+    rx.recv_until(T, |g| g.kind() == Kind::MemberLeft)
+        .expect("member left");
 
     let mut p2 = Client::connect(hub.addr);
     let (member2, resume2) = hello_resume(&mut p2, resume);
-    assert_eq!(member2, member, "the resumed session has its member id back");
+    assert_eq!(
+        member2, member,
+        "the resumed session has its member id back"
+    );
     assert_ne!(resume2, resume, "each session gets a new resume id");
     let h2 = p2.join("resume", Role::Member).unwrap();
     assert_eq!(h2, h);
@@ -68,9 +84,19 @@ fn a_resumed_publisher_keeps_its_member_id_and_its_replayed_audio_is_deduplicate
     for seq in 3..=8 {
         p2.send_bytes(&audio_message(h2, member2, seq));
     }
-    assert_eq!(audio_seqs(&mut rx, 3), vec![6, 7, 8], "every chunk once, in order");
-    assert!(rx.recv_until(Duration::from_millis(300), |g| g.kind() == Kind::Audio).is_none());
-    assert_eq!(hub.metric("poselink_drops_total{reason=\"duplicate_audio\"}"), 3.0);
+    assert_eq!(
+        audio_seqs(&mut rx, 3),
+        vec![6, 7, 8],
+        "every chunk once, in order"
+    );
+    assert!(
+        rx.recv_until(Duration::from_millis(300), |g| g.kind() == Kind::Audio)
+            .is_none()
+    );
+    assert_eq!(
+        hub.metric("poselink_drops_total{reason=\"duplicate_audio\"}"),
+        3.0
+    );
 
     // A resume id is good once: presenting it again gives a fresh member id.
     let mut p3 = Client::connect(hub.addr);

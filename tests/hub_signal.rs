@@ -30,19 +30,26 @@ fn sigterm_closes_every_connection_with_going_away_and_exits_zero() {
     });
     let mut log = Vec::new();
     let addr = loop {
-        let line = rx.recv_timeout(Duration::from_secs(10)).expect("the hub logs its address");
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the hub logs its address");
         log.push(line.clone());
         if let Some(rest) = line.split("hub listening on ").nth(1) {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
     };
-    assert!(log.iter().any(|l| l.contains("DEV MODE")), "dev mode is announced loudly: {log:?}");
+    assert!(
+        log.iter().any(|l| l.contains("DEV MODE")),
+        "dev mode is announced loudly: {log:?}"
+    );
     let mut c = Client::session(addr, "");
     c.join("term", Role::Member).unwrap();
 
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let err = c.recv_until(Duration::from_secs(5), |g| g.error().is_some()).expect("an error before the close");
+    let err = c
+        .recv_until(Duration::from_secs(5), |g| g.error().is_some())
+        .expect("an error before the close");
     assert_eq!(err.error().unwrap().0, 15, "GOING_AWAY");
     let (code, _) = c.expect_close(Duration::from_secs(5));
     assert_eq!(code, 1001);

@@ -90,6 +90,8 @@ pub struct Conn {
     pub dirty: bool,
     /// Queued in the hub's list of connections to read again.
     pub in_again: bool,
+    /// The last readiness event said the peer closed its side: read to the end.
+    pub hup: bool,
     /// After the outbound side empties: half-close and wait for the peer.
     pub close_when_flushed: bool,
     pub write_shut: bool,
@@ -155,6 +157,7 @@ impl Conn {
             want_write: false,
             dirty: false,
             in_again: false,
+            hup: false,
             close_when_flushed: false,
             write_shut: false,
             member: 0,
@@ -226,6 +229,7 @@ impl Conn {
         self.ctrl_tail = 0;
         self.partial = None;
         self.want_write = false;
+        self.hup = false;
         self.close_when_flushed = false;
         self.write_shut = false;
         self.member = 0;
@@ -267,7 +271,7 @@ impl Conn {
                     // A short read emptied the socket's queue: data arriving later
                     // raises a new edge, so the `WouldBlock` read can be skipped
                     // (what tokio does too). Saves a system call per message.
-                    if n < asked {
+                    if n < asked && !self.hup {
                         return Ok((total, ReadEnd::Drained));
                     }
                 }

@@ -51,6 +51,19 @@ pub fn parse_request(head: &[u8]) -> Request {
     }
 }
 
+/// Whether the start of a request head (no blank line yet) is already not HTTP:
+/// a TLS ClientHello, binary bytes, a malformed request line or header.
+pub fn invalid_start(partial: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(partial) {
+        Ok(_) => false,
+        // Too many headers is judged on the whole head (431 or 400 then).
+        Err(httparse::Error::TooManyHeaders) => false,
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +99,11 @@ mod tests {
             Request::Bad(_)
         ));
         let no_key = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        assert!(invalid_start(
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+        ));
+        assert!(!invalid_start(b"GET /ws HTTP/1.1\r\nHost: a"));
+        assert!(!invalid_start(b"GE"));
         assert!(matches!(parse_request(no_key), Request::Bad(_)));
     }
 }

@@ -514,7 +514,10 @@ mod tests {
         for q in [0.5, 0.9, 0.99] {
             let exact = xs[(xs.len() as f64 * q).ceil() as usize - 1];
             let got = h.quantile_us(q);
-            assert!(got >= exact && (got - exact) * 8 <= exact, "q{q}: {got} vs {exact}");
+            assert!(
+                got >= exact && (got - exact) * 8 <= exact,
+                "q{q}: {got} vs {exact}"
+            );
         }
     }
 }

@@ -193,6 +193,11 @@ impl Hub {
                     WAKER => {}
                     Token(i) => {
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            // With the peer's FIN already here, read to the end:
+                            // a short read would not see it, and no new edge comes.
+                            if let Some(c) = self.core.conns.get_mut(i) {
+                                c.hup = ev.is_read_closed() || ev.is_error();
+                            }
                             self.core.on_readable(i);
                         }
                         if ev.is_writable() {
@@ -525,8 +530,20 @@ impl Core {
         c.last_rx_us = self.now_us;
         let rx = &self.rx_arena[i * self.rx_size..(i + 1) * self.rx_size];
         let head_end = rx[..c.rx_len].windows(4).position(|w| w == b"\r\n\r\n");
+        // Refuse what cannot become an HTTP request at once (a TLS ClientHello,
+        // binary garbage) instead of waiting for a blank line that never comes.
+        let invalid = head_end.is_none() && c.rx_len > 0 && http::invalid_start(&rx[..c.rx_len]);
         match head_end {
             Some(p) => self.on_http_request(i, p + 4),
+            None if invalid => {
+                log::warn!("connection {i} ({}): not an HTTP request", c.peer);
+                self.http_refuse(
+                    i,
+                    400,
+                    "Bad Request",
+                    "This is a poselink hub and these bytes are not HTTP (a TLS client? the hub speaks plain ws://; put TLS in a proxy in front). Connect with a WebSocket client (RFC 6455).\n",
+                )
+            }
             None if c.rx_len >= MAX_HTTP_HEAD => self.http_refuse(
                 i,
                 431,
@@ -534,6 +551,7 @@ impl Core {
                 "The request head is over 8 KiB.",
             ),
             None if end == ReadEnd::Closed => self.teardown(i, LeaveReason::Disconnected),
+            None if end == ReadEnd::Budget => self.push_again(i),
             None => {}
         }
     }
@@ -680,23 +698,37 @@ impl Core {
     fn on_ws_control(&mut self, i: usize, kind: FrameKind, payload: &[u8]) {
         match kind {
             FrameKind::Ping => {
+                // Pings count against the message rate like any message.
+                let now = self.now_us;
+                let c = &mut self.conns[i];
+                if !c.msg_bucket.try_take(1, now) {
+                    self.stats.drop(Drop::RateLimited);
+                    return;
+                }
                 if !self.push_ctrl_frame(i, FrameKind::Pong, payload) {
-                    self.overflowed(i);
+                    return self.overflowed(i);
                 }
                 self.mark_dirty(i);
             }
             FrameKind::Pong => {}
             FrameKind::Close => {
+                // Echo the peer's code if it may be sent (RFC 6455 §7.4);
+                // anything else is a protocol error.
                 let code = match ws::parse_close(payload) {
-                    Ok((code, why)) => {
+                    Ok((1005, _)) => close_code::NORMAL,
+                    Ok((code, why)) if matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) => {
                         log::debug!("connection {i}: peer closed ({code} {why})");
-                        if code == 1005 {
-                            close_code::NORMAL
-                        } else {
-                            code
-                        }
+                        code
                     }
-                    Err(_) => close_code::PROTOCOL_ERROR,
+                    Ok((code, _)) => {
+                        self.stats.fault(Fault::WebSocket);
+                        log::warn!("connection {i}: close frame with the invalid code {code}");
+                        close_code::PROTOCOL_ERROR
+                    }
+                    Err(_) => {
+                        self.stats.fault(Fault::WebSocket);
+                        close_code::PROTOCOL_ERROR
+                    }
                 };
                 self.close(i, code, "");
             }
@@ -1621,6 +1653,11 @@ impl Core {
     /// Sends a close frame, stops taking messages, and closes once it is written
     /// and the peer has closed (or after a linger).
     fn close(&mut self, i: usize, code: u16, why: &str) {
+        self.close_as(i, code, why, LeaveReason::Disconnected);
+    }
+
+    /// [`close`](Self::close), telling the rooms why the member left.
+    fn close_as(&mut self, i: usize, code: u16, why: &str, leave: LeaveReason) {
         let c = &mut self.conns[i];
         if matches!(c.state, State::Free | State::Closing) {
             return;
@@ -1628,12 +1665,15 @@ impl Core {
         let was_session = c.state == State::Session;
         let mut payload = [0u8; 125];
         let n = ws::close_payload(&mut payload, code, why);
-        let _ = self.push_ctrl_frame(i, FrameKind::Close, &payload[..n]);
+        if !self.push_ctrl_frame(i, FrameKind::Close, &payload[..n]) {
+            // Not even the close frame fits: the peer is not reading.
+            return self.overflowed(i);
+        }
         let c = &mut self.conns[i];
         c.close_when_flushed = true;
         c.close_deadline_us = self.now_us + LINGER_US;
         if was_session {
-            self.end_session(i, LeaveReason::Disconnected);
+            self.end_session(i, leave);
         }
         self.conns[i].state = State::Closing;
         self.mark_dirty(i);
@@ -1776,7 +1816,12 @@ impl Core {
                     0,
                     "no traffic for 3 heartbeat intervals",
                 );
-                self.close(i, close_code::GOING_AWAY, "heartbeat timeout");
+                self.close_as(
+                    i,
+                    close_code::GOING_AWAY,
+                    "heartbeat timeout",
+                    LeaveReason::TimedOut,
+                );
                 let c = &mut self.conns[i];
                 c.close_deadline_us = now; // do not linger for a silent peer
                 continue;
@@ -1842,6 +1887,9 @@ impl Core {
                         self.mark_dirty(i);
                     }
                     if ev.is_readable() || ev.is_read_closed() {
+                        if let Some(c) = self.conns.get_mut(i) {
+                            c.hup = ev.is_read_closed();
+                        }
                         self.on_readable(i);
                     }
                 }
@@ -1876,6 +1924,8 @@ impl Core {
                 if self.conns[i].rx_len > 0 {
                     self.parse_frames(i);
                 }
+                // More may have come right behind the request than was read.
+                self.push_again(i);
             }
             http::Request::Healthz => {
                 self.http_answer(i, 200, "OK", "text/plain; charset=utf-8", b"ok\n")
@@ -1898,7 +1948,6 @@ impl Core {
                 "This is a poselink hub: connect a WebSocket client, or GET /metrics or /healthz.",
             ),
             http::Request::Bad(why) => {
-                self.stats.fault(Fault::Http);
                 log::warn!(
                     "connection {i} ({}): not a WebSocket upgrade: {why}",
                     self.conns[i].peer
@@ -1933,9 +1982,7 @@ impl Core {
         // the request is rare and the socket buffer is empty at this point.
         let queued = self.push_ctrl_raw(i, &[head.as_bytes(), body]);
         let c = &mut self.conns[i];
-        if !queued
-            && let Some(s) = c.stream.as_mut()
-        {
+        if !queued && let Some(s) = c.stream.as_mut() {
             let _ = io::Write::write_all(s, head.as_bytes());
             let _ = io::Write::write_all(s, body);
         }

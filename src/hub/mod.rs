@@ -984,6 +984,29 @@ impl Core {
                 _ => self.send_error(i, ErrorCode::NOT_MEMBER, about, "not a member of that room"),
             },
             Message::RoleChanged(rc) => {
+                // An owner may give a member no more than the member's own token
+                // grants in this room: the token is the authority on rights.
+                let target = self.slot_of_member(rc.member);
+                let granted = match (target, self.rooms.name(header.room)) {
+                    (Some(t), Some(name)) => match &self.conns[t].claims {
+                        Some(cl) => cl.allows(name, rc.role).is_ok(),
+                        None => true,
+                    },
+                    _ => true, // the registry answers for unknown members and rooms
+                };
+                if !granted
+                    && self
+                        .rooms
+                        .role_of(header.room, i as u32)
+                        .is_some_and(|r| r.may_moderate())
+                {
+                    let r = reason(format_args!(
+                        "member {}'s token does not grant the role {} in this room",
+                        rc.member,
+                        rc.role.name()
+                    ));
+                    return self.send_error(i, ErrorCode::FORBIDDEN, about, &r);
+                }
                 match self
                     .rooms
                     .set_role(header.room, i as u32, rc.member, rc.role)

@@ -13,7 +13,7 @@ use crate::proto::MAX_MESSAGE_LEN;
 ///
 /// ```
 /// use poselink::hub::HubConfig;
-/// let cfg = HubConfig::from_toml("max_connections = 64\nroom_grace_ms = 5000\n").unwrap();
+/// let cfg = HubConfig::from_toml("max_connections = 64\nroom_grace_ms = 5000\ndev = true\n").unwrap();
 /// assert_eq!(cfg.max_connections, 64);
 /// assert_eq!(cfg.max_members, 64); // a default
 /// cfg.validate().unwrap();

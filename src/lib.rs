@@ -78,6 +78,8 @@ pub mod rate;
 #[cfg(feature = "std")]
 pub mod hub;
 #[cfg(feature = "std")]
+pub mod engine;
+#[cfg(feature = "std")]
 pub mod queue;
 #[cfg(feature = "std")]
 pub mod room;

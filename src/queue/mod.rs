@@ -150,6 +150,12 @@ impl<T: Copy> SendQueue<T> {
     /// The next entry to send at `now_us`: the highest priority, the oldest among
     /// equals. Pose frames older than the age bound are dropped on the way.
     pub fn pop(&mut self, now_us: u64) -> Option<Entry<T>> {
+        self.pop_with(now_us, |_| {})
+    }
+
+    /// [`pop`](Self::pop), handing each stale pose frame dropped on the way to
+    /// `stale` (so that a caller keeping the items elsewhere can free them).
+    pub fn pop_with(&mut self, now_us: u64, mut stale: impl FnMut(Entry<T>)) -> Option<Entry<T>> {
         loop {
             let (i, e) = self
                 .slots
@@ -163,6 +169,7 @@ impl<T: Copy> SendQueue<T> {
                 && now_us.saturating_sub(e.queued_us) > self.max_pose_age_us
             {
                 self.drops.stale += 1;
+                stale(e);
                 continue;
             }
             return Some(e);
@@ -245,7 +252,9 @@ mod tests {
         q.push(entry(1, EntryKind::Pose, 5, 0, 0));
         q.push(entry(2, EntryKind::Audio, 5, 0, 10));
         // 150 ms later the pose is stale; the audio still goes.
-        assert_eq!(q.pop(150_000).unwrap().item, 2);
+        let mut dropped = Vec::new();
+        assert_eq!(q.pop_with(150_000, |e| dropped.push(e.item)).unwrap().item, 2);
+        assert_eq!(dropped, [1], "the stale frame is handed back");
         assert_eq!(q.drops().stale, 1);
         assert!(q.pop(150_000).is_none());
         q.push(entry(3, EntryKind::Pose, 5, 0, 200_000));

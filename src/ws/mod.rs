@@ -5,8 +5,11 @@
 //! must enforce is checked, the size limit before any payload is buffered, and the
 //! payload is unmasked in place — no copy, no allocation. [`Assembler`] applies the
 //! fragmentation rules across frames; [`write_header`] and [`close_payload`] format
-//! what the server sends. tungstenite's message API is not used on this path: it
-//! allocates a buffer per message.
+//! what the server sends. The client side, for the edge engine, is the mirror
+//! image: [`parse_server_frame`] refuses masked frames instead of unmasked ones,
+//! and [`write_client_header`] with [`mask_payload`] formats masked frames.
+//! tungstenite's message API is not used on this path: it allocates a buffer per
+//! message.
 
 use core::fmt;
 use std::io::Cursor;
@@ -91,7 +94,8 @@ pub enum Parsed {
     Need(usize),
 }
 
-/// A frame a server must refuse, with the close code to refuse it with.
+/// A frame a server (or, for [`WsError::Masked`], a client) must refuse, with the
+/// close code to refuse it with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WsError {
@@ -115,6 +119,8 @@ pub enum WsError {
     BadFragment,
     /// A close frame whose payload is one byte, or whose reason is not UTF-8.
     BadClose,
+    /// A server frame with a mask (a client must close the connection).
+    Masked,
 }
 
 impl WsError {
@@ -143,6 +149,7 @@ impl fmt::Display for WsError {
             }
             WsError::BadFragment => f.write_str("fragments out of order"),
             WsError::BadClose => f.write_str("malformed close frame"),
+            WsError::Masked => f.write_str("server frames must not be masked (RFC 6455 §5.1)"),
         }
     }
 }
@@ -163,6 +170,21 @@ impl core::error::Error for WsError {}
 /// assert_eq!(&buf[f.header_len..f.len()], b"Hello");
 /// ```
 pub fn parse_frame(buf: &mut [u8], max_payload: usize) -> Result<Parsed, WsError> {
+    parse_from(buf, max_payload, Peer::Client)
+}
+
+/// Which end of the connection sent the frames being parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    /// A client: frames must be masked (what the hub receives).
+    Client,
+    /// A server: frames must not be masked (what the edge engine receives).
+    Server,
+}
+
+/// [`parse_frame`] and [`parse_server_frame`]: every rule, with the masking rule
+/// of the end that sent the bytes.
+fn parse_from(buf: &mut [u8], max_payload: usize, from: Peer) -> Result<Parsed, WsError> {
     let mut cursor = Cursor::new(&buf[..]);
     let (header, len) = match FrameHeader::parse(&mut cursor) {
         Ok(Some(h)) => h,
@@ -188,8 +210,11 @@ pub fn parse_frame(buf: &mut [u8], max_payload: usize) -> Result<Parsed, WsError
     if kind.is_control() && (!header.is_final || len > 125) {
         return Err(WsError::BadControlFrame);
     }
-    let Some(mask) = header.mask else {
-        return Err(WsError::Unmasked);
+    // RFC 6455 §5.1: a client masks every frame, a server none.
+    let mask = match (from, header.mask) {
+        (Peer::Client, None) => return Err(WsError::Unmasked),
+        (Peer::Server, Some(_)) => return Err(WsError::Masked),
+        (_, mask) => mask,
     };
     if len > max_payload as u64 {
         return Err(WsError::TooLarge {
@@ -202,7 +227,9 @@ pub fn parse_frame(buf: &mut [u8], max_payload: usize) -> Result<Parsed, WsError
     if buf.len() < total {
         return Ok(Parsed::Need(total));
     }
-    unmask(&mut buf[header_len..total], mask);
+    if let Some(mask) = mask {
+        unmask(&mut buf[header_len..total], mask);
+    }
     Ok(Parsed::Frame(Frame {
         fin: header.is_final,
         kind,
@@ -309,6 +336,18 @@ impl Assembler {
 /// assert_eq!(&out[..4], &[0x82, 126, 0x01, 0x2c]);
 /// ```
 pub fn write_header(out: &mut [u8], kind: FrameKind, fin: bool, len: usize) -> Option<usize> {
+    format_header(out, kind, fin, len, None)
+}
+
+/// [`write_header`] and [`write_client_header`]: a header with or without a
+/// masking key, through tungstenite's `FrameHeader`.
+fn format_header(
+    out: &mut [u8],
+    kind: FrameKind,
+    fin: bool,
+    len: usize,
+    mask: Option<[u8; 4]>,
+) -> Option<usize> {
     let opcode = match kind {
         FrameKind::Continuation => OpCode::Data(Data::Continue),
         FrameKind::Text => OpCode::Data(Data::Text),
@@ -320,6 +359,7 @@ pub fn write_header(out: &mut [u8], kind: FrameKind, fin: bool, len: usize) -> O
     let header = FrameHeader {
         is_final: fin,
         opcode,
+        mask,
         ..FrameHeader::default()
     };
     let n = header.len(len as u64);
@@ -352,6 +392,72 @@ pub fn parse_close(payload: &[u8]) -> Result<(u16, &str), WsError> {
             Ok((u16::from_be_bytes([*a, *b]), reason))
         }
     }
+}
+
+/// Looks at the front of `buf` (bytes received from a server, oldest first), like
+/// [`parse_frame`] with every rule but one reversed: a server must not mask its
+/// frames (RFC 6455 §5.1), so a masked one is refused with [`WsError::Masked`]
+/// and the payload is used as it arrived. A frame whose payload would exceed
+/// `max_payload` is refused as soon as its header is complete.
+///
+/// ```
+/// use poselink::ws::{parse_server_frame, FrameKind, Parsed, WsError};
+/// // RFC 6455 §5.7: an unmasked "Hello" from a server.
+/// let mut buf = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+/// let Parsed::Frame(f) = parse_server_frame(&mut buf, 1024).unwrap() else { panic!() };
+/// assert_eq!((f.kind, f.fin), (FrameKind::Text, true));
+/// assert_eq!(&buf[f.header_len..f.len()], b"Hello");
+/// // The same "Hello", masked as a client sends it: a server must not.
+/// let mut buf = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+/// assert_eq!(parse_server_frame(&mut buf, 1024), Err(WsError::Masked));
+/// ```
+pub fn parse_server_frame(buf: &mut [u8], max_payload: usize) -> Result<Parsed, WsError> {
+    parse_from(buf, max_payload, Peer::Server)
+}
+
+/// Writes the header of a masked (client) frame with `len` bytes of payload and
+/// the masking key `mask` at the start of `out`; returns its length (6, 8 or 14
+/// bytes), or `None` if `out` is shorter than that. The payload that follows must
+/// be masked with the same key: [`mask_payload`]. RFC 6455 §5.3 asks for a fresh,
+/// unpredictable key per frame; choosing it is the caller's job.
+///
+/// ```
+/// use poselink::ws::{mask_payload, parse_frame, write_client_header, FrameKind, Parsed};
+/// let mut frame = [0u8; 14 + 5];
+/// let mask = [0x37, 0xfa, 0x21, 0x3d];
+/// let n = write_client_header(&mut frame, FrameKind::Text, true, 5, mask).unwrap();
+/// frame[n..n + 5].copy_from_slice(b"Hello");
+/// mask_payload(&mut frame[n..n + 5], mask);
+/// // RFC 6455 §5.7: a masked "Hello".
+/// assert_eq!(
+///     &frame[..n + 5],
+///     &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
+/// );
+/// ```
+pub fn write_client_header(
+    out: &mut [u8],
+    kind: FrameKind,
+    fin: bool,
+    len: usize,
+    mask: [u8; 4],
+) -> Option<usize> {
+    format_header(out, kind, fin, len, Some(mask))
+}
+
+/// XORs `payload` with the masking key `mask` (RFC 6455 §5.3), in place: masks a
+/// client frame's payload before it is sent, and unmasks it again (the operation
+/// is its own inverse).
+///
+/// ```
+/// use poselink::ws::mask_payload;
+/// let mut p = *b"Hello";
+/// mask_payload(&mut p, [1, 2, 3, 4]);
+/// assert_ne!(&p, b"Hello");
+/// mask_payload(&mut p, [1, 2, 3, 4]);
+/// assert_eq!(&p, b"Hello");
+/// ```
+pub fn mask_payload(payload: &mut [u8], mask: [u8; 4]) {
+    unmask(payload, mask);
 }
 
 #[cfg(test)]
@@ -503,6 +609,265 @@ mod tests {
                 })
                 .collect();
             let _ = parse_frame(&mut buf, 1 << 16);
+        }
+    }
+
+    /// A client frame built with the client-side writers.
+    fn masked_frame(kind: FrameKind, fin: bool, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut v = vec![0u8; 14 + payload.len()];
+        let n = write_client_header(&mut v, kind, fin, payload.len(), mask).unwrap();
+        v[n..n + payload.len()].copy_from_slice(payload);
+        mask_payload(&mut v[n..n + payload.len()], mask);
+        v.truncate(n + payload.len());
+        v
+    }
+
+    #[test]
+    fn client_frames_round_trip_through_the_server_parser() {
+        let mask = [0xa5, 0x01, 0xfe, 0x5a];
+        for (len, header_len) in [
+            (0, 6),
+            (5, 6),
+            (125, 6),
+            (126, 8),
+            (300, 8),
+            (65_535, 8),
+            (65_536, 14),
+            (70_000, 14),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut frame = masked_frame(FrameKind::Binary, true, &payload, mask);
+            assert_eq!(frame.len(), header_len + len, "{len}");
+            if len > 0 {
+                assert_ne!(&frame[header_len..], &payload[..], "masked on the wire");
+            }
+            let Parsed::Frame(f) = parse_frame(&mut frame, 1 << 20).unwrap() else {
+                panic!("{len}")
+            };
+            assert_eq!((f.kind, f.fin), (FrameKind::Binary, true));
+            assert_eq!((f.header_len, f.payload_len), (header_len, len));
+            assert_eq!(&frame[f.header_len..f.len()], &payload[..], "{len}");
+        }
+        for kind in [
+            FrameKind::Continuation,
+            FrameKind::Text,
+            FrameKind::Close,
+            FrameKind::Ping,
+            FrameKind::Pong,
+        ] {
+            let mut frame = masked_frame(kind, true, b"abc", mask);
+            let Parsed::Frame(f) = parse_frame(&mut frame, 1024).unwrap() else {
+                panic!("{kind:?}")
+            };
+            assert_eq!((f.kind, f.fin, &frame[6..]), (kind, true, &b"abc"[..]));
+        }
+        let mut frame = masked_frame(FrameKind::Text, false, b"abc", mask);
+        let Parsed::Frame(f) = parse_frame(&mut frame, 1024).unwrap() else {
+            panic!()
+        };
+        assert!(!f.fin);
+        let mut out = [0u8; 14];
+        assert_eq!(
+            write_client_header(&mut out[..7], FrameKind::Binary, true, 300, mask),
+            None
+        );
+        assert_eq!(
+            write_client_header(&mut out[..8], FrameKind::Binary, true, 300, mask),
+            Some(8)
+        );
+        assert_eq!(
+            &out[..8],
+            &[0x82, 0x80 | 126, 0x01, 0x2c, 0xa5, 0x01, 0xfe, 0x5a]
+        );
+    }
+
+    #[test]
+    fn server_frames_must_not_be_masked() {
+        // An unmasked server frame, as the hub writes it, is accepted in place.
+        let payload: Vec<u8> = (0..300).map(|i| i as u8).collect();
+        let mut frame = vec![0u8; 10];
+        let n = write_header(&mut frame, FrameKind::Binary, true, payload.len()).unwrap();
+        frame.truncate(n);
+        frame.extend_from_slice(&payload);
+        for cut in 0..frame.len() {
+            let mut part = frame[..cut].to_vec();
+            match parse_server_frame(&mut part, 1 << 16).unwrap() {
+                Parsed::Need(need) => assert!(need > cut, "cut {cut}: need {need}"),
+                Parsed::Frame(_) => panic!("a frame from {cut} of {} bytes", frame.len()),
+            }
+        }
+        let Parsed::Frame(f) = parse_server_frame(&mut frame, 1 << 16).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (f.kind, f.fin, f.header_len, f.payload_len),
+            (FrameKind::Binary, true, 4, 300)
+        );
+        assert_eq!(&frame[4..], &payload[..]);
+        // The parser for client frames refuses it.
+        assert_eq!(parse_frame(&mut frame, 1 << 16), Err(WsError::Unmasked));
+
+        // A masked one is refused, as soon as its header is complete.
+        let masked = masked_frame(FrameKind::Binary, true, &payload, [1, 2, 3, 4]);
+        assert_eq!(
+            parse_server_frame(&mut masked.clone(), 1 << 16),
+            Err(WsError::Masked)
+        );
+        assert_eq!(
+            parse_server_frame(&mut masked[..8].to_vec(), 1 << 16),
+            Err(WsError::Masked)
+        );
+        assert_eq!(
+            parse_server_frame(&mut masked[..7].to_vec(), 1 << 16),
+            Ok(Parsed::Need(8))
+        );
+        assert_eq!(WsError::Masked.close_code(), close_code::PROTOCOL_ERROR);
+        assert!(WsError::Masked.to_string().contains("must not be masked"));
+
+        // Every other rule holds as for client frames.
+        let cases: [(Vec<u8>, WsError); 5] = [
+            (vec![0x82 | 0x40, 0x01, b'x'], WsError::ReservedBits),
+            (vec![0x83, 0x01, b'x'], WsError::BadOpcode),
+            (vec![0x09, 0x01, b'x'], WsError::BadControlFrame),
+            (
+                [&[0x89, 126, 0, 126][..], &[0u8; 126]].concat(),
+                WsError::BadControlFrame,
+            ),
+            (
+                [&[0x82, 126, 0x07, 0xd0][..], &[0u8; 2000]].concat(),
+                WsError::TooLarge {
+                    len: 2000,
+                    max: 1000,
+                },
+            ),
+        ];
+        for (mut bytes, want) in cases {
+            assert_eq!(
+                parse_server_frame(&mut bytes, 1000),
+                Err(want),
+                "{bytes:02x?}"
+            );
+        }
+        // The size limit bites on the header alone, before the payload arrives.
+        let mut head = [0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70];
+        assert_eq!(
+            parse_server_frame(&mut head, 65_536),
+            Err(WsError::TooLarge {
+                len: 70_000,
+                max: 65_536
+            })
+        );
+    }
+
+    #[test]
+    fn rfc_6455_examples() {
+        // §5.7, every example, through the parser of the end that receives it.
+        let hello = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        let masked_hello = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+
+        // A single-frame unmasked text message, server to client.
+        let mut buf = hello;
+        let Parsed::Frame(f) = parse_server_frame(&mut buf, 1024).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (f.kind, f.fin, &buf[f.header_len..f.len()]),
+            (FrameKind::Text, true, &b"Hello"[..])
+        );
+        let mut out = [0u8; 14];
+        assert_eq!(write_header(&mut out, FrameKind::Text, true, 5), Some(2));
+        assert_eq!(&out[..2], &hello[..2]);
+
+        // A single-frame masked text message, client to server.
+        assert_eq!(
+            masked_frame(FrameKind::Text, true, b"Hello", mask),
+            masked_hello
+        );
+        let mut buf = masked_hello;
+        let Parsed::Frame(f) = parse_frame(&mut buf, 1024).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (f.kind, &buf[f.header_len..f.len()]),
+            (FrameKind::Text, &b"Hello"[..])
+        );
+
+        // A fragmented unmasked text message: "Hel", then "lo".
+        let mut first = [0x01, 0x03, 0x48, 0x65, 0x6c];
+        let mut second = [0x80, 0x02, 0x6c, 0x6f];
+        let mut asm = Assembler::new(1024);
+        let Parsed::Frame(f) = parse_server_frame(&mut first, 1024).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (f.kind, f.fin, &first[2..]),
+            (FrameKind::Text, false, &b"Hel"[..])
+        );
+        assert_eq!(asm.data_frame(f.kind, f.fin, f.payload_len), Ok(None));
+        let Parsed::Frame(f) = parse_server_frame(&mut second, 1024).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (f.kind, f.fin, &second[2..]),
+            (FrameKind::Continuation, true, &b"lo"[..])
+        );
+        assert_eq!(
+            asm.data_frame(f.kind, f.fin, f.payload_len),
+            Ok(Some((FrameKind::Text, 5)))
+        );
+
+        // An unmasked ping, and the masked pong that answers it.
+        let mut ping = hello;
+        ping[0] = 0x89;
+        let Parsed::Frame(f) = parse_server_frame(&mut ping, 1024).unwrap() else {
+            panic!()
+        };
+        assert_eq!((f.kind, &ping[2..]), (FrameKind::Ping, &b"Hello"[..]));
+        let mut pong = masked_hello;
+        pong[0] = 0x8a;
+        assert_eq!(masked_frame(FrameKind::Pong, true, b"Hello", mask), pong);
+        let Parsed::Frame(f) = parse_frame(&mut pong, 1024).unwrap() else {
+            panic!()
+        };
+        assert_eq!((f.kind, &pong[6..]), (FrameKind::Pong, &b"Hello"[..]));
+
+        // 256 bytes and 64 KiB of binary data in a single unmasked message.
+        for (len, header) in [
+            (256, &[0x82, 0x7e, 0x01, 0x00][..]),
+            (65_536, &[0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00][..]),
+        ] {
+            assert_eq!(
+                write_header(&mut out, FrameKind::Binary, true, len),
+                Some(header.len())
+            );
+            assert_eq!(&out[..header.len()], header);
+            let mut frame = [header, &vec![0x5a; len]].concat();
+            let Parsed::Frame(f) = parse_server_frame(&mut frame, 1 << 16).unwrap() else {
+                panic!()
+            };
+            assert_eq!(
+                (f.kind, f.header_len, f.payload_len),
+                (FrameKind::Binary, header.len(), len)
+            );
+        }
+    }
+
+    #[test]
+    fn server_garbage_never_panics() {
+        let mut x: u32 = 0x9e37_79b9;
+        for len in 0..200 {
+            let mut buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let _ = parse_server_frame(&mut buf, 1 << 16);
         }
     }
 }

@@ -1,0 +1,60 @@
+//! The edge engine against the real hub over loopback: join, publish pose and
+//! audio from one engine, receive them as events in another.
+#![cfg(feature = "std")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
+use poselink::proto::{AudioChunk, PoseFrame, Role};
+use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
+
+fn engine(hub: &TestHub) -> (poselink::engine::EngineHandle, std::thread::JoinHandle<poselink::engine::EngineReport>) {
+    EdgeEngine::start(EngineConfig { hub: hub.url(), ..EngineConfig::default() }).unwrap()
+}
+
+#[test]
+fn pose_and_audio_flow_from_one_engine_to_another() {
+    let hub = TestHub::dev();
+    let (a, ta) = engine(&hub);
+    let (b, tb) = engine(&hub);
+    let ra = a.join_room("flow", Role::Member).expect("a joins");
+    let rb = b.join_room("flow", Role::Viewer).expect("b joins");
+    let mut src = SyntheticPose::new(SyntheticConfig::default());
+    let mut s = PoseSample::zeroed();
+    for i in 0..30u32 {
+        src.next_pose(&mut s).unwrap();
+        let mut f = PoseFrame::from_arrays(i + 1, 0, s.capture_ts_us, &s.landmarks);
+        f.clamp_to_range();
+        a.send_pose(&f, ra, Priority::NORMAL).unwrap();
+        let mut c = AudioChunk::silence(48_000, 1, 960);
+        c.seq = i + 1;
+        c.capture_ts_us = s.capture_ts_us;
+        a.send_audio(&c, ra, Priority::HIGH).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut poses, mut audio) = (0, 0);
+    while (poses < 30 || audio < 30) && Instant::now() < deadline {
+        match b.wait_event(Duration::from_millis(100)) {
+            Some(Event::Pose { room, .. }) => {
+                assert_eq!(room, rb);
+                poses += 1;
+            }
+            Some(Event::Audio { chunk, .. }) => {
+                audio += 1;
+                assert_eq!(chunk.seq, audio);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((poses, audio), (30, 30), "metrics a: {:?}\nb: {:?}", a.metrics(), b.metrics());
+    a.shutdown();
+    b.shutdown();
+    let ra = ta.join().unwrap();
+    tb.join().unwrap();
+    assert_eq!(ra.metrics.poses_sent, 30);
+    assert_eq!(ra.metrics.audio_sent, 30);
+}

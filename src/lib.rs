@@ -15,6 +15,12 @@
 //! - [`queue`] (with `std`) — the send queue: priorities, latest-wins pose frames,
 //!   lowest priority dropped first, stale pose dropped, every drop counted.
 //! - [`rate`] — a token bucket (bandwidth and flood limits), `no_std`, integer-only.
+//! - [`sync`] — media sync for one sender, `no_std`, allocation-free, sans-IO:
+//!   [`ClockSync`](sync::ClockSync) (the hub's clock offset from ping/pong, smallest
+//!   round trip wins), [`JitterBuffer`](sync::JitterBuffer) (one audio stream put
+//!   back in order, duplicates and latecomers dropped, released at a fixed play-out
+//!   delay, losses reported as gaps) and [`MediaSync`](sync::MediaSync) (that
+//!   sender's pose frames and audio on one timeline, released in capture-time order).
 //! - [`room`] (with `std`) — the room registry: rooms, members, roles and what each
 //!   role may do, empty rooms kept for a grace period; sans-IO like `proto`.
 //! - [`token`] (with `std`) — HS256 JWT access tokens: mint, verify against an
@@ -74,6 +80,7 @@ mod macros;
 
 pub mod proto;
 pub mod rate;
+pub mod sync;
 
 #[cfg(feature = "std")]
 pub mod hub;

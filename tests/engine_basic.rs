@@ -11,8 +11,17 @@ use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::proto::{AudioChunk, PoseFrame, Role};
 use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 
-fn engine(hub: &TestHub) -> (poselink::engine::EngineHandle, std::thread::JoinHandle<poselink::engine::EngineReport>) {
-    EdgeEngine::start(EngineConfig { hub: hub.url(), ..EngineConfig::default() }).unwrap()
+fn engine(
+    hub: &TestHub,
+) -> (
+    poselink::engine::EngineHandle,
+    std::thread::JoinHandle<poselink::engine::EngineReport>,
+) {
+    EdgeEngine::start(EngineConfig {
+        hub: hub.url(),
+        ..EngineConfig::default()
+    })
+    .unwrap()
 }
 
 #[test]
@@ -50,7 +59,13 @@ fn pose_and_audio_flow_from_one_engine_to_another() {
             _ => {}
         }
     }
-    assert_eq!((poses, audio), (30, 30), "metrics a: {:?}\nb: {:?}", a.metrics(), b.metrics());
+    assert_eq!(
+        (poses, audio),
+        (30, 30),
+        "metrics a: {:?}\nb: {:?}",
+        a.metrics(),
+        b.metrics()
+    );
     a.shutdown();
     b.shutdown();
     let ra = ta.join().unwrap();

@@ -209,10 +209,12 @@ impl core::fmt::Display for JoinError {
             JoinError::Timeout => f.write_str(
                 "no answer from the hub in time: check the hub address and that it is running",
             ),
-            JoinError::TooManyRooms => f.write_str("max_rooms rooms are joined already; leave one first"),
-            JoinError::BadName => f.write_str(
-                "invalid room name: use 1 to 64 bytes of letters, digits and `-_.:@/`",
-            ),
+            JoinError::TooManyRooms => {
+                f.write_str("max_rooms rooms are joined already; leave one first")
+            }
+            JoinError::BadName => {
+                f.write_str("invalid room name: use 1 to 64 bytes of letters, digits and `-_.:@/`")
+            }
             JoinError::ShutDown => f.write_str("the engine has shut down"),
         }
     }
@@ -454,14 +456,23 @@ impl EngineHandle {
     /// lock-free ring, the loop woken. Never blocks and never allocates. If the
     /// loop has fallen behind and the ring is full, the oldest waiting frame is
     /// replaced (counted in `drops_ring`): a stale skeleton is worth nothing.
-    pub fn send_pose(&self, frame: &PoseFrame, room: RoomId, priority: Priority) -> Result<(), SendError> {
+    pub fn send_pose(
+        &self,
+        frame: &PoseFrame,
+        room: RoomId,
+        priority: Priority,
+    ) -> Result<(), SendError> {
         let s = &*self.shared;
         if s.stopped.load(Ordering::Relaxed) {
             return Err(SendError::ShutDown);
         }
         frame.validate().map_err(SendError::Invalid)?;
         bump(&s.counters.poses_submitted, 1);
-        let item = PoseSubmit { frame: *frame, room, priority: priority.0 };
+        let item = PoseSubmit {
+            frame: *frame,
+            room,
+            priority: priority.0,
+        };
         if s.poses.force_push(item).is_some() {
             bump(&s.counters.drops_ring, 1);
         }
@@ -471,13 +482,22 @@ impl EngineHandle {
 
     /// Hands an audio chunk to the engine for `room`; like [`send_pose`](Self::send_pose),
     /// but audio is never replaced: a full ring is an error the app sees.
-    pub fn send_audio(&self, chunk: &AudioChunk, room: RoomId, priority: Priority) -> Result<(), SendError> {
+    pub fn send_audio(
+        &self,
+        chunk: &AudioChunk,
+        room: RoomId,
+        priority: Priority,
+    ) -> Result<(), SendError> {
         let s = &*self.shared;
         if s.stopped.load(Ordering::Relaxed) {
             return Err(SendError::ShutDown);
         }
         chunk.validate().map_err(SendError::Invalid)?;
-        let item = AudioSubmit { chunk: *chunk, room, priority: priority.0 };
+        let item = AudioSubmit {
+            chunk: *chunk,
+            room,
+            priority: priority.0,
+        };
         if s.audio.push(item).is_err() {
             return Err(SendError::RingFull);
         }
@@ -492,7 +512,11 @@ impl EngineHandle {
     pub fn join_room(&self, room: &str, role: Role) -> Result<RoomId, JoinError> {
         proto::validate_name(room, "room name").map_err(|_| JoinError::BadName)?;
         let (tx, rx) = mpsc::sync_channel(1);
-        let cmd = Command::Join { name: room.to_string(), role, reply: tx };
+        let cmd = Command::Join {
+            name: room.to_string(),
+            role,
+            reply: tx,
+        };
         self.command(cmd).map_err(|_| JoinError::ShutDown)?;
         match rx.recv_timeout(self.shared.join_timeout + Duration::from_millis(200)) {
             Ok(r) => r,
@@ -648,10 +672,15 @@ struct HubUrl {
 
 impl HubUrl {
     fn parse(url: &str) -> io::Result<HubUrl> {
-        let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("hub URL {url:?}: {why}"));
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| bad("must start with ws:// (for TLS, put a proxy in front of the hub)"))?;
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("hub URL {url:?}: {why}"),
+            )
+        };
+        let rest = url.strip_prefix("ws://").ok_or_else(|| {
+            bad("must start with ws:// (for TLS, put a proxy in front of the hub)")
+        })?;
         let (host_port, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -659,20 +688,32 @@ impl HubUrl {
         if host_port.is_empty() {
             return Err(bad("no host"));
         }
-        let host_port = if host_port.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let host_port = if host_port
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             host_port.to_string()
         } else {
             format!("{host_port}:7700")
         };
-        let host = host_port.rsplit_once(':').map_or(host_port.as_str(), |(h, _)| h).to_string();
-        Ok(HubUrl { host_port, host, path: path.to_string() })
+        let host = host_port
+            .rsplit_once(':')
+            .map_or(host_port.as_str(), |(h, _)| h)
+            .to_string();
+        Ok(HubUrl {
+            host_port,
+            host,
+            path: path.to_string(),
+        })
     }
 
     fn resolve(&self) -> io::Result<SocketAddr> {
-        self.host_port
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} did not resolve", self.host_port)))
+        self.host_port.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} did not resolve", self.host_port),
+            )
+        })
     }
 }
 
@@ -691,6 +732,8 @@ enum Phase {
 }
 
 /// One item of the send queue, kept in a slab (the queue holds its index).
+// Stored in place on purpose: boxing the audio variant would allocate per chunk.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Free,
     Pose(PoseFrame),
@@ -768,8 +811,12 @@ struct Loop {
     replay_spare: Option<AudioReplay>,
     compressor: Compressor,
     rx_streams: Vec<RxStream>,
-    /// (room, sender, last audio seq) for duplicate detection.
-    rx_audio: Vec<(RoomId, u16, u32)>,
+    /// (room, publisher identity, last audio seq) for duplicate detection. The
+    /// identity is the hash of the member's user id where known (stable across
+    /// the publisher's reconnects, when its member id changes), else its member id.
+    rx_audio: Vec<(RoomId, u64, u32)>,
+    /// (room, member id, user id hash) of the members of joined rooms.
+    members: Vec<(RoomId, u16, u64)>,
 }
 
 impl Loop {
@@ -796,16 +843,20 @@ impl Loop {
         let seed = now ^ (Arc::as_ptr(&shared) as u64).rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
         Loop {
             backoff: Backoff::new(cfg.reconnect_min_ms * 1000, cfg.reconnect_max_ms * 1000),
-            bucket: (cfg.bandwidth_bytes_per_sec > 0).then(|| bucket_for(cfg.bandwidth_bytes_per_sec, now)),
+            bucket: (cfg.bandwidth_bytes_per_sec > 0)
+                .then(|| bucket_for(cfg.bandwidth_bytes_per_sec, now)),
             queue: SendQueue::new(slots, cfg.max_pose_age_ms * 1000),
-            slab: (0..slots).map(|_| Item::Free).collect(),
+            // One slot more than the queue: a push into a full queue needs the
+            // newcomer's slot before the queue says which entry it evicts.
+            slab: (0..=slots).map(|_| Item::Free).collect(),
             bw_debt: 0,
             replay_spare: Some(AudioReplay::new(1, 0)),
             stale: Vec::with_capacity(slots),
             pending_joins: std::collections::VecDeque::with_capacity(cfg.max_rooms),
-            free: (0..slots as u16).rev().collect(),
+            free: (0..=slots as u16).rev().collect(),
             rx_streams: Vec::with_capacity(cfg.decoders),
             rx_audio: Vec::with_capacity(cfg.decoders),
+            members: Vec::with_capacity(cfg.max_rooms * 64),
             compressor: Compressor::new(cfg.encoder.compress_threshold),
             rooms,
             url,
@@ -887,16 +938,25 @@ impl Loop {
             self.flush(now);
             if self.shared.stop.load(Ordering::Acquire) {
                 let since = *stopping_since.get_or_insert(now);
-                if self.drained() || now.saturating_sub(since) > 1_000_000 || self.phase != Phase::Ready {
+                if self.drained()
+                    || now.saturating_sub(since) > 1_000_000
+                    || self.phase != Phase::Ready
+                {
                     break;
                 }
             }
         }
         self.close_session();
         self.shared.stopped.store(true, Ordering::Release);
-        self.shared.counters.connected.store(false, Ordering::Relaxed);
+        self.shared
+            .counters
+            .connected
+            .store(false, Ordering::Relaxed);
         EngineReport {
-            metrics: EngineHandle { shared: Arc::clone(&self.shared) }.metrics(),
+            metrics: EngineHandle {
+                shared: Arc::clone(&self.shared),
+            }
+            .metrics(),
             thread_cpu: poselink_hal::clock::thread_cpu_us().map(Duration::from_micros),
         }
     }
@@ -940,13 +1000,26 @@ impl Loop {
                 Command::Leave(id) => self.cmd_leave(id),
                 Command::Bandwidth(bps) => {
                     self.bucket = (bps > 0).then(|| bucket_for(bps, now));
-                    log::info!("bandwidth limit: {}", if bps == 0 { "none".to_string() } else { format!("{bps} bytes/s") });
+                    log::info!(
+                        "bandwidth limit: {}",
+                        if bps == 0 {
+                            "none".to_string()
+                        } else {
+                            format!("{bps} bytes/s")
+                        }
+                    );
                 }
             }
         }
     }
 
-    fn cmd_join(&mut self, name: String, role: Role, reply: mpsc::SyncSender<Result<RoomId, JoinError>>, now: u64) {
+    fn cmd_join(
+        &mut self,
+        name: String,
+        role: Role,
+        reply: mpsc::SyncSender<Result<RoomId, JoinError>>,
+        now: u64,
+    ) {
         let id = match self.rooms.iter().position(|r| r.in_use && r.name == name) {
             Some(id) => id,
             None => match self.rooms.iter().position(|r| !r.in_use) {
@@ -958,8 +1031,7 @@ impl Loop {
                     r.handle = None;
                     r.joined_once = false;
                     r.encoders.clear();
-                    r.replay.ack(u32::MAX);
-                    r.replay.ack(u32::MAX / 2);
+                    r.replay.clear();
                     id
                 }
                 None => {
@@ -988,21 +1060,46 @@ impl Loop {
             self.send_control(0, &Message::Leave(Leave { room: &name }));
         }
         self.rooms[id as usize].name = name;
-        self.emit(Event::RoomLeft { room: id, reason: LeaveReason::Left });
+        self.emit(Event::RoomLeft {
+            room: id,
+            reason: LeaveReason::Left,
+        });
     }
 
     fn drain_rings(&mut self, now: u64) {
         let s = Arc::clone(&self.shared);
         while let Some(p) = s.poses.pop() {
             let stream = p.frame.person;
-            self.enqueue(Item::Pose(p.frame), EntryKind::Pose, p.room, stream, p.priority, now);
+            self.enqueue(
+                Item::Pose(p.frame),
+                EntryKind::Pose,
+                p.room,
+                stream,
+                p.priority,
+                now,
+            );
         }
         while let Some(a) = s.audio.pop() {
-            self.enqueue(Item::Audio(a.chunk), EntryKind::Audio, a.room, 0, a.priority, now);
+            self.enqueue(
+                Item::Audio(a.chunk),
+                EntryKind::Audio,
+                a.room,
+                0,
+                a.priority,
+                now,
+            );
         }
     }
 
-    fn enqueue(&mut self, item: Item, kind: EntryKind, room: RoomId, stream: u32, priority: u8, now: u64) {
+    fn enqueue(
+        &mut self,
+        item: Item,
+        kind: EntryKind,
+        room: RoomId,
+        stream: u32,
+        priority: u8,
+        now: u64,
+    ) {
         let c = &self.shared.counters;
         if !self.rooms.get(room as usize).is_some_and(|r| r.in_use) {
             bump(&c.drops_no_room, 1);
@@ -1015,7 +1112,14 @@ impl Loop {
             return;
         };
         self.slab[slot as usize] = item;
-        let entry = Entry { item: slot, kind, priority, room, stream, queued_us: now };
+        let entry = Entry {
+            item: slot,
+            kind,
+            priority,
+            room,
+            stream,
+            queued_us: now,
+        };
         match self.queue.push(entry) {
             Pushed::Queued => {}
             Pushed::Superseded(old) => {
@@ -1045,7 +1149,10 @@ impl Loop {
     /// restored after a reconnect, so audio keeps its order.
     fn transmit(&mut self, now: u64) {
         if self.phase != Phase::Ready
-            || self.rooms.iter().any(|r| r.in_use && r.joined_once && r.handle.is_none())
+            || self
+                .rooms
+                .iter()
+                .any(|r| r.in_use && r.joined_once && r.handle.is_none())
         {
             return;
         }
@@ -1075,7 +1182,12 @@ impl Loop {
         let item = std::mem::replace(&mut self.slab[entry.item as usize], Item::Free);
         self.free.push(entry.item);
         let id = entry.room as usize;
-        let Some(handle) = self.rooms.get(id).filter(|r| r.in_use).and_then(|r| r.handle) else {
+        let Some(handle) = self
+            .rooms
+            .get(id)
+            .filter(|r| r.in_use)
+            .and_then(|r| r.handle)
+        else {
             // The room was left (or refused on rejoin) while this waited.
             bump(&self.shared.counters.drops_no_room, 1);
             return;
@@ -1089,7 +1201,8 @@ impl Loop {
                 let k = match r.encoders.iter().position(|(p, _)| *p == person) {
                     Some(k) => k,
                     None if r.encoders.len() < self.cfg.max_persons => {
-                        r.encoders.push((person, PoseEncoder::new(self.cfg.encoder)));
+                        r.encoders
+                            .push((person, PoseEncoder::new(self.cfg.encoder)));
                         r.encoders.len() - 1
                     }
                     None => {
@@ -1100,7 +1213,9 @@ impl Loop {
                 };
                 r.encoders[k].1.encode(frame, handle, member, &mut scratch)
             }
-            Item::Audio(chunk) => encode_audio(chunk, handle, member, &mut self.compressor, &mut scratch),
+            Item::Audio(chunk) => {
+                encode_audio(chunk, handle, member, &mut self.compressor, &mut scratch)
+            }
             Item::Free => {
                 self.scratch = scratch;
                 return;
@@ -1122,10 +1237,17 @@ impl Loop {
                         Item::Pose(_) => bump(&self.shared.counters.poses_sent, 1),
                         Item::Audio(chunk) => {
                             bump(&self.shared.counters.audio_sent, 1);
-                            let lost = self.rooms[id].replay.push(chunk.seq, chunk.capture_ts_us, &scratch[..n]);
+                            let lost = self.rooms[id].replay.push(
+                                chunk.seq,
+                                chunk.capture_ts_us,
+                                &scratch[..n],
+                            );
                             if lost > 0 {
                                 bump(&self.shared.counters.audio_lost, lost as u64);
-                                self.emit(Event::AudioLost { room: entry.room, count: lost as u64 });
+                                self.emit(Event::AudioLost {
+                                    room: entry.room,
+                                    count: lost as u64,
+                                });
                             }
                         }
                         Item::Free => {}
@@ -1147,11 +1269,20 @@ impl Loop {
             self.tx_head = 0;
         }
         if TX_CAPACITY - self.tx_tail < need {
-            log::warn!("engine transmit buffer full; dropping a {}-byte frame", payload.len());
+            log::warn!(
+                "engine transmit buffer full; dropping a {}-byte frame",
+                payload.len()
+            );
             return false;
         }
         let mask = self.random().to_le_bytes();
-        let Some(hl) = ws::write_client_header(&mut self.tx[self.tx_tail..], kind, true, payload.len(), mask) else {
+        let Some(hl) = ws::write_client_header(
+            &mut self.tx[self.tx_tail..],
+            kind,
+            true,
+            payload.len(),
+            mask,
+        ) else {
             return false;
         };
         self.tx_tail += hl;
@@ -1202,7 +1333,11 @@ impl Loop {
         if want != self.want_write
             && let Some(s) = self.stream.as_mut()
         {
-            let interest = if want { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
             if self.poll.registry().reregister(s, SOCKET, interest).is_ok() {
                 self.want_write = want;
             }
@@ -1213,8 +1348,12 @@ impl Loop {
 
     fn timers(&mut self, now: u64) {
         match self.phase {
-            Phase::Down if now >= self.retry_at_us && !self.shared.stop.load(Ordering::Relaxed) => self.connect(now),
-            Phase::Connecting | Phase::Upgrading | Phase::Hello if now >= self.phase_deadline_us => {
+            Phase::Down if now >= self.retry_at_us && !self.shared.stop.load(Ordering::Relaxed) => {
+                self.connect(now)
+            }
+            Phase::Connecting | Phase::Upgrading | Phase::Hello
+                if now >= self.phase_deadline_us =>
+            {
                 self.lost("no session within connect_timeout_ms", now);
             }
             Phase::Ready => {
@@ -1251,7 +1390,11 @@ impl Loop {
         };
         match TcpStream::connect(addr) {
             Ok(mut s) => {
-                if let Err(e) = self.poll.registry().register(&mut s, SOCKET, Interest::READABLE | Interest::WRITABLE) {
+                if let Err(e) = self.poll.registry().register(
+                    &mut s,
+                    SOCKET,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
                     return self.lost(&format!("cannot register the socket: {e}"), now);
                 }
                 let _ = s.set_nodelay(true);
@@ -1284,10 +1427,15 @@ impl Loop {
         }
         self.pending_joins.clear();
         self.bw_debt = 0;
-        self.shared.counters.connected.store(false, Ordering::Relaxed);
+        self.shared
+            .counters
+            .connected
+            .store(false, Ordering::Relaxed);
         if was == Phase::Ready {
             log::warn!("connection to the hub lost: {why}");
-            self.emit(Event::Disconnected { reason: why.to_string() });
+            self.emit(Event::Disconnected {
+                reason: why.to_string(),
+            });
         } else {
             log::debug!("connecting to the hub failed: {why}");
         }
@@ -1304,7 +1452,9 @@ impl Loop {
 
     fn on_socket(&mut self, now: u64) {
         if self.phase == Phase::Connecting {
-            let Some(s) = self.stream.as_ref() else { return };
+            let Some(s) = self.stream.as_ref() else {
+                return;
+            };
             match s.take_error() {
                 Ok(Some(e)) | Err(e) => return self.lost(&format!("cannot connect: {e}"), now),
                 Ok(None) => {}
@@ -1319,7 +1469,9 @@ impl Loop {
         }
         // Read what there is.
         loop {
-            let Some(s) = self.stream.as_mut() else { return };
+            let Some(s) = self.stream.as_mut() else {
+                return;
+            };
             if self.rx_len == self.rx.len() {
                 break;
             }
@@ -1363,7 +1515,10 @@ impl Loop {
 
     fn parse(&mut self, now: u64) {
         if self.phase == Phase::Upgrading {
-            let Some(end) = self.rx[..self.rx_len].windows(4).position(|w| w == b"\r\n\r\n") else {
+            let Some(end) = self.rx[..self.rx_len]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+            else {
                 if self.rx_len > 8192 {
                     self.lost("the hub's upgrade answer is too long", now);
                 }
@@ -1380,7 +1535,15 @@ impl Loop {
             let client = std::mem::take(&mut self.cfg.client);
             self.ctrl_seq = 0;
             self.member = 0;
-            self.send_control(0, &Message::Hello(Hello { minor: proto::PROTOCOL_MINOR, token: &token, resume: self.resume, client: &client }));
+            self.send_control(
+                0,
+                &Message::Hello(Hello {
+                    minor: proto::PROTOCOL_MINOR,
+                    token: &token,
+                    resume: self.resume,
+                    client: &client,
+                }),
+            );
             self.cfg.token = token;
             self.cfg.client = client;
         }
@@ -1449,7 +1612,10 @@ impl Loop {
         let mut decompress = std::mem::take(&mut self.decompress);
         match packet.message(&mut decompress) {
             Ok(msg) => self.on_protocol(&header, msg, now),
-            Err(e) => log::warn!("a malformed {} message from the hub: {e}", header.kind.name()),
+            Err(e) => log::warn!(
+                "a malformed {} message from the hub: {e}",
+                header.kind.name()
+            ),
         }
         self.decompress = decompress;
     }
@@ -1466,7 +1632,10 @@ impl Loop {
                 }
                 self.backoff.reset();
                 self.last_ping_us = now;
-                self.shared.counters.connected.store(true, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .connected
+                    .store(true, Ordering::Relaxed);
                 log::info!("session open: member {} as {}", w.member, w.user);
                 self.emit(Event::Connected { member: w.member });
                 for id in 0..self.rooms.len() {
@@ -1476,15 +1645,30 @@ impl Loop {
                 }
             }
             Message::RoomSnapshot(s) => {
-                let Some(id) = self.rooms.iter().position(|r| r.in_use && r.name == s.name && r.handle.is_none()) else {
+                let Some(id) = self
+                    .rooms
+                    .iter()
+                    .position(|r| r.in_use && r.name == s.name && r.handle.is_none())
+                else {
                     return;
                 };
                 self.pending_joins.retain(|&p| p != id);
                 let members: Vec<MemberSummary> = s
                     .members
                     .iter()
-                    .map(|m| MemberSummary { member: m.member, role: m.role, user: m.user.to_string() })
+                    .map(|m| MemberSummary {
+                        member: m.member,
+                        role: m.role,
+                        user: m.user.to_string(),
+                    })
                     .collect();
+                let room = id as RoomId;
+                self.members.retain(|m| m.0 != room);
+                for m in s.members.iter() {
+                    if self.members.len() < self.members.capacity() {
+                        self.members.push((room, m.member, user_hash(m.user)));
+                    }
+                }
                 let r = &mut self.rooms[id];
                 r.handle = Some(header.room);
                 r.role = s.your_role;
@@ -1508,9 +1692,16 @@ impl Loop {
             Message::MemberJoined(j) => {
                 if let Some(room) = self.room_of_handle(header.room) {
                     let m = j.member;
+                    if self.members.len() < self.members.capacity() {
+                        self.members.push((room, m.member, user_hash(m.user)));
+                    }
                     self.emit(Event::MemberJoined {
                         room,
-                        member: MemberSummary { member: m.member, role: m.role, user: m.user.to_string() },
+                        member: MemberSummary {
+                            member: m.member,
+                            role: m.role,
+                            user: m.user.to_string(),
+                        },
                     });
                 }
             }
@@ -1519,8 +1710,14 @@ impl Loop {
                     if l.member == self.member {
                         return;
                     }
-                    self.rx_streams.retain(|s| !(s.room == room && s.sender == l.member));
-                    self.emit(Event::MemberLeft { room, member: l.member, reason: l.reason });
+                    self.rx_streams
+                        .retain(|s| !(s.room == room && s.sender == l.member));
+                    self.members.retain(|m| !(m.0 == room && m.1 == l.member));
+                    self.emit(Event::MemberLeft {
+                        room,
+                        member: l.member,
+                        reason: l.reason,
+                    });
                 }
             }
             Message::Kick(_) | Message::CloseRoom(_) => {
@@ -1528,7 +1725,11 @@ impl Loop {
                     let r = &mut self.rooms[room as usize];
                     r.in_use = false;
                     r.handle = None;
-                    let reason = if header.kind == Kind::Kick { LeaveReason::Kicked } else { LeaveReason::RoomClosed };
+                    let reason = if header.kind == Kind::Kick {
+                        LeaveReason::Kicked
+                    } else {
+                        LeaveReason::RoomClosed
+                    };
                     self.emit(Event::RoomLeft { room, reason });
                 }
             }
@@ -1544,25 +1745,47 @@ impl Loop {
                     r.handle = None;
                     match r.reply.take() {
                         Some(tx) => {
-                            let _ = tx.try_send(Err(JoinError::Refused { code: e.code, reason }));
+                            let _ = tx.try_send(Err(JoinError::Refused {
+                                code: e.code,
+                                reason,
+                            }));
                         }
                         None => {
                             log::warn!("room {} could not be restored: {reason}", r.name);
-                            self.emit(Event::RoomLeft { room: id as RoomId, reason: LeaveReason::Disconnected });
-                            self.emit(Event::Error { code: e.code, reason });
+                            self.emit(Event::RoomLeft {
+                                room: id as RoomId,
+                                reason: LeaveReason::Disconnected,
+                            });
+                            self.emit(Event::Error {
+                                code: e.code,
+                                reason,
+                            });
                         }
                     }
                     return;
                 }
-                log::warn!("the hub reports {} ({}): {}", e.code.0, e.code.name(), e.reason);
-                self.emit(Event::Error { code: e.code, reason: e.reason.to_string() });
+                log::warn!(
+                    "the hub reports {} ({}): {}",
+                    e.code.0,
+                    e.code.name(),
+                    e.reason
+                );
+                self.emit(Event::Error {
+                    code: e.code,
+                    reason: e.reason.to_string(),
+                });
             }
             Message::Pong(p) => {
-                let rtt = (now.saturating_sub(p.t0_us)).saturating_sub(p.t2_us.saturating_sub(p.t1_us));
+                let rtt =
+                    (now.saturating_sub(p.t0_us)).saturating_sub(p.t2_us.saturating_sub(p.t1_us));
                 self.shared.counters.rtt_us.store(rtt, Ordering::Relaxed);
             }
             Message::Ping(p) => {
-                let pong = Message::Pong(proto::Pong { t0_us: p.t0_us, t1_us: now, t2_us: self.now() });
+                let pong = Message::Pong(proto::Pong {
+                    t0_us: p.t0_us,
+                    t1_us: now,
+                    t2_us: self.now(),
+                });
                 self.send_control(0, &pong);
             }
             Message::Ack(a) => {
@@ -1589,14 +1812,27 @@ impl Loop {
                 }
             }
             Message::Pose(p) => {
-                let Some(room) = self.room_of_handle(header.room) else { return };
+                let Some(room) = self.room_of_handle(header.room) else {
+                    return;
+                };
                 self.on_pose(room, header, &p, now);
             }
             Message::Audio(a) => {
-                let Some(room) = self.room_of_handle(header.room) else { return };
+                let Some(room) = self.room_of_handle(header.room) else {
+                    return;
+                };
                 let sender = header.sender;
                 let seq = header.seq;
-                match self.rx_audio.iter_mut().find(|(r, s, _)| *r == room && *s == sender) {
+                let who = self
+                    .members
+                    .iter()
+                    .find(|m| m.0 == room && m.1 == sender)
+                    .map_or(sender as u64, |m| m.2);
+                match self
+                    .rx_audio
+                    .iter_mut()
+                    .find(|(r, s, _)| *r == room && *s == who)
+                {
                     Some((_, _, last)) => {
                         if (seq.wrapping_sub(*last) as i32) <= 0 {
                             return; // a duplicate (a replay after a reconnect)
@@ -1607,13 +1843,17 @@ impl Loop {
                         if self.rx_audio.len() == self.rx_audio.capacity() {
                             self.rx_audio.remove(0);
                         }
-                        self.rx_audio.push((room, sender, seq));
+                        self.rx_audio.push((room, who, seq));
                     }
                 }
                 let mut chunk = Box::new(AudioChunk::default());
                 a.to_chunk(header, &mut chunk);
                 bump(&self.shared.counters.audio_received, 1);
-                self.emit(Event::Audio { room, sender, chunk });
+                self.emit(Event::Audio {
+                    room,
+                    sender,
+                    chunk,
+                });
             }
             Message::Hello(_) | Message::Join(_) | Message::Leave(_) => {}
         }
@@ -1637,7 +1877,14 @@ impl Loop {
                         .map_or(0, |(i, _)| i);
                     self.rx_streams.swap_remove(oldest);
                 }
-                self.rx_streams.push(RxStream { room, sender, person: p.person, decoder: PoseDecoder::new(), used_us: now, asked: false });
+                self.rx_streams.push(RxStream {
+                    room,
+                    sender,
+                    person: p.person,
+                    decoder: PoseDecoder::new(),
+                    used_us: now,
+                    asked: false,
+                });
                 self.rx_streams.len() - 1
             }
         };
@@ -1648,14 +1895,24 @@ impl Loop {
                 s.asked = false;
                 let frame = Box::new(*frame);
                 bump(&self.shared.counters.poses_received, 1);
-                self.emit(Event::Pose { room, sender, frame });
+                self.emit(Event::Pose {
+                    room,
+                    sender,
+                    frame,
+                });
             }
             Err(proto::Error::NeedsKeyframe) => {
                 if !s.asked {
                     s.asked = true;
                     let handle = header.room;
                     let person = p.person;
-                    self.send_control(handle, &Message::NeedsKeyframe(NeedsKeyframe { publisher: sender, person }));
+                    self.send_control(
+                        handle,
+                        &Message::NeedsKeyframe(NeedsKeyframe {
+                            publisher: sender,
+                            person,
+                        }),
+                    );
                 }
             }
             Err(e) => log::warn!("a pose from member {sender} does not decode: {e}"),
@@ -1677,7 +1934,9 @@ impl Loop {
     fn replay_audio(&mut self, id: usize, handle: u16) {
         let member = self.member;
         // Swap the window out (for a one-slot spare) so the closure may use `self`.
-        let Some(spare) = self.replay_spare.take() else { return };
+        let Some(spare) = self.replay_spare.take() else {
+            return;
+        };
         let mut replay = std::mem::replace(&mut self.rooms[id].replay, spare);
         let mut count = 0u64;
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -1712,6 +1971,16 @@ impl Loop {
     }
 }
 
+/// FNV-1a of a user id, with the top bit set so that it never equals a member id.
+fn user_hash(user: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in user.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h | 1 << 63
+}
+
 fn bucket_for(bytes_per_sec: u64, now: u64) -> TokenBucket {
     // A burst of 100 ms of the rate (at least one largest frame): enough to
     // carry a frame, too little to hide the limit.
@@ -1734,11 +2003,14 @@ fn check_upgrade(head: &[u8], key: &str) -> Result<(), String> {
         ));
     }
     let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let ok = resp
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept") && h.value == expected.as_bytes());
-    if ok { Ok(()) } else { Err("the hub's Sec-WebSocket-Accept does not match".into()) }
+    let ok = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("sec-websocket-accept") && h.value == expected.as_bytes()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("the hub's Sec-WebSocket-Accept does not match".into())
+    }
 }
 
 /// Base64 of 16 bytes (the WebSocket key). Hand-written: 10 lines instead of a
@@ -1773,9 +2045,15 @@ mod tests {
     #[test]
     fn hub_urls() {
         let u = HubUrl::parse("ws://example.org:9000/hub").unwrap();
-        assert_eq!((u.host_port.as_str(), u.host.as_str(), u.path.as_str()), ("example.org:9000", "example.org", "/hub"));
+        assert_eq!(
+            (u.host_port.as_str(), u.host.as_str(), u.path.as_str()),
+            ("example.org:9000", "example.org", "/hub")
+        );
         let u = HubUrl::parse("ws://10.0.0.2").unwrap();
-        assert_eq!((u.host_port.as_str(), u.path.as_str()), ("10.0.0.2:7700", "/"));
+        assert_eq!(
+            (u.host_port.as_str(), u.path.as_str()),
+            ("10.0.0.2:7700", "/")
+        );
         assert!(HubUrl::parse("wss://x/").is_err());
         assert!(HubUrl::parse("http://x/").is_err());
     }

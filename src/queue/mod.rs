@@ -75,6 +75,10 @@ pub enum Pushed<T> {
 #[derive(Debug)]
 pub struct SendQueue<T> {
     slots: Vec<Option<Entry<T>>>,
+    /// Arrival order of each slot's entry: first in, first out among equal
+    /// priorities, even when entries share a timestamp.
+    order: Vec<u64>,
+    next_order: u64,
     len: usize,
     max_pose_age_us: u64,
     drops: DropCounts,
@@ -86,6 +90,8 @@ impl<T: Copy> SendQueue<T> {
     pub fn new(capacity: usize, max_pose_age_us: u64) -> Self {
         SendQueue {
             slots: vec![None; capacity.max(1)],
+            order: vec![0; capacity.max(1)],
+            next_order: 0,
             len: 0,
             max_pose_age_us,
             drops: DropCounts::default(),
@@ -120,8 +126,10 @@ impl<T: Copy> SendQueue<T> {
             self.drops.superseded += 1;
             return Pushed::Superseded(old);
         }
-        if let Some(free) = self.slots.iter_mut().find(|s| s.is_none()) {
-            *free = Some(entry);
+        if let Some(i) = self.slots.iter().position(|s| s.is_none()) {
+            self.slots[i] = Some(entry);
+            self.order[i] = self.next_order;
+            self.next_order += 1;
             self.len += 1;
             return Pushed::Queued;
         }
@@ -133,10 +141,12 @@ impl<T: Copy> SendQueue<T> {
             .enumerate()
             .filter_map(|(i, s)| s.map(|e| (i, e)))
             .filter(|(_, e)| e.kind != EntryKind::Control)
-            .min_by_key(|(_, e)| (e.priority, e.queued_us));
+            .min_by_key(|(i, e)| (e.priority, self.order[*i]));
         match victim {
             Some((i, e)) if e.priority <= entry.priority => {
                 self.slots[i] = Some(entry);
+                self.order[i] = self.next_order;
+                self.next_order += 1;
                 self.drops.evicted += 1;
                 Pushed::Evicted(e)
             }
@@ -162,7 +172,7 @@ impl<T: Copy> SendQueue<T> {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, s)| s.map(|e| (i, e)))
-                .max_by_key(|(_, e)| (e.priority, core::cmp::Reverse(e.queued_us)))?;
+                .max_by_key(|(i, e)| (e.priority, core::cmp::Reverse(self.order[*i])))?;
             self.slots[i] = None;
             self.len -= 1;
             if e.kind == EntryKind::Pose
@@ -253,7 +263,10 @@ mod tests {
         q.push(entry(2, EntryKind::Audio, 5, 0, 10));
         // 150 ms later the pose is stale; the audio still goes.
         let mut dropped = Vec::new();
-        assert_eq!(q.pop_with(150_000, |e| dropped.push(e.item)).unwrap().item, 2);
+        assert_eq!(
+            q.pop_with(150_000, |e| dropped.push(e.item)).unwrap().item,
+            2
+        );
         assert_eq!(dropped, [1], "the stale frame is handed back");
         assert_eq!(q.drops().stale, 1);
         assert!(q.pop(150_000).is_none());
@@ -263,5 +276,15 @@ mod tests {
             3,
             "exactly 100 ms old still goes"
         );
+    }
+
+    #[test]
+    fn fifo_among_equals_even_with_one_timestamp() {
+        let mut q = SendQueue::new(8, 1_000_000);
+        for k in 0..8 {
+            q.push(entry(k, EntryKind::Audio, 5, 0, 42));
+        }
+        let order: Vec<u32> = (0..8).map(|_| q.pop(50).unwrap().item).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4, 5, 6, 7]);
     }
 }

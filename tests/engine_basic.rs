@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::proto::{AudioChunk, PoseFrame, Role};
-use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
+use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 
 fn engine(
     hub: &TestHub,
@@ -28,36 +28,53 @@ fn engine(
 fn pose_and_audio_flow_from_one_engine_to_another() {
     let hub = TestHub::dev();
     let (a, ta) = engine(&hub);
-    let (b, tb) = engine(&hub);
+    // The receiver plays out through the aligner (60 ms): pose and audio come out
+    // in capture-time order.
+    let (b, tb) = EdgeEngine::start(EngineConfig {
+        hub: hub.url(),
+        playout_delay_ms: 60,
+        ..EngineConfig::default()
+    })
+    .unwrap();
     let ra = a.join_room("flow", Role::Member).expect("a joins");
     let rb = b.join_room("flow", Role::Viewer).expect("b joins");
     let mut src = SyntheticPose::new(SyntheticConfig::default());
     let mut s = PoseSample::zeroed();
+    // Capture times from the monotonic clock, as a camera loop stamps them (the
+    // receiver plays media out on a timeline built from them).
+    let clock = MonotonicClock::new();
     for i in 0..30u32 {
         src.next_pose(&mut s).unwrap();
-        let mut f = PoseFrame::from_arrays(i + 1, 0, s.capture_ts_us, &s.landmarks);
+        let ts = clock.now_us();
+        let mut f = PoseFrame::from_arrays(i + 1, 0, ts, &s.landmarks);
         f.clamp_to_range();
         a.send_pose(&f, ra, Priority::NORMAL).unwrap();
         let mut c = AudioChunk::silence(48_000, 1, 960);
         c.seq = i + 1;
-        c.capture_ts_us = s.capture_ts_us;
+        c.capture_ts_us = ts;
         a.send_audio(&c, ra, Priority::HIGH).unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     let (mut poses, mut audio) = (0, 0);
+    let mut last_ts = 0;
     while (poses < 30 || audio < 30) && Instant::now() < deadline {
-        match b.wait_event(Duration::from_millis(100)) {
-            Some(Event::Pose { room, .. }) => {
+        let ts = match b.wait_event(Duration::from_millis(100)) {
+            Some(Event::Pose { room, frame, .. }) => {
                 assert_eq!(room, rb);
                 poses += 1;
+                frame.capture_ts_us
             }
             Some(Event::Audio { chunk, .. }) => {
                 audio += 1;
                 assert_eq!(chunk.seq, audio);
+                chunk.capture_ts_us
             }
-            _ => {}
-        }
+            Some(Event::AudioGap { seq, .. }) => panic!("audio chunk {seq} lost on loopback"),
+            _ => continue,
+        };
+        assert!(ts >= last_ts, "released in capture-time order");
+        last_ts = ts;
     }
     assert_eq!(
         (poses, audio),

@@ -61,6 +61,7 @@ use crate::proto::{
 };
 use crate::queue::{Entry, EntryKind, Pushed, SendQueue};
 use crate::rate::TokenBucket;
+use crate::sync::{Media, MediaSync, SyncConfig};
 use crate::ws::{self, FrameKind, Parsed};
 
 /// An engine-local room identifier, stable across reconnects (the hub's room
@@ -123,6 +124,15 @@ pub struct EngineConfig {
     pub encoder: EncoderConfig,
     /// Pose decoders kept for received streams. Default 64.
     pub decoders: usize,
+    /// Received pose and audio are held this long and released in capture-time
+    /// order per sender (an audio jitter buffer, with the poses aligned to it), ms.
+    /// Media that arrives after its play-out time is then dropped and reported as
+    /// [`Event::AudioGap`] (real-time playback). 0 (the default) hands every
+    /// frame and chunk out as it arrives, once and in order, nothing dropped for
+    /// lateness (recording, analysis). 60 suits playback on a LAN.
+    pub playout_delay_ms: u64,
+    /// Senders whose media is aligned at once (each holds about 45 KB). Default 16.
+    pub max_senders: usize,
 }
 
 impl Default for EngineConfig {
@@ -149,6 +159,8 @@ impl Default for EngineConfig {
             join_timeout_ms: 5000,
             encoder: EncoderConfig::default(),
             decoders: 64,
+            playout_delay_ms: 0,
+            max_senders: 16,
         }
     }
 }
@@ -299,6 +311,15 @@ pub enum Event {
         sender: u16,
         /// The frame (capture time on the sender's clock).
         frame: Box<PoseFrame>,
+    },
+    /// An audio chunk that never came (or came too late to play): conceal it.
+    AudioGap {
+        /// The room.
+        room: RoomId,
+        /// The publisher's member id.
+        sender: u16,
+        /// The missing chunk's sequence number.
+        seq: u32,
     },
     /// An audio chunk from another member.
     Audio {
@@ -766,6 +787,19 @@ struct RxStream {
     asked: bool,
 }
 
+/// Audio chunks and pose frames one sender's aligner holds.
+const SYNC_AUDIO: usize = 16;
+const SYNC_POSES: usize = 16;
+
+/// One sender's media on its way out to the app, in capture-time order.
+struct SenderSync {
+    room: RoomId,
+    sender: u16,
+    sync: Box<MediaSync<SYNC_AUDIO, SYNC_POSES>>,
+    used_us: u64,
+    in_use: bool,
+}
+
 struct Loop {
     cfg: EngineConfig,
     url: HubUrl,
@@ -817,6 +851,8 @@ struct Loop {
     rx_audio: Vec<(RoomId, u64, u32)>,
     /// (room, member id, user id hash) of the members of joined rooms.
     members: Vec<(RoomId, u16, u64)>,
+    /// Per-sender aligners (allocated at start-up, reused).
+    syncs: Vec<SenderSync>,
 }
 
 impl Loop {
@@ -857,6 +893,22 @@ impl Loop {
             rx_streams: Vec::with_capacity(cfg.decoders),
             rx_audio: Vec::with_capacity(cfg.decoders),
             members: Vec::with_capacity(cfg.max_rooms * 64),
+            syncs: (0..if cfg.playout_delay_ms > 0 {
+                cfg.max_senders
+            } else {
+                0
+            })
+                .map(|_| SenderSync {
+                    room: 0,
+                    sender: 0,
+                    sync: Box::new(MediaSync::new(SyncConfig {
+                        delay_us: cfg.playout_delay_ms * 1000,
+                        ..SyncConfig::DEFAULT
+                    })),
+                    used_us: 0,
+                    in_use: false,
+                })
+                .collect(),
             compressor: Compressor::new(cfg.encoder.compress_threshold),
             rooms,
             url,
@@ -934,6 +986,7 @@ impl Loop {
                 self.on_socket(now);
             }
             self.timers(now);
+            self.release_media(now);
             self.transmit(now);
             self.flush(now);
             if self.shared.stop.load(Ordering::Acquire) {
@@ -973,6 +1026,11 @@ impl Loop {
 
     fn next_timeout(&mut self, now: u64) -> Duration {
         let mut until = now + 50_000;
+        for s in self.syncs.iter().filter(|s| s.in_use) {
+            if let Some(due) = s.sync.next_due_us() {
+                until = until.min(due.max(now));
+            }
+        }
         if self.phase == Phase::Down {
             until = until.min(self.retry_at_us);
         } else if self.phase != Phase::Ready {
@@ -1713,6 +1771,11 @@ impl Loop {
                     self.rx_streams
                         .retain(|s| !(s.room == room && s.sender == l.member));
                     self.members.retain(|m| !(m.0 == room && m.1 == l.member));
+                    for s in self.syncs.iter_mut() {
+                        if s.in_use && s.room == room && s.sender == l.member {
+                            s.in_use = false;
+                        }
+                    }
                     self.emit(Event::MemberLeft {
                         room,
                         member: l.member,
@@ -1849,11 +1912,18 @@ impl Loop {
                 let mut chunk = Box::new(AudioChunk::default());
                 a.to_chunk(header, &mut chunk);
                 bump(&self.shared.counters.audio_received, 1);
-                self.emit(Event::Audio {
-                    room,
-                    sender,
-                    chunk,
-                });
+                match self.sync_for(room, sender, now) {
+                    Some(k) => {
+                        self.syncs[k]
+                            .sync
+                            .push_audio(seq, header.ts_us, now, &chunk);
+                    }
+                    None => self.emit(Event::Audio {
+                        room,
+                        sender,
+                        chunk,
+                    }),
+                }
             }
             Message::Hello(_) | Message::Join(_) | Message::Leave(_) => {}
         }
@@ -1893,13 +1963,22 @@ impl Loop {
         match s.decoder.decode(header, p) {
             Ok(frame) => {
                 s.asked = false;
-                let frame = Box::new(*frame);
+                let frame = *frame;
                 bump(&self.shared.counters.poses_received, 1);
-                self.emit(Event::Pose {
-                    room,
-                    sender,
-                    frame,
-                });
+                match self.sync_for(room, sender, now) {
+                    Some(k) => {
+                        let ts = frame.capture_ts_us;
+                        self.syncs[k].sync.push_pose(ts, now, &frame);
+                    }
+                    None => {
+                        let frame = Box::new(frame);
+                        self.emit(Event::Pose {
+                            room,
+                            sender,
+                            frame,
+                        });
+                    }
+                }
             }
             Err(proto::Error::NeedsKeyframe) => {
                 if !s.asked {
@@ -1916,6 +1995,65 @@ impl Loop {
                 }
             }
             Err(e) => log::warn!("a pose from member {sender} does not decode: {e}"),
+        }
+    }
+
+    /// The aligner of `sender` in `room` (taking the least recently used one if
+    /// it has none), or `None` when alignment is off.
+    fn sync_for(&mut self, room: RoomId, sender: u16, now: u64) -> Option<usize> {
+        if self.syncs.is_empty() {
+            return None;
+        }
+        let k = match self
+            .syncs
+            .iter()
+            .position(|s| s.in_use && s.room == room && s.sender == sender)
+        {
+            Some(k) => k,
+            None => {
+                let k = self
+                    .syncs
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, s)| (s.in_use, s.used_us))
+                    .map(|(k, _)| k)?;
+                let s = &mut self.syncs[k];
+                s.sync.clear();
+                s.room = room;
+                s.sender = sender;
+                s.in_use = true;
+                k
+            }
+        };
+        self.syncs[k].used_us = now;
+        Some(k)
+    }
+
+    /// Hands out the media whose play-out time has come, in capture-time order
+    /// per sender.
+    fn release_media(&mut self, now: u64) {
+        for k in 0..self.syncs.len() {
+            if !self.syncs[k].in_use {
+                continue;
+            }
+            let (room, sender) = (self.syncs[k].room, self.syncs[k].sender);
+            loop {
+                let event = match self.syncs[k].sync.pop(now) {
+                    None => break,
+                    Some(Media::Pose { frame, .. }) => Event::Pose {
+                        room,
+                        sender,
+                        frame: Box::new(*frame),
+                    },
+                    Some(Media::Audio { chunk, .. }) => Event::Audio {
+                        room,
+                        sender,
+                        chunk: Box::new(*chunk),
+                    },
+                    Some(Media::Gap { seq }) => Event::AudioGap { room, sender, seq },
+                };
+                self.emit(event);
+            }
         }
     }
 

@@ -90,3 +90,37 @@ fn pose_and_audio_flow_from_one_engine_to_another() {
     assert_eq!(ra.metrics.poses_sent, 30);
     assert_eq!(ra.metrics.audio_sent, 30);
 }
+
+#[test]
+fn shutdown_flushes_what_was_promised() {
+    let hub = TestHub::dev();
+    let (a, ta) = engine(&hub);
+    let (b, tb) = engine(&hub);
+    let ra = a.join_room("flush", Role::Member).unwrap();
+    b.join_room("flush", Role::Viewer).unwrap();
+    for seq in 1..=50u32 {
+        let mut c = AudioChunk::silence(48_000, 1, 960);
+        c.seq = seq;
+        c.capture_ts_us = seq as u64 * 20_000;
+        a.send_audio(&c, ra, Priority::NORMAL).unwrap();
+    }
+    // At once: what is in the rings and the queue still goes, and the engine
+    // waits for the hub's acknowledgement of the audio before closing.
+    a.shutdown();
+    let report = ta.join().unwrap();
+    assert_eq!(report.metrics.audio_sent, 50);
+    assert!(
+        a.send_audio(&AudioChunk::silence(48_000, 1, 960), ra, Priority::NORMAL)
+            .is_err()
+    );
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < 50 && Instant::now() < deadline {
+        if let Some(Event::Audio { chunk, .. }) = b.wait_event(Duration::from_millis(50)) {
+            got.push(chunk.seq);
+        }
+    }
+    assert_eq!(got, (1..=50).collect::<Vec<_>>());
+    b.shutdown();
+    tb.join().unwrap();
+}

@@ -585,6 +585,12 @@ impl EngineHandle {
         self.shared.events.pop()
     }
 
+    /// Every event waiting now, oldest first (the seed's `events()`); a loop over
+    /// it never blocks.
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        std::iter::from_fn(|| self.shared.events.pop())
+    }
+
     /// The next event, waiting up to `timeout` for one.
     pub fn wait_event(&self, timeout: Duration) -> Option<Event> {
         let deadline = Instant::now() + timeout;

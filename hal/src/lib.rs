@@ -43,10 +43,12 @@ pub mod audio;
 pub mod clock;
 pub mod error;
 pub mod pose;
+pub mod replay;
 pub mod synthetic;
 
 pub use audio::{AUDIO_CHUNK_SAMPLES, AudioBlock, AudioSource, MockAudioSource, SyntheticAudio};
 pub use clock::{Clock, MockClock, MonotonicClock};
 pub use error::{Error, ErrorKind, MockError};
 pub use pose::{LANDMARK_COUNT, LandmarkArray, MockPoseSource, PoseSample, PoseSource};
+pub use replay::{Record, RecordKind, RecordReader, Recorder, ReplayError, ReplaySource};
 pub use synthetic::{Motion, POSE_CONNECTIONS, SyntheticConfig, SyntheticPose};

@@ -1,5 +1,6 @@
-//! `poselink`: the command-line front end — run a hub, mint access tokens (and, in
-//! later versions, send, watch, demo and bench).
+//! `poselink`: the command-line front end — run a hub, mint access tokens, stream
+//! a capture device's pose and audio into a room, watch a room (and, in later
+//! versions, demo and bench).
 //!
 //! One module per subcommand; each exposes an `Args` struct (clap derive) and a
 //! `run(args) -> Result<(), CliError>`. To add a subcommand: write its module, add
@@ -11,7 +12,9 @@
 
 mod hub_cmd;
 mod secret;
+mod send_cmd;
 mod token_cmd;
+mod watch_cmd;
 
 use std::fmt;
 use std::process::ExitCode;
@@ -44,6 +47,10 @@ enum Command {
     Hub(hub_cmd::HubArgs),
     /// Mint an HS256 access token (JWT) and print it to stdout
     Token(token_cmd::TokenArgs),
+    /// Publish a pose stream (synthetic or a replayed recording) and audio into a room
+    Send(send_cmd::SendArgs),
+    /// Watch a room as a viewer: per-sender rates, jitter and gaps; optionally record it
+    Watch(watch_cmd::WatchArgs),
 }
 
 /// An error a subcommand ends with: one line for stderr and an exit status.
@@ -89,6 +96,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Hub(args) => hub_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
+        Command::Send(args) => send_cmd::run(args),
+        Command::Watch(args) => watch_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

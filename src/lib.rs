@@ -83,9 +83,9 @@ pub mod rate;
 pub mod sync;
 
 #[cfg(feature = "std")]
-pub mod hub;
-#[cfg(feature = "std")]
 pub mod engine;
+#[cfg(feature = "std")]
+pub mod hub;
 #[cfg(feature = "std")]
 pub mod queue;
 #[cfg(feature = "std")]

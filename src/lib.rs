@@ -26,11 +26,18 @@
 //! - [`token`] (with `std`) — HS256 JWT access tokens: mint, verify against an
 //!   injected clock, and what they grant.
 //! - [`ws`] (with `std`) — WebSocket framing on preallocated buffers: parse and
-//!   check client frames in place, fragmentation rules, server frame headers.
-//! - The other sans-IO state machines (sessions, metrics)
-//!   and the thin IO drivers (`mio` event loops for the edge engine and the hub)
-//!   build on `proto`; the drivers are the only code that touches sockets, threads
-//!   or the clock.
+//!   check frames in place (a server's rules for client frames, a client's for
+//!   server frames), fragmentation rules, server and masked client frame headers.
+//!
+//! On top of these, the two IO drivers — the only code that touches sockets,
+//! threads or the clock:
+//!
+//! - [`hub`] (with `std`) — the relay: one `mio` loop, a slot table of
+//!   connections, sessions and rooms, per-receiver bounded queues over a shared
+//!   block pool, keyframe cache, heartbeats, limits, `/metrics`.
+//! - [`engine`] (with `std`) — the edge engine a capture app links: lock-free
+//!   hand-over of frames, one `mio` loop that queues, encodes, rate-limits and
+//!   sends them, reconnects and replays audio, and hands received media back.
 //!
 //! Without the `std` feature the crate is `no_std` and contains the protocol core
 //! only, which is what a bare-metal build (for example `thumbv7em-none-eabihf`) links.

@@ -56,6 +56,14 @@
 //! - Times passed to `push` and `pop` are taken as one monotonic clock: a time earlier
 //!   than one seen before counts as that one.
 //!
+//! **Catching up.** The mapping is anchored on the first item; if that item was held
+//! up (a stall, the backlog sent after a reconnect), every later item would wait
+//! that much longer than the delay — more than the buffers hold. So an item that
+//! would wait more than 150 ms beyond the delay re-anchors the timeline on itself
+//! (without flushing: the mapping only moves earlier, so what is held keeps its
+//! order and plays at once). A burst within 150 ms is jitter, which the delay
+//! absorbs.
+//!
 //! <a id="clock-jumps-and-restarts"></a>**Clock jumps and restarts.** The sender's
 //! clock is monotonic (§10), but a sender can restart with another origin or another
 //! `seq`. A buffer starts over (flushes what it holds, counted as `resets`) when
@@ -127,6 +135,10 @@ impl Default for SyncConfig {
     }
 }
 
+/// An item that would be held this much longer than the play-out delay means the
+/// mapping is anchored on a held-up item: the timeline catches up (re-anchors).
+const CATCH_UP_US: u64 = 150_000;
+
 /// What to do with a chunk or frame pushed into a buffer, as far as its place on the
 /// timeline goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,6 +205,16 @@ impl Timeline {
         if playout > ready.saturating_add(self.resync_us) {
             return Place::Jump;
         }
+        if playout > ready.saturating_add(CATCH_UP_US) {
+            // It came far sooner than the mapping expects: the item the mapping
+            // was anchored on was held up (a stall, the backlog after a
+            // reconnect), and every later item would wait that much longer —
+            // more than the buffers hold. Catch up: re-anchor on this one. (A
+            // burst within CATCH_UP_US is jitter, which the delay absorbs.) The
+            // mapping stays monotonic, so what is held keeps its order.
+            self.anchor(capture_ts_us, arrival_us);
+            return Place::At(ready);
+        }
         if playout < arrival_us {
             let since = *self.late_since.get_or_insert(arrival_us);
             if arrival_us.saturating_sub(since) >= self.resync_us {
@@ -231,8 +253,10 @@ mod tests {
         // An on-time item breaks the run.
         t.late_since = None;
         assert_eq!(t.place(1_000, 100_000), Place::At(70_000));
-        assert_eq!(t.place(2_000_000, 1_500_000), Place::At(2_069_000));
-        assert_eq!(t.place(1_000, 2_000_000), Place::At(70_000));
+        assert_eq!(t.place(300_000, 200_000), Place::At(369_000), "held 109 ms more: jitter");
+        // Held 569 ms: the anchor was held up; catch up on this item.
+        assert_eq!(t.place(2_000_000, 1_500_000), Place::At(1_560_000));
+        assert_eq!(t.playout_us(1_000_000), Some(560_000));
         assert_eq!(t.observe(5), 5);
         assert_eq!(t.observe(7), 7);
         assert_eq!(t.observe(3), 7);

@@ -253,7 +253,11 @@ mod tests {
         // An on-time item breaks the run.
         t.late_since = None;
         assert_eq!(t.place(1_000, 100_000), Place::At(70_000));
-        assert_eq!(t.place(300_000, 200_000), Place::At(369_000), "held 109 ms more: jitter");
+        assert_eq!(
+            t.place(300_000, 200_000),
+            Place::At(369_000),
+            "held 109 ms more: jitter"
+        );
         // Held 569 ms: the anchor was held up; catch up on this item.
         assert_eq!(t.place(2_000_000, 1_500_000), Place::At(1_560_000));
         assert_eq!(t.playout_us(1_000_000), Some(560_000));

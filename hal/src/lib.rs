@@ -18,6 +18,7 @@
 //! | [`Clock`] | [`MonotonicClock`] | [`MockClock`] |
 //! | [`PoseSource`] | [`SyntheticPose`] | [`MockPoseSource`] |
 //! | [`AudioSource`] | [`SyntheticAudio`] | [`MockAudioSource`] |
+//! | [`SystemStats`] | [`LinuxStats`] | [`MockStats`] |
 //!
 //! [`SyntheticPose`] is a realistic moving skeleton (walking, waving) with
 //! MediaPipe-like noise, deterministic for a seed; [`SyntheticAudio`] a steady test
@@ -44,6 +45,7 @@ pub mod clock;
 pub mod error;
 pub mod pose;
 pub mod replay;
+pub mod stats;
 pub mod synthetic;
 
 pub use audio::{AUDIO_CHUNK_SAMPLES, AudioBlock, AudioSource, MockAudioSource, SyntheticAudio};
@@ -51,4 +53,5 @@ pub use clock::{Clock, MockClock, MonotonicClock};
 pub use error::{Error, ErrorKind, MockError};
 pub use pose::{LANDMARK_COUNT, LandmarkArray, MockPoseSource, PoseSample, PoseSource};
 pub use replay::{Record, RecordKind, RecordReader, Recorder, ReplayError, ReplaySource};
+pub use stats::{LinuxStats, MockStats, Snapshot, SystemStats};
 pub use synthetic::{Motion, POSE_CONNECTIONS, SyntheticConfig, SyntheticPose};

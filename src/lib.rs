@@ -38,6 +38,9 @@
 //! - [`engine`] (with `std`) — the edge engine a capture app links: lock-free
 //!   hand-over of frames, one `mio` loop that queues, encodes, rate-limits and
 //!   sends them, reconnects and replays audio, and hands received media back.
+//! - [`monitor`] (with `std`) — sans-IO performance monitoring for either driver:
+//!   latency percentiles over a sliding time window, throughput, fps, system
+//!   samples, drops and errors by kind, JSON reports and once-per-crossing alerts.
 //!
 //! Without the `std` feature the crate is `no_std` and contains the protocol core
 //! only, which is what a bare-metal build (for example `thumbv7em-none-eabihf`) links.
@@ -93,6 +96,8 @@ pub mod sync;
 pub mod engine;
 #[cfg(feature = "std")]
 pub mod hub;
+#[cfg(feature = "std")]
+pub mod monitor;
 #[cfg(feature = "std")]
 pub mod queue;
 #[cfg(feature = "std")]

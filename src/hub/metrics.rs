@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::monitor::{FINE, fine_index, fine_upper};
 use crate::proto::ErrorCode;
 
 /// Why the hub dropped a media message for a receiver.
@@ -68,29 +69,6 @@ const FAULT_NAMES: [&str; 8] = [
 pub const LATENCY_BUCKETS_US: [u64; 14] = [
     25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
-
-/// Fine buckets: exact below 16 µs, then 8 per power of two (12.5 % wide), up to
-/// 2^40 µs.
-const FINE: usize = 16 + 37 * 8;
-
-fn fine_index(us: u64) -> usize {
-    if us < 16 {
-        return us as usize;
-    }
-    let exp = 63 - us.leading_zeros() as usize; // 4..=63
-    let sub = ((us >> (exp - 3)) & 7) as usize;
-    (16 + (exp - 4) * 8 + sub).min(FINE - 1)
-}
-
-/// The largest value in fine bucket `i`.
-fn fine_upper(i: usize) -> u64 {
-    if i < 16 {
-        return i as u64;
-    }
-    let exp = (i - 16) / 8 + 4;
-    let sub = ((i - 16) % 8) as u64;
-    ((8 + sub + 1) << (exp - 3)) - 1
-}
 
 /// A histogram of microseconds: the fixed buckets `/metrics` exposes, and fine
 /// log-linear buckets (12.5 % wide) for quantiles. Recording is a few integer

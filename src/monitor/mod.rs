@@ -24,10 +24,12 @@
 use std::fmt::Write as _;
 
 /// Fine buckets: exact below 16 µs, then 8 per power of two (12.5 % wide), up to
-/// 2^40 µs (anything larger lands in the last bucket).
-const FINE: usize = 16 + 37 * 8;
+/// 2^40 µs (anything larger lands in the last bucket). Shared with the hub's
+/// `/metrics` histogram.
+pub(crate) const FINE: usize = 16 + 37 * 8;
 
-fn fine_index(us: u64) -> usize {
+/// The fine bucket of a value in µs.
+pub(crate) fn fine_index(us: u64) -> usize {
     if us < 16 {
         return us as usize;
     }
@@ -37,7 +39,7 @@ fn fine_index(us: u64) -> usize {
 }
 
 /// The largest value in fine bucket `i`.
-fn fine_upper(i: usize) -> u64 {
+pub(crate) fn fine_upper(i: usize) -> u64 {
     if i < 16 {
         return i as u64;
     }

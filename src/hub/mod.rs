@@ -414,14 +414,9 @@ impl Core {
             sessions: self.sessions,
             rooms: self.rooms.room_count(),
             blocks_in_use: self.pool.in_use(),
-            blocks: self.pool.in_use() + self.free_blocks(),
+            blocks: self.pool.capacity(),
             queued: self.conns.iter().map(|c| c.data.len()).sum(),
         }
-    }
-
-    fn free_blocks(&self) -> usize {
-        let n = self.cfg.max_connections * (self.cfg.queue_depth + self.cfg.keyframe_slots) + 1;
-        n - self.pool.in_use()
     }
 
     // ---- accepting and reading -------------------------------------------------

@@ -52,6 +52,11 @@ impl Pool {
         }
     }
 
+    /// Blocks in all.
+    pub fn capacity(&self) -> usize {
+        self.refs.len()
+    }
+
     /// Blocks in use.
     pub fn in_use(&self) -> usize {
         self.refs.len() - self.free.len()

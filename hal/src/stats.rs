@@ -10,6 +10,7 @@
 //! errors) for tests.
 
 use std::fs;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorKind, MockError};
@@ -115,8 +116,9 @@ const ZONE_PREFERENCE: [&[&str]; 3] = [
 ///   The zone is chosen by its `type` file: `cpu-thermal` (Raspberry Pi) or
 ///   `CPU-therm` (Jetson) first, then `soc_thermal` / `SOC-therm`, then
 ///   `x86_pkg_temp` (Intel), else the zone with the lowest number. A zone whose
-///   `temp` cannot be read or parsed is skipped. Zones are rescanned on every
-///   sample (a handful of tiny files).
+///   `temp` cannot be read or parsed is skipped. The zones are listed (and
+///   ranked) when the value is created; thermal zones are fixed at boot, but
+///   [`rescan_thermal_zones`](Self::rescan_thermal_zones) lists them again.
 /// - Throttling: `sys/devices/platform/soc/soc:firmware/get_throttled`, the
 ///   Raspberry Pi firmware's bit mask (hex, like `vcgencmd get_throttled`).
 ///   [`Snapshot::throttled`] is `true` if bit 1 (ARM frequency capped now) or
@@ -128,6 +130,10 @@ const ZONE_PREFERENCE: [&[&str]; 3] = [
 /// that is missing, unreadable or malformed makes its value `None`, and the
 /// other values are still read. The error type is therefore
 /// [`Infallible`](core::convert::Infallible).
+///
+/// [`sample`](SystemStats::sample) allocates nothing: every path is built when
+/// the value is created and every file is read into one buffer owned by it, so
+/// a hub or an engine can sample from its allocation-free event loop.
 ///
 /// ```
 /// use poselink_hal::{LinuxStats, SystemStats};
@@ -144,7 +150,19 @@ pub struct LinuxStats {
     ticks_per_second: u64,
     /// `(now_us, cpu ticks)` of the previous sample whose CPU time could be read.
     previous: Option<(u64, u64)>,
+    stat: PathBuf,
+    status: PathBuf,
+    meminfo: PathBuf,
+    throttled: PathBuf,
+    /// The `temp` files of the thermal zones, best first.
+    zones: Vec<PathBuf>,
+    /// Where files are read; `proc/self/status` and `proc/meminfo` are about
+    /// 1.5 KB. A file larger than this reads as missing.
+    buf: Box<[u8; READ_BUFFER]>,
 }
+
+/// Size of [`LinuxStats`]'s read buffer.
+const READ_BUFFER: usize = 16 * 1024;
 
 impl LinuxStats {
     /// Statistics of this process and the system it runs on (root `/`).
@@ -157,11 +175,20 @@ impl LinuxStats {
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         // SAFETY: sysconf has no preconditions; it only reads a configuration value.
         let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        Self {
-            root: root.into(),
+        let root = root.into();
+        let mut stats = Self {
             ticks_per_second: if tck > 0 { tck as u64 } else { 100 },
             previous: None,
-        }
+            stat: root.join("proc/self/stat"),
+            status: root.join("proc/self/status"),
+            meminfo: root.join("proc/meminfo"),
+            throttled: root.join("sys/devices/platform/soc/soc:firmware/get_throttled"),
+            zones: Vec::new(),
+            buf: Box::new([0; READ_BUFFER]),
+            root,
+        };
+        stats.rescan_thermal_zones();
+        stats
     }
 
     /// The root the files are read under.
@@ -175,31 +202,14 @@ impl LinuxStats {
         self.ticks_per_second
     }
 
-    fn read(&self, relative: &str) -> Option<String> {
-        fs::read_to_string(self.root.join(relative)).ok()
-    }
-
-    fn cpu_ticks(&self) -> Option<u64> {
-        parse_stat_cpu_ticks(&self.read("proc/self/stat")?)
-    }
-
-    fn cpu_percent(&mut self, now_us: u64) -> Option<f32> {
-        let Some(ticks) = self.cpu_ticks() else {
-            self.previous = None;
-            return None;
-        };
-        let previous = self.previous.replace((now_us, ticks));
-        let (then_us, then_ticks) = previous?;
-        let wall_us = now_us.checked_sub(then_us).filter(|&d| d > 0)?;
-        let used_ticks = ticks.checked_sub(then_ticks)?;
-        let cpu_s = used_ticks as f64 / self.ticks_per_second as f64;
-        Some((cpu_s / (wall_us as f64 / 1e6) * 100.0) as f32)
-    }
-
-    fn temperature_c(&self) -> Option<f32> {
+    /// Lists and ranks the thermal zones again (this allocates; `sample` does not).
+    pub fn rescan_thermal_zones(&mut self) {
         let dir = self.root.join("sys/class/thermal");
-        let mut zones: Vec<(usize, u32, PathBuf)> = fs::read_dir(&dir)
-            .ok()?
+        let Ok(entries) = fs::read_dir(&dir) else {
+            self.zones.clear();
+            return;
+        };
+        let mut zones: Vec<(usize, u32, PathBuf)> = entries
             .filter_map(|entry| {
                 let entry = entry.ok()?;
                 let name = entry.file_name();
@@ -211,27 +221,87 @@ impl LinuxStats {
                     .iter()
                     .position(|names| names.iter().any(|n| n.eq_ignore_ascii_case(kind)))
                     .unwrap_or(ZONE_PREFERENCE.len());
-                Some((rank, number, path))
+                Some((rank, number, path.join("temp")))
             })
             .collect();
         zones.sort();
-        zones.iter().find_map(|(_, _, path)| {
-            let text = fs::read_to_string(path.join("temp")).ok()?;
-            let millidegrees: i64 = text.trim().parse().ok()?;
-            Some(millidegrees as f32 / 1000.0)
+        self.zones = zones.into_iter().map(|(_, _, p)| p).collect();
+    }
+
+    /// Reads a whole file into the buffer, without allocating (the path is at
+    /// most a few dozen bytes, which `File::open` converts on the stack).
+    fn read_into(buf: &mut [u8; READ_BUFFER], path: &Path) -> Option<usize> {
+        let mut file = fs::File::open(path).ok()?;
+        let mut len = 0;
+        loop {
+            if len == buf.len() {
+                return None;
+            }
+            match file.read(&mut buf[len..]) {
+                Ok(0) => return Some(len),
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads `path` and applies `parse` to its text.
+    fn with_file<T>(&mut self, which: Which, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        let path = match which {
+            Which::Stat => &self.stat,
+            Which::Status => &self.status,
+            Which::Meminfo => &self.meminfo,
+            Which::Throttled => &self.throttled,
+            Which::Zone(i) => self.zones.get(i)?,
+        };
+        let len = Self::read_into(&mut self.buf, path)?;
+        parse(core::str::from_utf8(&self.buf[..len]).ok()?)
+    }
+
+    fn cpu_percent(&mut self, now_us: u64) -> Option<f32> {
+        let Some(ticks) = self.with_file(Which::Stat, parse_stat_cpu_ticks) else {
+            self.previous = None;
+            return None;
+        };
+        let previous = self.previous.replace((now_us, ticks));
+        let (then_us, then_ticks) = previous?;
+        let wall_us = now_us.checked_sub(then_us).filter(|&d| d > 0)?;
+        let used_ticks = ticks.checked_sub(then_ticks)?;
+        let cpu_s = used_ticks as f64 / self.ticks_per_second as f64;
+        Some((cpu_s / (wall_us as f64 / 1e6) * 100.0) as f32)
+    }
+
+    fn temperature_c(&mut self) -> Option<f32> {
+        (0..self.zones.len()).find_map(|i| {
+            self.with_file(Which::Zone(i), |text| {
+                let millidegrees: i64 = text.trim().parse().ok()?;
+                Some(millidegrees as f32 / 1000.0)
+            })
         })
     }
 
-    fn throttled(&self) -> Option<bool> {
-        let text = self.read("sys/devices/platform/soc/soc:firmware/get_throttled")?;
-        let text = text.trim();
-        let digits = text
-            .strip_prefix("0x")
-            .or_else(|| text.strip_prefix("0X"))
-            .unwrap_or(text);
-        let mask = u32::from_str_radix(digits, 16).ok()?;
-        Some(mask & 0b110 != 0)
+    fn throttled(&mut self) -> Option<bool> {
+        self.with_file(Which::Throttled, |text| {
+            let text = text.trim();
+            let digits = text
+                .strip_prefix("0x")
+                .or_else(|| text.strip_prefix("0X"))
+                .unwrap_or(text);
+            let mask = u32::from_str_radix(digits, 16).ok()?;
+            Some(mask & 0b110 != 0)
+        })
     }
+}
+
+/// The files [`LinuxStats`] reads.
+#[derive(Clone, Copy)]
+enum Which {
+    Stat,
+    Status,
+    Meminfo,
+    Throttled,
+    Zone(usize),
 }
 
 impl Default for LinuxStats {
@@ -244,15 +314,19 @@ impl SystemStats for LinuxStats {
     type Error = core::convert::Infallible;
 
     fn sample(&mut self, now_us: u64) -> Result<Snapshot, Self::Error> {
-        let meminfo = self.read("proc/meminfo");
-        let meminfo = meminfo.as_deref().unwrap_or("");
+        let memory = self
+            .with_file(Which::Meminfo, |m| {
+                Some((
+                    parse_kb_field(m, "MemTotal"),
+                    parse_kb_field(m, "MemAvailable"),
+                ))
+            })
+            .unwrap_or((None, None));
         Ok(Snapshot {
             process_cpu_percent: self.cpu_percent(now_us),
-            process_rss_bytes: self
-                .read("proc/self/status")
-                .and_then(|s| parse_kb_field(&s, "VmRSS")),
-            system_memory_total_bytes: parse_kb_field(meminfo, "MemTotal"),
-            system_memory_available_bytes: parse_kb_field(meminfo, "MemAvailable"),
+            process_rss_bytes: self.with_file(Which::Status, |s| parse_kb_field(s, "VmRSS")),
+            system_memory_total_bytes: memory.0,
+            system_memory_available_bytes: memory.1,
             soc_temperature_c: self.temperature_c(),
             throttled: self.throttled(),
         })
@@ -497,14 +571,17 @@ mod tests {
         assert_eq!(stats.sample(0).unwrap().soc_temperature_c, Some(55.0));
 
         zone(&root, 3, "SOC-therm", "41500");
+        stats.rescan_thermal_zones();
         assert_eq!(stats.sample(1).unwrap().soc_temperature_c, Some(41.5));
 
         // Jetson's CPU zone beats the SOC one; zone 10 sorts numerically after 3.
         zone(&root, 10, "CPU-therm", "-2500");
+        stats.rescan_thermal_zones();
         assert_eq!(stats.sample(2).unwrap().soc_temperature_c, Some(-2.5));
 
         // An unreadable preferred zone is skipped.
         zone(&root, 11, "cpu-thermal", "garbage");
+        stats.rescan_thermal_zones();
         assert_eq!(stats.sample(3).unwrap().soc_temperature_c, Some(-2.5));
 
         // No known type: the lowest-numbered zone.
@@ -530,6 +607,7 @@ mod tests {
         write(&root, "proc/self/status", "VmRSS:\tlots kB\n");
         write(&root, "proc/meminfo", "MemTotal:  1000 kB\n");
         zone(&root, 0, "cpu-thermal", "");
+        stats.rescan_thermal_zones();
         let snapshot = stats.sample(5_000_000).unwrap();
         assert_eq!(
             snapshot,

@@ -899,6 +899,24 @@ fn pose_and_audio_reach_every_other_member_byte_for_byte() {
     assert_eq!(next_media(&mut a).bytes, from_b);
     assert_eq!(next_media(&mut c).bytes, from_b);
     assert_eq!(hub.metric("poselink_delivered_total"), 22.0);
+
+    // The performance monitor saw the same 22 deliveries: in /metrics as the
+    // recent window, and in the JSON report of /report.
+    assert!(hub.metric("poselink_window_msgs_out_per_s") > 0.0);
+    assert!(hub.metric("poselink_window_latency_p99_ms") >= 0.0);
+    let (status, body) = hub.http_get("/report");
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("/report is JSON");
+    assert_eq!(report["latency"]["count"], 22.0, "{report}");
+    assert!(
+        report["latency"]["p99"].as_f64().unwrap() >= 0.0,
+        "{report}"
+    );
+    assert!(
+        report["throughput"]["msgs_in_per_s"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert_eq!(report["reliability"]["drops"], 0.0, "{report}");
 }
 
 #[test]

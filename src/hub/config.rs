@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use crate::monitor::MonitorConfig;
 use crate::proto::MAX_MESSAGE_LEN;
 
 /// Everything the hub needs to know before it starts. All fields have defaults;
@@ -67,8 +68,20 @@ pub struct HubConfig {
     /// Anonymous access for local trials: every hello is accepted without a token
     /// and may join any room as owner. Never for production.
     pub dev: bool,
-    /// Serve `GET /metrics` (Prometheus text). Default true.
+    /// Serve `GET /metrics` (Prometheus text) and `GET /report` (JSON). Default true.
     pub metrics: bool,
+    /// Warn (once per crossing) when the hub process's CPU is above this, percent
+    /// of one core; 0 turns the alert off. Default 90.
+    pub alert_cpu_percent: u32,
+    /// Warn when the hub's resident memory has grown by more than this since
+    /// start, MiB; 0 turns it off. Default 256 (the hub allocates its tables at
+    /// start, so growth means a leak).
+    pub alert_memory_growth_mb: u64,
+    /// Warn when the relay latency's p99 over the last 10 s is above this, ms; 0
+    /// turns it off. Default 50.
+    pub alert_latency_p99_ms: u64,
+    /// Warn when the SoC temperature is above this, °C; 0 turns it off. Default 80.
+    pub alert_soc_temp_c: u32,
 }
 
 impl Default for HubConfig {
@@ -96,6 +109,10 @@ impl Default for HubConfig {
             secret_file: None,
             dev: false,
             metrics: true,
+            alert_cpu_percent: 90,
+            alert_memory_growth_mb: 256,
+            alert_latency_p99_ms: 50,
+            alert_soc_temp_c: 80,
         }
     }
 }
@@ -116,6 +133,19 @@ impl HubConfig {
     /// Reads a configuration from TOML text (keys as the field names).
     pub fn from_toml(text: &str) -> Result<HubConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// The performance monitor's settings: ten one-second slots and the alert
+    /// thresholds above.
+    pub fn monitor_config(&self) -> MonitorConfig {
+        let on = |v: u64| (v > 0).then_some(v);
+        MonitorConfig {
+            cpu_percent: on(self.alert_cpu_percent.into()).map(|v| v as f32),
+            memory_growth_bytes: on(self.alert_memory_growth_mb).map(|v| v << 20),
+            latency_p99_us: on(self.alert_latency_p99_ms).map(|v| v * 1000),
+            soc_temp_c: on(self.alert_soc_temp_c.into()).map(|v| v as f32),
+            ..MonitorConfig::default()
+        }
     }
 
     /// A configuration for tests and demos: loopback, port chosen by the OS,

@@ -1,6 +1,6 @@
 //! The HTTP side of the hub's port: a request head is either a WebSocket upgrade
 //! (checked and answered by tungstenite's server handshake), `GET /healthz`,
-//! `GET /metrics`, or something the hub refuses with a sentence saying what it is.
+//! `GET /metrics`, `GET /report`, or something the hub refuses with a sentence saying what it is.
 //! Runs once per connection, so it may allocate.
 
 use tungstenite::handshake::machine::TryParse;
@@ -14,6 +14,8 @@ pub enum Request {
     Healthz,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /report`: the performance monitor's JSON report.
+    Report,
     /// A plain GET of another path.
     NotFound,
     /// Not HTTP, or an upgrade that breaks RFC 6455: why.
@@ -36,6 +38,7 @@ pub fn parse_request(head: &[u8]) -> Request {
         return match req.uri().path() {
             "/healthz" => Request::Healthz,
             "/metrics" => Request::Metrics,
+            "/report" => Request::Report,
             _ => Request::NotFound,
         };
     }

@@ -1,10 +1,13 @@
 //! The hub's counters and its relay-latency histogram: plain integers bumped on
 //! the loop's thread (no atomics, no locks), rendered as Prometheus text when
-//! `GET /metrics` asks. Rendering allocates; counting never does.
+//! `GET /metrics` asks. Beside the totals, a [`PerformanceMonitor`] keeps the
+//! recent view (rates, latency percentiles and system samples over the last ten
+//! seconds, alerts), exposed as `poselink_window_*` gauges and as the JSON
+//! report of `GET /report`. Rendering allocates; counting never does.
 
 use std::fmt::Write;
 
-use crate::monitor::{FINE, fine_index, fine_upper};
+use crate::monitor::{FINE, PerformanceMonitor, fine_index, fine_upper};
 use crate::proto::ErrorCode;
 
 /// Why the hub dropped a media message for a receiver.
@@ -165,6 +168,9 @@ pub struct HubStats {
     pub rooms_expired: u64,
     /// Time from reading a media message to handing it to a receiver's socket.
     pub relay_latency: Histogram,
+    /// The recent view: relay latency, message and byte rates, pose fps in,
+    /// system samples, drops and errors by kind, over the monitor's window.
+    pub monitor: PerformanceMonitor,
 }
 
 impl HubStats {
@@ -172,17 +178,23 @@ impl HubStats {
     #[inline]
     pub fn drop(&mut self, why: Drop) {
         self.drops[why as usize] += 1;
+        self.monitor.record_drop(DROP_NAMES[why as usize]);
     }
 
     /// Counts a fault.
     pub fn fault(&mut self, what: Fault) {
         self.faults[what as usize] += 1;
+        // A slow consumer is also counted as the error sent to it.
+        if what != Fault::SlowConsumer {
+            self.monitor.record_error(FAULT_NAMES[what as usize]);
+        }
     }
 
     /// Counts an error sent to a peer.
     pub fn error(&mut self, code: ErrorCode) {
         let i = (code.0 as usize).min(self.errors.len() - 1);
         self.errors[i] += 1;
+        self.monitor.record_error(code.name());
     }
 
     /// Drops of one kind so far.
@@ -227,8 +239,9 @@ fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
     );
 }
 
-/// Renders the Prometheus text exposition (format 0.0.4).
-pub fn render(stats: &HubStats, g: &Gauges, out: &mut String) {
+/// Renders the Prometheus text exposition (format 0.0.4); `now_us` is the
+/// monitor's clock.
+pub fn render(stats: &HubStats, g: &Gauges, now_us: u64, out: &mut String) {
     gauge(
         out,
         "poselink_connections",
@@ -386,6 +399,20 @@ pub fn render(stats: &HubStats, g: &Gauges, out: &mut String) {
         );
     }
     process_metrics(out);
+    window_metrics(&stats.monitor, now_us, out);
+}
+
+/// The monitor's recent view, one gauge per figure of
+/// [`PerformanceMonitor::get_performance_metrics`] (figures not known yet are
+/// left out).
+fn window_metrics(monitor: &PerformanceMonitor, now_us: u64, out: &mut String) {
+    let secs = monitor.config().slot_us as f64 * monitor.config().slots as f64 / 1e6;
+    for (name, value) in monitor.get_performance_metrics(now_us) {
+        let _ = writeln!(
+            out,
+            "# HELP poselink_window_{name} {name} over the last {secs} s (poselink performance monitor; see GET /report).\n# TYPE poselink_window_{name} gauge\nposelink_window_{name} {value}"
+        );
+    }
 }
 
 /// The standard process metrics, read from `/proc/self` (Linux; absent elsewhere).
@@ -449,14 +476,14 @@ mod tests {
         assert_eq!(h.quantile_us(0.8), 703);
         assert_eq!(h.quantile_us(1.0), 2_000_000);
         let mut s = String::new();
-        render(
-            &HubStats {
-                relay_latency: h,
-                ..HubStats::default()
-            },
-            &Gauges::default(),
-            &mut s,
-        );
+        let mut stats = HubStats {
+            relay_latency: h,
+            ..HubStats::default()
+        };
+        stats.monitor.record_latency_us(1_000, 700);
+        stats.monitor.record_out(1_000, 100);
+        stats.drop(Drop::SlowPose);
+        render(&stats, &Gauges::default(), 500_000, &mut s);
         assert!(
             s.contains("poselink_relay_latency_seconds_bucket{le=\"0.00005\"} 3"),
             "{s}"
@@ -464,6 +491,14 @@ mod tests {
         assert!(s.contains("poselink_relay_latency_seconds_count 5"));
         assert!(s.contains("poselink_errors_total{kind=\"rate_limited\"} 0"));
         assert!(s.contains("poselink_relay_latency_quantile_seconds{quantile=\"0.99\"} 2"));
+        // The monitor's window: one latency sample of 700 µs (12.5 % buckets).
+        let p99 = s
+            .lines()
+            .find_map(|l| l.strip_prefix("poselink_window_latency_p99_ms "))
+            .expect("window p99 exported");
+        let p99: f64 = p99.parse().unwrap();
+        assert!((0.7..=0.79).contains(&p99), "{p99}");
+        assert!(s.contains("poselink_window_drops 1\n"), "{s}");
     }
 
     #[test]

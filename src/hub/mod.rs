@@ -48,7 +48,9 @@ use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
-use poselink_hal::{Clock, MonotonicClock};
+use poselink_hal::{Clock, LinuxStats, MonotonicClock, SystemStats};
+
+use crate::monitor::PerformanceMonitor;
 
 use crate::proto::{
     self, Ack, ErrorCode, ErrorMsg, Header, Kind, LeaveReason, MAX_REASON_LEN, MemberInfo,
@@ -68,6 +70,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Housekeeping (timeouts, heartbeats, acknowledgements, room expiry) period.
 const TICK_US: u64 = 20_000;
+/// How often the process and board are sampled into the monitor, µs.
+const SAMPLE_US: u64 = 1_000_000;
 /// Bytes read from one connection before the loop turns to the others.
 const READ_BUDGET: usize = 256 * 1024;
 /// The longest HTTP request head accepted.
@@ -308,6 +312,10 @@ struct Core {
     session_counter: u64,
     /// Ended sessions that may be resumed within the room grace period.
     resumable: Vec<Resumable>,
+    /// The process's CPU, memory and SoC temperature, sampled once a second
+    /// into the monitor (allocation-free).
+    system: LinuxStats,
+    next_sample_us: u64,
 }
 
 /// What a resumed session gets back: its member id, and per room the last audio
@@ -360,7 +368,12 @@ impl Core {
             pool: Pool::new(blocks),
             rooms,
             key,
-            stats: HubStats::default(),
+            stats: HubStats {
+                monitor: PerformanceMonitor::new(cfg.monitor_config()),
+                ..HubStats::default()
+            },
+            system: LinuxStats::new(),
+            next_sample_us: now_us,
             member_slot: vec![0u32; 65_536].into_boxed_slice(),
             next_member: 0,
             scratch: vec![0u8; cfg.max_message.max(16 * 1024) + 64].into_boxed_slice(),
@@ -733,6 +746,7 @@ impl Core {
 
     fn on_ws_message(&mut self, i: usize, kind: FrameKind, bytes: &mut [u8]) {
         self.stats.bytes_in += bytes.len() as u64;
+        self.stats.monitor.record_in(self.now_us, bytes.len());
         if kind == FrameKind::Text {
             self.stats.fault(Fault::TextMessage);
             self.send_error(
@@ -1356,6 +1370,10 @@ impl Core {
         let header = packet.header();
         let audio = header.kind == Kind::Audio;
         self.stats.messages_in[audio as usize] += 1;
+        if !audio {
+            // The monitor's fps: pose frames received from publishers.
+            self.stats.monitor.record_frame(self.now_us);
+        }
         let about = header.kind as u8;
         let c = &self.conns[i];
         let Some(m) = c.membership(header.room).copied() else {
@@ -1627,9 +1645,10 @@ impl Core {
         let result = c.flush(ctrl, &mut self.pool, |pool, b| {
             stats.delivered += 1;
             stats.messages_out += 1;
-            stats
-                .relay_latency
-                .record(now.saturating_sub(pool.recv_us(b)));
+            let us = now.saturating_sub(pool.recv_us(b));
+            stats.relay_latency.record(us);
+            stats.monitor.record_latency_us(now, us);
+            stats.monitor.record_out(now, pool.bytes(b).len());
         });
         match result {
             Ok(end) => {
@@ -1865,11 +1884,32 @@ impl Core {
                 }
             }
         }
+        if now >= self.next_sample_us {
+            self.next_sample_us = now + SAMPLE_US;
+            self.sample_system();
+        }
         let expired = self.rooms.expire(now);
         if expired > 0 {
             self.stats.rooms_expired += expired as u64;
             log::debug!("{expired} empty rooms expired");
         }
+    }
+
+    /// Samples the process and the board into the monitor and logs any alert
+    /// newly raised (the monitor logs it; nothing here allocates).
+    fn sample_system(&mut self) {
+        let now = self.now_us;
+        let Ok(snap) = self.system.sample(now);
+        let queued = self.conns.iter().map(|c| c.data.len()).sum();
+        let m = &mut self.stats.monitor;
+        m.record_system(
+            now,
+            snap.process_cpu_percent,
+            snap.process_rss_bytes,
+            snap.soc_temperature_c,
+        );
+        m.record_queue_depth(queued);
+        m.check_alerts(now).for_each(drop);
     }
 
     /// Closes every connection with "going away", waiting up to a second for the
@@ -1950,7 +1990,7 @@ impl Core {
             }
             http::Request::Metrics if self.cfg.metrics => {
                 let mut body = String::with_capacity(8 * 1024);
-                metrics::render(&self.stats, &self.gauges(), &mut body);
+                metrics::render(&self.stats, &self.gauges(), self.now_us, &mut body);
                 self.http_answer(
                     i,
                     200,
@@ -1959,12 +1999,17 @@ impl Core {
                     body.as_bytes(),
                 );
             }
-            http::Request::Metrics | http::Request::NotFound => self.http_refuse(
-                i,
-                404,
-                "Not Found",
-                "This is a poselink hub: connect a WebSocket client, or GET /metrics or /healthz.",
-            ),
+            http::Request::Report if self.cfg.metrics => {
+                let body = self.stats.monitor.report_json(self.now_us);
+                self.http_answer(i, 200, "OK", "application/json", body.as_bytes());
+            }
+            http::Request::Metrics | http::Request::Report | http::Request::NotFound => self
+                .http_refuse(
+                    i,
+                    404,
+                    "Not Found",
+                    "This is a poselink hub: connect a WebSocket client, or GET /metrics, /report or /healthz.",
+                ),
             http::Request::Bad(why) => {
                 log::warn!(
                     "connection {i} ({}): not a WebSocket upgrade: {why}",

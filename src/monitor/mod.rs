@@ -6,7 +6,8 @@
 //! queue depth, drops and errors by kind, reconnects and memory growth since the
 //! first memory sample. It reports a flat name → value list, a JSON document, and
 //! threshold alerts that fire once per crossing. All memory is taken at
-//! construction; the `record_*` methods allocate nothing (reports may).
+//! construction; the `record_*` methods and `check_alerts` allocate nothing
+//! (reports may; the hub's zero-allocation test runs them on its loop).
 //!
 //! ## The time window
 //!
@@ -278,7 +279,7 @@ impl Slot {
 
 /// The latency histogram of the window, merged on query.
 struct Merged {
-    fine: Vec<u64>,
+    fine: [u64; FINE],
     count: u64,
     sum_us: u64,
     max_us: u64,
@@ -363,6 +364,13 @@ pub struct PerformanceMonitor {
     raised: [bool; 5],
 }
 
+impl Default for PerformanceMonitor {
+    /// A monitor with [`MonitorConfig::default`] (ten one-second slots, no alerts).
+    fn default() -> Self {
+        Self::new(MonitorConfig::default())
+    }
+}
+
 impl PerformanceMonitor {
     /// A monitor with all its memory taken now.
     pub fn new(config: MonitorConfig) -> Self {
@@ -427,7 +435,7 @@ impl PerformanceMonitor {
 
     fn merged(&self, now_us: u64) -> Merged {
         let mut m = Merged {
-            fine: vec![0; FINE],
+            fine: [0; FINE],
             count: 0,
             sum_us: 0,
             max_us: 0,

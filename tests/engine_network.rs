@@ -374,10 +374,40 @@ fn the_bandwidth_limit_holds_and_thins_pose_evenly() {
     ages.sort_unstable();
     let p99 = ages[ages.len() * 99 / 100];
     assert!(p99 < 150_000, "p99 frame age {p99} µs");
+
+    // The performance monitor saw the same thinning: the send rate near the
+    // limit, pose frames superseded, heartbeat round trips as its latency.
+    let report = a.performance_report().expect("the engine answers");
+    let get = |k: &str| report.get(k).unwrap_or_else(|| panic!("{k} in {report:?}"));
+    let out = get("bytes_out_per_s");
+    assert!(
+        (out - limit as f64).abs() <= 0.2 * limit as f64,
+        "monitor: {out:.0} B/s out vs limit {limit}"
+    );
+    let fps = get("fps");
+    assert!(fps > 5.0 && fps < 55.0, "thinned fps {fps}");
+    assert!(get("latency_p99_ms") < 250.0, "{report:?}");
+    let json: serde_json::Value = serde_json::from_str(&report.json).unwrap();
+    assert!(
+        json["reliability"]["drops_by_kind"]["superseded"]
+            .as_f64()
+            .is_some_and(|n| n > 0.0),
+        "{json}"
+    );
+    assert!(json["latency"]["count"].as_f64().unwrap() >= 2.0, "{json}");
+
     a.shutdown();
     b.shutdown();
-    ta.join().unwrap();
+    let m = ta.join().unwrap().metrics;
     tb.join().unwrap();
+    // Every frame handed over is accounted for: sent, or dropped for a reason.
+    let dropped = m.drops_ring
+        + m.drops_superseded
+        + m.drops_stale
+        + m.drops_evicted
+        + m.drops_refused
+        + m.drops_no_room;
+    assert_eq!(m.poses_submitted, m.poses_sent + dropped, "{m:?}");
 }
 
 #[test]

@@ -52,8 +52,9 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
-use poselink_hal::{Clock, MonotonicClock};
+use poselink_hal::{Clock, LinuxStats, MonotonicClock, SystemStats};
 
+use crate::monitor::{Alert, MonitorConfig, PerformanceMonitor};
 use crate::proto::{
     self, AudioChunk, Compressor, EncoderConfig, ErrorCode, Header, Hello, Join, Kind, Leave,
     LeaveReason, Message, NeedsKeyframe, Packet, Ping, PoseDecoder, PoseEncoder, PoseFrame, Role,
@@ -133,6 +134,15 @@ pub struct EngineConfig {
     pub playout_delay_ms: u64,
     /// Senders whose media is aligned at once (each holds about 45 KB). Default 16.
     pub max_senders: usize,
+    /// The performance monitor's windows and alert thresholds (see
+    /// [`EngineHandle::performance_report`]). Default: ten one-second slots;
+    /// alerts at 90 % CPU (of one core, the whole process), 64 MiB memory growth,
+    /// a 250 ms p99 round trip to the hub and an 80 °C SoC; no fps floor (set
+    /// `fps_below` to the capture rate to be told when sending falls behind it).
+    pub monitor: MonitorConfig,
+    /// Sample the process's CPU and memory and the board's temperature once a
+    /// second into the monitor (Linux `/proc` and `/sys`). Default true.
+    pub system_stats: bool,
 }
 
 impl Default for EngineConfig {
@@ -161,6 +171,14 @@ impl Default for EngineConfig {
             decoders: 64,
             playout_delay_ms: 0,
             max_senders: 16,
+            monitor: MonitorConfig {
+                cpu_percent: Some(90.0),
+                memory_growth_bytes: Some(64 << 20),
+                latency_p99_us: Some(250_000),
+                soc_temp_c: Some(80.0),
+                ..MonitorConfig::default()
+            },
+            system_stats: true,
         }
     }
 }
@@ -338,6 +356,9 @@ pub enum Event {
         /// How many.
         count: u64,
     },
+    /// A performance alert: a monitored value crossed its threshold (raised
+    /// once per crossing; see [`EngineConfig::monitor`]).
+    Alert(Alert),
     /// The hub reported an error.
     Error {
         /// The code.
@@ -437,6 +458,24 @@ enum Command {
     },
     Leave(RoomId),
     Bandwidth(u64),
+    Report(mpsc::SyncSender<PerformanceReport>),
+}
+
+/// The engine's performance monitor, as [`EngineHandle::performance_report`]
+/// returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerformanceReport {
+    /// Name → value, as [`PerformanceMonitor::get_performance_metrics`] lists them.
+    pub metrics: Vec<(&'static str, f64)>,
+    /// The JSON report of [`PerformanceMonitor::report_json`].
+    pub json: String,
+}
+
+impl PerformanceReport {
+    /// The value of one metric, if known.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.metrics.iter().find(|m| m.0 == name).map(|m| m.1)
+    }
 }
 
 struct Shared {
@@ -556,6 +595,23 @@ impl EngineHandle {
     /// waits, older ones are replaced or age out), never queued into latency.
     pub fn set_bandwidth_limit(&self, bytes_per_sec: u64) {
         let _ = self.command(Command::Bandwidth(bytes_per_sec));
+    }
+
+    /// The performance monitor's view of the last ten seconds, asked of the
+    /// engine's loop (waits for its answer, at most `join_timeout_ms`; `None` if
+    /// the engine has stopped). What it measures: `latency_*` is the round trip
+    /// to the hub (the heartbeat pings); `fps` pose frames sent;
+    /// `msgs_out`/`bytes_out` everything written, `msgs_in`/`bytes_in` everything
+    /// received; `queue_depth` the send queue; drops by kind (`ring`,
+    /// `superseded`, `evicted`, `refused`, `stale`, `no_room`, `audio_lost`);
+    /// errors by the hub's error code names; reconnects; and, with
+    /// [`EngineConfig::system_stats`], the process's CPU and memory and the SoC
+    /// temperature. Builds the report, so it allocates: call it now and then
+    /// (say once a second), not per frame.
+    pub fn performance_report(&self) -> Option<PerformanceReport> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.command(Command::Report(tx)).ok()?;
+        rx.recv_timeout(self.shared.join_timeout).ok()
     }
 
     fn command(&self, cmd: Command) -> Result<(), ()> {
@@ -687,6 +743,8 @@ const SOCKET: Token = Token(1);
 /// Bytes waiting in the transmit buffer above which the send queue is not drained:
 /// beyond this, the queue's drop rules decide, not a growing backlog.
 const TX_WATERMARK: usize = 16 * 1024;
+/// How often the system is sampled into the monitor (and alerts checked), µs.
+const SAMPLE_US: u64 = 1_000_000;
 const TX_CAPACITY: usize = 128 * 1024;
 const RX_CAPACITY: usize = 96 * 1024;
 const MAX_PAYLOAD: usize = proto::MAX_MESSAGE_LEN;
@@ -859,6 +917,12 @@ struct Loop {
     members: Vec<(RoomId, u16, u64)>,
     /// Per-sender aligners (allocated at start-up, reused).
     syncs: Vec<SenderSync>,
+    monitor: PerformanceMonitor,
+    /// Sampled into the monitor once a second (allocation-free).
+    system: Option<LinuxStats>,
+    next_sample_us: u64,
+    /// Ring drops (counted on the app's thread) already given to the monitor.
+    ring_drops_seen: u64,
 }
 
 impl Loop {
@@ -916,6 +980,10 @@ impl Loop {
                 })
                 .collect(),
             compressor: Compressor::new(cfg.encoder.compress_threshold),
+            monitor: PerformanceMonitor::new(cfg.monitor.clone()),
+            system: cfg.system_stats.then(LinuxStats::new),
+            next_sample_us: now,
+            ring_drops_seen: 0,
             rooms,
             url,
             shared,
@@ -1062,6 +1130,13 @@ impl Loop {
             match cmd {
                 Command::Join { name, role, reply } => self.cmd_join(name, role, reply, now),
                 Command::Leave(id) => self.cmd_leave(id),
+                Command::Report(reply) => {
+                    self.sample_system(now);
+                    let _ = reply.try_send(PerformanceReport {
+                        metrics: self.monitor.get_performance_metrics(now),
+                        json: self.monitor.report_json(now),
+                    });
+                }
                 Command::Bandwidth(bps) => {
                     self.bucket = (bps > 0).then(|| bucket_for(bps, now));
                     log::info!(
@@ -1167,12 +1242,14 @@ impl Loop {
         let c = &self.shared.counters;
         if !self.rooms.get(room as usize).is_some_and(|r| r.in_use) {
             bump(&c.drops_no_room, 1);
+            self.monitor.record_drop("no_room");
             return;
         }
         // The slab has a slot per queue entry; when the queue is full the push
         // below frees one, so take the slot only after making sure one is free.
         let Some(slot) = self.free.pop() else {
             bump(&c.drops_refused, 1);
+            self.monitor.record_drop("refused");
             return;
         };
         self.slab[slot as usize] = item;
@@ -1188,14 +1265,17 @@ impl Loop {
             Pushed::Queued => {}
             Pushed::Superseded(old) => {
                 bump(&c.drops_superseded, 1);
+                self.monitor.record_drop("superseded");
                 self.release(old.item);
             }
             Pushed::Evicted(old) => {
                 bump(&c.drops_evicted, 1);
+                self.monitor.record_drop("evicted");
                 self.release(old.item);
             }
             Pushed::Refused(e) => {
                 bump(&c.drops_refused, 1);
+                self.monitor.record_drop("refused");
                 self.release(e.item);
             }
         }
@@ -1230,6 +1310,10 @@ impl Loop {
             }
             let mut stale = std::mem::take(&mut self.stale);
             let next = self.queue.pop_with(now, |e| stale.push(e.item));
+            if !stale.is_empty() {
+                bump(&self.shared.counters.drops_stale, stale.len() as u64);
+                self.monitor.record_drops("stale", stale.len() as u64);
+            }
             for &s in &stale {
                 self.release(s);
             }
@@ -1254,6 +1338,7 @@ impl Loop {
         else {
             // The room was left (or refused on rejoin) while this waited.
             bump(&self.shared.counters.drops_no_room, 1);
+            self.monitor.record_drop("no_room");
             return;
         };
         let member = self.member;
@@ -1272,6 +1357,7 @@ impl Loop {
                     None => {
                         self.scratch = scratch;
                         bump(&self.shared.counters.drops_refused, 1);
+                        self.monitor.record_drop("refused");
                         return;
                     }
                 };
@@ -1297,8 +1383,12 @@ impl Loop {
                     }
                 }
                 if self.queue_frame(FrameKind::Binary, &mut scratch[..n]) {
+                    self.monitor.record_out(now, n);
                     match &item {
-                        Item::Pose(_) => bump(&self.shared.counters.poses_sent, 1),
+                        Item::Pose(_) => {
+                            bump(&self.shared.counters.poses_sent, 1);
+                            self.monitor.record_frame(now);
+                        }
                         Item::Audio(chunk) => {
                             bump(&self.shared.counters.audio_sent, 1);
                             let lost = self.rooms[id].replay.push(
@@ -1308,6 +1398,7 @@ impl Loop {
                             );
                             if lost > 0 {
                                 bump(&self.shared.counters.audio_lost, lost as u64);
+                                self.monitor.record_drops("audio_lost", lost as u64);
                                 self.emit(Event::AudioLost {
                                     room: entry.room,
                                     count: lost as u64,
@@ -1411,6 +1502,13 @@ impl Loop {
     // ---- the connection -------------------------------------------------------------
 
     fn timers(&mut self, now: u64) {
+        if now >= self.next_sample_us {
+            self.next_sample_us = now + SAMPLE_US;
+            self.sample_system(now);
+            for alert in self.monitor.check_alerts(now) {
+                self.emit(Event::Alert(alert));
+            }
+        }
         match self.phase {
             Phase::Down if now >= self.retry_at_us && !self.shared.stop.load(Ordering::Relaxed) => {
                 self.connect(now)
@@ -1445,6 +1543,24 @@ impl Loop {
                 }
             }
         }
+    }
+
+    /// Brings the process's CPU and memory, the send queue's depth and the app
+    /// thread's ring drops into the monitor. Allocates nothing.
+    fn sample_system(&mut self, now: u64) {
+        if let Some(Ok(snap)) = self.system.as_mut().map(|s| s.sample(now)) {
+            self.monitor.record_system(
+                now,
+                snap.process_cpu_percent,
+                snap.process_rss_bytes,
+                snap.soc_temperature_c,
+            );
+        }
+        self.monitor.record_queue_depth(self.queue.len());
+        let ring = self.shared.counters.drops_ring.load(Ordering::Relaxed);
+        self.monitor
+            .record_drops("ring", ring.saturating_sub(self.ring_drops_seen));
+        self.ring_drops_seen = ring;
     }
 
     fn connect(&mut self, now: u64) {
@@ -1665,6 +1781,7 @@ impl Loop {
     }
 
     fn on_message(&mut self, bytes: &[u8], now: u64) {
+        self.monitor.record_in(now, bytes.len());
         let packet = match Packet::new_checked(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -1693,6 +1810,7 @@ impl Loop {
                 self.connections += 1;
                 if self.connections > 1 {
                     bump(&self.shared.counters.reconnects, 1);
+                    self.monitor.record_reconnect();
                 }
                 self.backoff.reset();
                 self.last_ping_us = now;
@@ -1803,6 +1921,7 @@ impl Loop {
                 }
             }
             Message::Error(e) => {
+                self.monitor.record_error(e.code.name());
                 // A join refused (the oldest unanswered one): answer the waiting
                 // join_room, or give up a room that could not be restored.
                 if e.about == Kind::Join as u8
@@ -1848,6 +1967,7 @@ impl Loop {
                 let rtt =
                     (now.saturating_sub(p.t0_us)).saturating_sub(p.t2_us.saturating_sub(p.t1_us));
                 self.shared.counters.rtt_us.store(rtt, Ordering::Relaxed);
+                self.monitor.record_latency_us(now, rtt);
             }
             Message::Ping(p) => {
                 let pong = Message::Pong(proto::Pong {

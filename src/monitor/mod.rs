@@ -203,14 +203,14 @@ impl KindTable {
         }
     }
 
-    fn add(&mut self, kind: &'static str) {
-        self.total += 1;
+    fn add(&mut self, kind: &'static str, n: u64) {
+        self.total += n;
         if let Some(e) = self.entries.iter_mut().find(|e| e.0 == kind) {
-            e.1 += 1;
+            e.1 += n;
         } else if self.entries.len() < self.cap {
-            self.entries.push((kind, 1)); // within the reserved capacity
+            self.entries.push((kind, n)); // within the reserved capacity
         } else {
-            self.other += 1;
+            self.other += n;
         }
     }
 
@@ -516,12 +516,19 @@ impl PerformanceMonitor {
 
     /// Counts one drop of `kind`.
     pub fn record_drop(&mut self, kind: &'static str) {
-        self.drops.add(kind);
+        self.drops.add(kind, 1);
+    }
+
+    /// Counts `n` drops of `kind` (counted elsewhere and brought in at once).
+    pub fn record_drops(&mut self, kind: &'static str, n: u64) {
+        if n > 0 {
+            self.drops.add(kind, n);
+        }
     }
 
     /// Counts one error of `kind`.
     pub fn record_error(&mut self, kind: &'static str) {
-        self.errors.add(kind);
+        self.errors.add(kind, 1);
     }
 
     /// Counts one reconnect.

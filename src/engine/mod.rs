@@ -385,6 +385,10 @@ pub struct EngineMetrics {
     pub audio_replayed: u64,
     /// Bytes written to the socket.
     pub bytes_sent: u64,
+    /// Bytes of the pose messages sent (protocol messages, without the
+    /// WebSocket framing): `pose_bytes_sent / poses_sent` is the size of a frame
+    /// on the wire.
+    pub pose_bytes_sent: u64,
     /// Pose frames replaced in the hand-over ring (the loop was behind).
     pub drops_ring: u64,
     /// Pose frames replaced by a newer one in the send queue.
@@ -401,6 +405,11 @@ pub struct EngineMetrics {
     pub audio_lost: u64,
     /// Events dropped because the app did not take them.
     pub events_dropped: u64,
+    /// Protocol messages received from the hub, and their bytes (without the
+    /// WebSocket framing).
+    pub messages_received: u64,
+    /// See `messages_received`.
+    pub bytes_received: u64,
     /// Pose frames received and decoded.
     pub poses_received: u64,
     /// Audio chunks received.
@@ -409,6 +418,9 @@ pub struct EngineMetrics {
     pub reconnects: u64,
     /// The last round trip to the hub, µs.
     pub rtt_us: u64,
+    /// CPU time the engine's thread has used, µs (updated ten times a second;
+    /// 0 where the platform cannot tell).
+    pub thread_cpu_us: u64,
 }
 
 #[derive(Default)]
@@ -420,6 +432,7 @@ struct Counters {
     audio_sent: AtomicU64,
     audio_replayed: AtomicU64,
     bytes_sent: AtomicU64,
+    pose_bytes_sent: AtomicU64,
     drops_ring: AtomicU64,
     drops_superseded: AtomicU64,
     drops_evicted: AtomicU64,
@@ -428,10 +441,13 @@ struct Counters {
     drops_no_room: AtomicU64,
     audio_lost: AtomicU64,
     events_dropped: AtomicU64,
+    messages_received: AtomicU64,
+    bytes_received: AtomicU64,
     poses_received: AtomicU64,
     audio_received: AtomicU64,
     reconnects: AtomicU64,
     rtt_us: AtomicU64,
+    thread_cpu_us: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -673,6 +689,7 @@ impl EngineHandle {
             audio_sent: g(&c.audio_sent),
             audio_replayed: g(&c.audio_replayed),
             bytes_sent: g(&c.bytes_sent),
+            pose_bytes_sent: g(&c.pose_bytes_sent),
             drops_ring: g(&c.drops_ring),
             drops_superseded: g(&c.drops_superseded),
             drops_evicted: g(&c.drops_evicted),
@@ -681,10 +698,13 @@ impl EngineHandle {
             drops_no_room: g(&c.drops_no_room),
             audio_lost: g(&c.audio_lost),
             events_dropped: g(&c.events_dropped),
+            messages_received: g(&c.messages_received),
+            bytes_received: g(&c.bytes_received),
             poses_received: g(&c.poses_received),
             audio_received: g(&c.audio_received),
             reconnects: g(&c.reconnects),
             rtt_us: g(&c.rtt_us),
+            thread_cpu_us: g(&c.thread_cpu_us),
         }
     }
 
@@ -921,6 +941,7 @@ struct Loop {
     /// Sampled into the monitor once a second (allocation-free).
     system: Option<LinuxStats>,
     next_sample_us: u64,
+    next_cpu_us: u64,
     /// Ring drops (counted on the app's thread) already given to the monitor.
     ring_drops_seen: u64,
 }
@@ -983,6 +1004,7 @@ impl Loop {
             monitor: PerformanceMonitor::new(cfg.monitor.clone()),
             system: cfg.system_stats.then(LinuxStats::new),
             next_sample_us: now,
+            next_cpu_us: now,
             ring_drops_seen: 0,
             rooms,
             url,
@@ -1387,6 +1409,7 @@ impl Loop {
                     match &item {
                         Item::Pose(_) => {
                             bump(&self.shared.counters.poses_sent, 1);
+                            bump(&self.shared.counters.pose_bytes_sent, n as u64);
                             self.monitor.record_frame(now);
                         }
                         Item::Audio(chunk) => {
@@ -1502,6 +1525,15 @@ impl Loop {
     // ---- the connection -------------------------------------------------------------
 
     fn timers(&mut self, now: u64) {
+        if now >= self.next_cpu_us {
+            // Ten times a second: a reader computing CPU % per second sees
+            // at most a tenth of a second of aliasing.
+            self.next_cpu_us = now + SAMPLE_US / 10;
+            if let Some(us) = poselink_hal::clock::thread_cpu_us() {
+                let c = &self.shared.counters.thread_cpu_us;
+                c.store(us, Ordering::Relaxed);
+            }
+        }
         if now >= self.next_sample_us {
             self.next_sample_us = now + SAMPLE_US;
             self.sample_system(now);
@@ -1782,6 +1814,8 @@ impl Loop {
 
     fn on_message(&mut self, bytes: &[u8], now: u64) {
         self.monitor.record_in(now, bytes.len());
+        bump(&self.shared.counters.messages_received, 1);
+        bump(&self.shared.counters.bytes_received, bytes.len() as u64);
         let packet = match Packet::new_checked(bytes) {
             Ok(p) => p,
             Err(e) => {

@@ -399,6 +399,16 @@ pub fn render(stats: &HubStats, g: &Gauges, now_us: u64, out: &mut String) {
         );
     }
     process_metrics(out);
+    // Rendered on the loop's thread, so this is the loop's own CPU time (the
+    // process's may include an embedding application's threads).
+    if let Some(us) = poselink_hal::clock::thread_cpu_us() {
+        let name = "poselink_loop_cpu_seconds_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} CPU time used by the hub's event loop thread.\n# TYPE {name} counter\n{name} {}",
+            us as f64 / 1e6
+        );
+    }
     window_metrics(&stats.monitor, now_us, out);
 }
 

@@ -142,7 +142,15 @@ impl Hub {
             waker,
         };
         if config.dev {
-            log::warn!(
+            // On loopback only this machine's processes can reach it: say so
+            // quietly (the demo runs so); on any other address, loudly.
+            let level = if addr.ip().is_loopback() {
+                log::Level::Info
+            } else {
+                log::Level::Warn
+            };
+            log::log!(
+                level,
                 "DEV MODE: anonymous access is on; anyone who can reach {addr} may join any room as owner. Never run --dev in production."
             );
         }

@@ -508,6 +508,23 @@ impl PerformanceMonitor {
         self.total_out += 1;
     }
 
+    /// Records `msgs` messages of `bytes` bytes in all received since the last
+    /// call, for counters kept elsewhere and brought in now and then.
+    pub fn record_in_many(&mut self, now_us: u64, msgs: u64, bytes: u64) {
+        let s = self.slot(now_us);
+        s.msgs_in += msgs;
+        s.bytes_in += bytes;
+        self.total_in += msgs;
+    }
+
+    /// Like [`record_in_many`](Self::record_in_many), for messages sent.
+    pub fn record_out_many(&mut self, now_us: u64, msgs: u64, bytes: u64) {
+        let s = self.slot(now_us);
+        s.msgs_out += msgs;
+        s.bytes_out += bytes;
+        self.total_out += msgs;
+    }
+
     /// Records the current queue depth (kept: the last and the maximum).
     pub fn record_queue_depth(&mut self, n: usize) {
         self.queue_last = n;

@@ -1,6 +1,6 @@
-//! `poselink`: the command-line front end — run a hub, mint access tokens, stream
-//! a capture device's pose and audio into a room, watch a room (and, in later
-//! versions, demo and bench).
+//! `poselink`: the command-line front end — run the demo, run a hub, mint access
+//! tokens, stream a capture device's pose and audio into a room, watch a room
+//! (and, in a later version, bench).
 //!
 //! One module per subcommand; each exposes an `Args` struct (clap derive) and a
 //! `run(args) -> Result<(), CliError>`. To add a subcommand: write its module, add
@@ -10,6 +10,7 @@
 //! configuration or usage error ([`EXIT_CONFIG`], the same code clap uses for a bad
 //! command line).
 
+mod demo_cmd;
 mod hub_cmd;
 mod secret;
 mod send_cmd;
@@ -43,6 +44,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run everything on this machine and measure it: an in-process hub, simulated
+    /// devices streaming pose and audio, a receiver; a live table, then a performance report
+    Demo(demo_cmd::DemoArgs),
     /// Run the relay hub: accept WebSocket connections and relay pose and audio within rooms
     Hub(hub_cmd::HubArgs),
     /// Mint an HS256 access token (JWT) and print it to stdout
@@ -87,13 +91,23 @@ impl fmt::Display for CliError {
 }
 
 fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging_at("info");
+}
+
+/// Logging at `level` unless `RUST_LOG` says otherwise.
+fn init_logging_at(level: &str) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo's output is its table: only warnings and errors interleave.
+    match cli.command {
+        Command::Demo(_) => init_logging_at("warn"),
+        _ => init_logging(),
+    }
     let result = match cli.command {
+        Command::Demo(args) => demo_cmd::run(args),
         Command::Hub(args) => hub_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
         Command::Send(args) => send_cmd::run(args),

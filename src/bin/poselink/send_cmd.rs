@@ -338,6 +338,12 @@ pub fn describe_event(ev: &Event) -> Option<String> {
             format!("{count} audio chunks lost (not acknowledged while the connection was down)")
         }
         Event::Error { code, reason } => format!("the hub reports {}: {reason}", code.name()),
+        Event::Alert(a) => format!(
+            "performance alert {}: {:.1} past the threshold {:.1}",
+            a.kind.name(),
+            a.value,
+            a.threshold
+        ),
         _ => return None,
     })
 }

@@ -92,6 +92,13 @@ pub struct Conn {
     pub in_again: bool,
     /// The last readiness event said the peer closed its side: read to the end.
     pub hup: bool,
+    /// The client asked for the `poselink.json` subprotocol: it sends and gets
+    /// JSON text messages, translated at the hub's edges.
+    pub json: bool,
+    /// Sequence numbers for a JSON client's pose and audio that give none.
+    pub json_pose_seq: u32,
+    /// See `json_pose_seq`.
+    pub json_audio_seq: u32,
     /// After the outbound side empties: half-close and wait for the peer.
     pub close_when_flushed: bool,
     pub write_shut: bool,
@@ -158,6 +165,9 @@ impl Conn {
             dirty: false,
             in_again: false,
             hup: false,
+            json: false,
+            json_pose_seq: 0,
+            json_audio_seq: 0,
             close_when_flushed: false,
             write_shut: false,
             member: 0,
@@ -189,6 +199,11 @@ impl Conn {
 
     /// Appends a whole server frame (header + payload) to the control FIFO.
     /// `false` if it does not fit: the receiver is not reading.
+    /// Bytes the control FIFO can take now.
+    pub fn ctrl_room(&self, capacity: usize) -> usize {
+        capacity - (self.ctrl_tail - self.ctrl_head)
+    }
+
     pub fn push_ctrl_frame(&mut self, ctrl: &mut [u8], kind: FrameKind, payload: &[u8]) -> bool {
         let mut head = [0u8; 10];
         let Some(hl) = ws::write_header(&mut head, kind, true, payload.len()) else {

@@ -8,8 +8,10 @@ use tungstenite::handshake::server::{create_response, write_response};
 
 /// What a request head asks for.
 pub enum Request {
-    /// A valid WebSocket upgrade; the bytes are the `101 Switching Protocols` answer.
-    Upgrade(Vec<u8>),
+    /// A valid WebSocket upgrade; the bytes are the `101 Switching Protocols`
+    /// answer, and whether the client chose JSON mode (the `poselink.json`
+    /// subprotocol, then named in the answer).
+    Upgrade(Vec<u8>, bool),
     /// `GET /healthz`.
     Healthz,
     /// `GET /metrics`.
@@ -42,11 +44,23 @@ pub fn parse_request(head: &[u8]) -> Request {
             _ => Request::NotFound,
         };
     }
+    let json = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(super::json::offers_json);
     match create_response(&req) {
-        Ok(resp) => {
+        Ok(mut resp) => {
+            if json {
+                resp.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    tungstenite::http::HeaderValue::from_static(super::json::SUBPROTOCOL),
+                );
+            }
             let mut out = Vec::with_capacity(256);
             match write_response(&mut out, &resp) {
-                Ok(()) => Request::Upgrade(out),
+                Ok(()) => Request::Upgrade(out, json),
                 Err(e) => Request::Bad(e.to_string()),
             }
         }
@@ -74,10 +88,12 @@ mod tests {
     #[test]
     fn upgrade_health_metrics_and_garbage() {
         let up = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-        let Request::Upgrade(resp) = parse_request(up) else {
+        let Request::Upgrade(resp, json) = parse_request(up) else {
             panic!("not an upgrade")
         };
+        assert!(!json);
         let text = String::from_utf8(resp).unwrap();
+        assert!(!text.to_ascii_lowercase().contains("sec-websocket-protocol"));
         assert!(text.starts_with("HTTP/1.1 101"), "{text}");
         // RFC 6455 §1.3's example key and accept value.
         assert!(text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{text}");

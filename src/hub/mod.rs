@@ -31,6 +31,7 @@
 mod config;
 mod conn;
 mod http;
+mod json;
 mod metrics;
 mod pool;
 
@@ -51,6 +52,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use poselink_hal::{Clock, LinuxStats, MonotonicClock, SystemStats};
 
 use crate::monitor::PerformanceMonitor;
+use crate::proto::PoseDecoder;
 
 use crate::proto::{
     self, Ack, ErrorCode, ErrorMsg, Header, Kind, LeaveReason, MAX_REASON_LEN, MemberInfo,
@@ -70,6 +72,8 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Housekeeping (timeouts, heartbeats, acknowledgements, room expiry) period.
 const TICK_US: u64 = 20_000;
+/// Pose decoders the hub keeps for JSON receivers, at most.
+const JSON_DECODERS: usize = 1024;
 /// How often the process and board are sampled into the monitor, µs.
 const SAMPLE_US: u64 = 1_000_000;
 /// Bytes read from one connection before the loop turns to the others.
@@ -320,6 +324,17 @@ struct Core {
     session_counter: u64,
     /// Ended sessions that may be resumed within the room grace period.
     resumable: Vec<Resumable>,
+    /// JSON mode: translation space for inbound messages.
+    json_in: Vec<u8>,
+    /// JSON mode: the message being fanned out, as JSON (translated once for
+    /// every JSON receiver; `None` inside: it could not be decoded).
+    json_media: Option<(u32, Option<String>)>,
+    /// JSON mode: whether the block being enqueued is live (fanned out now) or a
+    /// cached keyframe served to one receiver.
+    json_live: bool,
+    /// JSON mode: pose decoders per (publisher member, room, person), kept while
+    /// JSON receivers get that stream.
+    json_decoders: Vec<((u16, u16, u32), PoseDecoder)>,
     /// The process's CPU, memory and SoC temperature, sampled once a second
     /// into the monitor (allocation-free).
     system: LinuxStats,
@@ -381,6 +396,10 @@ impl Core {
                 ..HubStats::default()
             },
             system: LinuxStats::new(),
+            json_in: Vec::new(),
+            json_media: None,
+            json_live: false,
+            json_decoders: Vec::new(),
             next_sample_us: now_us,
             member_slot: vec![0u32; 65_536].into_boxed_slice(),
             next_member: 0,
@@ -755,16 +774,59 @@ impl Core {
     fn on_ws_message(&mut self, i: usize, kind: FrameKind, bytes: &mut [u8]) {
         self.stats.bytes_in += bytes.len() as u64;
         self.stats.monitor.record_in(self.now_us, bytes.len());
+        if kind == FrameKind::Text && self.conns[i].json {
+            return self.on_json_text(i, bytes);
+        }
         if kind == FrameKind::Text {
             self.stats.fault(Fault::TextMessage);
             self.send_error(
                 i,
                 ErrorCode::BAD_MESSAGE,
                 0,
-                "text messages are not part of protocol 1.0: send each message as one binary WebSocket message",
+                "text messages are not part of protocol 1.0: send each message as one binary WebSocket message (or ask for the poselink.json subprotocol to speak JSON)",
             );
             return;
         }
+        self.on_binary_message(i, bytes);
+    }
+
+    /// A JSON-mode client's text message: translated to the binary message and
+    /// handled as one (limits, checks and relay included).
+    fn on_json_text(&mut self, i: usize, text: &[u8]) {
+        let mut buf = std::mem::take(&mut self.json_in);
+        buf.resize(self.cfg.max_message.max(8 * 1024), 0);
+        let c = &mut self.conns[i];
+        let (mut pose_seq, mut audio_seq) = (c.json_pose_seq, c.json_audio_seq);
+        let member = c.member;
+        let handles: Vec<(String, u16)> = c
+            .rooms
+            .iter()
+            .filter_map(|m| Some((self.rooms.name(m.handle)?.to_string(), m.handle)))
+            .collect();
+        let lookup = |name: &str| handles.iter().find(|h| h.0 == name).map(|h| h.1);
+        let mut ctx = json::Inbound {
+            member,
+            now_us: self.now_us,
+            room: &lookup,
+            pose_seq: &mut pose_seq,
+            audio_seq: &mut audio_seq,
+        };
+        let result = json::to_binary(text, &mut ctx, &mut buf);
+        let c = &mut self.conns[i];
+        c.json_pose_seq = pose_seq;
+        c.json_audio_seq = audio_seq;
+        match result {
+            Ok(n) => self.on_binary_message(i, &mut buf[..n]),
+            Err(why) => {
+                let (code, reason) = json::translation_error(&why);
+                log::debug!("connection {i}: {reason}");
+                self.send_error(i, code, 0, &reason);
+            }
+        }
+        self.json_in = buf;
+    }
+
+    fn on_binary_message(&mut self, i: usize, bytes: &mut [u8]) {
         // Flood control, before any parsing.
         let now = self.now_us;
         let c = &mut self.conns[i];
@@ -1472,7 +1534,7 @@ impl Core {
             if r == i || self.conns[r].state != State::Session {
                 continue;
             }
-            if !audio {
+            if !audio && !self.conns[r].json {
                 if standalone {
                     self.conns[r].resync_set(i as u32, false);
                 } else if self.conns[r].resync_get(i as u32) {
@@ -1480,8 +1542,11 @@ impl Core {
                     continue;
                 }
             }
+            self.json_live = true;
             self.enqueue_media(r, block);
+            self.json_live = false;
         }
+        self.json_media = None;
         self.pool.release(block);
         if !self.keyframe_wanted.is_empty() {
             self.request_owed_keyframes();
@@ -1518,6 +1583,9 @@ impl Core {
     /// pose goes (or, with no pose queued, the oldest audio), counted, and the
     /// receiver waits for that publisher's next keyframe.
     fn enqueue_media(&mut self, r: usize, b: u32) {
+        if self.conns[r].json {
+            return self.enqueue_json_media(r, b);
+        }
         let depth = self.cfg.queue_depth;
         let c = &mut self.conns[r];
         if c.data.len() >= depth {
@@ -1554,6 +1622,100 @@ impl Core {
 
     // ---- output ----------------------------------------------------------------
 
+    /// A media message for a JSON receiver: translated to JSON text (once per
+    /// fan-out, for every JSON receiver of the room) and written to its control
+    /// FIFO; dropped and counted when that has no room (a slow JSON receiver loses
+    /// media, never control).
+    fn enqueue_json_media(&mut self, r: usize, b: u32) {
+        let text = match &self.json_media {
+            Some((blk, t)) if *blk == b && self.json_live => t.clone(),
+            _ => {
+                let t = self.media_to_json(b);
+                if self.json_live {
+                    self.json_media = Some((b, t.clone()));
+                }
+                t
+            }
+        };
+        let Some(text) = text else {
+            return;
+        };
+        let audio = self.pool.meta(b).audio;
+        if self.conns[r].ctrl_room(self.ctrl_size) < text.len() + 16 {
+            self.stats.drop(if audio {
+                Drop::SlowAudio
+            } else {
+                Drop::SlowPose
+            });
+            return;
+        }
+        if self.push_ctrl_frame(r, FrameKind::Text, text.as_bytes()) {
+            self.stats.delivered += 1;
+            self.stats.messages_out += 1;
+            if !self.conns[r].has_output() {
+                self.conns[r].last_progress_us = self.now_us;
+            }
+            self.mark_dirty(r);
+        }
+    }
+
+    /// A relayed media message as JSON. Pose is decoded: a live stream through
+    /// the hub's decoder for it (created on first use; a delta it cannot decode
+    /// yet asks the publisher for a keyframe), a served keyframe on its own.
+    fn media_to_json(&mut self, b: u32) -> Option<String> {
+        let stored = self.pool.bytes(b);
+        // The block starts with the binary frame's header: 2 bytes, or 4 with
+        // a 16-bit length.
+        let hl = if stored.get(1)? & 0x7f == 126 { 4 } else { 2 };
+        let bytes = stored.get(hl..)?.to_vec();
+        let meta = self.pool.meta(b);
+        let packet = Packet::new_checked(&bytes[..]).ok()?;
+        let header = packet.header();
+        let room = self.rooms.name(header.room).map(str::to_string);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let text = match packet.message(&mut scratch) {
+            Ok(Message::Audio(a)) => Some(json::audio_to_json(&header, &a, room.as_deref())),
+            Ok(Message::Pose(p)) => {
+                let standalone = !matches!(p.coding, PoseCoding::Delta { .. });
+                let key = (header.sender, header.room, p.person);
+                let decoded = if standalone && !self.json_live {
+                    PoseDecoder::default().decode(&header, &p).copied()
+                } else {
+                    let k = match self.json_decoders.iter().position(|d| d.0 == key) {
+                        Some(k) => k,
+                        None => {
+                            if self.json_decoders.len() >= JSON_DECODERS {
+                                self.json_decoders.remove(0);
+                            }
+                            self.json_decoders.push((key, PoseDecoder::default()));
+                            self.json_decoders.len() - 1
+                        }
+                    };
+                    self.json_decoders[k].1.decode(&header, &p).copied()
+                };
+                match decoded {
+                    Ok(frame) => Some(json::pose_to_json(
+                        &header,
+                        &frame,
+                        room.as_deref(),
+                        standalone,
+                    )),
+                    Err(_) => {
+                        // Joined mid-stream: ask the publisher for a keyframe.
+                        if self.keyframe_wanted.len() < self.keyframe_wanted.capacity() {
+                            self.keyframe_wanted
+                                .push((meta.publisher, header.room, p.person));
+                        }
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.scratch = scratch;
+        text
+    }
+
     fn mark_dirty(&mut self, i: usize) {
         if let Some(c) = self.conns.get_mut(i)
             && !c.dirty
@@ -1583,7 +1745,20 @@ impl Core {
     }
 
     fn push_message(&mut self, i: usize, bytes: &[u8]) {
-        if self.push_ctrl_frame(i, FrameKind::Binary, bytes) {
+        let pushed = if self.conns[i].json {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let rooms = &self.rooms;
+            let text =
+                json::control_to_json(bytes, &mut scratch, &|h| rooms.name(h).map(str::to_string));
+            self.scratch = scratch;
+            match text {
+                Some(t) => self.push_ctrl_frame(i, FrameKind::Text, t.as_bytes()),
+                None => true, // nothing a JSON client is sent
+            }
+        } else {
+            self.push_ctrl_frame(i, FrameKind::Binary, bytes)
+        };
+        if pushed {
             self.stats.messages_out += 1;
             if !self.conns[i].has_output() {
                 self.conns[i].last_progress_us = self.now_us;
@@ -1972,12 +2147,15 @@ impl Core {
     fn on_http_request(&mut self, i: usize, head_len: usize) {
         let sz = self.rx_size;
         match http::parse_request(&self.rx_arena[i * sz..i * sz + head_len]) {
-            http::Request::Upgrade(response) => {
+            http::Request::Upgrade(response, json) => {
                 if !self.push_ctrl_raw(i, &[&response]) {
                     return self.teardown(i, LeaveReason::Disconnected);
                 }
                 // Bytes after the request head are the first frames.
                 let c = &mut self.conns[i];
+                c.json = json;
+                c.json_pose_seq = 0;
+                c.json_audio_seq = 0;
                 self.rx_arena[i * sz..(i + 1) * sz].copy_within(head_len..c.rx_len, 0);
                 c.rx_len -= head_len;
                 c.state = State::AwaitHello;

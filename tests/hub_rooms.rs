@@ -1102,3 +1102,51 @@ fn audio_is_acknowledged_and_duplicates_are_not_relayed() {
         2.0
     );
 }
+
+#[test]
+fn rooms_are_listed_with_members_rate_and_drops() {
+    let hub = dev_hub();
+    let mut a = Client::session(hub.addr, "");
+    let mut b = Client::session(hub.addr, "");
+    let mut c = Client::session(hub.addr, "");
+    let h = join_snapshot(&mut a, "listed-1", Role::Owner).handle;
+    join_snapshot(&mut b, "listed-1", Role::Viewer);
+    join_snapshot(&mut c, "listed-2", Role::Owner);
+    let (status, body) = hub.http_get("/rooms");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let find = |v: &serde_json::Value, name: &str| {
+        v["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {v}"))
+    };
+    assert_eq!(find(&v, "listed-1")["members"], 2);
+    assert_eq!(find(&v, "listed-2")["members"], 1);
+    // About 50 frames a second; after 2.2 s (two samples) the listing, taken
+    // while publishing goes on, shows the rate of the last second.
+    let mut s = PoseStream::new(5);
+    let start = Instant::now();
+    let mut sent = 0u32;
+    while start.elapsed() < Duration::from_millis(2_200) {
+        publish(&mut a, &mut s, h);
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, body) = hub.http_get("/rooms");
+    let rate = f64::from(sent) / start.elapsed().as_secs_f64();
+    for _ in 0..sent {
+        next_media(&mut b);
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let fps = find(&v, "listed-1")["fps"].as_f64().unwrap();
+    assert!(
+        (fps - rate).abs() <= 0.4 * rate,
+        "fps {fps} in {v}, published at {rate:.1}/s"
+    );
+    assert_eq!(find(&v, "listed-1")["drops"], 0);
+    assert_eq!(find(&v, "listed-2")["fps"], 0.0);
+}

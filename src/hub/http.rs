@@ -18,6 +18,8 @@ pub enum Request {
     Metrics,
     /// `GET /report`: the performance monitor's JSON report.
     Report,
+    /// `GET /rooms`: the rooms as JSON.
+    Rooms,
     /// A plain GET of another path.
     NotFound,
     /// Not HTTP, or an upgrade that breaks RFC 6455: why.
@@ -41,6 +43,7 @@ pub fn parse_request(head: &[u8]) -> Request {
             "/healthz" => Request::Healthz,
             "/metrics" => Request::Metrics,
             "/report" => Request::Report,
+            "/rooms" => Request::Rooms,
             _ => Request::NotFound,
         };
     }

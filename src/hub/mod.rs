@@ -335,10 +335,24 @@ struct Core {
     /// JSON mode: pose decoders per (publisher member, room, person), kept while
     /// JSON receivers get that stream.
     json_decoders: Vec<((u16, u16, u32), PoseDecoder)>,
+    /// Per room handle (index; 0 unused): pose frames published and media dropped,
+    /// and the pose rate measured at the last sample, for `GET /rooms`.
+    room_counts: Vec<RoomCounts>,
     /// The process's CPU, memory and SoC temperature, sampled once a second
     /// into the monitor (allocation-free).
     system: LinuxStats,
     next_sample_us: u64,
+    last_sample_us: u64,
+}
+
+/// A room's counters for `GET /rooms`.
+#[derive(Clone, Copy, Debug, Default)]
+struct RoomCounts {
+    poses: u64,
+    drops: u64,
+    /// `poses` at the last sample, and the rate since the one before.
+    poses_at_sample: u64,
+    fps: f64,
 }
 
 /// What a resumed session gets back: its member id, and per room the last audio
@@ -400,7 +414,9 @@ impl Core {
             json_media: None,
             json_live: false,
             json_decoders: Vec::new(),
+            room_counts: vec![RoomCounts::default(); cfg.max_rooms + 1],
             next_sample_us: now_us,
+            last_sample_us: now_us,
             member_slot: vec![0u32; 65_536].into_boxed_slice(),
             next_member: 0,
             scratch: vec![0u8; cfg.max_message.max(16 * 1024) + 64].into_boxed_slice(),
@@ -1311,6 +1327,11 @@ impl Core {
                 &Message::MemberJoined(MemberJoined { member: info }),
             );
         }
+        if joined.created
+            && let Some(rc) = self.room_counts.get_mut(h as usize)
+        {
+            *rc = RoomCounts::default();
+        }
         log::info!(
             "{user} (member {member}) joined room {room} (handle {h}) as {}{}",
             role.name(),
@@ -1528,6 +1549,9 @@ impl Core {
             self.cache_keyframe(i, header.room, person, block);
         }
         let h = header.room;
+        if !audio && let Some(rc) = self.room_counts.get_mut(h as usize) {
+            rc.poses += 1;
+        }
         let n = self.rooms.members(h).len();
         for k in 0..n {
             let r = self.rooms.members(h)[k].conn as usize;
@@ -1539,6 +1563,7 @@ impl Core {
                     self.conns[r].resync_set(i as u32, false);
                 } else if self.conns[r].resync_get(i as u32) {
                     self.stats.drop(Drop::AwaitingKeyframe);
+                    self.room_counts[h as usize].drops += 1;
                     continue;
                 }
             }
@@ -1598,6 +1623,9 @@ impl Core {
             let old = c.data.remove(victim).expect("the queue is full");
             let meta = self.pool.meta(old);
             self.pool.release(old);
+            if let Some(rc) = self.room_counts.get_mut(meta.room as usize) {
+                rc.drops += 1;
+            }
             if meta.audio {
                 self.stats.drop(Drop::SlowAudio);
             } else {
@@ -1640,8 +1668,12 @@ impl Core {
         let Some(text) = text else {
             return;
         };
-        let audio = self.pool.meta(b).audio;
+        let meta = self.pool.meta(b);
+        let audio = meta.audio;
         if self.conns[r].ctrl_room(self.ctrl_size) < text.len() + 16 {
+            if let Some(rc) = self.room_counts.get_mut(meta.room as usize) {
+                rc.drops += 1;
+            }
             self.stats.drop(if audio {
                 Drop::SlowAudio
             } else {
@@ -2093,6 +2125,12 @@ impl Core {
         );
         m.record_queue_depth(queued);
         m.check_alerts(now).for_each(drop);
+        let dt = (now.saturating_sub(self.last_sample_us)).max(1) as f64 / 1e6;
+        self.last_sample_us = now;
+        for rc in self.room_counts.iter_mut() {
+            rc.fps = (rc.poses - rc.poses_at_sample) as f64 / dt;
+            rc.poses_at_sample = rc.poses;
+        }
     }
 
     /// Closes every connection with "going away", waiting up to a second for the
@@ -2185,11 +2223,18 @@ impl Core {
                     body.as_bytes(),
                 );
             }
+            http::Request::Rooms if self.cfg.metrics => {
+                let body = self.rooms_json();
+                self.http_answer(i, 200, "OK", "application/json", body.as_bytes());
+            }
             http::Request::Report if self.cfg.metrics => {
                 let body = self.stats.monitor.report_json(self.now_us);
                 self.http_answer(i, 200, "OK", "application/json", body.as_bytes());
             }
-            http::Request::Metrics | http::Request::Report | http::Request::NotFound => self
+            http::Request::Metrics
+            | http::Request::Report
+            | http::Request::Rooms
+            | http::Request::NotFound => self
                 .http_refuse(
                     i,
                     404,
@@ -2207,6 +2252,24 @@ impl Core {
                 self.http_refuse(i, 400, "Bad Request", &body);
             }
         }
+    }
+
+    /// `GET /rooms`: every room with its member count, pose frames per second
+    /// published into it (over the last second) and media dropped in it.
+    fn rooms_json(&self) -> String {
+        let rooms: Vec<serde_json::Value> = (1..=self.cfg.max_rooms as u16)
+            .filter_map(|h| {
+                let name = self.rooms.name(h)?;
+                let rc = self.room_counts.get(h as usize)?;
+                Some(serde_json::json!({
+                    "name": name,
+                    "members": self.rooms.members(h).len(),
+                    "fps": (rc.fps * 10.0).round() / 10.0,
+                    "drops": rc.drops,
+                }))
+            })
+            .collect();
+        serde_json::json!({ "rooms": rooms }).to_string()
     }
 
     fn http_refuse(&mut self, i: usize, status: u16, text: &str, body: &str) {

@@ -168,7 +168,7 @@ function onMessage(bytes) {
   try {
     msg = decodeMessage(bytes);
   } catch (e) {
-    return noteError(`refused a message from the hub: ${e.message}`);
+    return refuse(bytes, e);
   }
   const { header, body } = msg;
   switch (msg.type) {
@@ -203,6 +203,7 @@ function onMessage(bytes) {
         state.stopped = true;
         leaveRoomState();
         status(`removed from ${room} by an owner${body.reason ? ': ' + body.reason : ''}`, true);
+        if (state.ws) state.ws.close(1000, 'removed from the room');
       }
       break;
     case 'close_room':
@@ -237,6 +238,23 @@ function onMessage(bytes) {
     default: // ack, needs_keyframe: nothing for a viewer to do
   }
   publish();
+}
+
+/** Answers a message that failed its checks as PROTOCOL.md §11 says, and reports it. */
+function refuse(bytes, e) {
+  const kind = e instanceof PoselinkError ? e.kind : 'internal';
+  const code = kind === 'unknown_version' ? 2 : kind === 'oversize' ? 13 : 1;
+  const about = bytes.length > 1 && bytes[1] >= 1 && bytes[1] <= 0x11 ? bytes[1] : 0;
+  try {
+    send('error', { code, about, reason: String(e.message).slice(0, 200) });
+  } catch (ignored) {
+    // A reason the encoder refuses: the report below still says what happened.
+  }
+  noteError(`refused a message from the hub: ${e.message}`);
+  if (code === 2 && state.ws) {
+    state.stopped = true;
+    state.ws.close(4002, 'unsupported version');
+  }
 }
 
 function join() {

@@ -814,7 +814,7 @@ export class PoseStreams {
   }
 }
 
-// ---- helpers for receivers ---------------------------------------------------------
+// ---- for receivers: audio level, clock sync ------------------------------------
 
 /**
  * The level of PCM16 samples: root mean square and peak, both as fractions of full

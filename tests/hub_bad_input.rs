@@ -649,11 +649,16 @@ fn garbage_instead_of_http_gets_400_and_the_hub_serves_on() {
         assert_hub_still_serves(&hub);
     }
 
+    // The front page (the browser front end), then a path that is nothing.
     let (status, body) = hub.http_get("/");
-    assert_eq!(status, 404);
-    assert!(body.contains("poselink hub"), "{body}");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<html") && body.contains("/index.js"),
+        "{body}"
+    );
     let (status, body) = hub.http_get("/no/such/page?x=1");
     assert_eq!(status, 404, "{body}");
+    assert!(body.contains("poselink hub"), "{body}");
     let (status, body) = hub.http_get("/healthz");
     assert_eq!((status, body.trim()), (200, "ok"));
     let (status, body) = hub.http_get("/metrics");

@@ -70,6 +70,9 @@ pub struct HubConfig {
     pub dev: bool,
     /// Serve `GET /metrics` (Prometheus text) and `GET /report` (JSON). Default true.
     pub metrics: bool,
+    /// Serve the browser front end: the room list at `/` and the live viewer at
+    /// `/view/<room>` (docs/VIEWER.md). Default true.
+    pub viewer: bool,
     /// Warn (once per crossing) when the hub process's CPU is above this, percent
     /// of one core; 0 turns the alert off. Default 90.
     pub alert_cpu_percent: u32,
@@ -109,6 +112,7 @@ impl Default for HubConfig {
             secret_file: None,
             dev: false,
             metrics: true,
+            viewer: true,
             alert_cpu_percent: 90,
             alert_memory_growth_mb: 256,
             alert_latency_p99_ms: 50,

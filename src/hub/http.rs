@@ -20,6 +20,8 @@ pub enum Request {
     Report,
     /// `GET /rooms`: the rooms as JSON.
     Rooms,
+    /// A file of the browser front end (`/`, `/view/<room>`, their scripts).
+    Asset(&'static super::web::Asset),
     /// A plain GET of another path.
     NotFound,
     /// Not HTTP, or an upgrade that breaks RFC 6455: why.
@@ -44,7 +46,10 @@ pub fn parse_request(head: &[u8]) -> Request {
             "/metrics" => Request::Metrics,
             "/report" => Request::Report,
             "/rooms" => Request::Rooms,
-            _ => Request::NotFound,
+            p => match super::web::asset(p) {
+                Some(a) => Request::Asset(a),
+                None => Request::NotFound,
+            },
         };
     }
     let json = req

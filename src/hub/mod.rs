@@ -34,6 +34,7 @@ mod http;
 mod json;
 mod metrics;
 mod pool;
+mod web;
 
 pub use config::{ConfigError, HubConfig};
 pub use metrics::{Drop, Fault, HubStats, LATENCY_BUCKETS_US};
@@ -2223,6 +2224,9 @@ impl Core {
                     body.as_bytes(),
                 );
             }
+            http::Request::Asset(a) if self.cfg.viewer => {
+                self.http_answer(i, 200, "OK", a.content_type, a.body.as_bytes())
+            }
             http::Request::Rooms if self.cfg.metrics => {
                 let body = self.rooms_json();
                 self.http_answer(i, 200, "OK", "application/json", body.as_bytes());
@@ -2234,12 +2238,13 @@ impl Core {
             http::Request::Metrics
             | http::Request::Report
             | http::Request::Rooms
+            | http::Request::Asset(_)
             | http::Request::NotFound => self
                 .http_refuse(
                     i,
                     404,
                     "Not Found",
-                    "This is a poselink hub: connect a WebSocket client, or GET /metrics, /report or /healthz.",
+                    "This is a poselink hub: connect a WebSocket client, or open / (the rooms) or /view/ROOM in a browser, or GET /metrics, /report, /rooms or /healthz.",
                 ),
             http::Request::Bad(why) => {
                 log::warn!(

@@ -115,6 +115,18 @@ mod tests {
         ));
         assert!(matches!(
             parse_request(b"GET / HTTP/1.1\r\n\r\n"),
+            Request::Asset(_)
+        ));
+        assert!(matches!(
+            parse_request(b"GET /view/demo-0?hub=x HTTP/1.1\r\n\r\n"),
+            Request::Asset(_)
+        ));
+        assert!(matches!(
+            parse_request(b"GET /rooms HTTP/1.1\r\n\r\n"),
+            Request::Rooms
+        ));
+        assert!(matches!(
+            parse_request(b"GET /nothing HTTP/1.1\r\n\r\n"),
             Request::NotFound
         ));
         assert!(matches!(

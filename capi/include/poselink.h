@@ -4,7 +4,9 @@
  * A capture app (C or C++) links libposelink_capi.a (static) or
  * libposelink_capi.so (shared), both built by `cargo build --release -p poselink-capi`
  * (with `--config targets/<board>.toml` for a board). The static library needs
- * the system libraries `-lpthread -ldl -lm -lrt -lutil -lgcc_s -lc` after it.
+ * the system libraries `-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc` after it;
+ * link with `-Wl,--gc-sections` to leave out what the app does not reach
+ * (examples/c/Makefile does both).
  *
  * The life of an engine:
  *   PoselinkConfig cfg; poselink_config_init(&cfg); cfg.hub = "ws://hub:7700/";

@@ -40,9 +40,10 @@
  * the caller's code. Every function except poselink_engine_destroy may be
  * called on the same engine from any number of threads at once (typically the
  * camera thread sends poses, the audio callback sends audio, the UI thread polls
- * events). poselink_send_pose, poselink_send_audio, poselink_poll_event and
- * poselink_metrics never block and allocate nothing on success: safe in a
- * capture loop or an audio callback. poselink_join_room blocks until the hub
+ * events). poselink_send_pose, poselink_send_audio and poselink_metrics never
+ * block and allocate nothing on success: safe in a capture loop or an audio
+ * callback. poselink_poll_event never blocks (it frees the engine's copy of the
+ * event it returns). poselink_join_room blocks until the hub
  * answers (up to join_timeout_ms), poselink_wait_event up to its timeout, and
  * poselink_engine_destroy until the engine has flushed and stopped (normally
  * well under two seconds): keep them out of real-time callbacks.

@@ -555,23 +555,24 @@ impl Worker {
     fn run(&mut self, start_us: u64) -> WorkerReport {
         let cpu0 = poselink_hal::clock::thread_cpu_us().unwrap_or(0);
         let mut events = Events::with_capacity(1024);
-        let last_due = self
-            .pose
-            .last_due(start_us)
-            .max(self.audio.last_due(start_us));
-        let drain_until = last_due + self.cfg.drain.as_micros() as u64;
+        let drain = self.cfg.drain.as_micros() as u64;
+        // The wait for stragglers counts from the last send as made, which is
+        // later than its deadline when the generator fell behind.
+        let mut drain_until = None;
         let mut now;
         loop {
             now = self.clock.now_us();
             self.send_due(start_us, now);
-            let sending = !(self.pose.done() && self.audio.done());
-            if !sending && (self.report.delivered >= self.expected || now >= drain_until) {
-                break;
+            if self.pose.done() && self.audio.done() {
+                let until = *drain_until.get_or_insert(now + drain);
+                if self.report.delivered >= self.expected || now >= until {
+                    break;
+                }
             }
             let next = match (self.pose.next(start_us), self.audio.next(start_us)) {
                 (Some((a, _)), Some((b, _))) => a.min(b),
                 (Some((a, _)), None) | (None, Some((a, _))) => a,
-                (None, None) => drain_until,
+                (None, None) => drain_until.unwrap_or(now),
             };
             let timeout = Duration::from_micros(next.saturating_sub(now));
             match self.poll.poll(&mut events, Some(timeout)) {

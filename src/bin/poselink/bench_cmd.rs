@@ -81,6 +81,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// Let the scheduler place the hub and the load generator anywhere (by default a hub the
+    /// bench starts is pinned to one CPU and the load generator to the others)
+    #[arg(long)]
+    pub no_pin: bool,
+
     /// Print one JSON line instead of a table
     #[arg(long)]
     pub json: bool,
@@ -111,6 +116,8 @@ struct Run {
     cfg: LoadConfig,
     report: LoadReport,
     hub: Option<HubFigures>,
+    /// The hub had a CPU of its own, the load generator the others.
+    pinned: bool,
 }
 
 impl Run {
@@ -146,7 +153,7 @@ impl Run {
              \"latency_us\":{{\"p50\":{},\"p95\":{},\"p99\":{},\"max\":{}}},\
              \"hub_cpu_s\":{},\"hub_peak_rss_kib\":{},\"deliveries_per_hub_cpu_s\":{},\
              \"loadgen_cpu_s\":{:.3},\"bytes_per_frame\":{:.1},\
-             \"audio\":{},\"loadgen_threads\":{},\"send_lag_p99_us\":{},\"connections_lost\":{}}}",
+             \"audio\":{},\"loadgen_threads\":{},\"pinned\":{},\"send_lag_p99_us\":{},\"connections_lost\":{}}}",
             self.cfg.rooms,
             self.cfg.members,
             self.cfg.hz,
@@ -166,6 +173,7 @@ impl Run {
             r.bytes_per_frame(),
             self.cfg.audio,
             r.threads,
+            self.pinned,
             r.send_lag.quantile(0.99),
             r.connections_lost,
         );
@@ -175,8 +183,8 @@ impl Run {
 
 /// Where the load goes.
 enum Target {
-    /// Start a hub per run.
-    Spawn,
+    /// Start a hub per run, pinned to this CPU if any.
+    Spawn(Option<usize>),
     /// A running hub, and its process id if known.
     External(SocketAddr, Option<u32>),
 }
@@ -196,7 +204,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         return Err(CliError::config("--p99-limit-ms must be above 0"));
     }
     let target = match &args.hub {
-        None => Target::Spawn,
+        None => Target::Spawn(if args.no_pin { None } else { pin_apart() }),
         Some(url) => Target::External(parse_hub_url(url)?, args.hub_pid),
     };
     let base = LoadConfig {
@@ -210,7 +218,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         ..LoadConfig::default()
     };
     base.validate().map_err(load_error)?;
-    if matches!(target, Target::Spawn) && args.members > 4096 {
+    if matches!(target, Target::Spawn(_)) && args.members > 4096 {
         return Err(CliError::config(
             "--members: a hub holds at most 4096 members per room",
         ));
@@ -260,8 +268,8 @@ fn load_error(e: LoadError) -> CliError {
 fn run_once(cfg: &LoadConfig, target: &Target) -> Result<Run, CliError> {
     raise_fd_limit(cfg.connections());
     let (addr, pid, spawned) = match target {
-        Target::Spawn => {
-            let hub = SpawnedHub::start(cfg)?;
+        Target::Spawn(cpu) => {
+            let hub = SpawnedHub::start(cfg, *cpu)?;
             (hub.addr, Some(hub.pid()), Some(hub))
         }
         Target::External(addr, pid) => (*addr, *pid, None),
@@ -299,6 +307,7 @@ fn run_once(cfg: &LoadConfig, target: &Target) -> Result<Run, CliError> {
         cfg: cfg.clone(),
         report,
         hub,
+        pinned: matches!(target, Target::Spawn(Some(_))),
     })
 }
 
@@ -326,6 +335,45 @@ fn raise_fd_limit(connections: usize) {
             new.rlim_cur, connections
         );
     }
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; sched_getaffinity writes
+    // at most size_of::<cpu_set_t>() bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Restricts the calling thread (and the threads it starts later) to `cpus`.
+fn set_affinity(cpus: &[usize]) -> bool {
+    // SAFETY: as in `allowed_cpus`; CPU_SET is given indexes below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Gives the hub one CPU of its own and this process (so the load generator's
+/// threads, started later) the others: the hub's CPU (the last one allowed), or
+/// `None` with fewer than two CPUs.
+fn pin_apart() -> Option<usize> {
+    let cpus = allowed_cpus();
+    let (&hub, rest) = cpus.split_last()?;
+    if rest.is_empty() || !set_affinity(rest) {
+        return None;
+    }
+    Some(hub)
 }
 
 /// CPU time (user + system, every thread) of process `pid` so far, in seconds,
@@ -363,12 +411,24 @@ struct SpawnedHub {
 const LOG_LINES: usize = 20;
 
 impl SpawnedHub {
-    fn start(cfg: &LoadConfig) -> Result<SpawnedHub, CliError> {
+    fn start(cfg: &LoadConfig, cpu: Option<usize>) -> Result<SpawnedHub, CliError> {
         let exe = std::env::current_exe()
             .map_err(|e| CliError::runtime(format!("cannot find this executable: {e}")))?;
         let conns = (cfg.connections() + 16).min(MAX_CONNECTIONS);
         let rate = (2 * (u64::from(cfg.hz) + u64::from(AUDIO_HZ))).max(1000);
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(cpu) = cpu {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: between fork and exec the closure only calls
+            // sched_setaffinity, which is async-signal-safe, on stack data.
+            unsafe {
+                command.pre_exec(move || {
+                    set_affinity(&[cpu]);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .args(["hub", "--dev", "--listen", "127.0.0.1:0", "--print-addr"])
             .args(["--max-connections", &conns.to_string()])
             .args(["--max-rooms", &(cfg.rooms + 16).min(65_000).to_string()])
@@ -515,7 +575,10 @@ fn print_table(run: &Run, target: &Target) {
     let r = &run.report;
     let l = &r.latency;
     let hub = match target {
-        Target::Spawn => "a separate process started for the run".to_string(),
+        Target::Spawn(Some(cpu)) => format!(
+            "a separate process started for the run, pinned to CPU {cpu} (the load generator to the others)"
+        ),
+        Target::Spawn(None) => "a separate process started for the run".to_string(),
         Target::External(addr, Some(pid)) => format!("ws://{addr}/ (pid {pid})"),
         Target::External(addr, None) => format!("ws://{addr}/ (no --hub-pid: no hub figures)"),
     };

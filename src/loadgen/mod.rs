@@ -466,3 +466,133 @@ impl Drop for LoadGen {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Hub, HubConfig};
+
+    #[test]
+    fn settings_are_checked() {
+        let ok = LoadConfig::default();
+        ok.validate().unwrap();
+        assert_eq!(ok.expected(), 40 * 3 * 600);
+        let with_audio = LoadConfig {
+            audio: true,
+            duration: Duration::from_millis(1500),
+            ..LoadConfig::default()
+        };
+        assert_eq!(
+            (with_audio.pose_frames(), with_audio.audio_chunks()),
+            (90, 75)
+        );
+        let bad = [
+            LoadConfig {
+                rooms: 0,
+                ..ok.clone()
+            },
+            LoadConfig {
+                members: 1,
+                ..ok.clone()
+            },
+            LoadConfig {
+                hz: 0,
+                ..ok.clone()
+            },
+            LoadConfig {
+                rooms: 20_000,
+                ..ok.clone()
+            },
+            LoadConfig {
+                duration: Duration::from_millis(1),
+                ..ok.clone()
+            },
+        ];
+        for cfg in bad {
+            let e = cfg.validate().unwrap_err();
+            assert_eq!(e.kind, LoadErrorKind::Config, "{cfg:?}");
+            assert!(!e.message.is_empty());
+        }
+        assert_eq!(
+            LoadConfig {
+                threads: 3,
+                rooms: 1,
+                members: 2,
+                ..ok.clone()
+            }
+            .thread_count(),
+            2,
+            "never more threads than connections"
+        );
+    }
+
+    #[test]
+    fn a_load_through_a_real_hub_is_counted_exactly() {
+        let (handle, addr, join) = Hub::spawn(HubConfig::local_dev()).unwrap();
+        let cfg = LoadConfig {
+            rooms: 3,
+            members: 3,
+            hz: 50,
+            duration: Duration::from_secs(1),
+            audio: true,
+            threads: 2,
+            ..LoadConfig::default()
+        };
+        let mut load = LoadGen::connect(addr, &cfg).unwrap();
+        let r = load.run().unwrap();
+        assert_eq!(
+            load.run().unwrap_err().kind,
+            LoadErrorKind::AlreadyRun,
+            "one run per connection set"
+        );
+        drop(load);
+        handle.shutdown();
+        let hub = join.join().unwrap().unwrap();
+
+        // 9 members × (50 pose + 50 audio) × 2 receivers.
+        assert_eq!((r.connections, r.threads), (9, 2));
+        assert_eq!((r.pose_sent, r.audio_sent), (450, 450));
+        assert_eq!(r.expected, 1800);
+        assert_eq!(r.delivered, 1800, "{r:?}");
+        assert_eq!(r.pose_delivered, 900);
+        assert_eq!(hub.stats.delivered, 1800, "the hub agrees");
+        assert_eq!((r.unsent, r.misrouted, r.connections_lost), (0, 0, 0));
+        assert_eq!(r.hub_errors, 0, "{:?}", r.first_problem);
+        assert_eq!(r.loss(), 0.0);
+        assert_eq!(r.latency.count(), 1800);
+        assert!(r.latency.max() > 0 && r.latency.quantile(0.5) < 1_000_000);
+        assert_eq!(r.send_lag.count(), 900);
+        // Quantised pose frames of about 110 bytes; audio chunks of 1920 bytes of
+        // PCM and about 20 of envelope and CRC.
+        assert!((60.0..200.0).contains(&r.bytes_per_frame()));
+        assert!((1930..1960).contains(&(r.audio_bytes / r.audio_sent)));
+        assert!(r.cpu > Duration::ZERO);
+        assert!(r.wall >= Duration::from_millis(900), "{:?}", r.wall);
+    }
+
+    #[test]
+    fn a_refused_hello_is_a_refusal_with_the_hubs_reason() {
+        let (handle, addr, join) = Hub::spawn(HubConfig {
+            dev: false,
+            secret: Some("a-secret-of-at-least-32-bytes-for-hs256".into()),
+            ..HubConfig::local_dev()
+        })
+        .unwrap();
+        let cfg = LoadConfig {
+            rooms: 1,
+            members: 2,
+            token: "not-a-token".into(),
+            ..LoadConfig::default()
+        };
+        let e = LoadGen::connect(addr, &cfg).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Refused, "{e}");
+        assert!(e.message.contains("the hub refused the hello"), "{e}");
+        handle.shutdown();
+        join.join().unwrap().unwrap();
+
+        // Nothing listening: a connect error naming the address.
+        let e = LoadGen::connect(addr, &cfg).unwrap_err();
+        assert_eq!(e.kind, LoadErrorKind::Connect, "{e}");
+        assert!(e.message.contains(&addr.to_string()), "{e}");
+    }
+}

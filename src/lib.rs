@@ -97,6 +97,8 @@ pub mod engine;
 #[cfg(feature = "std")]
 pub mod hub;
 #[cfg(feature = "std")]
+pub mod loadgen;
+#[cfg(feature = "std")]
 pub mod monitor;
 #[cfg(feature = "std")]
 pub mod queue;

@@ -84,6 +84,11 @@ pub struct HubArgs {
     /// How long an empty room is kept, in ms, so a rebooting board gets it back [default: 30000]
     #[arg(long, value_name = "MS")]
     pub room_grace_ms: Option<u64>,
+
+    /// Once listening, print the bound address (e.g. 127.0.0.1:41234) as one line on stdout;
+    /// with --listen 127.0.0.1:0 it tells a script the port the OS chose
+    #[arg(long)]
+    pub print_addr: bool,
 }
 
 /// Reads the `--config` file, if any, into a configuration. A relative
@@ -218,6 +223,13 @@ pub fn run(args: HubArgs) -> Result<(), CliError> {
         _ => CliError::runtime(format!("cannot start the hub on {listen}: {e}")),
     })?;
     let addr = hub.local_addr();
+    if args.print_addr {
+        use std::io::Write as _;
+        let mut out = io::stdout().lock();
+        writeln!(out, "{addr}")
+            .and_then(|()| out.flush())
+            .map_err(|e| CliError::runtime(format!("cannot print the address: {e}")))?;
+    }
     let metrics_url = if metrics {
         format!(", http://{addr}/metrics")
     } else {

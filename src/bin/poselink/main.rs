@@ -1,6 +1,6 @@
 //! `poselink`: the command-line front end — run the demo, run a hub, mint access
-//! tokens, stream a capture device's pose and audio into a room, watch a room
-//! (and, in a later version, bench).
+//! tokens, stream a capture device's pose and audio into a room, watch a room,
+//! measure a hub under the pose-room load.
 //!
 //! One module per subcommand; each exposes an `Args` struct (clap derive) and a
 //! `run(args) -> Result<(), CliError>`. To add a subcommand: write its module, add
@@ -10,6 +10,7 @@
 //! configuration or usage error ([`EXIT_CONFIG`], the same code clap uses for a bad
 //! command line).
 
+mod bench_cmd;
 mod demo_cmd;
 mod hub_cmd;
 mod secret;
@@ -55,6 +56,8 @@ enum Command {
     Send(send_cmd::SendArgs),
     /// Watch a room as a viewer: per-sender rates, jitter and gaps; optionally record it
     Watch(watch_cmd::WatchArgs),
+    /// Load test: R rooms of M members publishing pose at F Hz through a hub; latency, loss, hub CPU and memory
+    Bench(bench_cmd::BenchArgs),
 }
 
 /// An error a subcommand ends with: one line for stderr and an exit status.
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
         Command::Token(args) => token_cmd::run(args),
         Command::Send(args) => send_cmd::run(args),
         Command::Watch(args) => watch_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -295,6 +295,8 @@ impl PoselinkConfig {
                 )? * 1000,
                 ..EncoderConfig::default()
             },
+            // The performance monitor and system sampling at their defaults.
+            ..EngineConfig::default()
         })
     }
 }

@@ -9,9 +9,9 @@ mod common;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::TestHub;
+use common::{TestHub, assert_close};
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
-use poselink::proto::{AudioChunk, COORD_MAX_ERROR, PoseFrame, Role, SCORE_MAX_ERROR};
+use poselink::proto::{AudioChunk, PoseFrame, Role};
 use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 use serde_json::{Value, json};
 use tungstenite::client::IntoClientRequest;
@@ -95,26 +95,6 @@ fn synthetic(seed: u64, n: usize) -> Vec<PoseFrame> {
             f
         })
         .collect()
-}
-
-fn assert_close(json_lm: &Value, f: &PoseFrame) {
-    let arr = json_lm.as_array().expect("landmarks");
-    assert_eq!(arr.len(), 33);
-    for (j, l) in arr.iter().zip(&f.landmarks) {
-        let g = |k: &str| j[k].as_f64().unwrap() as f32;
-        for (got, want, bound) in [
-            (g("x"), l.x, COORD_MAX_ERROR),
-            (g("y"), l.y, COORD_MAX_ERROR),
-            (g("z"), l.z, COORD_MAX_ERROR),
-            (g("visibility"), l.visibility, SCORE_MAX_ERROR),
-            (g("presence"), l.presence, SCORE_MAX_ERROR),
-        ] {
-            assert!(
-                (got - want).abs() <= bound + 1e-6,
-                "{got} vs {want} (bound {bound})"
-            );
-        }
-    }
 }
 
 #[test]

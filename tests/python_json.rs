@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestHub;
+use common::{TestHub, assert_close};
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
-use poselink::proto::{COORD_MAX_ERROR, PoseFrame, Role, SCORE_MAX_ERROR};
+use poselink::proto::{PoseFrame, Role};
 use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 use serde_json::Value;
 
@@ -81,26 +81,6 @@ fn lines(path: &PathBuf) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
-}
-
-fn assert_close(json_lm: &Value, f: &PoseFrame) {
-    let arr = json_lm.as_array().expect("landmarks");
-    assert_eq!(arr.len(), 33);
-    for (j, l) in arr.iter().zip(&f.landmarks) {
-        let g = |k: &str| j[k].as_f64().unwrap() as f32;
-        for (got, want, bound) in [
-            (g("x"), l.x, COORD_MAX_ERROR),
-            (g("y"), l.y, COORD_MAX_ERROR),
-            (g("z"), l.z, COORD_MAX_ERROR),
-            (g("visibility"), l.visibility, SCORE_MAX_ERROR),
-            (g("presence"), l.presence, SCORE_MAX_ERROR),
-        ] {
-            assert!(
-                (got - want).abs() <= bound + 1e-6,
-                "{got} vs {want} (bound {bound})"
-            );
-        }
-    }
 }
 
 #[test]

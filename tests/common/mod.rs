@@ -337,3 +337,26 @@ pub fn secured() -> HubConfig {
         ..HubConfig::local_dev()
     }
 }
+
+/// Asserts that JSON landmarks (`[{x, y, z, visibility, presence}; 33]`) equal a
+/// frame's within the codec's quantisation bounds.
+pub fn assert_close(json_lm: &serde_json::Value, f: &PoseFrame) {
+    use poselink::proto::{COORD_MAX_ERROR, SCORE_MAX_ERROR};
+    let arr = json_lm.as_array().expect("landmarks");
+    assert_eq!(arr.len(), 33);
+    for (j, l) in arr.iter().zip(&f.landmarks) {
+        let g = |k: &str| j[k].as_f64().unwrap() as f32;
+        for (got, want, bound) in [
+            (g("x"), l.x, COORD_MAX_ERROR),
+            (g("y"), l.y, COORD_MAX_ERROR),
+            (g("z"), l.z, COORD_MAX_ERROR),
+            (g("visibility"), l.visibility, SCORE_MAX_ERROR),
+            (g("presence"), l.presence, SCORE_MAX_ERROR),
+        ] {
+            assert!(
+                (got - want).abs() <= bound + 1e-6,
+                "{got} vs {want} (bound {bound})"
+            );
+        }
+    }
+}

@@ -158,7 +158,7 @@ fn pose(c: &mut Criterion) {
                 }
                 let p = Packet::new_checked(&encoded[i][..]).unwrap();
                 i += 1;
-                let Message::Pose(pose) = p.message(&mut scratch).unwrap() else {
+                let Message::Pose(pose) = Message::parse(&p, &mut scratch).unwrap() else {
                     unreachable!()
                 };
                 // The first frame after a reset is a keyframe, so this never fails.
@@ -177,7 +177,7 @@ fn pose(c: &mut Criterion) {
                 let f = stream.next();
                 let n = enc.encode(&f, 1, 2, &mut out).unwrap();
                 let p = Packet::new_checked(&out[..n]).unwrap();
-                let Message::Pose(pose) = p.message(&mut scratch).unwrap() else {
+                let Message::Pose(pose) = Message::parse(&p, &mut scratch).unwrap() else {
                     unreachable!()
                 };
                 black_box(dec.decode(&p.header(), &pose).unwrap().landmarks[0].x)

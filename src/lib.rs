@@ -68,7 +68,7 @@
 //! let packet = Packet::new_checked(&wire[..len]).unwrap();
 //! let mut decoder = PoseDecoder::new();
 //! let mut scratch = [0u8; 2048];
-//! match packet.message(&mut scratch).unwrap() {
+//! match Message::parse(&packet, &mut scratch).unwrap() {
 //!     Message::Pose(pose) => {
 //!         let got = decoder.decode(&packet.header(), &pose).unwrap();
 //!         assert!((got.landmarks[0].x - 0.5).abs() <= 2.5e-4);

@@ -442,7 +442,7 @@ fn decode(
     bytes: &[u8],
 ) -> Result<(Header, PoseFrame), Error> {
     let p = Packet::new_checked(bytes)?;
-    let Message::Pose(pose) = p.message(scratch)? else {
+    let Message::Pose(pose) = Message::parse(&p, scratch)? else {
         panic!("not a pose message")
     };
     let h = p.header();
@@ -622,7 +622,7 @@ proptest! {
         expected.flags = Flags::NONE;
         prop_assert_eq!(p.header(), expected);
         let mut scratch = [0u8; 0];
-        prop_assert_eq!(p.message(&mut scratch).unwrap(), msg);
+        prop_assert_eq!(Message::parse(&p, &mut scratch).unwrap(), msg);
     }
 
     /// A room snapshot of arbitrary valid members comes back member for member,
@@ -643,7 +643,7 @@ proptest! {
         let p = Packet::new_checked(&buf[..n]).unwrap();
         prop_assert_eq!((p.header().kind, p.header().seq, p.header().room), (Kind::RoomSnapshot, h.seq, h.room));
         let mut scratch = [0u8; 0];
-        let msg = p.message(&mut scratch).unwrap();
+        let msg = Message::parse(&p, &mut scratch).unwrap();
         let Message::RoomSnapshot(snap) = msg else { panic!("not a snapshot") };
         prop_assert_eq!(snap.name, room.as_str());
         prop_assert_eq!(snap.your_role, your_role);

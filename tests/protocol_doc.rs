@@ -241,7 +241,7 @@ fn control_examples_decode_to_their_messages() {
         header(Kind::Ping, Flags::NONE, 0, 4, 9, 5_000_000)
     );
     assert_eq!(
-        p.message(&mut scratch).unwrap(),
+        Message::parse(&p, &mut scratch).unwrap(),
         Message::Ping(Ping { t0_us: 5_000_000 })
     );
 
@@ -251,7 +251,7 @@ fn control_examples_decode_to_their_messages() {
         header(Kind::Pong, Flags::NONE, 0, 0, 17, 905_020_050)
     );
     assert_eq!(
-        p.message(&mut scratch).unwrap(),
+        Message::parse(&p, &mut scratch).unwrap(),
         Message::Pong(Pong {
             t0_us: 5_000_000,
             t1_us: 905_020_000,
@@ -267,7 +267,7 @@ fn control_examples_decode_to_their_messages() {
     let p = packet(&ex, "join");
     assert_eq!(p.header(), header(Kind::Join, Flags::NONE, 0, 4, 2, 1_000));
     assert_eq!(
-        p.message(&mut scratch).unwrap(),
+        Message::parse(&p, &mut scratch).unwrap(),
         Message::Join(Join {
             room: "studio-1",
             role: Role::Member,
@@ -279,7 +279,7 @@ fn control_examples_decode_to_their_messages() {
         p.header(),
         header(Kind::RoomSnapshot, Flags::NONE, 3, 0, 18, 905_021_000)
     );
-    let Message::RoomSnapshot(snap) = p.message(&mut scratch).unwrap() else {
+    let Message::RoomSnapshot(snap) = Message::parse(&p, &mut scratch).unwrap() else {
         panic!("room_snapshot example is not a snapshot")
     };
     assert_eq!((snap.name, snap.your_role), ("studio-1", Role::Member));
@@ -305,7 +305,7 @@ fn control_examples_decode_to_their_messages() {
         header(Kind::Error, Flags::NONE, 0, 0, 19, 905_022_000)
     );
     assert_eq!(
-        p.message(&mut scratch).unwrap(),
+        Message::parse(&p, &mut scratch).unwrap(),
         Message::Error(ErrorMsg {
             code: ErrorCode::FORBIDDEN,
             about: 0x03,
@@ -327,7 +327,7 @@ fn pose_examples_decode_to_the_encoded_frames() {
         header(Kind::Pose, Flags::KEYFRAME, ROOM, MEMBER, 1, 1_000_000)
     );
     assert_eq!(key.as_bytes().len(), 11 + 1 + KEYFRAME_BODY_LEN + 4);
-    let Message::Pose(pose) = key.message(&mut scratch).unwrap() else {
+    let Message::Pose(pose) = Message::parse(&key, &mut scratch).unwrap() else {
         panic!("pose_keyframe example is not a pose")
     };
     assert_eq!((pose.person, pose.coding), (0, PoseCoding::Keyframe));
@@ -347,7 +347,7 @@ fn pose_examples_decode_to_the_encoded_frames() {
         delta.header(),
         header(Kind::Pose, Flags::NONE, ROOM, MEMBER, 2, 1_033_333)
     );
-    let Message::Pose(dpose) = delta.message(&mut scratch).unwrap() else {
+    let Message::Pose(dpose) = Message::parse(&delta, &mut scratch).unwrap() else {
         panic!("pose_delta example is not a pose")
     };
     assert_eq!(
@@ -385,7 +385,7 @@ fn pose_examples_decode_to_the_encoded_frames() {
         delta2.header(),
         header(Kind::Pose, Flags::NONE, ROOM, MEMBER, 3, 1_066_666)
     );
-    let Message::Pose(dpose2) = delta2.message(&mut scratch).unwrap() else {
+    let Message::Pose(dpose2) = Message::parse(&delta2, &mut scratch).unwrap() else {
         panic!("pose_delta_2 example is not a pose")
     };
     assert_eq!(dpose2.coding, PoseCoding::Delta { ref_back: 1 });
@@ -413,7 +413,7 @@ fn audio_examples_decode_to_the_encoded_chunks() {
         p.header(),
         header(Kind::Audio, Flags::NONE, ROOM, MEMBER, 50, 1_010_000)
     );
-    let Message::Audio(a) = p.message(&mut scratch).unwrap() else {
+    let Message::Audio(a) = Message::parse(&p, &mut scratch).unwrap() else {
         panic!("audio example is not audio")
     };
     assert_eq!((a.channels, a.sample_rate, a.len), (1, 48_000, 4));
@@ -431,7 +431,7 @@ fn audio_examples_decode_to_the_encoded_chunks() {
         );
         // varint 1927, then the LZ4 block.
         assert_eq!(&p.payload()[..2], &[0x87, 0x0f]);
-        let Message::Audio(a) = p.message(&mut scratch).unwrap() else {
+        let Message::Audio(a) = Message::parse(&p, &mut scratch).unwrap() else {
             panic!("audio_lz4 example is not audio")
         };
         let mut chunk = AudioChunk::default();

@@ -43,7 +43,7 @@ fn encode_all(frames: &[PoseFrame]) -> Vec<Vec<u8>> {
 fn decode(dec: &mut PoseDecoder, bytes: &[u8]) -> Result<PoseFrame, Error> {
     let p = Packet::new_checked(bytes)?;
     let mut scratch = vec![0u8; MAX_PLAIN_PAYLOAD];
-    match p.message(&mut scratch)? {
+    match Message::parse(&p, &mut scratch)? {
         Message::Pose(pose) => dec.decode(&p.header(), &pose).copied(),
         other => panic!("not a pose message: {other:?}"),
     }
@@ -56,8 +56,7 @@ fn parse_err(bytes: &[u8]) -> Error {
         Err(e) => return e,
     };
     let mut scratch = vec![0u8; MAX_PLAIN_PAYLOAD];
-    p.message(&mut scratch)
-        .expect_err("the message should be refused")
+    Message::parse(&p, &mut scratch).expect_err("the message should be refused")
 }
 
 /// Replaces the CRC at the end of `msg` by the CRC of the bytes before it.

@@ -169,7 +169,7 @@ impl Receiver {
             Err(e) => return refuse(e, tally),
         };
         let header = packet.header();
-        let msg = match packet.message(&mut self.scratch) {
+        let msg = match Message::parse(&packet, &mut self.scratch) {
             Ok(m) => m,
             Err(e) => return refuse(e, tally),
         };

@@ -87,7 +87,7 @@ fn pose_round_trips(
     for f in warm {
         let n = enc.encode(f, 1, 2, out).unwrap();
         let p = Packet::new_checked(&out[..n]).unwrap();
-        let Message::Pose(pose) = p.message(scratch).unwrap() else {
+        let Message::Pose(pose) = Message::parse(&p, scratch).unwrap() else {
             panic!()
         };
         dec.decode(&p.header(), &pose).unwrap();
@@ -97,7 +97,7 @@ fn pose_round_trips(
         for f in rest {
             let n = enc.encode(f, 1, 2, out).unwrap();
             let p = Packet::new_checked(&out[..n]).unwrap();
-            let Message::Pose(pose) = p.message(scratch).unwrap() else {
+            let Message::Pose(pose) = Message::parse(&p, scratch).unwrap() else {
                 panic!()
             };
             let got = dec.decode(&p.header(), &pose).unwrap();
@@ -136,7 +136,7 @@ fn encoding_and_decoding_10_000_frames_allocates_nothing() {
             chunk.samples[(seq % 960) as usize] = seq as i16;
             let n = encode_audio(&chunk, 1, 2, &mut compressor, &mut buf).unwrap();
             let p = Packet::new_checked(&buf[..n]).unwrap();
-            let Message::Audio(a) = p.message(&mut scratch).unwrap() else {
+            let Message::Audio(a) = Message::parse(&p, &mut scratch).unwrap() else {
                 panic!()
             };
             a.to_chunk(&p.header(), &mut got);

@@ -59,7 +59,7 @@ pub fn feed(decoder: &mut PoseDecoder, scratch: &mut [u8], bytes: &[u8]) -> Resu
         header.version >> 4 == 1,
         "a checked packet has major version 1"
     );
-    let message = packet.message(scratch)?;
+    let message = Message::parse(&packet, scratch)?;
     assert_eq!(
         message.kind(),
         header.kind,
@@ -108,7 +108,7 @@ fn reencode(header: &poselink::proto::Header, message: &Message<'_>) {
     let again = Packet::new_checked(&out[..n]).expect("a re-encoded message is valid");
     let mut scratch = [0u8; 0];
     assert_eq!(
-        again.message(&mut scratch).as_ref(),
+        Message::parse(&again, &mut scratch).as_ref(),
         Ok(message),
         "a parsed message must re-encode to the same value"
     );

@@ -1825,7 +1825,7 @@ impl Loop {
         };
         let header = packet.header();
         let mut decompress = std::mem::take(&mut self.decompress);
-        match packet.message(&mut decompress) {
+        match Message::parse(&packet, &mut decompress) {
             Ok(msg) => self.on_protocol(&header, msg, now),
             Err(e) => log::warn!(
                 "a malformed {} message from the hub: {e}",

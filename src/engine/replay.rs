@@ -401,10 +401,12 @@ mod tests {
     fn parse(message: &[u8]) -> (crate::proto::Header, Vec<u8>) {
         let packet = Packet::new_checked(message).unwrap();
         let mut scratch = vec![0u8; MAX_PLAIN_PAYLOAD];
-        let payload = packet.plain_payload(&mut scratch).unwrap().to_vec();
+        let payload = crate::proto::plain_payload(&packet, &mut scratch)
+            .unwrap()
+            .to_vec();
         let mut scratch2 = vec![0u8; MAX_PLAIN_PAYLOAD];
         assert!(matches!(
-            packet.message(&mut scratch2).unwrap(),
+            Message::parse(&packet, &mut scratch2).unwrap(),
             Message::Audio(_)
         ));
         (packet.header(), payload)

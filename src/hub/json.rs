@@ -275,7 +275,7 @@ pub fn control_to_json(
     let packet = Packet::new_checked(bytes).ok()?;
     let header = packet.header();
     let room = || room_name(header.room).map_or(Value::Null, Value::String);
-    let v = match packet.message(scratch).ok()? {
+    let v = match Message::parse(&packet, scratch).ok()? {
         Message::Welcome(w) => json!({
             "type": "welcome", "member": w.member, "user": w.user, "resume": w.resume,
             "server_time_us": w.server_time_us, "heartbeat_ms": w.heartbeat_ms,
@@ -408,7 +408,7 @@ mod tests {
             (Kind::Pose, 7, 3, 5, 77)
         );
         let mut scratch = [0u8; 4096];
-        let Message::Pose(pp) = p.message(&mut scratch).unwrap() else {
+        let Message::Pose(pp) = Message::parse(&p, &mut scratch).unwrap() else {
             panic!()
         };
         let mut dec = proto::PoseDecoder::default();

@@ -890,7 +890,7 @@ impl Core {
             _ => {
                 self.stats.messages_in[2] += 1;
                 let mut scratch = std::mem::take(&mut self.scratch);
-                match packet.message(&mut scratch) {
+                match Message::parse(&packet, &mut scratch) {
                     Ok(m) => self.on_control(i, &header, m),
                     Err(e) => self.refuse_bad(i, header.kind as u8, e),
                 }
@@ -935,7 +935,7 @@ impl Core {
             );
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        let hello = match packet.message(&mut scratch) {
+        let hello = match Message::parse(&packet, &mut scratch) {
             Ok(Message::Hello(h)) => h,
             Ok(_) => unreachable!("the kind was checked"),
             Err(e) => {
@@ -1501,7 +1501,7 @@ impl Core {
         }
         // Check the payload once here, so that receivers get only valid messages.
         let mut scratch = std::mem::take(&mut self.scratch);
-        let checked = packet.message(&mut scratch).map(|msg| match msg {
+        let checked = Message::parse(&packet, &mut scratch).map(|msg| match msg {
             Message::Pose(p) => (p.person, !matches!(p.coding, PoseCoding::Delta { .. })),
             _ => (0, false),
         });
@@ -1706,7 +1706,7 @@ impl Core {
         let header = packet.header();
         let room = self.rooms.name(header.room).map(str::to_string);
         let mut scratch = std::mem::take(&mut self.scratch);
-        let text = match packet.message(&mut scratch) {
+        let text = match Message::parse(&packet, &mut scratch) {
             Ok(Message::Audio(a)) => Some(json::audio_to_json(&header, &a, room.as_deref())),
             Ok(Message::Pose(p)) => {
                 let standalone = !matches!(p.coding, PoseCoding::Delta { .. });

@@ -252,7 +252,7 @@ fn read_until(
             }
             if kind == Kind::Error {
                 let mut scratch = vec![0u8; 70_000];
-                if let Ok(Message::Error(e)) = p.message(&mut scratch) {
+                if let Ok(Message::Error(e)) = Message::parse(&p, &mut scratch) {
                     return Err(setup_err(
                         LoadErrorKind::Refused,
                         g,
@@ -497,7 +497,7 @@ impl Worker {
         s.write_all(&control_frame(0, &hello, mask)).map_err(io)?;
         let welcome = read_until(&mut s, &mut buf, Kind::Welcome, g)?;
         let parsed = Packet::new_checked(&welcome[..]);
-        let me = match parsed.as_ref().map(|p| p.message(&mut [])) {
+        let me = match parsed.as_ref().map(|p| Message::parse(&p, &mut [])) {
             Ok(Ok(Message::Welcome(w))) => w.member,
             _ => {
                 return Err(setup_err(
@@ -872,7 +872,7 @@ impl Worker {
                 self.report.hub_errors += 1;
                 if self.report.first_problem.is_none() {
                     let mut scratch = [0u8; 0];
-                    let text = match p.message(&mut scratch) {
+                    let text = match Message::parse(&p, &mut scratch) {
                         Ok(Message::Error(e)) => format!("{} ({})", e.reason, e.code.name()),
                         _ => "an error message".into(),
                     };

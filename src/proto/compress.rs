@@ -9,7 +9,7 @@
 //! passes over 2, 4, 8 … up to [`MAX_BACKOFF`] payloads between attempts — until an
 //! attempt succeeds again (silence compresses; speech does not).
 
-use super::wire::Flags;
+use super::wire::{Flags, Packet};
 #[cfg(feature = "lz4")]
 use super::wire::{put_varint, varint_len};
 use super::{Error, wire::Reader};
@@ -265,5 +265,19 @@ mod tests {
             decompress(&buf[..n], &mut small),
             Err(Error::Oversize { .. })
         ));
+    }
+}
+
+/// The payload of `packet` with any compression undone: borrowed from the packet,
+/// or decompressed into `scratch` (which must hold [`MAX_COMPRESS_INPUT`] bytes to
+/// take any payload a peer may send).
+pub fn plain_payload<'s, T: AsRef<[u8]>>(
+    packet: &'s Packet<T>,
+    scratch: &'s mut [u8],
+) -> Result<&'s [u8], Error> {
+    if packet.header().flags.contains(Flags::LZ4) {
+        decompress(packet.payload(), scratch)
+    } else {
+        Ok(packet.payload())
     }
 }

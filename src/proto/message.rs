@@ -14,7 +14,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::audio::{AUDIO_CHUNK_CAPACITY, AudioChunk};
-use super::wire::{Flags, Header, Kind, Reader, seal};
+use super::compress::plain_payload;
+use super::pose::LANDMARK_COUNT;
+use super::wire::{Flags, Header, Kind, Packet, Reader, seal};
 use super::{Compressor, Error};
 
 /// The longest room or user name, in bytes.
@@ -354,6 +356,11 @@ pub struct NeedsKeyframe {
     pub person: u32,
 }
 
+/// Bytes of a raw pose body: 33 × 5 × `f32`.
+pub const RAW_BODY_LEN: usize = LANDMARK_COUNT * 5 * 4;
+/// Bytes of a keyframe body: 33 × (3 × u16 + 2 × u8).
+pub const KEYFRAME_BODY_LEN: usize = LANDMARK_COUNT * 8;
+
 /// How a pose payload is coded (from the header flags and the payload's first bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -490,9 +497,30 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// Parses the payload of a checked [`Packet`], decompressing it into
+    /// `scratch` first if it is compressed (size `scratch` with
+    /// [`MAX_PLAIN_PAYLOAD`](super::MAX_PLAIN_PAYLOAD); an uncompressed payload
+    /// is borrowed from the packet and `scratch` may be empty).
+    ///
+    /// ```
+    /// use poselink::proto::{encode_control, Header, Kind, Message, Packet, Ping};
+    /// let mut buf = [0u8; 64];
+    /// let msg = Message::Ping(Ping { t0_us: 5 });
+    /// let n = encode_control(&Header::new(Kind::Ping, 0, 0, 1, 5), &msg, &mut buf).unwrap();
+    /// let packet = Packet::new_checked(&buf[..n]).unwrap();
+    /// assert_eq!(Message::parse(&packet, &mut []).unwrap(), msg);
+    /// ```
+    pub fn parse<T: AsRef<[u8]>>(
+        packet: &'a Packet<T>,
+        scratch: &'a mut [u8],
+    ) -> Result<Message<'a>, Error> {
+        let header = packet.header();
+        Message::parse_payload(&header, plain_payload(packet, scratch)?)
+    }
+
     /// Parses a (decompressed) payload of the kind named in `header`, checking every
     /// field: names, lengths, roles, sample counts.
-    pub fn parse(header: &Header, payload: &'a [u8]) -> Result<Message<'a>, Error> {
+    pub fn parse_payload(header: &Header, payload: &'a [u8]) -> Result<Message<'a>, Error> {
         fn pc<'b, T: Deserialize<'b>>(p: &'b [u8]) -> Result<T, Error> {
             Ok(postcard::take_from_bytes::<T>(p)?.0)
         }
@@ -595,8 +623,8 @@ fn parse_pose(flags: Flags, payload: &[u8]) -> Result<PosePayload<'_>, Error> {
     };
     let body = r.rest();
     let expected = match coding {
-        PoseCoding::Raw => Some(super::pose_codec::RAW_BODY_LEN),
-        PoseCoding::Keyframe => Some(super::pose_codec::KEYFRAME_BODY_LEN),
+        PoseCoding::Raw => Some(RAW_BODY_LEN),
+        PoseCoding::Keyframe => Some(KEYFRAME_BODY_LEN),
         PoseCoding::Delta { .. } => None,
     };
     if let Some(n) = expected {
@@ -715,7 +743,7 @@ pub fn encode_control(header: &Header, msg: &Message<'_>, out: &mut [u8]) -> Res
     // Refuse to send what every receiver would refuse (a bad name, an overlong
     // reason): control messages are rare, so checking by parsing costs nothing
     // that matters and keeps the two directions from drifting apart.
-    Message::parse(&h, &out[start..start + n])?;
+    Message::parse_payload(&h, &out[start..start + n])?;
     seal(out, start + n)
 }
 
@@ -729,7 +757,7 @@ pub fn encode_control(header: &Header, msg: &Message<'_>, out: &mut [u8]) -> Res
 /// let n = encode_snapshot(&Header::new(Kind::RoomSnapshot, 3, 0, 1, 0), "gym", Role::Viewer, &members, &mut buf).unwrap();
 /// let p = Packet::new_checked(&buf[..n]).unwrap();
 /// let mut s = [0u8; 0];
-/// let Message::RoomSnapshot(snap) = p.message(&mut s).unwrap() else { panic!() };
+/// let Message::RoomSnapshot(snap) = Message::parse(&p, &mut s).unwrap() else { panic!() };
 /// assert_eq!(snap.members.iter().nth(1).unwrap().user, "bo");
 /// ```
 pub fn encode_snapshot(
@@ -759,7 +787,7 @@ pub fn encode_snapshot(
         pos += postcard::to_slice(m, &mut out[pos..]).map_err(full)?.len();
     }
     let start = h.buffer_len();
-    Message::parse(&h, &out[start..pos])?;
+    Message::parse_payload(&h, &out[start..pos])?;
     seal(out, pos)
 }
 
@@ -816,7 +844,7 @@ mod tests {
         let n = encode_control(&h, &msg, &mut buf).unwrap();
         let p = Packet::new_checked(&buf[..n]).unwrap();
         let mut scratch = [0u8; 0];
-        assert_eq!(p.message(&mut scratch).unwrap(), msg);
+        assert_eq!(Message::parse(&p, &mut scratch).unwrap(), msg);
         assert_eq!(p.header().seq, 77);
     }
 
@@ -902,7 +930,7 @@ mod tests {
         let n = encode_snapshot(&h, "gym", Role::Member, &members, &mut buf).unwrap();
         let p = Packet::new_checked(&buf[..n]).unwrap();
         let mut s = [0u8; 0];
-        let msg = p.message(&mut s).unwrap();
+        let msg = Message::parse(&p, &mut s).unwrap();
         let Message::RoomSnapshot(snap) = msg else {
             panic!("not a snapshot")
         };
@@ -950,7 +978,7 @@ mod tests {
             let p = Packet::new_checked(&buf[..len]).unwrap();
             let mut s = [0u8; 0];
             assert!(
-                matches!(p.message(&mut s), Err(Error::BadName { .. })),
+                matches!(Message::parse(&p, &mut s), Err(Error::BadName { .. })),
                 "{bad:?}"
             );
         }
@@ -991,7 +1019,7 @@ mod tests {
         let n = encode_audio(&chunk, 2, 5, &mut c, &mut buf).unwrap();
         let p = Packet::new_checked(&buf[..n]).unwrap();
         let mut s = [0u8; 0];
-        let Message::Audio(a) = p.message(&mut s).unwrap() else {
+        let Message::Audio(a) = Message::parse(&p, &mut s).unwrap() else {
             panic!()
         };
         let mut out = AudioChunk::default();
@@ -1011,7 +1039,7 @@ mod tests {
         let p = Packet::new_checked(&buf[..n]).unwrap();
         assert!(p.header().flags.contains(Flags::LZ4));
         let mut s = [0u8; 2048];
-        let Message::Audio(a) = p.message(&mut s).unwrap() else {
+        let Message::Audio(a) = Message::parse(&p, &mut s).unwrap() else {
             panic!()
         };
         let mut out = AudioChunk::default();

@@ -12,6 +12,10 @@
 //! - [`Compressor`]: LZ4 above a size threshold, without allocating.
 //! - [`Error`]: which check failed, with a sentence a user can act on.
 //!
+//! The modules depend on each other in one direction only: `error` and the data
+//! (`pose`, `audio`) at the bottom; `wire` (the envelope) above them; `compress`
+//! above `wire`; `message` (the payloads) above those; `pose_codec` on top.
+//!
 //! `docs/PROTOCOL.md` describes the same bytes for implementers in other languages.
 
 mod audio;
@@ -29,27 +33,34 @@ mod wire;
 pub use audio::{AUDIO_CHUNK_CAPACITY, AudioChunk, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 pub use compress::{
     BACKOFF_AFTER, Compressor, DEFAULT_COMPRESS_THRESHOLD, MAX_BACKOFF, MAX_COMPRESS_INPUT,
-    decompress,
+    decompress, plain_payload,
 };
 pub use error::{Error, Field};
 pub use message::{
-    Ack, AudioCodec, AudioPayload, CloseRoom, ErrorCode, ErrorMsg, Hello, Join, Kick, Leave,
-    LeaveReason, MAX_NAME_LEN, MAX_REASON_LEN, MAX_TOKEN_LEN, MemberInfo, MemberJoined, MemberLeft,
-    Members, Message, NeedsKeyframe, Ping, Pong, PoseCoding, PosePayload, Role, RoleChanged,
-    RoomSnapshot, Welcome, encode_audio, encode_control, encode_snapshot, validate_name,
+    Ack, AudioCodec, AudioPayload, CloseRoom, ErrorCode, ErrorMsg, Hello, Join, KEYFRAME_BODY_LEN,
+    Kick, Leave, LeaveReason, MAX_NAME_LEN, MAX_REASON_LEN, MAX_TOKEN_LEN, MemberInfo,
+    MemberJoined, MemberLeft, Members, Message, NeedsKeyframe, Ping, Pong, PoseCoding, PosePayload,
+    RAW_BODY_LEN, Role, RoleChanged, RoomSnapshot, Welcome, encode_audio, encode_control,
+    encode_snapshot, validate_name,
 };
 pub use pose::{COORD_MAX, COORD_MIN, LANDMARK_COUNT, Landmark, PoseFrame, landmark};
 pub use pose_codec::{
-    COORD_MAX_ERROR, COORD_SCALE, CodecStats, EncoderConfig, KEYFRAME_BODY_LEN,
-    MAX_POSE_MESSAGE_LEN, PoseDecoder, PoseEncoder, PoseMode, RAW_BODY_LEN, SCORE_MAX_ERROR,
-    SCORE_SCALE,
+    COORD_MAX_ERROR, COORD_SCALE, CodecStats, EncoderConfig, MAX_POSE_MESSAGE_LEN, PoseDecoder,
+    PoseEncoder, PoseMode, SCORE_MAX_ERROR, SCORE_SCALE,
 };
 pub use wire::{
     CRC_LEN, FIXED_HEADER_LEN, Flags, Header, Kind, MAX_HEADER_LEN, MAX_MESSAGE_LEN,
-    MIN_MESSAGE_LEN, PROTOCOL_MAJOR, PROTOCOL_MINOR, Packet, VERSION_BYTE, crc32, put_varint, seal,
-    varint_len,
+    MIN_MESSAGE_LEN, Packet, crc32, put_varint, seal, varint_len,
 };
 
+/// The protocol major version this build speaks. (Defined here, above the
+/// modules, because both the envelope and the error sentences name it.)
+pub const PROTOCOL_MAJOR: u8 = 1;
+/// The protocol minor version this build speaks.
+pub const PROTOCOL_MINOR: u8 = 0;
+/// The version byte this build writes.
+pub const VERSION_BYTE: u8 = (PROTOCOL_MAJOR << 4) | PROTOCOL_MINOR;
+
 /// The largest payload after decompression that a receiver must be ready for;
-/// size the `scratch` buffer of [`Packet::message`] with it.
+/// size the `scratch` buffer of [`Message::parse`] with it.
 pub const MAX_PLAIN_PAYLOAD: usize = MAX_COMPRESS_INPUT;

@@ -34,7 +34,7 @@
 use super::Error;
 use super::bits::{BitReader, BitWriter, WORK_LEN};
 use super::compress::{Compressor, DEFAULT_COMPRESS_THRESHOLD};
-use super::message::{PoseCoding, PosePayload};
+use super::message::{KEYFRAME_BODY_LEN, PoseCoding, PosePayload, RAW_BODY_LEN};
 use super::pose::{LANDMARK_COUNT, PoseFrame};
 use super::wire::{CRC_LEN, Flags, Header, Kind, put_varint, seal, varint_len};
 
@@ -63,10 +63,6 @@ pub const COORD_MAX_ERROR: f32 = 0.5 / COORD_SCALE + 1e-7;
 /// Worst-case absolute error of a quantised visibility or presence.
 pub const SCORE_MAX_ERROR: f32 = 0.5 / SCORE_SCALE + 1e-7;
 
-/// Bytes of a raw pose body: 33 × 5 × `f32`.
-pub const RAW_BODY_LEN: usize = N * 4;
-/// Bytes of a keyframe body: 33 × (3 × u16 + 2 × u8).
-pub const KEYFRAME_BODY_LEN: usize = LANDMARK_COUNT * 8;
 /// The largest pose message (a raw frame with a maximal header).
 pub const MAX_POSE_MESSAGE_LEN: usize = super::wire::MAX_HEADER_LEN + 5 + RAW_BODY_LEN + 4;
 /// The longest delta body: 165 fields of the widest width, all escaped with the
@@ -612,7 +608,7 @@ impl PoseEncoder {
 ///     let n = enc.encode(&frame, 1, 2, &mut buf).unwrap();
 ///     if seq == 2 { continue; } // lost on the way
 ///     let p = Packet::new_checked(&buf[..n]).unwrap();
-///     let Message::Pose(pose) = p.message(&mut scratch).unwrap() else { unreachable!() };
+///     let Message::Pose(pose) = Message::parse(&p, &mut scratch).unwrap() else { unreachable!() };
 ///     let r = dec.decode(&p.header(), &pose);
 ///     if seq == 3 { assert_eq!(r.unwrap_err(), Error::NeedsKeyframe); } else { assert!(r.is_ok()); }
 /// }
@@ -877,7 +873,7 @@ mod tests {
     fn decode_one(dec: &mut PoseDecoder, bytes: &[u8]) -> Result<PoseFrame, Error> {
         let p = Packet::new_checked(bytes)?;
         let mut scratch = [0u8; 2048];
-        let Message::Pose(pose) = p.message(&mut scratch)? else {
+        let Message::Pose(pose) = Message::parse(&p, &mut scratch)? else {
             panic!("not a pose")
         };
         dec.decode(&p.header(), &pose).copied()

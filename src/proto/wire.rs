@@ -17,14 +17,7 @@
 //!
 //! `docs/PROTOCOL.md` is the normative description.
 
-use super::Error;
-
-/// The protocol major version this build speaks.
-pub const PROTOCOL_MAJOR: u8 = 1;
-/// The protocol minor version this build speaks.
-pub const PROTOCOL_MINOR: u8 = 0;
-/// The version byte this build writes.
-pub const VERSION_BYTE: u8 = (PROTOCOL_MAJOR << 4) | PROTOCOL_MINOR;
+use super::{Error, PROTOCOL_MAJOR, VERSION_BYTE};
 
 /// Bytes of the fixed part of the header (before the varints).
 pub const FIXED_HEADER_LEN: usize = 7;
@@ -286,7 +279,8 @@ impl Header {
 }
 
 /// A zero-copy view of one received message whose version, kind, length and CRC
-/// have been checked.
+/// have been checked. The envelope does not know its payloads: parse one with
+/// [`Message::parse`](super::Message::parse).
 ///
 /// ```
 /// use poselink::proto::{encode_control, Header, Kind, Message, Packet, Ping};
@@ -295,7 +289,7 @@ impl Header {
 /// let packet = Packet::new_checked(&buf[..n]).unwrap();
 /// assert_eq!(packet.header().kind, Kind::Ping);
 /// let mut scratch = [0u8; 0];
-/// assert_eq!(packet.message(&mut scratch).unwrap(), Message::Ping(Ping { t0_us: 5 }));
+/// assert_eq!(Message::parse(&packet, &mut scratch).unwrap(), Message::Ping(Ping { t0_us: 5 }));
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<T: AsRef<[u8]>> {
@@ -360,23 +354,6 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// The whole message, header to CRC.
     pub fn as_bytes(&self) -> &[u8] {
         self.buffer.as_ref()
-    }
-
-    /// The payload with any compression undone: borrowed from the packet, or
-    /// decompressed into `scratch`.
-    pub fn plain_payload<'s>(&'s self, scratch: &'s mut [u8]) -> Result<&'s [u8], Error> {
-        if self.header.flags.contains(Flags::LZ4) {
-            super::compress::decompress(self.payload(), scratch)
-        } else {
-            Ok(self.payload())
-        }
-    }
-
-    /// Parses the payload into a [`Message`](super::Message), decompressing into `scratch` if needed.
-    pub fn message<'s>(&'s self, scratch: &'s mut [u8]) -> Result<super::Message<'s>, Error> {
-        let header = self.header;
-        let payload = self.plain_payload(scratch)?;
-        super::Message::parse(&header, payload)
     }
 }
 

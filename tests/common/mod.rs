@@ -106,8 +106,7 @@ impl Got {
     pub fn with<R>(&self, f: impl FnOnce(Message<'_>) -> R) -> R {
         let p = Packet::new_checked(&self.bytes[..]).unwrap();
         let mut scratch = vec![0u8; 70_000];
-        f(p.message(&mut scratch)
-            .expect("the hub sent a valid message"))
+        f(Message::parse(&p, &mut scratch).expect("the hub sent a valid message"))
     }
 
     /// The error code and reason, if this is an error message.

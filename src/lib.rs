@@ -108,3 +108,6 @@ pub mod room;
 pub mod token;
 #[cfg(feature = "std")]
 pub mod ws;
+
+#[cfg(all(test, feature = "std"))]
+mod tests;

@@ -1,0 +1,1 @@
+//! Simulations of the client session and the engine core.

@@ -24,29 +24,21 @@
 
 use std::fmt::Write as _;
 
-/// Fine buckets: exact below 16 µs, then 8 per power of two (12.5 % wide), up to
-/// 2^40 µs (anything larger lands in the last bucket). Shared with the hub's
-/// `/metrics` histogram.
-pub(crate) const FINE: usize = 16 + 37 * 8;
+mod histogram;
+
+pub use histogram::{FINE_BUCKETS, LatencyHistogram, PRECISE_BUCKETS, buckets_for};
+
+/// The hub's `/metrics` histogram indexes the fine buckets directly.
+pub(crate) const FINE: usize = FINE_BUCKETS;
 
 /// The fine bucket of a value in µs.
 pub(crate) fn fine_index(us: u64) -> usize {
-    if us < 16 {
-        return us as usize;
-    }
-    let exp = 63 - us.leading_zeros() as usize; // 4..=63
-    let sub = ((us >> (exp - 3)) & 7) as usize;
-    (16 + (exp - 4) * 8 + sub).min(FINE - 1)
+    LatencyHistogram::<FINE_BUCKETS>::index(us)
 }
 
 /// The largest value in fine bucket `i`.
 pub(crate) fn fine_upper(i: usize) -> u64 {
-    if i < 16 {
-        return i as u64;
-    }
-    let exp = (i - 16) / 8 + 4;
-    let sub = ((i - 16) % 8) as u64;
-    ((8 + sub + 1) << (exp - 3)) - 1
+    LatencyHistogram::<FINE_BUCKETS>::upper_edge(i)
 }
 
 /// Alert thresholds and window sizes of a [`PerformanceMonitor`].
@@ -236,10 +228,7 @@ impl KindTable {
 struct Slot {
     /// `now_us / slot_us` of the slot's interval; `u64::MAX` when unused.
     epoch: u64,
-    fine: Box<[u32]>,
-    lat_count: u64,
-    lat_sum_us: u64,
-    lat_max_us: u64,
+    latency: LatencyHistogram,
     msgs_in: u64,
     bytes_in: u64,
     msgs_out: u64,
@@ -251,10 +240,7 @@ impl Slot {
     fn new() -> Self {
         Slot {
             epoch: u64::MAX,
-            fine: vec![0; FINE].into_boxed_slice(),
-            lat_count: 0,
-            lat_sum_us: 0,
-            lat_max_us: 0,
+            latency: LatencyHistogram::new(),
             msgs_in: 0,
             bytes_in: 0,
             msgs_out: 0,
@@ -265,42 +251,12 @@ impl Slot {
 
     fn reset(&mut self, epoch: u64) {
         self.epoch = epoch;
-        self.fine.fill(0);
-        self.lat_count = 0;
-        self.lat_sum_us = 0;
-        self.lat_max_us = 0;
+        self.latency.clear();
         self.msgs_in = 0;
         self.bytes_in = 0;
         self.msgs_out = 0;
         self.bytes_out = 0;
         self.frames = 0;
-    }
-}
-
-/// The latency histogram of the window, merged on query.
-struct Merged {
-    fine: [u64; FINE],
-    count: u64,
-    sum_us: u64,
-    max_us: u64,
-}
-
-impl Merged {
-    /// Quantile `q` in µs, as the upper end of its fine bucket (at most 12.5 %
-    /// above the true value, never above the maximum); `None` without samples.
-    fn quantile_us(&self, q: f64) -> Option<u64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in self.fine.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(fine_upper(i).min(self.max_us));
-            }
-        }
-        Some(self.max_us)
     }
 }
 
@@ -433,20 +389,11 @@ impl PerformanceMonitor {
             .filter(move |s| s.epoch != u64::MAX && s.epoch <= epoch && s.epoch + n > epoch)
     }
 
-    fn merged(&self, now_us: u64) -> Merged {
-        let mut m = Merged {
-            fine: [0; FINE],
-            count: 0,
-            sum_us: 0,
-            max_us: 0,
-        };
+    /// The latency histogram of the window (on the stack: 2.4 KiB).
+    fn merged(&self, now_us: u64) -> LatencyHistogram {
+        let mut m = LatencyHistogram::new();
         for s in self.window(now_us) {
-            for (a, b) in m.fine.iter_mut().zip(s.fine.iter()) {
-                *a += u64::from(*b);
-            }
-            m.count += s.lat_count;
-            m.sum_us += s.lat_sum_us;
-            m.max_us = m.max_us.max(s.lat_max_us);
+            m.merge(&s.latency);
         }
         m
     }
@@ -478,12 +425,7 @@ impl PerformanceMonitor {
 
     /// Records one latency sample, µs.
     pub fn record_latency_us(&mut self, now_us: u64, us: u64) {
-        let s = self.slot(now_us);
-        let i = fine_index(us);
-        s.fine[i] = s.fine[i].saturating_add(1);
-        s.lat_count += 1;
-        s.lat_sum_us = s.lat_sum_us.saturating_add(us);
-        s.lat_max_us = s.lat_max_us.max(us);
+        self.slot(now_us).latency.record(us);
     }
 
     /// Records one frame (captured, sent or rendered: whatever fps should count).
@@ -624,13 +566,13 @@ impl PerformanceMonitor {
     pub fn get_performance_metrics(&self, now_us: u64) -> Vec<(&'static str, f64)> {
         let mut out = Vec::with_capacity(24);
         let lat = self.merged(now_us);
-        if lat.count > 0 {
+        if lat.count() > 0 {
             let ms = |us: u64| us as f64 / 1e3;
-            out.push(("latency_avg_ms", lat.sum_us as f64 / lat.count as f64 / 1e3));
-            out.push(("latency_p50_ms", ms(lat.quantile_us(0.50).unwrap_or(0))));
-            out.push(("latency_p95_ms", ms(lat.quantile_us(0.95).unwrap_or(0))));
-            out.push(("latency_p99_ms", ms(lat.quantile_us(0.99).unwrap_or(0))));
-            out.push(("latency_max_ms", ms(lat.max_us)));
+            out.push(("latency_avg_ms", lat.mean() / 1e3));
+            out.push(("latency_p50_ms", ms(lat.quantile(0.50))));
+            out.push(("latency_p95_ms", ms(lat.quantile(0.95))));
+            out.push(("latency_p99_ms", ms(lat.quantile(0.99))));
+            out.push(("latency_max_ms", ms(lat.max())));
         }
         if let Some(f) = self.fps(now_us) {
             out.push(("fps", f));
@@ -688,7 +630,7 @@ impl PerformanceMonitor {
         w.num("p95", get("latency_p95_ms"));
         w.num("p99", get("latency_p99_ms"));
         w.num("max", get("latency_max_ms"));
-        w.num("count", Some(lat.count as f64));
+        w.num("count", Some(lat.count() as f64));
         w.close();
         w.num("fps", get("fps"));
         w.open(Some("resource_usage"));
@@ -773,7 +715,7 @@ impl PerformanceMonitor {
                 AlertKind::LatencyP99 => self
                     .config
                     .latency_p99_us
-                    .map(|t| (t, self.merged(now_us).quantile_us(0.99).unwrap_or(0)))
+                    .map(|t| (t, self.merged(now_us).quantile(0.99)))
                     .map(|(t, v)| (v as f64, t as f64, false)),
                 AlertKind::SocTemp => self
                     .config
@@ -931,7 +873,7 @@ mod tests {
         // A reused ring slot starts empty.
         m.record_latency_us(20 * S, 2_000);
         assert_eq!(metric(&m, 20 * S, "latency_max_ms"), Some(2.0));
-        assert_eq!(m.merged(20 * S).count, 1);
+        assert_eq!(m.merged(20 * S).count(), 1);
     }
 
     #[test]
@@ -1145,16 +1087,5 @@ mod tests {
         assert_eq!(v["reliability"]["drops_by_kind"]["quo\"te"], 1.0);
         assert_eq!(v["reliability"]["errors_by_kind"]["io"], 1.0);
         assert!(v["fps"].is_number());
-    }
-
-    #[test]
-    fn fine_buckets_within_an_eighth() {
-        for us in (1..100_000u64).chain([1 << 30, (1 << 39) + 12345]) {
-            let up = fine_upper(fine_index(us));
-            assert!(
-                up >= us && (up - us) as f64 <= us as f64 * 0.125,
-                "{us} -> {up}"
-            );
-        }
     }
 }

@@ -935,7 +935,7 @@ impl Core {
             );
         }
         let mut scratch = std::mem::take(&mut self.scratch);
-        let hello = match Message::parse(&packet, &mut scratch) {
+        let hello = match Message::parse(packet, &mut scratch) {
             Ok(Message::Hello(h)) => h,
             Ok(_) => unreachable!("the kind was checked"),
             Err(e) => {
@@ -1501,7 +1501,7 @@ impl Core {
         }
         // Check the payload once here, so that receivers get only valid messages.
         let mut scratch = std::mem::take(&mut self.scratch);
-        let checked = Message::parse(&packet, &mut scratch).map(|msg| match msg {
+        let checked = Message::parse(packet, &mut scratch).map(|msg| match msg {
             Message::Pose(p) => (p.person, !matches!(p.coding, PoseCoding::Delta { .. })),
             _ => (0, false),
         });

@@ -497,7 +497,7 @@ impl Worker {
         s.write_all(&control_frame(0, &hello, mask)).map_err(io)?;
         let welcome = read_until(&mut s, &mut buf, Kind::Welcome, g)?;
         let parsed = Packet::new_checked(&welcome[..]);
-        let me = match parsed.as_ref().map(|p| Message::parse(&p, &mut [])) {
+        let me = match parsed.as_ref().map(|p| Message::parse(p, &mut [])) {
             Ok(Ok(Message::Welcome(w))) => w.member,
             _ => {
                 return Err(setup_err(

@@ -1,0 +1,222 @@
+//! `cargo xtask`: the project's own tasks, in Rust so they run wherever cargo does.
+//!
+//! - `cargo xtask test [ARGS…]` — the test command of the README: installs what
+//!   the tests need and this machine lacks (Node.js for the browser module's
+//!   test, Chromium for the viewer's, Python's `websockets` for the JSON-mode
+//!   example's), then runs `cargo test --workspace --profile ci ARGS…`.
+//! - `cargo xtask setup` — only the installing part.
+//! - `cargo xtask doctor` — says what is present and what is missing, installs
+//!   nothing.
+//!
+//! Installing uses the system's package manager (Debian's `apt-get`, as root, or
+//! through `sudo -n`) and `pip`. Where neither can be used, it stops and says
+//! exactly what to install by hand. Nothing here is needed to *use* poselink:
+//! only to run its whole test suite.
+
+use std::env;
+use std::process::{Command, ExitCode, Stdio};
+
+/// One thing the test suite needs from outside the Rust toolchain.
+struct Tool {
+    /// What it is, for messages.
+    name: &'static str,
+    /// Which tests need it.
+    needed_by: &'static str,
+    /// Whether it is usable now.
+    present: fn() -> bool,
+    /// How to install it.
+    install: Install,
+}
+
+enum Install {
+    /// Debian packages (the first one that installs is enough).
+    Apt(&'static [&'static str]),
+    /// A Python package, with pip.
+    Pip(&'static str),
+}
+
+const TOOLS: &[Tool] = &[
+    Tool {
+        name: "Node.js",
+        needed_by: "the browser module's test against the Rust codec (tests/web_decoder.rs)",
+        present: || runs("node", &["--version"]),
+        install: Install::Apt(&["nodejs"]),
+    },
+    Tool {
+        name: "Chromium",
+        needed_by: "the viewer's test in headless Chromium (tests/viewer_browser.rs)",
+        present: || {
+            ["chromium", "chromium-browser", "google-chrome"]
+                .iter()
+                .any(|c| runs(c, &["--version"]))
+        },
+        install: Install::Apt(&["chromium"]),
+    },
+    Tool {
+        name: "Python 3 with pip",
+        needed_by: "the JSON-mode Python example's test (tests/python_json.rs)",
+        present: || runs("python3", &["-m", "pip", "--version"]),
+        install: Install::Apt(&["python3-pip"]),
+    },
+    Tool {
+        name: "Python package websockets (>= 12)",
+        needed_by: "the JSON-mode Python example's test (tests/python_json.rs)",
+        present: || runs("python3", &["-c", "import websockets.sync.client"]),
+        install: Install::Pip("websockets>=12"),
+    },
+];
+
+fn main() -> ExitCode {
+    let mut args = env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_str() {
+        "test" => setup().and_then(|()| test(&rest)),
+        "setup" => setup(),
+        "doctor" => {
+            doctor();
+            Ok(())
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask test [CARGO TEST ARGS…]   set up what the tests need, then run them all\n       \
+                 cargo xtask setup                        only set up\n       \
+                 cargo xtask doctor                       say what is present and what is missing"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("xtask: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `cmd args` starts and exits successfully.
+fn runs(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn doctor() {
+    for t in TOOLS {
+        let state = if (t.present)() { "present" } else { "MISSING" };
+        println!("{state:>8}  {}  (for {})", t.name, t.needed_by);
+    }
+}
+
+/// Installs every missing tool; an error says what is still missing and how to
+/// install it by hand.
+fn setup() -> Result<(), String> {
+    let mut apt_updated = false;
+    for t in TOOLS {
+        if (t.present)() {
+            continue;
+        }
+        println!("xtask: installing {} (needed by {})", t.name, t.needed_by);
+        let ok = match &t.install {
+            Install::Apt(packages) => apt_install(packages, &mut apt_updated),
+            Install::Pip(spec) => pip_install(spec),
+        };
+        if !ok || !(t.present)() {
+            let how = match &t.install {
+                Install::Apt(p) => format!("apt-get install {}", p.join(" ")),
+                Install::Pip(spec) => format!("python3 -m pip install '{spec}'"),
+            };
+            return Err(format!(
+                "{} is missing and could not be installed here; it is needed by {}. \
+                 Install it by hand (Debian: `{how}`) and run the command again.",
+                t.name, t.needed_by
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The prefix that runs a command as root: none when we are root, `sudo -n`
+/// when that works without a password; `None` when neither.
+fn as_root() -> Option<Vec<&'static str>> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        return Some(Vec::new());
+    }
+    runs("sudo", &["-n", "true"]).then(|| vec!["sudo", "-n"])
+}
+
+fn apt_install(packages: &[&str], updated: &mut bool) -> bool {
+    if !runs("apt-get", &["--version"]) {
+        return false;
+    }
+    let Some(prefix) = as_root() else {
+        return false;
+    };
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = prefix.clone();
+        all.extend_from_slice(args);
+        Command::new(all[0])
+            .args(&all[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !*updated {
+        *updated = run(&["apt-get", "update", "-qq"]);
+    }
+    packages.iter().any(|p| {
+        run(&[
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            p,
+        ])
+    })
+}
+
+fn pip_install(spec: &str) -> bool {
+    let pip = |extra: &[&str]| {
+        Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(extra)
+            .arg(spec)
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // An "externally managed" system Python refuses a plain install; a user
+    // install, then an override, are the fall-backs.
+    pip(&[]) || pip(&["--user"]) || pip(&["--break-system-packages"])
+}
+
+/// Runs the whole test suite with the `ci` profile (see the workspace's
+/// Cargo.toml): every crate, every test binary, doc tests.
+fn test(extra: &[String]) -> Result<(), String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["test", "--workspace", "--profile", "ci"])
+        .args(extra)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the tests failed ({status})"))
+    }
+}

@@ -1,7 +1,7 @@
 //! Builds the worked examples of `docs/PROTOCOL.md` with the crate's real encoders
 //! and prints each one as the document shows it: an HTML comment naming the example,
 //! then a fenced `hex` block, 16 bytes a line. Paste the output over the blocks in the
-//! document when the codec changes; `tests/protocol_doc.rs` fails until you do.
+//! document when the codec changes; `tests/protocol/doc.rs` fails until you do.
 //!
 //! ```text
 //! cargo run --example wire_examples

@@ -2,7 +2,7 @@
  * poselink.js — the poselink wire protocol, version 1.0, for browsers and Node.js
  * (ES2020, no dependencies). It is the JavaScript twin of the Rust crate's
  * `poselink::proto`: docs/PROTOCOL.md is the specification both follow, and the test
- * `tests/web_decoder.rs` checks this module against the Rust encoder and decoder.
+ * `tests/protocol/web_decoder` checks this module against the Rust encoder and decoder.
  *
  * What it does:
  * - decodes every message kind (envelope, CRC-32, LZ4 block payloads, control

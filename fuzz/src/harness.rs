@@ -1,5 +1,5 @@
 //! The decode harness behind the fuzz target `decode`, shared with
-//! `tests/proptest_codec.rs`, which includes this file with `#[path]` so that the
+//! `tests/protocol/props/`, which includes this file with `#[path]` so that the
 //! logic the fuzzer drives (on a nightly toolchain) also runs on stable Rust in
 //! `cargo test`.
 //!

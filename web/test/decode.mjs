@@ -2,7 +2,7 @@
 //
 //   node web/test/decode.mjs VECTORS.json
 //
-// VECTORS.json (written by tests/web_decoder.rs) holds:
+// VECTORS.json (written by tests/protocol/web_decoder) holds:
 // - sessions: sequences of messages (hex) with what the Rust receiver made of each —
 //   the decoded message, the decoded pose frame, or the kind of error. Each session
 //   is fed to one fresh PoseStreams, as one connection's messages would be.

@@ -38,7 +38,7 @@ enum Install {
 const TOOLS: &[Tool] = &[
     Tool {
         name: "Node.js",
-        needed_by: "the browser module's test against the Rust codec (tests/web_decoder.rs)",
+        needed_by: "the browser module's test against the Rust codec (tests/protocol/web_decoder)",
         present: || runs("node", &["--version"]),
         install: Install::Apt(&["nodejs"]),
     },

@@ -15,9 +15,7 @@
 //! codec changes, run `cargo run --example wire_examples` and paste its output over
 //! the blocks in the document.
 
-#[path = "../examples/wire_examples.rs"]
-#[allow(dead_code)]
-mod wire_examples;
+use crate::wire_examples;
 
 use poselink::proto::{
     AUDIO_CHUNK_CAPACITY, AudioChunk, COORD_SCALE, CRC_LEN, DEFAULT_COMPRESS_THRESHOLD,

@@ -93,6 +93,8 @@ pub mod rate;
 pub mod sync;
 
 #[cfg(feature = "std")]
+pub mod client;
+#[cfg(feature = "std")]
 pub mod engine;
 #[cfg(feature = "std")]
 pub mod hub;

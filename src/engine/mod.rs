@@ -35,11 +35,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-mod backoff;
-mod replay;
-
-pub use backoff::Backoff;
-pub use replay::{AudioReplay, readdress};
+pub use crate::client::{AudioReplay, Backoff, readdress};
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};

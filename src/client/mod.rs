@@ -477,6 +477,15 @@ impl Session {
         self.core.is_ready()
     }
 
+    /// Whether `room` is one the session holds (joined, or being joined).
+    pub fn has_room(&self, room: RoomId) -> bool {
+        self.core
+            .rooms
+            .slots
+            .get(room.index())
+            .is_some_and(|r| r.in_use)
+    }
+
     /// The hub's handle of `room` on this connection, if joined.
     pub fn room_handle(&self, room: RoomId) -> Option<u16> {
         let r = self.core.rooms.slots.get(room.index())?;

@@ -197,7 +197,7 @@ fn ten_thousand_received_frames_and_chunks_allocate_nothing() {
             std::thread::sleep(Duration::from_micros(200));
         }
     };
-    let mut settle = |received: &mut (u64, u64), want: (u64, u64)| {
+    let settle = |received: &mut (u64, u64), want: (u64, u64)| {
         let deadline = Instant::now() + Duration::from_secs(20);
         while *received != want && Instant::now() < deadline {
             while let Some(e) = rx.poll_event() {

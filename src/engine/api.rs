@@ -260,7 +260,7 @@ impl EngineHandle {
     /// received; `queue_depth` the send queue; drops by kind (`ring`,
     /// `superseded`, `evicted`, `refused`, `stale`, `no_room`, `audio_lost`);
     /// errors by the hub's error code names; reconnects; and, with
-    /// [`EngineConfig::system_stats`], the process's CPU and memory and the SoC
+    /// [`EngineConfig::system_stats`](super::EngineConfig::system_stats), the process's CPU and memory and the SoC
     /// temperature. Builds the report, so it allocates: call it now and then
     /// (say once a second), not per frame.
     pub fn performance_report(&self) -> Option<PerformanceReport> {
@@ -334,7 +334,7 @@ impl EngineHandle {
 
     /// Stops the engine: what is queued is sent, unacknowledged audio is given up
     /// to a second to be acknowledged, the connection is closed normally. Join the
-    /// thread from [`EdgeEngine::start`] to wait for it.
+    /// thread from [`EdgeEngine::start`](super::EdgeEngine::start) to wait for it.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::Release);
         let _ = self.shared.waker.wake();

@@ -64,14 +64,14 @@ pub struct EngineConfig {
     /// Received pose and audio are held this long and released in capture-time
     /// order per sender (an audio jitter buffer, with the poses aligned to it), ms.
     /// Media that arrives after its play-out time is then dropped and reported as
-    /// [`Event::AudioGap`] (real-time playback). 0 (the default) hands every
+    /// [`Event::AudioGap`](super::Event::AudioGap) (real-time playback). 0 (the default) hands every
     /// frame and chunk out as it arrives, once and in order, nothing dropped for
     /// lateness (recording, analysis). 60 suits playback on a LAN.
     pub playout_delay_ms: u64,
     /// Senders whose media is aligned at once (each holds about 45 KB). Default 16.
     pub max_senders: usize,
     /// The performance monitor's windows and alert thresholds (see
-    /// [`EngineHandle::performance_report`]). Default: ten one-second slots;
+    /// [`EngineHandle::performance_report`](super::EngineHandle::performance_report)). Default: ten one-second slots;
     /// alerts at 90 % CPU (of one core, the whole process), 64 MiB memory growth,
     /// a 250 ms p99 round trip to the hub and an 80 °C SoC; no fps floor (set
     /// `fps_below` to the capture rate to be told when sending falls behind it).

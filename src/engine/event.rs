@@ -141,7 +141,7 @@ pub enum Event {
         count: u64,
     },
     /// A performance alert: a monitored value crossed its threshold (raised
-    /// once per crossing; see [`EngineConfig::monitor`]).
+    /// once per crossing; see [`EngineConfig::monitor`](super::EngineConfig::monitor)).
     Alert(Alert),
     /// The hub reported an error.
     Error {

@@ -130,6 +130,22 @@ enum Note {
 }
 
 /// A client session with one hub. See the [module documentation](self).
+///
+/// ```
+/// use poselink::client::{Event, Session, SessionConfig, Transport};
+/// use poselink::proto::Role;
+///
+/// let mut s = Session::new(SessionConfig::default(), 0);
+/// // Rooms may be asked for before the connection: joined after the welcome.
+/// let room = s.join(0, "studio-1", Role::Member).unwrap();
+/// assert!(s.has_room(room) && s.room_handle(room).is_none());
+/// // The transport breaks before the upgrade: the next attempt is scheduled.
+/// s.handle_timeout(0);
+/// assert_eq!(s.poll_transport(), Some(Transport::Connect));
+/// s.handle_disconnected(10, "connection refused");
+/// assert!(matches!(s.poll_event(), Some(Event::Reconnecting { attempt: 1, .. })));
+/// assert!(s.poll_timeout().unwrap() > 10);
+/// ```
 pub struct Session {
     rx: RxBuf,
     core: Core,

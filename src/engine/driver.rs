@@ -185,11 +185,15 @@ impl Driver {
             let Conn::Open(s) = &mut self.conn else {
                 return;
             };
-            let buf = self.core.session.receive_buffer();
-            if buf.is_empty() {
+            if self.core.session.receive_buffer().is_empty() {
+                // Full of whole frames: hand them over, then read on.
                 self.core.take_events(now);
+                if self.core.session.receive_buffer().is_empty() {
+                    return;
+                }
                 continue;
             }
+            let buf = self.core.session.receive_buffer();
             match s.read(buf) {
                 Ok(0) => {
                     self.core.take_events(now);

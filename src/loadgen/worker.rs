@@ -433,10 +433,22 @@ impl Worker {
             if !m.open {
                 break;
             }
+            if m.session.receive_buffer().is_empty() {
+                // Full of whole frames: count them, then read on.
+                let now = self.clock.now_us();
+                if let Some(why) = self.take_events(i, now) {
+                    self.lost(i, format_args!("{why}"));
+                    break;
+                }
+                if self.members[i].session.receive_buffer().is_empty() {
+                    break;
+                }
+                continue;
+            }
             let buf = m.session.receive_buffer();
             let asked = buf.len();
             let n = match m.stream.read(buf) {
-                Ok(0) if asked > 0 => {
+                Ok(0) => {
                     self.lost(i, format_args!("the hub closed the connection"));
                     break;
                 }

@@ -391,9 +391,6 @@ impl EngineCore {
         {
             until = until.min(now + self.outbox.wait_us(now).min(50_000));
         }
-        if !self.session.is_connected() {
-            until = until.min(self.next_sample_us);
-        }
         until
     }
 

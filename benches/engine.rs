@@ -33,7 +33,7 @@ fn connect(
 ) -> (
     EngineHandle,
     std::thread::JoinHandle<poselink::engine::EngineReport>,
-    u16,
+    poselink::engine::RoomId,
 ) {
     let (e, t) = EdgeEngine::start(EngineConfig {
         hub: format!("ws://{addr}/"),

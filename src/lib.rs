@@ -29,15 +29,23 @@
 //!   check frames in place (a server's rules for client frames, a client's for
 //!   server frames), fragmentation rules, server and masked client frame headers.
 //!
-//! On top of these, the two IO drivers — the only code that touches sockets,
+//! - [`client`] (with `std`) — the client session, sans-IO: hello and welcome,
+//!   joins and their rejoin after a reconnect, the audio replay window, the
+//!   heartbeat, the reconnect backoff and keyframe requests, over bytes its
+//!   driver moves. The engine and the load generator both run on it.
+//!
+//! On top of these, the IO drivers — the only code that touches sockets,
 //! threads or the clock:
 //!
 //! - [`hub`] (with `std`) — the relay: one `mio` loop, a slot table of
 //!   connections, sessions and rooms, per-receiver bounded queues over a shared
 //!   block pool, keyframe cache, heartbeats, limits, `/metrics`.
 //! - [`engine`] (with `std`) — the edge engine a capture app links: lock-free
-//!   hand-over of frames, one `mio` loop that queues, encodes, rate-limits and
-//!   sends them, reconnects and replays audio, and hands received media back.
+//!   hand-over of frames, a sans-IO core that queues and rate-limits them and
+//!   hands received media back, and one `mio` loop that moves the bytes of its
+//!   client session.
+//! - [`loadgen`] (with `std`) — the load generator of `poselink bench`: many
+//!   client sessions per thread, one `mio` poll each.
 //! - [`monitor`] (with `std`) — sans-IO performance monitoring for either driver:
 //!   latency percentiles over a sliding time window, throughput, fps, system
 //!   samples, drops and errors by kind, JSON reports and once-per-crossing alerts.
@@ -92,6 +100,8 @@ pub mod proto;
 pub mod rate;
 pub mod sync;
 
+#[cfg(feature = "std")]
+pub mod client;
 #[cfg(feature = "std")]
 pub mod engine;
 #[cfg(feature = "std")]

@@ -1,19 +1,24 @@
-//! The send path allocates nothing: after warm-up, 10 000 `send_pose` calls,
-//! their encoding in the engine's loop and their writing to the hub's socket
-//! cost zero heap allocations — counted over every thread of this process (the
-//! app's, the engine's, and the in-process hub's), so nothing can hide.
+//! The send and receive paths allocate nothing. After warm-up, 10 000
+//! `send_pose` calls, their encoding in the engine's loop and their writing to
+//! the hub's socket cost zero heap allocations; and 10 000 pose frames and
+//! audio chunks received by another engine — read, decoded, handed to the app
+//! through the events ring and taken with `poll_event` — cost zero too. Counted
+//! over every thread of this process (the app's, the engines', and the
+//! in-process hub's), so nothing can hide. The two tests take turns (the
+//! counter is global).
 #![cfg(feature = "std")]
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use poselink::engine::{EdgeEngine, EngineConfig, Priority};
+use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::hub::HubConfig;
-use poselink::proto::{PoseFrame, Role};
+use poselink::proto::{AudioChunk, PoseFrame, Role};
 use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 
 struct CountingAlloc;
@@ -48,8 +53,13 @@ unsafe impl GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
+/// One measurement at a time: the allocation counter is process-wide.
+static TURN: Mutex<()> = Mutex::new(());
+
 #[test]
 fn ten_thousand_send_pose_calls_allocate_nothing() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    ALLOCS.store(0, Ordering::SeqCst);
     let hub = TestHub::start(HubConfig {
         rate_messages: 1_000_000,
         burst_messages: 1_000_000,
@@ -127,4 +137,117 @@ fn ten_thousand_send_pose_calls_allocate_nothing() {
         hub.metric("poselink_messages_in_total{kind=\"pose\"}"),
         after.poses_sent as f64
     );
+}
+
+#[test]
+fn ten_thousand_received_frames_and_chunks_allocate_nothing() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    ALLOCS.store(0, Ordering::SeqCst);
+    let hub = TestHub::start(HubConfig {
+        rate_messages: 1_000_000,
+        burst_messages: 1_000_000,
+        ..HubConfig::local_dev()
+    });
+    let start = |playout_delay_ms| {
+        EdgeEngine::start(EngineConfig {
+            hub: hub.url(),
+            heartbeat_ms: 200, // pings and pongs run during the measurement
+            max_persons: 8,
+            playout_delay_ms,
+            ..EngineConfig::default()
+        })
+        .unwrap()
+    };
+    let (tx, tx_thread) = start(0);
+    let (rx, rx_thread) = start(0);
+    let room = tx.join_room("alloc-rx", Role::Member).unwrap();
+    rx.join_room("alloc-rx", Role::Viewer).unwrap();
+    let clock = MonotonicClock::new();
+    let mut src = SyntheticPose::new(SyntheticConfig::default());
+    let mut sample = PoseSample::zeroed();
+    let (mut seq, mut audio_seq) = (0u32, 0u32);
+    let mut received = (0u64, 0u64);
+    // Four pose frames, then an audio chunk: 8 000 frames and 2 000 chunks in 10 000.
+    let mut send_and_take = |n: u32, received: &mut (u64, u64)| {
+        for i in 0..n {
+            let ts = clock.now_us();
+            if i % 5 == 4 {
+                audio_seq += 1;
+                let mut c = AudioChunk::silence(48_000, 1, 960);
+                c.seq = audio_seq;
+                c.capture_ts_us = ts;
+                c.samples[0] = audio_seq as i16;
+                tx.send_audio(&c, room, Priority::HIGH).unwrap();
+            } else {
+                src.next_pose(&mut sample).unwrap();
+                seq += 1;
+                // Eight persons (eight encoders): a frame is replaced only if
+                // the sender's loop falls eight frames behind.
+                let mut f = PoseFrame::from_arrays(seq, seq % 8, ts, &sample.landmarks);
+                f.clamp_to_range();
+                tx.send_pose(&f, room, Priority::NORMAL).unwrap();
+            }
+            while let Some(e) = rx.poll_event() {
+                match e {
+                    Event::Pose { frame, .. } => received.0 += u64::from(frame.seq > 0),
+                    Event::Audio { chunk, .. } => received.1 += u64::from(chunk.seq > 0),
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
+    let settle = |received: &mut (u64, u64), want: (u64, u64)| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while *received != want && Instant::now() < deadline {
+            while let Some(e) = rx.poll_event() {
+                match e {
+                    Event::Pose { .. } => received.0 += 1,
+                    Event::Audio { .. } => received.1 += 1,
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    // What the sender sent (a pose frame it replaced with a newer one never
+    // leaves) is what must arrive.
+    let sent = || {
+        let m = tx.metrics();
+        (m.poses_sent, m.audio_sent)
+    };
+    send_and_take(2_000, &mut received);
+    std::thread::sleep(Duration::from_millis(100));
+    settle(&mut received, sent());
+    assert_eq!(received, sent(), "warm-up: everything sent arrived");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = received;
+
+    COUNTING.store(true, Ordering::SeqCst);
+    send_and_take(10_000, &mut received);
+    std::thread::sleep(Duration::from_millis(100));
+    settle(&mut received, sent());
+    std::thread::sleep(Duration::from_millis(300)); // pings, pongs, acknowledgements
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocs = ALLOCS.load(Ordering::SeqCst);
+
+    let m = rx.metrics();
+    let got = (received.0 - before.0, received.1 - before.1);
+    assert_eq!(received, sent(), "everything sent arrived: {m:?}");
+    assert!(
+        got.0 >= 7_900 && got.1 == 2_000,
+        "the receive path was measured (8 000 pose frames, 2 000 chunks): {got:?}, sender {:?}",
+        tx.metrics()
+    );
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations while receiving {} pose frames and {} audio chunks",
+        got.0, got.1
+    );
+    assert_eq!((m.poses_received, m.audio_received), received);
+    assert_eq!(m.events_dropped, 0);
+    tx.shutdown();
+    rx.shutdown();
+    tx_thread.join().unwrap();
+    rx_thread.join().unwrap();
 }

@@ -176,9 +176,9 @@ fn json_and_binary_members_share_a_room() {
         match engine.wait_event(Duration::from_millis(50)) {
             Some(Event::Pose { frame, sender, .. }) => {
                 assert_eq!(u64::from(sender), welcome["member"].as_u64().unwrap());
-                got.push(*frame);
+                got.push(frame);
             }
-            Some(Event::Audio { chunk, .. }) => audio = Some(*chunk),
+            Some(Event::Audio { chunk, .. }) => audio = Some(chunk),
             _ => {}
         }
     }

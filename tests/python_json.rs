@@ -114,7 +114,7 @@ fn python_publishes_and_a_rust_engine_receives() {
     let end = Instant::now() + T;
     while got.len() < 30 && Instant::now() < end {
         match engine.wait_event(Duration::from_millis(50)) {
-            Some(Event::Pose { frame, .. }) => got.push(*frame),
+            Some(Event::Pose { frame, .. }) => got.push(frame),
             Some(Event::Audio { chunk, .. }) => {
                 assert_eq!((chunk.sample_rate, chunk.len), (48_000, 960));
                 audio += 1;

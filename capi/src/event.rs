@@ -1,7 +1,8 @@
 //! What the engine reports, flattened for C: one tagged struct of fixed size
 //! ([`PoselinkEvent`]) that the caller provides and the library fills, with a
 //! received pose frame's landmarks and an audio chunk's samples copied into fixed
-//! arrays and text copied into a fixed, NUL-terminated buffer. Nothing in it points
+//! arrays (straight from the engine's event, which holds them in place: no
+//! allocation on the way) and text copied into a fixed, NUL-terminated buffer. Nothing in it points
 //! anywhere, so nothing in it needs freeing and it stays valid for as long as the
 //! caller keeps it.
 
@@ -293,22 +294,22 @@ impl PoselinkEvent {
                 PoselinkEventKind::Reconnecting
             }
             Event::RoomJoined { room, members } => {
-                self.room = *room;
+                self.room = room.0;
                 self.member_count = count(members.len());
                 PoselinkEventKind::RoomJoined
             }
             Event::RoomRestored { room, members } => {
-                self.room = *room;
+                self.room = room.0;
                 self.member_count = count(members.len());
                 PoselinkEventKind::RoomRestored
             }
             Event::RoomLeft { room, reason } => {
-                self.room = *room;
+                self.room = room.0;
                 self.leave_reason = PoselinkLeaveReason::from_reason(*reason);
                 PoselinkEventKind::RoomLeft
             }
             Event::MemberJoined { room, member } => {
-                self.room = *room;
+                self.room = room.0;
                 self.member = member.member;
                 self.role = PoselinkRole::from_role(member.role);
                 self.set_text(&member.user);
@@ -319,7 +320,7 @@ impl PoselinkEvent {
                 member,
                 reason,
             } => {
-                self.room = *room;
+                self.room = room.0;
                 self.member = *member;
                 self.leave_reason = PoselinkLeaveReason::from_reason(*reason);
                 PoselinkEventKind::MemberLeft
@@ -329,7 +330,7 @@ impl PoselinkEvent {
                 sender,
                 frame,
             } => {
-                self.room = *room;
+                self.room = room.0;
                 self.member = *sender;
                 self.set_pose(frame);
                 PoselinkEventKind::Pose
@@ -339,19 +340,19 @@ impl PoselinkEvent {
                 sender,
                 chunk,
             } => {
-                self.room = *room;
+                self.room = room.0;
                 self.member = *sender;
                 self.set_audio(chunk);
                 PoselinkEventKind::Audio
             }
             Event::AudioGap { room, sender, seq } => {
-                self.room = *room;
+                self.room = room.0;
                 self.member = *sender;
                 self.seq = *seq;
                 PoselinkEventKind::AudioGap
             }
             Event::AudioLost { room, count } => {
-                self.room = *room;
+                self.room = room.0;
                 self.count = *count;
                 PoselinkEventKind::AudioLost
             }
@@ -368,7 +369,7 @@ impl PoselinkEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use poselink::engine::MemberSummary;
+    use poselink::engine::{MemberSummary, RoomId};
     use poselink::proto::ErrorCode;
     use std::ffi::CStr;
     use std::time::Duration;
@@ -397,9 +398,9 @@ mod tests {
             lm.presence = i as f32 / 33.0;
         }
         let e = flat(&Event::Pose {
-            room: 3,
+            room: RoomId(3),
             sender: 9,
-            frame: Box::new(frame),
+            frame,
         });
         assert_eq!(e.kind, PoselinkEventKind::Pose);
         assert_eq!((e.room, e.member), (3, 9));
@@ -422,9 +423,9 @@ mod tests {
             *s = i as i16 - 500;
         }
         let e = flat(&Event::Audio {
-            room: 1,
+            room: RoomId(1),
             sender: 4,
-            chunk: Box::new(c),
+            chunk: c,
         });
         assert_eq!(e.kind, PoselinkEventKind::Audio);
         assert_eq!(
@@ -461,7 +462,7 @@ mod tests {
             user: "browser-1".into(),
         };
         let e = flat(&Event::MemberJoined {
-            room: 2,
+            room: RoomId(2),
             member: who.clone(),
         });
         assert_eq!(
@@ -470,12 +471,12 @@ mod tests {
         );
         assert_eq!(text(&e), "browser-1");
         let e = flat(&Event::RoomJoined {
-            room: 2,
+            room: RoomId(2),
             members: vec![who.clone(), who],
         });
         assert_eq!((e.kind, e.member_count), (PoselinkEventKind::RoomJoined, 2));
         let e = flat(&Event::MemberLeft {
-            room: 2,
+            room: RoomId(2),
             member: 12,
             reason: LeaveReason::Kicked,
         });
@@ -485,7 +486,10 @@ mod tests {
             delay: Duration::from_millis(400),
         });
         assert_eq!((e.attempt, e.delay_ms), (3, 400));
-        let e = flat(&Event::AudioLost { room: 1, count: 5 });
+        let e = flat(&Event::AudioLost {
+            room: RoomId(1),
+            count: 5,
+        });
         assert_eq!((e.kind, e.count), (PoselinkEventKind::AudioLost, 5));
     }
 }

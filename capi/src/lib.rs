@@ -57,7 +57,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use poselink::engine::{
-    EdgeEngine, EngineHandle, EngineMetrics, EngineReport, JoinError, Priority, SendError,
+    Counter, EdgeEngine, EngineHandle, EngineMetrics, EngineReport, JoinError, Priority, RoomId,
+    SendError,
 };
 use poselink::proto::{AudioChunk, PoseFrame};
 
@@ -147,30 +148,39 @@ pub struct PoselinkMetrics {
     pub reserved: u32,
 }
 
-impl From<EngineMetrics> for PoselinkMetrics {
-    fn from(m: EngineMetrics) -> Self {
+impl PoselinkMetrics {
+    /// Fills the C struct from the engine's counter table: each field reads
+    /// the [`Counter`] of the same name (a test checks every name).
+    fn read(get: impl Fn(Counter) -> u64, connected: bool) -> PoselinkMetrics {
         PoselinkMetrics {
-            poses_submitted: m.poses_submitted,
-            audio_submitted: m.audio_submitted,
-            poses_sent: m.poses_sent,
-            audio_sent: m.audio_sent,
-            audio_replayed: m.audio_replayed,
-            bytes_sent: m.bytes_sent,
-            drops_ring: m.drops_ring,
-            drops_superseded: m.drops_superseded,
-            drops_evicted: m.drops_evicted,
-            drops_refused: m.drops_refused,
-            drops_stale: m.drops_stale,
-            drops_no_room: m.drops_no_room,
-            audio_lost: m.audio_lost,
-            events_dropped: m.events_dropped,
-            poses_received: m.poses_received,
-            audio_received: m.audio_received,
-            reconnects: m.reconnects,
-            rtt_us: m.rtt_us,
-            connected: u32::from(m.connected),
+            poses_submitted: get(Counter::PosesSubmitted),
+            audio_submitted: get(Counter::AudioSubmitted),
+            poses_sent: get(Counter::PosesSent),
+            audio_sent: get(Counter::AudioSent),
+            audio_replayed: get(Counter::AudioReplayed),
+            bytes_sent: get(Counter::BytesSent),
+            drops_ring: get(Counter::DropsRing),
+            drops_superseded: get(Counter::DropsSuperseded),
+            drops_evicted: get(Counter::DropsEvicted),
+            drops_refused: get(Counter::DropsRefused),
+            drops_stale: get(Counter::DropsStale),
+            drops_no_room: get(Counter::DropsNoRoom),
+            audio_lost: get(Counter::AudioLost),
+            events_dropped: get(Counter::EventsDropped),
+            poses_received: get(Counter::PosesReceived),
+            audio_received: get(Counter::AudioReceived),
+            reconnects: get(Counter::Reconnects),
+            rtt_us: get(Counter::RttUs),
+            connected: u32::from(connected),
             reserved: 0,
         }
+    }
+}
+
+impl From<EngineMetrics> for PoselinkMetrics {
+    /// The final counters of a stopped engine (its report's snapshot).
+    fn from(m: EngineMetrics) -> Self {
+        PoselinkMetrics::read(|c| m.get(c), m.connected)
     }
 }
 
@@ -334,7 +344,7 @@ pub unsafe extern "C" fn poselink_join_room(
             Failure::new(status, format!("cannot join room {name:?}: {e}"))
         })?;
         // SAFETY: checked non-NULL; the caller promises it writable.
-        unsafe { room_out.write(id) };
+        unsafe { room_out.write(id.0) };
         Ok(PoselinkStatus::Ok)
     })
 }
@@ -352,7 +362,7 @@ pub unsafe extern "C" fn poselink_leave_room(
     guard("poselink_leave_room", || {
         // SAFETY: the caller's promise.
         let engine = unsafe { engine_ref(engine) }?;
-        engine.handle.leave_room(room);
+        engine.handle.leave_room(RoomId(room));
         Ok(PoselinkStatus::Ok)
     })
 }
@@ -418,7 +428,7 @@ pub unsafe extern "C" fn poselink_send_pose(
         let frame = PoseFrame::from_arrays(seq, person, capture_ts_us, rows);
         engine
             .handle
-            .send_pose(&frame, room, Priority(priority))
+            .send_pose(&frame, RoomId(room), Priority(priority))
             .map_err(send_failure)?;
         Ok(PoselinkStatus::Ok)
     })
@@ -495,7 +505,7 @@ pub unsafe extern "C" fn poselink_send_audio(
         chunk.samples[..len].copy_from_slice(pcm);
         engine
             .handle
-            .send_audio(&chunk, room, Priority(priority))
+            .send_audio(&chunk, RoomId(room), Priority(priority))
             .map_err(send_failure)?;
         Ok(PoselinkStatus::Ok)
     })
@@ -592,8 +602,9 @@ pub unsafe extern "C" fn poselink_metrics(
         if metrics.is_null() {
             return Err(Failure::null("metrics"));
         }
+        let h = &engine.handle;
         // SAFETY: checked non-NULL; the caller promises it writable.
-        unsafe { metrics.write(engine.handle.metrics().into()) };
+        unsafe { metrics.write(PoselinkMetrics::read(|c| h.counter(c), h.is_connected())) };
         Ok(PoselinkStatus::Ok)
     })
 }

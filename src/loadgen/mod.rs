@@ -5,14 +5,18 @@
 //! 20 ms audio chunk (48 kHz mono PCM16) 50 times a second, and receives what the
 //! other M − 1 members of its room publish.
 //!
+//! Every member speaks through the client library's sans-IO
+//! [`Session`](crate::client::Session) — the engine's own client, so there is
+//! one client implementation — set up for a load: frames encoded in place in
+//! its transmit buffer, received frames parsed in place with only their
+//! envelope read, no replay window and no pings.
+//!
 //! It is built to cost the machine as little as possible, so that what is measured
 //! is the hub: a few threads (not one per member), each with one `mio` poll over
 //! its share of the connections; sends paced by deadline per publisher
-//! ([`Schedule`]: a sorted list of phases, one cursor); receives with large reads,
-//! WebSocket frames parsed in place with the crate's own client-side helpers
-//! ([`crate::ws::parse_server_frame`], [`crate::ws::write_client_header`],
-//! [`crate::ws::mask_payload`]); every buffer allocated while connecting, none
-//! while the load runs.
+//! ([`Schedule`]: a sorted list of phases, one cursor); receives with reads of up
+//! to 16 KiB straight into each session's buffer; every buffer allocated while
+//! connecting, none while the load runs.
 //!
 //! Latency is end to end on one host: the publisher stamps each message's capture
 //! timestamp with `CLOCK_MONOTONIC` right before encoding it, a receiver reads the
@@ -41,6 +45,7 @@
 
 mod histogram;
 mod schedule;
+mod setup;
 mod worker;
 
 pub use histogram::LatencyHistogram;

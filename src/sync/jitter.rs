@@ -1,5 +1,13 @@
 //! The audio jitter buffer of one stream: reorder by `seq`, drop duplicates and
 //! latecomers, release at play-out time, report what never came as gaps.
+//!
+//! Its storage is not a FIFO ring (and so not `ringbuf`'s): chunks arrive out of
+//! order and are placed by sequence number, a late one fills a hole before
+//! what came after it, a full buffer gives up the chunk that would play *last*
+//! rather than the oldest, and a gap is found by looking at the next expected
+//! number. A ring's push at the tail and pop at the head cannot express that.
+//! It is also `no_std` with its capacity in the type (`const N`), so that a
+//! bare-metal build can hold it in a `static`.
 
 use super::{Place, SyncConfig, Timeline, seq_delta};
 use crate::proto::AudioChunk;

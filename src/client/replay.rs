@@ -1,11 +1,20 @@
-//! The audio replay window. The edge engine keeps a copy of every audio message it
-//! sends until the hub acknowledges it (`ack { kind: audio, seq }` acknowledges
+//! The audio replay window. The client session keeps a copy of every audio message
+//! it sends until the hub acknowledges it (`ack { kind: audio, seq }` acknowledges
 //! every chunk up to `seq`); after a reconnect it sends the unacknowledged ones
 //! again, readdressed to the new session's room handle and member id, and the hub
 //! drops the ones it had already relayed as duplicates. The window is bounded
 //! twice: by a number of slots, fixed at construction and allocated once, and by
 //! age, since audio older than the window is no longer worth replaying. What falls
 //! out unacknowledged is counted: it is audio a reconnect cannot bring back.
+//!
+//! The slots are a `ringbuf` ring of fixed-size items (one message each, in send
+//! order): `try_push` keeps a message, `skip` forgets the oldest, `iter_mut`
+//! readdresses in place. The ring's storage is reserved, not touched, at
+//! construction, so its pages become resident only as the window first fills.
+
+use ringbuf::LocalRb;
+use ringbuf::storage::Heap;
+use ringbuf::traits::{Consumer, Observer, Producer};
 
 use crate::proto::{CRC_LEN, Error, Packet, seal};
 
@@ -14,13 +23,18 @@ use crate::proto::{CRC_LEN, Error, Packet, seal};
 /// bytes).
 pub const MAX_SLOT: usize = 2048;
 
-/// What the window knows of one kept message; its bytes are in the slot of the
-/// same index.
-#[derive(Clone, Copy, Debug, Default)]
-struct Entry {
+/// One kept message: what the window knows of it, and its bytes.
+struct Kept {
     seq: u32,
     len: u16,
     ts_us: u64,
+    bytes: [u8; MAX_SLOT],
+}
+
+impl Kept {
+    fn message(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 /// Whether sequence number `a` is at or before `b` in serial-number order
@@ -46,7 +60,7 @@ const fn serial_le(a: u32, b: u32) -> bool {
 /// [`new`]: AudioReplay::new
 ///
 /// ```
-/// use poselink::engine::AudioReplay;
+/// use poselink::client::AudioReplay;
 /// use poselink::proto::{encode_audio, AudioChunk, Compressor, Packet, DEFAULT_COMPRESS_THRESHOLD};
 ///
 /// let mut replay = AudioReplay::new(4, 2_000_000);
@@ -71,19 +85,23 @@ const fn serial_le(a: u32, b: u32) -> bool {
 /// });
 /// assert_eq!(resent, [(2, 9, 12), (3, 9, 12)]);
 /// ```
-#[derive(Debug)]
 pub struct AudioReplay {
-    /// `capacity` slots of `MAX_SLOT` bytes, one allocation.
-    data: Box<[u8]>,
-    /// What each slot holds.
-    entries: Box<[Entry]>,
-    /// The slot of the oldest kept message.
-    head: usize,
-    /// Messages kept.
-    len: usize,
+    ring: LocalRb<Heap<Kept>>,
     window_us: u64,
     evicted: u64,
     acked_through: Option<u32>,
+}
+
+impl core::fmt::Debug for AudioReplay {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AudioReplay")
+            .field("len", &self.len())
+            .field("capacity", &self.ring.capacity())
+            .field("window_us", &self.window_us)
+            .field("evicted", &self.evicted)
+            .field("acked_through", &self.acked_through)
+            .finish()
+    }
 }
 
 impl AudioReplay {
@@ -101,10 +119,7 @@ impl AudioReplay {
             "an audio replay window needs at least one slot"
         );
         AudioReplay {
-            data: vec![0u8; capacity * MAX_SLOT].into_boxed_slice(),
-            entries: vec![Entry::default(); capacity].into_boxed_slice(),
-            head: 0,
-            len: 0,
+            ring: LocalRb::new(capacity),
             window_us,
             evicted: 0,
             acked_through: None,
@@ -119,25 +134,30 @@ impl AudioReplay {
     /// `MAX_SLOT` (no audio message is) cannot be kept and counts as lost.
     pub fn push(&mut self, seq: u32, ts_us: u64, message: &[u8]) -> usize {
         let mut lost = 0;
-        while self.len > 0 && ts_us.saturating_sub(self.entries[self.head].ts_us) > self.window_us {
-            self.pop_oldest();
+        while self
+            .ring
+            .first()
+            .is_some_and(|k| ts_us.saturating_sub(k.ts_us) > self.window_us)
+        {
+            self.ring.skip(1);
             lost += 1;
         }
         if message.len() > MAX_SLOT {
             lost += 1;
         } else {
-            if self.len == self.entries.len() {
-                self.pop_oldest();
+            if self.ring.is_full() {
+                self.ring.skip(1);
                 lost += 1;
             }
-            let slot = (self.head + self.len) % self.entries.len();
-            self.data[slot * MAX_SLOT..slot * MAX_SLOT + message.len()].copy_from_slice(message);
-            self.entries[slot] = Entry {
+            let mut kept = Kept {
                 seq,
                 len: message.len() as u16,
                 ts_us,
+                bytes: [0; MAX_SLOT],
             };
-            self.len += 1;
+            kept.bytes[..message.len()].copy_from_slice(message);
+            // Room was made above: the push cannot fail.
+            let _ = self.ring.try_push(kept);
         }
         self.evicted += lost as u64;
         lost
@@ -151,35 +171,31 @@ impl AudioReplay {
             Some(through) if serial_le(seq, through) => {}
             _ => self.acked_through = Some(seq),
         }
-        while self.len > 0 && serial_le(self.entries[self.head].seq, seq) {
-            self.pop_oldest();
+        while self.ring.first().is_some_and(|k| serial_le(k.seq, seq)) {
+            self.ring.skip(1);
         }
     }
 
     /// Forgets every kept message and the last acknowledgement, for a new stream
     /// (a room slot used again); [`evicted`](Self::evicted) keeps counting.
     pub fn clear(&mut self) {
-        self.head = 0;
-        self.len = 0;
+        self.ring.clear();
         self.acked_through = None;
     }
 
     /// Messages kept (sent, not acknowledged, not evicted).
     pub fn len(&self) -> usize {
-        self.len
+        self.ring.occupied_len()
     }
 
     /// Whether no message is kept.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.ring.is_empty()
     }
 
     /// The kept messages, oldest first, with their sequence numbers.
     pub fn unacked(&self) -> impl Iterator<Item = (u32, &[u8])> {
-        (0..self.len).map(move |i| {
-            let slot = self.slot(i);
-            (self.entries[slot].seq, self.bytes(slot))
-        })
+        self.ring.iter().map(|k| (k.seq, k.message()))
     }
 
     /// After a reconnect: rewrites each kept message, oldest first, for the new
@@ -189,10 +205,9 @@ impl AudioReplay {
     /// [`Packet::new_checked`] (which [`push`](Self::push) does not check) is
     /// skipped.
     pub fn unacked_mut_for_resend(&mut self, room: u16, sender: u16, mut send: impl FnMut(&[u8])) {
-        for i in 0..self.len {
-            let slot = self.slot(i);
-            let len = self.entries[slot].len as usize;
-            let message = &mut self.data[slot * MAX_SLOT..slot * MAX_SLOT + len];
+        for k in self.ring.iter_mut() {
+            let len = k.len as usize;
+            let message = &mut k.bytes[..len];
             if readdress(message, room, sender).is_ok() {
                 send(message);
             }
@@ -210,24 +225,6 @@ impl AudioReplay {
     pub fn acked_through(&self) -> Option<u32> {
         self.acked_through
     }
-
-    /// The slot of the `i`-th kept message, oldest first.
-    fn slot(&self, i: usize) -> usize {
-        (self.head + i) % self.entries.len()
-    }
-
-    /// The bytes of the message in `slot`.
-    fn bytes(&self, slot: usize) -> &[u8] {
-        let len = self.entries[slot].len as usize;
-        &self.data[slot * MAX_SLOT..slot * MAX_SLOT + len]
-    }
-
-    /// Forgets the oldest kept message (there is one).
-    fn pop_oldest(&mut self) {
-        debug_assert!(self.len > 0);
-        self.head = (self.head + 1) % self.entries.len();
-        self.len -= 1;
-    }
 }
 
 /// Rewrites a sealed message's room handle (bytes 3..5) and sender id (bytes 5..7)
@@ -237,7 +234,7 @@ impl AudioReplay {
 /// never given a valid CRC.
 ///
 /// ```
-/// use poselink::engine::readdress;
+/// use poselink::client::readdress;
 /// use poselink::proto::{encode_control, Header, Kind, Message, Packet, Ping};
 ///
 /// let mut buf = [0u8; 64];

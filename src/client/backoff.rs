@@ -1,4 +1,4 @@
-//! Reconnect backoff: how long the edge engine waits before its next attempt to
+//! Reconnect backoff: how long the client session waits before its next attempt to
 //! reach the hub. The wait doubles with each failed attempt, from a minimum up to
 //! a maximum, with "equal jitter" (half the wait fixed, half random) so that a
 //! fleet of boards that lost the hub at the same moment does not come back at the
@@ -12,7 +12,7 @@
 /// base, inclusive.
 ///
 /// ```
-/// use poselink::engine::Backoff;
+/// use poselink::client::Backoff;
 ///
 /// let mut backoff = Backoff::new(100_000, 5_000_000); // 100 ms to 5 s
 /// assert_eq!(backoff.next_delay_us(0), 50_000); // base 100 ms, no jitter

@@ -1,0 +1,351 @@
+//! The app's side of a running engine: [`EngineHandle`] (send, join, leave,
+//! events, counters, shutdown; cheap to clone, usable from any thread), the
+//! errors its calls return, and what it shares with the engine's loop. Every
+//! send is a push into a preallocated lock-free ring and at most one wake of
+//! the loop: no allocation, no lock, no waiting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use mio::Waker;
+
+use crate::proto::{self, AudioChunk, ErrorCode, PoseFrame, Role};
+
+use super::metrics::{Counter, CounterTable, EngineMetrics};
+use super::{Event, Priority, RoomId};
+
+/// Why a frame was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The frame is invalid (not finite, out of range, bad audio shape).
+    Invalid(proto::Error),
+    /// The audio hand-over ring is full: the engine's loop is not keeping up.
+    RingFull,
+    /// The engine has shut down.
+    ShutDown,
+}
+
+impl core::fmt::Display for SendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SendError::Invalid(e) => write!(f, "invalid frame: {e}"),
+            SendError::RingFull => f.write_str(
+                "the audio hand-over ring is full: the engine is not keeping up; raise audio_ring or send less",
+            ),
+            SendError::ShutDown => f.write_str("the engine has shut down"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why a join failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The hub refused: its error code and reason.
+    Refused {
+        /// The protocol error code.
+        code: ErrorCode,
+        /// The hub's sentence.
+        reason: String,
+    },
+    /// No answer within `join_timeout_ms` (not connected, or the hub is slow).
+    Timeout,
+    /// `max_rooms` rooms are joined already.
+    TooManyRooms,
+    /// The room name is not valid.
+    BadName,
+    /// The engine has shut down.
+    ShutDown,
+}
+
+impl core::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            JoinError::Refused { code, reason } => {
+                write!(f, "the hub refused the join ({}): {reason}", code.name())
+            }
+            JoinError::Timeout => f.write_str(
+                "no answer from the hub in time: check the hub address and that it is running",
+            ),
+            JoinError::TooManyRooms => {
+                f.write_str("max_rooms rooms are joined already; leave one first")
+            }
+            JoinError::BadName => {
+                f.write_str("invalid room name: use 1 to 64 bytes of letters, digits and `-_.:@/`")
+            }
+            JoinError::ShutDown => f.write_str("the engine has shut down"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// A pose frame handed over by the app.
+pub(super) struct PoseSubmit {
+    pub(super) frame: PoseFrame,
+    pub(super) room: RoomId,
+    pub(super) priority: u8,
+}
+
+/// An audio chunk handed over by the app.
+pub(super) struct AudioSubmit {
+    pub(super) chunk: AudioChunk,
+    pub(super) room: RoomId,
+    pub(super) priority: u8,
+}
+
+/// A request of the app's that the loop answers.
+pub(super) enum Command {
+    Join {
+        name: String,
+        role: Role,
+        reply: mpsc::SyncSender<Result<RoomId, JoinError>>,
+    },
+    Leave(RoomId),
+    Bandwidth(u64),
+    Report(mpsc::SyncSender<PerformanceReport>),
+}
+
+/// The engine's performance monitor, as [`EngineHandle::performance_report`]
+/// returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PerformanceReport {
+    /// Name → value, as [`crate::monitor::PerformanceMonitor::get_performance_metrics`] lists them.
+    pub metrics: Vec<(&'static str, f64)>,
+    /// The JSON report of [`crate::monitor::PerformanceMonitor::report_json`].
+    pub json: String,
+}
+
+impl PerformanceReport {
+    /// The value of one metric, if known.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.metrics.iter().find(|m| m.0 == name).map(|m| m.1)
+    }
+}
+
+/// What the app's threads and the engine's loop share. The hand-over rings are
+/// crossbeam's `ArrayQueue` rather than `ringbuf`'s: [`EngineHandle`] is
+/// `Clone` and usable from any thread, so they have several producers (and
+/// `poll_event` several consumers), which an SPSC ring does not allow.
+pub(super) struct Shared {
+    pub(super) poses: ArrayQueue<PoseSubmit>,
+    pub(super) audio: ArrayQueue<AudioSubmit>,
+    pub(super) commands: ArrayQueue<Command>,
+    pub(super) events: ArrayQueue<Event>,
+    pub(super) waker: Waker,
+    pub(super) wake_pending: AtomicBool,
+    pub(super) stop: AtomicBool,
+    pub(super) stopped: AtomicBool,
+    pub(super) counters: CounterTable,
+    pub(super) join_timeout: Duration,
+}
+
+impl Shared {
+    pub(super) fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The app's side of a running engine; cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct EngineHandle {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl core::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EngineHandle").finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    /// Hands a pose frame to the engine for `room`: validated, pushed into the
+    /// lock-free ring, the loop woken. Never blocks and never allocates. If the
+    /// loop has fallen behind and the ring is full, the oldest waiting frame is
+    /// replaced (counted in `drops_ring`): a stale skeleton is worth nothing.
+    pub fn send_pose(
+        &self,
+        frame: &PoseFrame,
+        room: RoomId,
+        priority: Priority,
+    ) -> Result<(), SendError> {
+        let s = &*self.shared;
+        if s.stopped.load(Ordering::Relaxed) {
+            return Err(SendError::ShutDown);
+        }
+        frame.validate().map_err(SendError::Invalid)?;
+        s.counters.add(Counter::PosesSubmitted, 1);
+        let item = PoseSubmit {
+            frame: *frame,
+            room,
+            priority: priority.0,
+        };
+        if s.poses.force_push(item).is_some() {
+            s.counters.add(Counter::DropsRing, 1);
+        }
+        s.wake();
+        Ok(())
+    }
+
+    /// Hands an audio chunk to the engine for `room`; like [`send_pose`](Self::send_pose),
+    /// but audio is never replaced: a full ring is an error the app sees.
+    pub fn send_audio(
+        &self,
+        chunk: &AudioChunk,
+        room: RoomId,
+        priority: Priority,
+    ) -> Result<(), SendError> {
+        let s = &*self.shared;
+        if s.stopped.load(Ordering::Relaxed) {
+            return Err(SendError::ShutDown);
+        }
+        chunk.validate().map_err(SendError::Invalid)?;
+        let item = AudioSubmit {
+            chunk: *chunk,
+            room,
+            priority: priority.0,
+        };
+        if s.audio.push(item).is_err() {
+            return Err(SendError::RingFull);
+        }
+        s.counters.add(Counter::AudioSubmitted, 1);
+        s.wake();
+        Ok(())
+    }
+
+    /// Joins `room` with `role` (the seed's `join_room`), waiting for the hub's
+    /// answer up to `join_timeout_ms`. The engine rejoins it after every
+    /// reconnect until [`leave_room`](Self::leave_room).
+    pub fn join_room(&self, room: &str, role: Role) -> Result<RoomId, JoinError> {
+        proto::validate_name(room, "room name").map_err(|_| JoinError::BadName)?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        let cmd = Command::Join {
+            name: room.to_string(),
+            role,
+            reply: tx,
+        };
+        self.command(cmd).map_err(|_| JoinError::ShutDown)?;
+        match rx.recv_timeout(self.shared.join_timeout + Duration::from_millis(200)) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(JoinError::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(JoinError::ShutDown),
+        }
+    }
+
+    /// Leaves a room (and stops rejoining it).
+    pub fn leave_room(&self, room: RoomId) {
+        let _ = self.command(Command::Leave(room));
+    }
+
+    /// Limits what the engine sends to `bytes_per_sec` (0: no limit). When the
+    /// limit cannot carry the frame rate, pose frames are thinned (the newest
+    /// waits, older ones are replaced or age out), never queued into latency.
+    pub fn set_bandwidth_limit(&self, bytes_per_sec: u64) {
+        let _ = self.command(Command::Bandwidth(bytes_per_sec));
+    }
+
+    /// The performance monitor's view of the last ten seconds, asked of the
+    /// engine's loop (waits for its answer, at most `join_timeout_ms`; `None` if
+    /// the engine has stopped). What it measures: `latency_*` is the round trip
+    /// to the hub (the heartbeat pings); `fps` pose frames sent;
+    /// `msgs_out`/`bytes_out` everything written, `msgs_in`/`bytes_in` everything
+    /// received; `queue_depth` the send queue; drops by kind (`ring`,
+    /// `superseded`, `evicted`, `refused`, `stale`, `no_room`, `audio_lost`);
+    /// errors by the hub's error code names; reconnects; and, with
+    /// [`EngineConfig::system_stats`](super::EngineConfig::system_stats), the process's CPU and memory and the SoC
+    /// temperature. Builds the report, so it allocates: call it now and then
+    /// (say once a second), not per frame.
+    pub fn performance_report(&self) -> Option<PerformanceReport> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.command(Command::Report(tx)).ok()?;
+        rx.recv_timeout(self.shared.join_timeout).ok()
+    }
+
+    fn command(&self, cmd: Command) -> Result<(), ()> {
+        let s = &*self.shared;
+        if s.stopped.load(Ordering::Relaxed) {
+            return Err(());
+        }
+        // Control is rare: a full command ring means a stuck loop; wait a little.
+        let mut cmd = cmd;
+        for _ in 0..1000 {
+            match s.commands.push(cmd) {
+                Ok(()) => {
+                    s.wake();
+                    return Ok(());
+                }
+                Err(c) => {
+                    cmd = c;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        Err(())
+    }
+
+    /// The next event, if one is waiting.
+    pub fn poll_event(&self) -> Option<Event> {
+        self.shared.events.pop()
+    }
+
+    /// Every event waiting now, oldest first (the seed's `events()`); a loop over
+    /// it never blocks.
+    pub fn events(&self) -> impl Iterator<Item = Event> + '_ {
+        std::iter::from_fn(|| self.shared.events.pop())
+    }
+
+    /// The next event, waiting up to `timeout` for one.
+    pub fn wait_event(&self, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.shared.events.pop() {
+                return Some(e);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> EngineMetrics {
+        self.shared.counters.snapshot()
+    }
+
+    /// Whether a session with the hub is open now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.counters.connected()
+    }
+
+    /// The value of one counter (lock-free; what [`metrics`](Self::metrics)
+    /// reads for each).
+    pub fn counter(&self, c: Counter) -> u64 {
+        self.shared.counters.get(c)
+    }
+
+    /// Stops the engine: what is queued is sent, unacknowledged audio is given up
+    /// to a second to be acknowledged, the connection is closed normally. Join the
+    /// thread from [`EdgeEngine::start`](super::EdgeEngine::start) to wait for it.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.shared.waker.wake();
+    }
+}
+
+/// What the engine's thread returns.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineReport {
+    /// The counters at the end.
+    pub metrics: EngineMetrics,
+    /// CPU time of the engine's thread.
+    pub thread_cpu: Option<Duration>,
+}

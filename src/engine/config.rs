@@ -1,0 +1,146 @@
+//! The engine's settings ([`EngineConfig`]: every capacity decided here, read
+//! once at start) and the send priorities ([`Priority`]).
+
+use crate::client::{Receive, SessionConfig};
+use crate::monitor::MonitorConfig;
+use crate::proto::EncoderConfig;
+
+/// Send priorities: higher goes first; when the queue is full the lowest goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Priority(pub u8);
+
+impl Priority {
+    /// Background data.
+    pub const LOW: Priority = Priority(64);
+    /// The default.
+    pub const NORMAL: Priority = Priority(128);
+    /// Latency-critical data.
+    pub const HIGH: Priority = Priority(192);
+}
+
+/// The engine's settings; every capacity is decided here.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The hub's URL, `ws://host:port/` (TLS is left to a proxy).
+    pub hub: String,
+    /// The JWT for the hello (empty for a `--dev` hub).
+    pub token: String,
+    /// A name for the hub's logs.
+    pub client: String,
+    /// Rooms joined at once. Default 8.
+    pub max_rooms: usize,
+    /// Pose streams (persons) per room. Default 4.
+    pub max_persons: usize,
+    /// Pose frames the capture thread may hand over before the loop takes them
+    /// (a newer frame then replaces the oldest). Default 64.
+    pub pose_ring: usize,
+    /// Audio chunks that may wait in the hand-over ring. Default 128.
+    pub audio_ring: usize,
+    /// Entries of the send queue (audio waits here while the connection is down).
+    /// Default 192.
+    pub queue_capacity: usize,
+    /// Pose frames older than this when their turn comes are dropped, ms. Default 100.
+    pub max_pose_age_ms: u64,
+    /// Bytes per second the engine may send; 0 for no limit. Default 0.
+    pub bandwidth_bytes_per_sec: u64,
+    /// Ping interval, ms; no answer for two intervals means the connection is dead. Default 1000.
+    pub heartbeat_ms: u64,
+    /// Reconnect backoff, ms. Defaults 100 and 5000.
+    pub reconnect_min_ms: u64,
+    /// See `reconnect_min_ms`.
+    pub reconnect_max_ms: u64,
+    /// Time allowed to connect, upgrade and be welcomed, ms. Default 3000.
+    pub connect_timeout_ms: u64,
+    /// Audio kept for replay until acknowledged, ms of capture time. Default 2000.
+    pub audio_window_ms: u64,
+    /// Events that may wait for the app (beyond it the oldest are dropped, counted). Default 1024.
+    pub events_capacity: usize,
+    /// How long `join_room` waits for the hub's answer, ms. Default 5000.
+    pub join_timeout_ms: u64,
+    /// The pose codec's settings.
+    pub encoder: EncoderConfig,
+    /// Pose decoders kept for received streams. Default 64.
+    pub decoders: usize,
+    /// Received pose and audio are held this long and released in capture-time
+    /// order per sender (an audio jitter buffer, with the poses aligned to it), ms.
+    /// Media that arrives after its play-out time is then dropped and reported as
+    /// [`Event::AudioGap`](super::Event::AudioGap) (real-time playback). 0 (the default) hands every
+    /// frame and chunk out as it arrives, once and in order, nothing dropped for
+    /// lateness (recording, analysis). 60 suits playback on a LAN.
+    pub playout_delay_ms: u64,
+    /// Senders whose media is aligned at once (each holds about 45 KB). Default 16.
+    pub max_senders: usize,
+    /// The performance monitor's windows and alert thresholds (see
+    /// [`EngineHandle::performance_report`](super::EngineHandle::performance_report)). Default: ten one-second slots;
+    /// alerts at 90 % CPU (of one core, the whole process), 64 MiB memory growth,
+    /// a 250 ms p99 round trip to the hub and an 80 °C SoC; no fps floor (set
+    /// `fps_below` to the capture rate to be told when sending falls behind it).
+    pub monitor: MonitorConfig,
+    /// Sample the process's CPU and memory and the board's temperature once a
+    /// second into the monitor (Linux `/proc` and `/sys`). Default true.
+    pub system_stats: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            hub: "ws://127.0.0.1:7700/".into(),
+            token: String::new(),
+            client: concat!("poselink-engine/", env!("CARGO_PKG_VERSION")).into(),
+            max_rooms: 8,
+            max_persons: 4,
+            pose_ring: 64,
+            audio_ring: 128,
+            // Two seconds of 20 ms audio chunks plus a pose frame per stream: audio
+            // submitted while the connection is down waits here.
+            queue_capacity: 192,
+            max_pose_age_ms: 100,
+            bandwidth_bytes_per_sec: 0,
+            heartbeat_ms: 1000,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 5000,
+            connect_timeout_ms: 3000,
+            audio_window_ms: 2000,
+            events_capacity: 1024,
+            join_timeout_ms: 5000,
+            encoder: EncoderConfig::default(),
+            decoders: 64,
+            playout_delay_ms: 0,
+            max_senders: 16,
+            monitor: MonitorConfig {
+                cpu_percent: Some(90.0),
+                memory_growth_bytes: Some(64 << 20),
+                latency_p99_us: Some(250_000),
+                soc_temp_c: Some(80.0),
+                ..MonitorConfig::default()
+            },
+            system_stats: true,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The client session's part of the settings; `seed` seeds its masks and
+    /// backoff jitter.
+    pub(super) fn session(&self, seed: u64) -> SessionConfig {
+        SessionConfig {
+            token: self.token.clone(),
+            client: self.client.clone(),
+            max_rooms: self.max_rooms,
+            max_persons: self.max_persons,
+            heartbeat_us: self.heartbeat_ms * 1000,
+            reconnect_min_us: self.reconnect_min_ms * 1000,
+            reconnect_max_us: self.reconnect_max_ms * 1000,
+            connect_timeout_us: self.connect_timeout_ms * 1000,
+            join_timeout_us: self.join_timeout_ms * 1000,
+            audio_window_us: self.audio_window_ms * 1000,
+            encoder: self.encoder,
+            receive: Receive::Decode {
+                decoders: self.decoders,
+            },
+            tx_capacity: 128 * 1024,
+            rx_capacity: 96 * 1024,
+            seed,
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The engine between the app and the client session, sans-IO: everything the
+//! engine's loop decides, with the time as an argument and no socket in sight.
+//! It takes the app's frames from the hand-over rings into the [`Outbox`] (send
+//! queue and bandwidth limit) and from there into the [`Session`] while the
+//! transmit buffer is below its watermark; it answers the app's commands; it
+//! turns the session's events into the app's [`Event`]s (received media through
+//! the [`Playout`] aligners) and keeps the counters and the performance monitor.
+//! The protocol itself — hello, rooms, replay, heartbeat — is the session's.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use poselink_hal::{LinuxStats, SystemStats};
+
+use crate::client::{self, SendError as SessionSendError, Session};
+use crate::monitor::PerformanceMonitor;
+use crate::proto::LeaveReason;
+
+use super::api::{Command, JoinError, PerformanceReport, Shared};
+use super::metrics::Counter;
+use super::outbox::{Item, Outbox};
+use super::playout::Playout;
+use super::{EngineConfig, Event, MemberSummary, RoomId};
+
+/// Bytes waiting in the transmit buffer above which the send queue is not drained:
+/// beyond this, the queue's drop rules decide, not a growing backlog.
+const TX_WATERMARK: usize = 16 * 1024;
+/// How often the system is sampled into the monitor (and alerts checked), µs.
+const SAMPLE_US: u64 = 1_000_000;
+
+type JoinReply = mpsc::SyncSender<Result<RoomId, JoinError>>;
+
+/// The app-facing half: where events, counters and monitor figures go.
+struct AppSide {
+    shared: Arc<Shared>,
+    monitor: PerformanceMonitor,
+    playout: Playout,
+    /// The `join_room` waiting for each room's answer.
+    replies: Vec<Option<JoinReply>>,
+}
+
+/// The engine's decisions; the driver feeds it time and bytes.
+pub(super) struct EngineCore {
+    pub(super) session: Session,
+    outbox: Outbox,
+    app: AppSide,
+    /// Sampled into the monitor once a second (allocation-free).
+    system: Option<LinuxStats>,
+    next_sample_us: u64,
+    next_cpu_us: u64,
+    /// Ring drops (counted on the app's thread) already given to the monitor.
+    ring_drops_seen: u64,
+    /// Received messages and bytes already given to the monitor.
+    seen_in: (u64, u64),
+}
+
+impl AppSide {
+    fn emit(&self, e: Event) {
+        if self.shared.events.force_push(e).is_some() {
+            self.shared.counters.add(Counter::EventsDropped, 1);
+        }
+    }
+
+    /// Counts `n` drops: the counter and the monitor's drops of its kind.
+    fn drop(&mut self, c: Counter, n: u64) {
+        self.shared.counters.add(c, n);
+        if let Some(kind) = c.drop_kind() {
+            self.monitor.record_drops(kind, n);
+        }
+    }
+
+    fn reply(&mut self, room: RoomId, r: Result<RoomId, JoinError>) {
+        if let Some(tx) = self.replies.get_mut(room.index()).and_then(Option::take) {
+            let _ = tx.try_send(r);
+        }
+    }
+
+    /// One event of the session, for the app.
+    fn on_event(&mut self, now: u64, ev: client::Event<'_>) {
+        let c = &self.shared.counters;
+        match ev {
+            client::Event::Connected { member, reconnect } => {
+                c.set_connected(true);
+                if reconnect {
+                    c.add(Counter::Reconnects, 1);
+                    self.monitor.record_reconnect();
+                }
+                self.emit(Event::Connected { member });
+            }
+            client::Event::Disconnected { reason } => {
+                c.set_connected(false);
+                self.emit(Event::Disconnected {
+                    reason: reason.to_string(),
+                });
+            }
+            client::Event::Reconnecting { attempt, delay_us } => self.emit(Event::Reconnecting {
+                attempt,
+                delay: Duration::from_micros(delay_us),
+            }),
+            client::Event::RoomJoined {
+                room,
+                members,
+                restored,
+                replayed,
+            } => {
+                if replayed > 0 {
+                    c.add(Counter::AudioReplayed, replayed.into());
+                    c.add(Counter::AudioSent, replayed.into());
+                }
+                let members = members.iter().map(MemberSummary::from).collect();
+                self.reply(room, Ok(room));
+                self.emit(if restored {
+                    Event::RoomRestored { room, members }
+                } else {
+                    Event::RoomJoined { room, members }
+                });
+            }
+            client::Event::JoinRefused {
+                room, code, reason, ..
+            } => {
+                self.monitor.record_error(code.name());
+                let reason = reason.to_string();
+                match self.replies.get_mut(room.index()).and_then(Option::take) {
+                    Some(tx) => {
+                        let _ = tx.try_send(Err(JoinError::Refused { code, reason }));
+                    }
+                    None => {
+                        self.emit(Event::RoomLeft {
+                            room,
+                            reason: LeaveReason::Disconnected,
+                        });
+                        self.emit(Event::Error { code, reason });
+                    }
+                }
+            }
+            client::Event::JoinTimedOut { room } => self.reply(room, Err(JoinError::Timeout)),
+            client::Event::RoomLeft { room, reason } => self.emit(Event::RoomLeft { room, reason }),
+            client::Event::MemberJoined { room, member } => self.emit(Event::MemberJoined {
+                room,
+                member: MemberSummary::from(member),
+            }),
+            client::Event::MemberLeft {
+                room,
+                member,
+                reason,
+            } => {
+                self.playout.forget(room, member);
+                self.emit(Event::MemberLeft {
+                    room,
+                    member,
+                    reason,
+                });
+            }
+            client::Event::Pose {
+                room,
+                sender,
+                frame,
+            } => {
+                c.add(Counter::PosesReceived, 1);
+                if let Some(frame) = self.playout.pose(room, sender, frame, now) {
+                    self.emit(Event::Pose {
+                        room,
+                        sender,
+                        frame: *frame,
+                    });
+                }
+            }
+            client::Event::Audio {
+                room,
+                sender,
+                chunk,
+            } => {
+                c.add(Counter::AudioReceived, 1);
+                if let Some(chunk) = self.playout.audio(room, sender, chunk, now) {
+                    self.emit(Event::Audio {
+                        room,
+                        sender,
+                        chunk: *chunk,
+                    });
+                }
+            }
+            client::Event::RoundTrip { rtt_us } => {
+                c.set(Counter::RttUs, rtt_us);
+                self.monitor.record_latency_us(now, rtt_us);
+            }
+            client::Event::HubError { code, reason } => {
+                self.monitor.record_error(code.name());
+                self.emit(Event::Error {
+                    code,
+                    reason: reason.to_string(),
+                });
+            }
+            _ => {} // envelopes only: not asked for by the engine
+        }
+    }
+}
+
+impl EngineCore {
+    pub(super) fn new(cfg: &EngineConfig, shared: Arc<Shared>, now: u64, seed: u64) -> Self {
+        EngineCore {
+            session: Session::new(cfg.session(seed), now),
+            outbox: Outbox::new(
+                cfg.queue_capacity,
+                cfg.max_pose_age_ms * 1000,
+                cfg.bandwidth_bytes_per_sec,
+                now,
+            ),
+            app: AppSide {
+                shared,
+                monitor: PerformanceMonitor::new(cfg.monitor.clone()),
+                playout: Playout::new(cfg.playout_delay_ms, cfg.max_senders),
+                replies: (0..cfg.max_rooms.max(1)).map(|_| None).collect(),
+            },
+            system: cfg.system_stats.then(LinuxStats::new),
+            next_sample_us: now,
+            next_cpu_us: now,
+            ring_drops_seen: 0,
+            seen_in: (0, 0),
+        }
+    }
+
+    pub(super) fn shared(&self) -> &Arc<Shared> {
+        &self.app.shared
+    }
+
+    /// The app's requests and hand-overs.
+    pub(super) fn take_input(&mut self, now: u64) {
+        while let Some(cmd) = self.app.shared.commands.pop() {
+            self.command(cmd, now);
+        }
+        let s = Arc::clone(&self.app.shared);
+        while let Some(p) = s.poses.pop() {
+            let person = p.frame.person;
+            self.enqueue(Item::Pose(p.frame), p.room, person, p.priority, now);
+        }
+        while let Some(a) = s.audio.pop() {
+            self.enqueue(Item::Audio(a.chunk), a.room, 0, a.priority, now);
+        }
+    }
+
+    fn command(&mut self, cmd: Command, now: u64) {
+        match cmd {
+            Command::Join { name, role, reply } => match self.session.join(now, &name, role) {
+                Ok(room) => self.app.replies[room.index()] = Some(reply),
+                Err(e) => {
+                    let _ = reply.try_send(Err(match e {
+                        client::JoinError::BadName => JoinError::BadName,
+                        _ => JoinError::TooManyRooms,
+                    }));
+                }
+            },
+            Command::Leave(room) => self.session.leave(now, room),
+            Command::Report(reply) => {
+                self.sample_system(now);
+                let m = &self.app.monitor;
+                let _ = reply.try_send(PerformanceReport {
+                    metrics: m.get_performance_metrics(now),
+                    json: m.report_json(now),
+                });
+            }
+            Command::Bandwidth(bps) => {
+                self.outbox.set_bandwidth(bps, now);
+                match bps {
+                    0 => log::info!("bandwidth limit: none"),
+                    _ => log::info!("bandwidth limit: {bps} bytes/s"),
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, item: Item, room: RoomId, stream: u32, priority: u8, now: u64) {
+        if !self.session.has_room(room) {
+            return self.app.drop(Counter::DropsNoRoom, 1);
+        }
+        if let Some(c) = self.outbox.push(item, room, stream, priority, now) {
+            self.app.drop(c, 1);
+        }
+    }
+
+    /// Hands the session's events to the app.
+    pub(super) fn take_events(&mut self, now: u64) {
+        while let Some(ev) = self.session.poll_event() {
+            self.app.on_event(now, ev);
+        }
+        let stats = self.session.stats();
+        let (m, b) = self.seen_in;
+        self.app
+            .monitor
+            .record_in_many(now, stats.messages_in - m, stats.bytes_in - b);
+        self.seen_in = (stats.messages_in, stats.bytes_in);
+        let c = &self.app.shared.counters;
+        c.set(Counter::MessagesReceived, stats.messages_in);
+        c.set(Counter::BytesReceived, stats.bytes_in);
+    }
+
+    /// Timers, received media due, and sending: everything after the reads.
+    pub(super) fn tick(&mut self, now: u64) {
+        self.housekeeping(now);
+        self.session.handle_timeout(now);
+        self.take_events(now);
+        let app = &mut self.app;
+        app.playout.release(now, |e| {
+            if app.shared.events.force_push(e).is_some() {
+                app.shared.counters.add(Counter::EventsDropped, 1);
+            }
+        });
+        if !self.session.is_connected() {
+            self.outbox.forgive();
+        }
+        self.transmit(now);
+    }
+
+    /// Moves queued items into the session while its transmit buffer is below
+    /// the watermark and the bandwidth limit allows.
+    fn transmit(&mut self, now: u64) {
+        while self.session.can_send() && self.session.transmit_pending() < TX_WATERMARK {
+            if !self.outbox.may_send(now) {
+                return;
+            }
+            let mut stale = 0;
+            let next = self.outbox.pop(now, &mut stale);
+            if stale > 0 {
+                self.app.drop(Counter::DropsStale, stale);
+            }
+            let Some((room, item)) = next else {
+                return;
+            };
+            self.send_item(room, &item, now);
+        }
+    }
+
+    fn send_item(&mut self, room: RoomId, item: &Item, now: u64) {
+        let sent = match item {
+            Item::Pose(frame) => self.session.send_pose(room, frame).map(|n| (n, 0)),
+            Item::Audio(chunk) => self
+                .session
+                .send_audio(room, chunk)
+                .map(|s| (s.bytes, s.lost)),
+            Item::Free => return,
+        };
+        let c = &self.app.shared.counters;
+        match sent {
+            Ok((n, lost)) => {
+                self.outbox.charge(n, now);
+                self.app.monitor.record_out(now, n);
+                if matches!(item, Item::Pose(_)) {
+                    c.add(Counter::PosesSent, 1);
+                    c.add(Counter::PoseBytesSent, n as u64);
+                    self.app.monitor.record_frame(now);
+                } else {
+                    c.add(Counter::AudioSent, 1);
+                }
+                if lost > 0 {
+                    self.app.drop(Counter::AudioLost, lost as u64);
+                    self.app.emit(Event::AudioLost {
+                        room,
+                        count: lost as u64,
+                    });
+                }
+            }
+            // The room was left (or refused on rejoin) while this waited.
+            Err(SessionSendError::NoRoom | SessionSendError::NotConnected) => {
+                self.app.drop(Counter::DropsNoRoom, 1)
+            }
+            Err(SessionSendError::TooManyPersons) => self.app.drop(Counter::DropsRefused, 1),
+            Err(e) => log::warn!("a frame was not sent: {e}"),
+        }
+    }
+
+    /// Everything promised has left: the queue and rings are empty, the transmit
+    /// buffer is written, and every audio chunk is acknowledged.
+    pub(super) fn drained(&self) -> bool {
+        let s = &self.app.shared;
+        self.outbox.is_empty() && s.poses.is_empty() && s.audio.is_empty() && self.session.is_idle()
+    }
+
+    /// When the loop must wake next.
+    pub(super) fn next_wake(&mut self, now: u64) -> u64 {
+        let mut until = now + 50_000;
+        if let Some(due) = self.app.playout.next_due_us() {
+            until = until.min(due.max(now));
+        }
+        if let Some(t) = self.session.poll_timeout() {
+            until = until.min(t.max(now));
+        }
+        if self.session.can_send()
+            && !self.outbox.is_empty()
+            && self.session.transmit_pending() < TX_WATERMARK
+        {
+            until = until.min(now + self.outbox.wait_us(now).min(50_000));
+        }
+        until
+    }
+
+    /// The thread's CPU time ten times a second; system samples and alerts
+    /// once a second.
+    fn housekeeping(&mut self, now: u64) {
+        if now >= self.next_cpu_us {
+            // Ten times a second: a reader computing CPU % per second sees
+            // at most a tenth of a second of aliasing.
+            self.next_cpu_us = now + SAMPLE_US / 10;
+            if let Some(us) = poselink_hal::clock::thread_cpu_us() {
+                self.app.shared.counters.set(Counter::ThreadCpuUs, us);
+            }
+        }
+        if now >= self.next_sample_us {
+            self.next_sample_us = now + SAMPLE_US;
+            self.sample_system(now);
+            for alert in self.app.monitor.check_alerts(now) {
+                self.app.emit(Event::Alert(alert));
+            }
+        }
+    }
+
+    /// Brings the process's CPU and memory, the send queue's depth and the app
+    /// thread's ring drops into the monitor. Allocates nothing.
+    fn sample_system(&mut self, now: u64) {
+        let m = &mut self.app.monitor;
+        if let Some(Ok(snap)) = self.system.as_mut().map(|s| s.sample(now)) {
+            m.record_system(
+                now,
+                snap.process_cpu_percent,
+                snap.process_rss_bytes,
+                snap.soc_temperature_c,
+            );
+        }
+        m.record_queue_depth(self.outbox.len());
+        // Counted on the app's thread (which has no monitor): brought in here.
+        let ring = self.app.shared.counters.get(Counter::DropsRing);
+        m.record_drops("ring", ring.saturating_sub(self.ring_drops_seen));
+        self.ring_drops_seen = ring;
+    }
+
+    /// Whether the app asked the engine to stop.
+    pub(super) fn stop_requested(&self) -> bool {
+        self.app.shared.stop.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,293 @@
+//! The engine's IO driver: the one `mio` loop of the engine's thread, and the
+//! only part of the engine that touches a socket or the clock. It connects when
+//! the session asks ([`Transport::Connect`]), runs tungstenite's client
+//! handshake over the non-blocking stream, reads into the session's receive
+//! buffer, writes what the session lends, and gives the [`EngineCore`] the time.
+//! It decides nothing about the protocol.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use poselink_hal::{Clock, MonotonicClock};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::ClientHandshake;
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+
+use crate::client::Transport;
+
+use super::EngineReport;
+use super::core::EngineCore;
+use super::metrics::Counter;
+use super::url::HubUrl;
+
+pub(super) const WAKER: Token = Token(0);
+const SOCKET: Token = Token(1);
+
+/// The connection, as far as it got.
+enum Conn {
+    None,
+    /// TCP connect in progress.
+    Connecting(TcpStream),
+    /// The upgrade request is out; waiting for the `101`.
+    Upgrading(MidHandshake<ClientHandshake<TcpStream>>),
+    /// Upgraded: the session's bytes flow.
+    Open(TcpStream),
+}
+
+pub(super) struct Driver {
+    core: EngineCore,
+    url: HubUrl,
+    user_agent: String,
+    poll: Poll,
+    clock: MonotonicClock,
+    conn: Conn,
+    want_write: bool,
+}
+
+impl Driver {
+    pub(super) fn new(
+        core: EngineCore,
+        url: HubUrl,
+        user_agent: String,
+        poll: Poll,
+        clock: MonotonicClock,
+    ) -> Driver {
+        Driver {
+            core,
+            url,
+            user_agent,
+            poll,
+            clock,
+            conn: Conn::None,
+            want_write: false,
+        }
+    }
+
+    pub(super) fn run(&mut self) -> EngineReport {
+        let mut events = Events::with_capacity(64);
+        let mut stopping_since: Option<u64> = None;
+        loop {
+            let now = self.clock.now_us();
+            let wake = self.core.next_wake(now);
+            let timeout = Duration::from_micros(wake.saturating_sub(now));
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                log::error!("engine poll failed: {e}");
+                break;
+            }
+            let now = self.clock.now_us();
+            let shared = Arc::clone(self.core.shared());
+            shared
+                .wake_pending
+                .store(false, std::sync::atomic::Ordering::Release);
+            self.core.take_input(now);
+            if self.core.stop_requested() {
+                self.core.session.shutdown();
+            }
+            self.progress(now);
+            self.core.tick(now);
+            self.transport(now);
+            self.flush(now);
+            if self.core.stop_requested() {
+                let since = *stopping_since.get_or_insert(now);
+                if self.core.drained()
+                    || now.saturating_sub(since) > 1_000_000
+                    || !self.core.session.is_connected()
+                {
+                    break;
+                }
+            }
+        }
+        self.core.session.close();
+        self.flush(self.clock.now_us());
+        self.close();
+        let shared = self.core.shared();
+        shared
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        shared.counters.set_connected(false);
+        EngineReport {
+            metrics: shared.counters.snapshot(),
+            thread_cpu: poselink_hal::clock::thread_cpu_us().map(Duration::from_micros),
+        }
+    }
+
+    /// Moves the connection along: connect, upgrade, read.
+    fn progress(&mut self, now: u64) {
+        match std::mem::replace(&mut self.conn, Conn::None) {
+            Conn::None => {}
+            Conn::Connecting(s) => match s.take_error() {
+                Ok(Some(e)) | Err(e) => self.failed(now, &format!("cannot connect: {e}")),
+                Ok(None) if s.peer_addr().is_err() => self.conn = Conn::Connecting(s),
+                Ok(None) => self.upgrade(now, s),
+            },
+            Conn::Upgrading(mid) => self.handshake(now, mid.handshake()),
+            Conn::Open(s) => {
+                self.conn = Conn::Open(s);
+                self.read(now);
+            }
+        }
+    }
+
+    fn upgrade(&mut self, now: u64, stream: TcpStream) {
+        let url = format!("ws://{}{}", self.url.host_port, self.url.path);
+        let mut request = match url.into_client_request() {
+            Ok(r) => r,
+            Err(e) => return self.failed(now, &format!("bad hub URL: {e}")),
+        };
+        if let Ok(ua) = self.user_agent.parse() {
+            request.headers_mut().insert("User-Agent", ua);
+        }
+        match ClientHandshake::start(stream, request, None) {
+            Ok(mid) => self.handshake(now, mid.handshake()),
+            Err(e) => self.failed(now, &format!("the WebSocket upgrade failed: {e}")),
+        }
+    }
+
+    fn handshake(
+        &mut self,
+        now: u64,
+        r: Result<
+            (
+                tungstenite::WebSocket<TcpStream>,
+                tungstenite::handshake::client::Response,
+            ),
+            HandshakeError<ClientHandshake<TcpStream>>,
+        >,
+    ) {
+        match r {
+            // The hub says nothing between its 101 and our hello: nothing is
+            // left in tungstenite's buffer.
+            Ok((ws, _)) => {
+                self.conn = Conn::Open(ws.into_inner());
+                self.core.session.handle_connected(now);
+                self.read(now);
+            }
+            Err(HandshakeError::Interrupted(mid)) => self.conn = Conn::Upgrading(mid),
+            Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => self.failed(
+                now,
+                &format!("the hub refused the WebSocket upgrade: {}", resp.status()),
+            ),
+            Err(HandshakeError::Failure(e)) => {
+                self.failed(now, &format!("the WebSocket upgrade failed: {e}"))
+            }
+        }
+    }
+
+    /// Reads what there is into the session, handing its events over as the
+    /// receive buffer fills.
+    fn read(&mut self, now: u64) {
+        loop {
+            let Conn::Open(s) = &mut self.conn else {
+                return;
+            };
+            if self.core.session.receive_buffer().is_empty() {
+                // Full of whole frames: hand them over, then read on.
+                self.core.take_events(now);
+                if self.core.session.receive_buffer().is_empty() {
+                    return;
+                }
+                continue;
+            }
+            let buf = self.core.session.receive_buffer();
+            match s.read(buf) {
+                Ok(0) => {
+                    self.core.take_events(now);
+                    return self.failed(now, "the hub closed the connection");
+                }
+                Ok(n) => {
+                    self.core.session.handle_received(now, n);
+                    self.core.take_events(now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.failed(now, &format!("read failed: {e}")),
+            }
+        }
+    }
+
+    /// Does what the session asks of the transport.
+    fn transport(&mut self, now: u64) {
+        while let Some(t) = self.core.session.poll_transport() {
+            match t {
+                Transport::Close => self.close(),
+                Transport::Connect => self.connect(now),
+            }
+        }
+    }
+
+    fn connect(&mut self, now: u64) {
+        self.close();
+        let addr = match self.url.resolve() {
+            Ok(a) => a,
+            Err(e) => return self.failed(now, &format!("cannot resolve the hub: {e}")),
+        };
+        let mut s = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => return self.failed(now, &format!("cannot connect to {addr}: {e}")),
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut s, SOCKET, interest) {
+            return self.failed(now, &format!("cannot register the socket: {e}"));
+        }
+        let _ = s.set_nodelay(true);
+        self.want_write = true;
+        self.conn = Conn::Connecting(s);
+    }
+
+    /// The transport failed: drop it and tell the session.
+    fn failed(&mut self, now: u64, why: &str) {
+        self.close();
+        self.core.session.handle_disconnected(now, why);
+    }
+
+    fn close(&mut self) {
+        match std::mem::replace(&mut self.conn, Conn::None) {
+            Conn::Connecting(mut s) | Conn::Open(mut s) => {
+                let _ = self.poll.registry().deregister(&mut s);
+            }
+            // Dropped: closing the descriptor takes it out of the poll.
+            Conn::Upgrading(_) | Conn::None => {}
+        }
+    }
+
+    /// Writes what the session lends until it is written or the socket is full;
+    /// asks for WRITABLE only while output waits.
+    fn flush(&mut self, now: u64) {
+        let Conn::Open(s) = &mut self.conn else {
+            return;
+        };
+        let shared = Arc::clone(self.core.shared());
+        loop {
+            let out = self.core.session.poll_transmit();
+            if out.is_empty() {
+                break;
+            }
+            match s.write(out) {
+                Ok(0) => return self.failed(now, "the hub closed the connection"),
+                Ok(n) => {
+                    self.core.session.handle_written(n);
+                    shared.counters.add(Counter::BytesSent, n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.failed(now, &format!("write failed: {e}")),
+            }
+        }
+        let want = self.core.session.transmit_pending() > 0;
+        if want != self.want_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self.poll.registry().reregister(s, SOCKET, interest).is_ok() {
+                self.want_write = want;
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! What the engine tells the app: [`Event`]s, taken with
+//! [`EngineHandle::poll_event`](super::EngineHandle::poll_event) from a bounded
+//! ring filled by the engine's loop, oldest first, in one ordered stream.
+
+use std::time::Duration;
+
+use crate::monitor::Alert;
+use crate::proto::{AudioChunk, ErrorCode, LeaveReason, MemberInfo, PoseFrame, Role};
+
+use super::RoomId;
+
+/// One member of a room, as a snapshot lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSummary {
+    /// The hub-assigned member id.
+    pub member: u16,
+    /// The member's role.
+    pub role: Role,
+    /// The member's user id.
+    pub user: String,
+}
+
+impl From<MemberInfo<'_>> for MemberSummary {
+    fn from(m: MemberInfo<'_>) -> Self {
+        MemberSummary {
+            member: m.member,
+            role: m.role,
+            user: m.user.to_string(),
+        }
+    }
+}
+
+/// What happened, for the app.
+///
+/// Received media are held in the event itself, not boxed: the events ring is
+/// a ring of `Event` slots allocated at start-up, so a received pose frame or
+/// audio chunk reaches the app with no allocation. A slot is the size of the
+/// largest variant (an [`AudioChunk`], about 1.9 KiB): the ring takes
+/// `events_capacity × size_of::<Event>()` (2 MiB at the default 1024).
+///
+/// ```
+/// use poselink::engine::{Event, RoomId};
+/// use poselink::proto::PoseFrame;
+/// let e = Event::Pose { room: RoomId(0), sender: 3, frame: PoseFrame::zeroed() };
+/// if let Event::Pose { frame, .. } = &e {
+///     assert_eq!(frame.seq, 0);
+/// }
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+// In place on purpose (see above): boxing the media would allocate per message.
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    /// The session is open.
+    Connected {
+        /// Our member id.
+        member: u16,
+    },
+    /// The connection was lost or closed.
+    Disconnected {
+        /// Why, in words.
+        reason: String,
+    },
+    /// A reconnect is scheduled.
+    Reconnecting {
+        /// 1 for the first attempt after a loss.
+        attempt: u32,
+        /// The wait before it.
+        delay: Duration,
+    },
+    /// A room was joined (its members listed).
+    RoomJoined {
+        /// The room.
+        room: RoomId,
+        /// The members, us included.
+        members: Vec<MemberSummary>,
+    },
+    /// A room was joined again after a reconnect.
+    RoomRestored {
+        /// The room.
+        room: RoomId,
+        /// The members now.
+        members: Vec<MemberSummary>,
+    },
+    /// We left a room, were kicked, or it was closed.
+    RoomLeft {
+        /// The room.
+        room: RoomId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// Someone joined a room we are in.
+    MemberJoined {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        member: MemberSummary,
+    },
+    /// Someone left a room we are in.
+    MemberLeft {
+        /// The room.
+        room: RoomId,
+        /// Who.
+        member: u16,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A pose frame from another member.
+    Pose {
+        /// The room.
+        room: RoomId,
+        /// The publisher's member id.
+        sender: u16,
+        /// The frame (capture time on the sender's clock).
+        frame: PoseFrame,
+    },
+    /// An audio chunk that never came (or came too late to play): conceal it.
+    AudioGap {
+        /// The room.
+        room: RoomId,
+        /// The publisher's member id.
+        sender: u16,
+        /// The missing chunk's sequence number.
+        seq: u32,
+    },
+    /// An audio chunk from another member.
+    Audio {
+        /// The room.
+        room: RoomId,
+        /// The publisher's member id.
+        sender: u16,
+        /// The chunk.
+        chunk: AudioChunk,
+    },
+    /// Audio chunks that left the replay window unacknowledged (lost if the
+    /// connection was down).
+    AudioLost {
+        /// The room.
+        room: RoomId,
+        /// How many.
+        count: u64,
+    },
+    /// A performance alert: a monitored value crossed its threshold (raised
+    /// once per crossing; see [`EngineConfig::monitor`](super::EngineConfig::monitor)).
+    Alert(Alert),
+    /// The hub reported an error.
+    Error {
+        /// The code.
+        code: ErrorCode,
+        /// The hub's sentence.
+        reason: String,
+    },
+}

@@ -37,7 +37,7 @@ mod pool;
 mod web;
 
 pub use config::{ConfigError, HubConfig};
-pub use metrics::{Drop, Fault, HubStats, LATENCY_BUCKETS_US};
+pub use metrics::{DropReason, Fault, HubStats, LATENCY_BUCKETS_US};
 pub use pool::{BLOCK, MAX_MEDIA};
 
 use core::fmt::Write as _;
@@ -483,7 +483,7 @@ impl Core {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
                     let Some(slot) = self.free_slots.pop() else {
-                        self.stats.fault(Fault::HubFull);
+                        self.stats.count_fault(Fault::HubFull);
                         log::warn!(
                             "refused {peer}: all {} connection slots are in use",
                             self.cfg.max_connections
@@ -574,7 +574,7 @@ impl Core {
         let end = match self.read_into(i, MAX_HTTP_HEAD) {
             Ok((_, end)) => end,
             Err(_) => {
-                self.stats.fault(Fault::Io);
+                self.stats.count_fault(Fault::Io);
                 return self.teardown(i, LeaveReason::Disconnected);
             }
         };
@@ -614,7 +614,7 @@ impl Core {
             Ok(r) => r,
             Err(e) => {
                 log::debug!("connection {i}: read error {e}");
-                self.stats.fault(Fault::Io);
+                self.stats.count_fault(Fault::Io);
                 return self.teardown(i, LeaveReason::Disconnected);
             }
         };
@@ -736,7 +736,7 @@ impl Core {
     }
 
     fn ws_fail(&mut self, i: usize, e: ws::WsError) {
-        self.stats.fault(Fault::WebSocket);
+        self.stats.count_fault(Fault::WebSocket);
         log::warn!("connection {i} ({}): {e}; closing", self.conns[i].peer);
         let (code, what) = match e {
             ws::WsError::TooLarge { .. } => (ErrorCode::OVERSIZE, "message too large"),
@@ -754,7 +754,7 @@ impl Core {
                 let now = self.now_us;
                 let c = &mut self.conns[i];
                 if !c.msg_bucket.try_take(1, now) {
-                    self.stats.drop(Drop::RateLimited);
+                    self.stats.count_drop(DropReason::RateLimited);
                     return;
                 }
                 if !self.push_ctrl_frame(i, FrameKind::Pong, payload) {
@@ -773,12 +773,12 @@ impl Core {
                         code
                     }
                     Ok((code, _)) => {
-                        self.stats.fault(Fault::WebSocket);
+                        self.stats.count_fault(Fault::WebSocket);
                         log::warn!("connection {i}: close frame with the invalid code {code}");
                         close_code::PROTOCOL_ERROR
                     }
                     Err(_) => {
-                        self.stats.fault(Fault::WebSocket);
+                        self.stats.count_fault(Fault::WebSocket);
                         close_code::PROTOCOL_ERROR
                     }
                 };
@@ -795,7 +795,7 @@ impl Core {
             return self.on_json_text(i, bytes);
         }
         if kind == FrameKind::Text {
-            self.stats.fault(Fault::TextMessage);
+            self.stats.count_fault(Fault::TextMessage);
             self.send_error(
                 i,
                 ErrorCode::BAD_MESSAGE,
@@ -850,7 +850,7 @@ impl Core {
         let len = bytes.len() as u64;
         if c.msg_bucket.available(now) < 1 || c.byte_bucket.available(now) < len {
             c.flood_refused += 1;
-            self.stats.drop(Drop::RateLimited);
+            self.stats.count_drop(DropReason::RateLimited);
             let refused = c.flood_refused;
             if refused > self.cfg.flood_close_after {
                 let r = reason(format_args!(
@@ -1514,7 +1514,7 @@ impl Core {
             if let Some(last) = m.audio_last
                 && (header.seq.wrapping_sub(last) as i32) <= 0
             {
-                self.stats.drop(Drop::DuplicateAudio);
+                self.stats.count_drop(DropReason::DuplicateAudio);
                 // Acknowledge again: the publisher replays what it thinks is lost.
                 if let Some(mm) = self.conns[i].membership_mut(header.room) {
                     mm.ack_pending = Some(last);
@@ -1539,10 +1539,10 @@ impl Core {
         let Some(block) = self.pool.store(&head[..hl], bytes, meta, self.now_us) else {
             // Cannot happen by the pool's sizing; count it rather than panic.
             log::warn!("relay pool exhausted; dropping a message from connection {i}");
-            self.stats.drop(if audio {
-                Drop::SlowAudio
+            self.stats.count_drop(if audio {
+                DropReason::SlowAudio
             } else {
-                Drop::SlowPose
+                DropReason::SlowPose
             });
             return;
         };
@@ -1563,7 +1563,7 @@ impl Core {
                 if standalone {
                     self.conns[r].resync_set(i as u32, false);
                 } else if self.conns[r].resync_get(i as u32) {
-                    self.stats.drop(Drop::AwaitingKeyframe);
+                    self.stats.count_drop(DropReason::AwaitingKeyframe);
                     self.room_counts[h as usize].drops += 1;
                     continue;
                 }
@@ -1628,9 +1628,9 @@ impl Core {
                 rc.drops += 1;
             }
             if meta.audio {
-                self.stats.drop(Drop::SlowAudio);
+                self.stats.count_drop(DropReason::SlowAudio);
             } else {
-                self.stats.drop(Drop::SlowPose);
+                self.stats.count_drop(DropReason::SlowPose);
                 c.resync_set(meta.publisher, true);
                 if self.keyframe_wanted.len() < self.keyframe_wanted.capacity() {
                     self.keyframe_wanted
@@ -1675,10 +1675,10 @@ impl Core {
             if let Some(rc) = self.room_counts.get_mut(meta.room as usize) {
                 rc.drops += 1;
             }
-            self.stats.drop(if audio {
-                Drop::SlowAudio
+            self.stats.count_drop(if audio {
+                DropReason::SlowAudio
             } else {
-                Drop::SlowPose
+                DropReason::SlowPose
             });
             return;
         }
@@ -1803,7 +1803,7 @@ impl Core {
     }
 
     fn send_error(&mut self, i: usize, code: ErrorCode, about: u8, why: &str) {
-        self.stats.error(code);
+        self.stats.count_error(code);
         let msg = Message::Error(ErrorMsg {
             code,
             about,
@@ -1828,8 +1828,8 @@ impl Core {
     /// The control FIFO is full: the receiver is not reading. Control is never
     /// dropped, so the connection goes.
     fn overflowed(&mut self, i: usize) {
-        self.stats.fault(Fault::SlowConsumer);
-        self.stats.error(ErrorCode::SLOW_CONSUMER);
+        self.stats.count_fault(Fault::SlowConsumer);
+        self.stats.count_error(ErrorCode::SLOW_CONSUMER);
         log::warn!(
             "connection {i} ({}): its control buffer ({} bytes) is full; the peer is not reading; closing",
             self.conns[i].peer,
@@ -1895,7 +1895,7 @@ impl Core {
             }
             Err(e) => {
                 log::debug!("connection {i}: write error {e}");
-                self.stats.fault(Fault::Io);
+                self.stats.count_fault(Fault::Io);
                 self.teardown(i, LeaveReason::Disconnected);
             }
         }
@@ -2019,13 +2019,13 @@ impl Core {
             match c.state {
                 State::Free => continue,
                 State::Http if now.saturating_sub(c.opened_us) > handshake => {
-                    self.stats.fault(Fault::HandshakeTimeout);
+                    self.stats.count_fault(Fault::HandshakeTimeout);
                     log::debug!("connection {i} ({}): no HTTP request in time", c.peer);
                     self.teardown(i, LeaveReason::TimedOut);
                     continue;
                 }
                 State::AwaitHello if now.saturating_sub(c.opened_us) > handshake => {
-                    self.stats.fault(Fault::HandshakeTimeout);
+                    self.stats.count_fault(Fault::HandshakeTimeout);
                     let r = reason(format_args!(
                         "no hello within {} ms of connecting; send the hello first",
                         self.cfg.handshake_timeout_ms
@@ -2043,8 +2043,8 @@ impl Core {
             }
             let c = &self.conns[i];
             if c.has_output() && c.want_write && now.saturating_sub(c.last_progress_us) > stuck {
-                self.stats.fault(Fault::SlowConsumer);
-                self.stats.error(ErrorCode::SLOW_CONSUMER);
+                self.stats.count_fault(Fault::SlowConsumer);
+                self.stats.count_error(ErrorCode::SLOW_CONSUMER);
                 log::warn!(
                     "connection {i} ({}): accepted no bytes for {} ms; closing it as a slow consumer",
                     c.peer,
@@ -2057,7 +2057,7 @@ impl Core {
                 continue;
             }
             if now.saturating_sub(c.last_rx_us) > 3 * hb {
-                self.stats.fault(Fault::HeartbeatTimeout);
+                self.stats.count_fault(Fault::HeartbeatTimeout);
                 log::warn!(
                     "connection {i} ({}): silent for {} ms (3 heartbeats); closing",
                     c.peer,
@@ -2279,7 +2279,7 @@ impl Core {
 
     fn http_refuse(&mut self, i: usize, status: u16, text: &str, body: &str) {
         if status != 404 {
-            self.stats.fault(Fault::Http);
+            self.stats.count_fault(Fault::Http);
         }
         self.http_answer(
             i,

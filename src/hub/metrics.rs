@@ -3,7 +3,9 @@
 //! `GET /metrics` asks. Beside the totals, a [`PerformanceMonitor`] keeps the
 //! recent view (rates, latency percentiles and system samples over the last ten
 //! seconds, alerts), exposed as `poselink_window_*` gauges and as the JSON
-//! report of `GET /report`. Rendering allocates; counting never does.
+//! report of `GET /report`. The hub's core counts (allocation-free); the driver
+//! renders, on its thread, when a page asks (rendering allocates, and reads the
+//! process's figures from `/proc/self`).
 
 use std::fmt::Write;
 

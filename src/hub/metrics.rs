@@ -3,7 +3,9 @@
 //! `GET /metrics` asks. Beside the totals, a [`PerformanceMonitor`] keeps the
 //! recent view (rates, latency percentiles and system samples over the last ten
 //! seconds, alerts), exposed as `poselink_window_*` gauges and as the JSON
-//! report of `GET /report`. Rendering allocates; counting never does.
+//! report of `GET /report`. The hub's core counts (allocation-free); the driver
+//! renders, on its thread, when a page asks (rendering allocates, and reads the
+//! process's figures from `/proc/self`).
 
 use std::fmt::Write;
 
@@ -12,7 +14,7 @@ use crate::proto::ErrorCode;
 
 /// Why the hub dropped a media message for a receiver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// The receiver's queue was full: its oldest pose frame went.
     SlowPose = 0,
     /// The receiver's queue was full and held no pose: its oldest audio went.
@@ -154,7 +156,7 @@ pub struct HubStats {
     pub messages_out: u64,
     /// Bytes written (everything, frame headers included).
     pub bytes_out: u64,
-    /// Media dropped, by [`Drop`].
+    /// Media dropped, by [`DropReason`].
     pub drops: [u64; 5],
     /// Errors sent to peers, by protocol error code (index = code).
     pub errors: [u64; 17],
@@ -176,13 +178,13 @@ pub struct HubStats {
 impl HubStats {
     /// Counts a drop.
     #[inline]
-    pub fn drop(&mut self, why: Drop) {
+    pub fn count_drop(&mut self, why: DropReason) {
         self.drops[why as usize] += 1;
         self.monitor.record_drop(DROP_NAMES[why as usize]);
     }
 
     /// Counts a fault.
-    pub fn fault(&mut self, what: Fault) {
+    pub fn count_fault(&mut self, what: Fault) {
         self.faults[what as usize] += 1;
         // A slow consumer is also counted as the error sent to it.
         if what != Fault::SlowConsumer {
@@ -191,14 +193,14 @@ impl HubStats {
     }
 
     /// Counts an error sent to a peer.
-    pub fn error(&mut self, code: ErrorCode) {
+    pub fn count_error(&mut self, code: ErrorCode) {
         let i = (code.0 as usize).min(self.errors.len() - 1);
         self.errors[i] += 1;
         self.monitor.record_error(code.name());
     }
 
     /// Drops of one kind so far.
-    pub fn drops_of(&self, why: Drop) -> u64 {
+    pub fn drops_of(&self, why: DropReason) -> u64 {
         self.drops[why as usize]
     }
 
@@ -492,7 +494,7 @@ mod tests {
         };
         stats.monitor.record_latency_us(1_000, 700);
         stats.monitor.record_out(1_000, 100);
-        stats.drop(Drop::SlowPose);
+        stats.count_drop(DropReason::SlowPose);
         render(&stats, &Gauges::default(), 500_000, &mut s);
         assert!(
             s.contains("poselink_relay_latency_seconds_bucket{le=\"0.00005\"} 3"),

@@ -1,6 +1,6 @@
 //! The room registry (the seed's RoomManager), sans-IO: which rooms exist, who is in
 //! each with which role, what each role may do, and when an empty room is cleaned
-//! up. The hub's event loop calls it with connection slots, user ids and the time;
+//! up. The hub's core calls it with connection ids, user ids and the time;
 //! it answers with outcomes and typed refusals and never touches a socket or a
 //! clock. Every table is sized by [`RoomConfig`] when the registry is made and only
 //! reused after that; joins and leaves are control-path operations (a scan over at
@@ -13,8 +13,80 @@ use heapless::String;
 
 use crate::proto::{MAX_NAME_LEN, Role, validate_name};
 
-/// A connection as the hub knows it: the index of its slot.
-pub type ConnId = u32;
+/// A connection as the hub knows it: the index of its slot in the hub core's
+/// connection table (smoltcp's `SocketHandle`). The registry only stores and
+/// compares it; the hub core hands them out.
+///
+/// ```
+/// use poselink::room::ConnId;
+/// assert_eq!(ConnId::new(7).index(), 7);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u32);
+
+impl ConnId {
+    /// The connection in slot `index`.
+    pub const fn new(index: u32) -> ConnId {
+        ConnId(index)
+    }
+
+    /// Its slot's index.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A room, as the registry numbers it: 1 to `max_rooms`; 0 is "no room". On the
+/// wire it is the envelope's 16-bit `room` field
+/// ([`from_wire`](Self::from_wire) / [`to_wire`](Self::to_wire) convert at the
+/// hub core's edge). A handle that names no room is harmless: the registry
+/// answers "no such room" (or nothing) for it.
+///
+/// ```
+/// use poselink::room::RoomHandle;
+/// let h = RoomHandle::from_wire(3);
+/// assert_eq!(h.to_wire(), 3);
+/// assert!(RoomHandle::NONE.is_none());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomHandle(u16);
+
+impl RoomHandle {
+    /// No room: the `room` field of messages that are not about one.
+    pub const NONE: RoomHandle = RoomHandle(0);
+
+    /// The handle a message's `room` field names.
+    pub const fn from_wire(room: u16) -> RoomHandle {
+        RoomHandle(room)
+    }
+
+    /// The value of a message's `room` field for this room.
+    pub const fn to_wire(self) -> u16 {
+        self.0
+    }
+
+    /// Whether this is [`NONE`](Self::NONE).
+    pub const fn is_none(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The index of a per-room table with a row for every handle (row 0 unused).
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for RoomHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
 
 /// A room or user name held in place.
 pub type Name = String<MAX_NAME_LEN>;
@@ -106,7 +178,7 @@ impl core::error::Error for RoomError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Joined {
     /// The room's handle (the `room` field of its messages).
-    pub handle: u16,
+    pub handle: RoomHandle,
     /// Whether the room was created by this join.
     pub created: bool,
     /// Whether the connection was already a member (its role was updated).
@@ -126,13 +198,13 @@ struct Room {
 ///
 /// ```
 /// use poselink::proto::Role;
-/// use poselink::room::{RoomConfig, RoomRegistry};
+/// use poselink::room::{ConnId, RoomConfig, RoomRegistry};
 /// let mut rooms = RoomRegistry::new(RoomConfig::default());
-/// let j = rooms.join("gym", 7, 1, "ana", Role::Owner, true).unwrap();
+/// let j = rooms.join("gym", ConnId::new(7), 1, "ana", Role::Owner, true).unwrap();
 /// assert!(j.created);
-/// rooms.join("gym", 8, 2, "pi-4", Role::Member, false).unwrap();
+/// rooms.join("gym", ConnId::new(8), 2, "pi-4", Role::Member, false).unwrap();
 /// assert_eq!(rooms.members(j.handle).len(), 2);
-/// assert_eq!(rooms.role_of(j.handle, 8), Some(Role::Member));
+/// assert_eq!(rooms.role_of(j.handle, ConnId::new(8)), Some(Role::Member));
 /// ```
 #[derive(Debug)]
 pub struct RoomRegistry {
@@ -173,36 +245,46 @@ impl RoomRegistry {
         self.live
     }
 
-    fn room(&self, handle: u16) -> Option<&Room> {
-        let r = self.rooms.get((handle as usize).checked_sub(1)?)?;
+    fn room(&self, handle: RoomHandle) -> Option<&Room> {
+        let r = self.rooms.get(handle.index().checked_sub(1)?)?;
         r.in_use.then_some(r)
     }
 
-    fn room_mut(&mut self, handle: u16) -> Option<&mut Room> {
-        let r = self.rooms.get_mut((handle as usize).checked_sub(1)?)?;
+    fn room_mut(&mut self, handle: RoomHandle) -> Option<&mut Room> {
+        let r = self.rooms.get_mut(handle.index().checked_sub(1)?)?;
         r.in_use.then_some(r)
     }
 
     /// The handle of the room called `name`, if it exists.
-    pub fn find(&self, name: &str) -> Option<u16> {
+    pub fn find(&self, name: &str) -> Option<RoomHandle> {
         self.rooms
             .iter()
             .position(|r| r.in_use && r.name.as_str() == name)
-            .map(|i| i as u16 + 1)
+            .map(|i| RoomHandle(i as u16 + 1))
+    }
+
+    /// Every room that exists, by handle (empty ones in their grace period
+    /// included).
+    pub fn handles(&self) -> impl Iterator<Item = RoomHandle> + '_ {
+        self.rooms
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.in_use)
+            .map(|(i, _)| RoomHandle(i as u16 + 1))
     }
 
     /// The room's name.
-    pub fn name(&self, handle: u16) -> Option<&str> {
+    pub fn name(&self, handle: RoomHandle) -> Option<&str> {
         self.room(handle).map(|r| r.name.as_str())
     }
 
     /// The room's members (empty for an unknown handle).
-    pub fn members(&self, handle: u16) -> &[Member] {
+    pub fn members(&self, handle: RoomHandle) -> &[Member] {
         self.room(handle).map_or(&[], |r| &r.members[..])
     }
 
     /// The role of connection `conn` in the room, if it is a member.
-    pub fn role_of(&self, handle: u16, conn: ConnId) -> Option<Role> {
+    pub fn role_of(&self, handle: RoomHandle, conn: ConnId) -> Option<Role> {
         self.members(handle)
             .iter()
             .find(|m| m.conn == conn)
@@ -239,7 +321,7 @@ impl RoomRegistry {
                 r.members.clear();
                 r.empty_since = None;
                 self.live += 1;
-                (slot as u16 + 1, true)
+                (RoomHandle(slot as u16 + 1), true)
             }
         };
         let max = self.config.max_members;
@@ -271,7 +353,12 @@ impl RoomRegistry {
 
     /// Removes connection `conn` from the room and returns its membership. An
     /// emptied room starts its grace period at `now_us`.
-    pub fn leave(&mut self, handle: u16, conn: ConnId, now_us: u64) -> Result<Member, RoomError> {
+    pub fn leave(
+        &mut self,
+        handle: RoomHandle,
+        conn: ConnId,
+        now_us: u64,
+    ) -> Result<Member, RoomError> {
         let r = self.room_mut(handle).ok_or(RoomError::NotMember)?;
         let i = r
             .members
@@ -288,8 +375,13 @@ impl RoomRegistry {
 
     /// Removes connection `conn` from every room (it disconnected), calling
     /// `left(handle, member)` for each membership it had.
-    pub fn leave_all(&mut self, conn: ConnId, now_us: u64, mut left: impl FnMut(u16, &Member)) {
-        for handle in 1..=self.rooms.len() as u16 {
+    pub fn leave_all(
+        &mut self,
+        conn: ConnId,
+        now_us: u64,
+        mut left: impl FnMut(RoomHandle, &Member),
+    ) {
+        for handle in (1..=self.rooms.len() as u16).map(RoomHandle) {
             // `leave` changes nothing where `conn` is not a member.
             if let Ok(m) = self.leave(handle, conn, now_us) {
                 left(handle, &m);
@@ -297,7 +389,7 @@ impl RoomRegistry {
         }
     }
 
-    fn owner_check(&self, handle: u16, by: ConnId) -> Result<(), RoomError> {
+    fn owner_check(&self, handle: RoomHandle, by: ConnId) -> Result<(), RoomError> {
         match self.role_of(handle, by) {
             None => Err(RoomError::NotMember),
             Some(r) if r.may_moderate() => Ok(()),
@@ -308,7 +400,7 @@ impl RoomRegistry {
     /// Owner `by` gives `member` the role `role`.
     pub fn set_role(
         &mut self,
-        handle: u16,
+        handle: RoomHandle,
         by: ConnId,
         member: u16,
         role: Role,
@@ -327,7 +419,7 @@ impl RoomRegistry {
     /// Owner `by` removes `member` from the room; returns its membership.
     pub fn kick(
         &mut self,
-        handle: u16,
+        handle: RoomHandle,
         by: ConnId,
         member: u16,
         now_us: u64,
@@ -346,7 +438,7 @@ impl RoomRegistry {
     /// the room is gone at once (no grace period).
     pub fn close(
         &mut self,
-        handle: u16,
+        handle: RoomHandle,
         by: ConnId,
         mut left: impl FnMut(&Member),
     ) -> Result<(), RoomError> {
@@ -383,6 +475,10 @@ impl RoomRegistry {
 mod tests {
     use super::*;
 
+    fn c(i: u32) -> ConnId {
+        ConnId::new(i)
+    }
+
     fn small() -> RoomRegistry {
         RoomRegistry::new(RoomConfig {
             max_rooms: 2,
@@ -395,12 +491,12 @@ mod tests {
     fn create_join_list_and_roles() {
         let mut r = small();
         assert_eq!(
-            r.join("gym", 1, 10, "ana", Role::Member, false),
+            r.join("gym", c(1), 10, "ana", Role::Member, false),
             Err(RoomError::NoSuchRoom)
         );
-        let j = r.join("gym", 1, 10, "ana", Role::Owner, true).unwrap();
+        let j = r.join("gym", c(1), 10, "ana", Role::Owner, true).unwrap();
         assert!(j.created && !j.rejoined);
-        let j2 = r.join("gym", 2, 11, "bo", Role::Viewer, true).unwrap();
+        let j2 = r.join("gym", c(2), 11, "bo", Role::Viewer, true).unwrap();
         assert_eq!(j2.handle, j.handle);
         assert!(!j2.created);
         let users: Vec<&str> = r
@@ -409,12 +505,12 @@ mod tests {
             .map(|m| m.user.as_str())
             .collect();
         assert_eq!(users, ["ana", "bo"]);
-        assert_eq!(r.role_of(j.handle, 2), Some(Role::Viewer));
+        assert_eq!(r.role_of(j.handle, c(2)), Some(Role::Viewer));
         // Joining again changes the role, not the member count.
-        let again = r.join("gym", 2, 11, "bo", Role::Member, false).unwrap();
+        let again = r.join("gym", c(2), 11, "bo", Role::Member, false).unwrap();
         assert!(again.rejoined);
         assert_eq!(r.members(j.handle).len(), 2);
-        assert_eq!(r.role_of(j.handle, 2), Some(Role::Member));
+        assert_eq!(r.role_of(j.handle, c(2)), Some(Role::Member));
         assert_eq!(r.name(j.handle), Some("gym"));
         assert_eq!(r.find("gym"), Some(j.handle));
     }
@@ -422,20 +518,23 @@ mod tests {
     #[test]
     fn limits_are_refused_with_their_reason() {
         let mut r = small();
-        let h = r.join("a", 1, 1, "u1", Role::Owner, true).unwrap().handle;
-        r.join("a", 2, 2, "u2", Role::Member, false).unwrap();
-        r.join("a", 3, 3, "u3", Role::Member, false).unwrap();
+        let h = r
+            .join("a", c(1), 1, "u1", Role::Owner, true)
+            .unwrap()
+            .handle;
+        r.join("a", c(2), 2, "u2", Role::Member, false).unwrap();
+        r.join("a", c(3), 3, "u3", Role::Member, false).unwrap();
         assert_eq!(
-            r.join("a", 4, 4, "u4", Role::Member, false),
+            r.join("a", c(4), 4, "u4", Role::Member, false),
             Err(RoomError::RoomFull)
         );
-        r.join("b", 4, 4, "u4", Role::Owner, true).unwrap();
+        r.join("b", c(4), 4, "u4", Role::Owner, true).unwrap();
         assert_eq!(
-            r.join("c", 5, 5, "u5", Role::Owner, true),
+            r.join("c", c(5), 5, "u5", Role::Owner, true),
             Err(RoomError::HubFull)
         );
         assert_eq!(
-            r.join("bad name", 5, 5, "u5", Role::Owner, true),
+            r.join("bad name", c(5), 5, "u5", Role::Owner, true),
             Err(RoomError::BadName)
         );
         assert_eq!(r.members(h).len(), 3);
@@ -446,21 +545,24 @@ mod tests {
     fn only_owners_moderate() {
         let mut r = small();
         let h = r
-            .join("gym", 1, 10, "ana", Role::Owner, true)
+            .join("gym", c(1), 10, "ana", Role::Owner, true)
             .unwrap()
             .handle;
-        r.join("gym", 2, 11, "bo", Role::Member, false).unwrap();
-        r.join("gym", 3, 12, "cy", Role::Viewer, false).unwrap();
-        assert_eq!(r.kick(h, 2, 12, 0), Err(RoomError::Forbidden));
-        assert_eq!(r.set_role(h, 3, 11, Role::Owner), Err(RoomError::Forbidden));
-        assert_eq!(r.close(h, 9, |_| ()), Err(RoomError::NotMember));
-        assert_eq!(r.kick(h, 1, 99, 0), Err(RoomError::NoSuchMember));
-        r.set_role(h, 1, 12, Role::Member).unwrap();
-        assert_eq!(r.role_of(h, 3), Some(Role::Member));
-        let kicked = r.kick(h, 1, 11, 0).unwrap();
+        r.join("gym", c(2), 11, "bo", Role::Member, false).unwrap();
+        r.join("gym", c(3), 12, "cy", Role::Viewer, false).unwrap();
+        assert_eq!(r.kick(h, c(2), 12, 0), Err(RoomError::Forbidden));
+        assert_eq!(
+            r.set_role(h, c(3), 11, Role::Owner),
+            Err(RoomError::Forbidden)
+        );
+        assert_eq!(r.close(h, c(9), |_| ()), Err(RoomError::NotMember));
+        assert_eq!(r.kick(h, c(1), 99, 0), Err(RoomError::NoSuchMember));
+        r.set_role(h, c(1), 12, Role::Member).unwrap();
+        assert_eq!(r.role_of(h, c(3)), Some(Role::Member));
+        let kicked = r.kick(h, c(1), 11, 0).unwrap();
         assert_eq!(kicked.user.as_str(), "bo");
         let mut told = 0;
-        r.close(h, 1, |_| told += 1).unwrap();
+        r.close(h, c(1), |_| told += 1).unwrap();
         assert_eq!(told, 2);
         assert_eq!(r.room_count(), 0);
         assert!(r.members(h).is_empty());
@@ -470,19 +572,19 @@ mod tests {
     fn empty_rooms_survive_the_grace_period_then_go() {
         let mut r = small();
         let h = r
-            .join("gym", 1, 10, "ana", Role::Owner, true)
+            .join("gym", c(1), 10, "ana", Role::Owner, true)
             .unwrap()
             .handle;
-        r.leave(h, 1, 5_000).unwrap();
+        r.leave(h, c(1), 5_000).unwrap();
         assert_eq!(r.expire(5_999), 0);
         // A rebooting board comes back in time: same room, same handle.
-        let back = r.join("gym", 1, 10, "ana", Role::Owner, false).unwrap();
+        let back = r.join("gym", c(1), 10, "ana", Role::Owner, false).unwrap();
         assert_eq!(back.handle, h);
-        r.leave(h, 1, 6_000).unwrap();
+        r.leave(h, c(1), 6_000).unwrap();
         assert_eq!(r.expire(7_000), 1);
         assert_eq!(r.find("gym"), None);
         assert_eq!(
-            r.join("gym", 1, 10, "ana", Role::Member, false),
+            r.join("gym", c(1), 10, "ana", Role::Member, false),
             Err(RoomError::NoSuchRoom)
         );
     }
@@ -490,28 +592,31 @@ mod tests {
     #[test]
     fn disconnect_leaves_every_room() {
         let mut r = small();
-        let a = r.join("a", 1, 10, "ana", Role::Owner, true).unwrap().handle;
-        let b = r
-            .join("b", 1, 10, "ana", Role::Member, true)
+        let a = r
+            .join("a", c(1), 10, "ana", Role::Owner, true)
             .unwrap()
             .handle;
-        r.join("b", 2, 11, "bo", Role::Member, false).unwrap();
+        let b = r
+            .join("b", c(1), 10, "ana", Role::Member, true)
+            .unwrap()
+            .handle;
+        r.join("b", c(2), 11, "bo", Role::Member, false).unwrap();
         let mut left = Vec::new();
-        r.leave_all(1, 10, |h, m| left.push((h, m.member)));
+        r.leave_all(c(1), 10, |h, m| left.push((h, m.member)));
         assert_eq!(left, [(a, 10), (b, 10)]);
         assert!(r.members(a).is_empty());
         assert_eq!(r.members(b).len(), 1);
-        assert_eq!(r.leave(a, 1, 10), Err(RoomError::NotMember));
+        assert_eq!(r.leave(a, c(1), 10), Err(RoomError::NotMember));
         assert_eq!(r.expire(10 + 1_000), 1, "room a expires, b still has bo");
     }
 
     #[test]
     fn unknown_handles_are_harmless() {
         let r = small();
-        assert!(r.members(0).is_empty());
-        assert!(r.members(999).is_empty());
-        assert_eq!(r.role_of(0, 1), None);
-        assert_eq!(r.name(1), None);
+        assert!(r.members(RoomHandle::NONE).is_empty());
+        assert!(r.members(RoomHandle::from_wire(999)).is_empty());
+        assert_eq!(r.role_of(RoomHandle::NONE, c(1)), None);
+        assert_eq!(r.name(RoomHandle::from_wire(1)), None);
     }
 
     #[test]

@@ -1,1 +1,9 @@
-//! Simulations of the hub core.
+//! Simulations of the hub core: a [`Core`](crate::hub::core::Core) and scripted
+//! peers in memory, on a clock the test advances (no sockets, no sleeps, no
+//! threads). `util` is the harness; the rest go by concern.
+
+mod relay;
+mod rooms;
+mod sessions;
+mod util;
+mod wire;

@@ -10,14 +10,22 @@
 //! The message shapes are in docs/PROTOCOL.md §16. Every JSON message is an
 //! object with a `"type"`; rooms are named (not handles); landmarks are
 //! MediaPipe-style objects `{"x","y","z","visibility","presence"}`.
+//!
+//! The first half of this file is the translation itself (pure functions); the
+//! second, the core's use of it: [`JsonEdge`] (what the translation keeps) and
+//! the core's JSON inputs and outputs.
 
 use serde_json::{Map, Value, json};
 
 use crate::proto::{
     self, AudioChunk, AudioPayload, CloseRoom, Compressor, EncoderConfig, ErrorCode, Header, Hello,
-    Join, Kick, Kind, LANDMARK_COUNT, Leave, LeaveReason, Message, Packet, Ping, PoseEncoder,
-    PoseFrame, Role, RoleChanged,
+    Join, Kick, Kind, LANDMARK_COUNT, Leave, LeaveReason, Message, Packet, Ping, PoseCoding,
+    PoseDecoder, PoseEncoder, PoseFrame, Role, RoleChanged,
 };
+use crate::room::RoomHandle;
+use crate::ws::FrameKind;
+
+use super::{DropReason, Inner, Space};
 
 /// The WebSocket subprotocol that selects JSON mode.
 pub const SUBPROTOCOL: &str = "poselink.json";
@@ -372,6 +380,172 @@ pub fn translation_error(reason: &str) -> (ErrorCode, String) {
         ErrorCode::BAD_MESSAGE,
         format!("JSON mode: {reason} (see docs/PROTOCOL.md §16)"),
     )
+}
+
+/// Pose decoders the hub keeps for JSON receivers, at most.
+const JSON_DECODERS: usize = 1024;
+
+/// What the core keeps for JSON mode: nothing until a JSON client comes.
+pub(super) struct JsonEdge {
+    /// Parsing space for what is translated to JSON (sized on first use).
+    scratch: Vec<u8>,
+    scratch_len: usize,
+    /// The message being fanned out, as JSON (translated once for every JSON
+    /// receiver of the room; `None` inside: it could not be decoded).
+    media: Option<(u32, Option<String>)>,
+    /// Pose decoders per (publisher member, room, person), kept while JSON
+    /// receivers get that stream.
+    decoders: Vec<((u16, u16, u32), PoseDecoder)>,
+}
+
+impl JsonEdge {
+    /// Nothing allocated yet; parsing space of `scratch_len` bytes once needed.
+    pub fn new(scratch_len: usize) -> JsonEdge {
+        JsonEdge {
+            scratch: Vec::new(),
+            scratch_len,
+            media: None,
+            decoders: Vec::new(),
+        }
+    }
+
+    /// The parsing space.
+    pub fn scratch(&mut self) -> &mut [u8] {
+        if self.scratch.len() < self.scratch_len {
+            self.scratch.resize(self.scratch_len, 0);
+        }
+        &mut self.scratch
+    }
+
+    /// The fan-out of one message is over: forget its translation.
+    pub fn end_fan_out(&mut self) {
+        self.media = None;
+    }
+}
+
+impl Inner {
+    /// A JSON-mode client's text message: translated to the binary message and
+    /// handled as one (limits, checks and relay included).
+    pub(super) fn on_json_text(&mut self, i: usize, text: &[u8], space: &mut Space) {
+        let buf = &mut space.json_in;
+        buf.resize(self.cfg.max_message.max(8 * 1024), 0);
+        let s = &self.sessions[i];
+        let (mut pose_seq, mut audio_seq) = (s.json_pose_seq, s.json_audio_seq);
+        let handles: Vec<(String, u16)> = s
+            .rooms
+            .iter()
+            .filter_map(|m| Some((self.rooms.name(m.handle)?.to_string(), m.handle.to_wire())))
+            .collect();
+        let lookup = |name: &str| handles.iter().find(|h| h.0 == name).map(|h| h.1);
+        let mut ctx = Inbound {
+            member: s.member,
+            now_us: self.now,
+            room: &lookup,
+            pose_seq: &mut pose_seq,
+            audio_seq: &mut audio_seq,
+        };
+        let result = to_binary(text, &mut ctx, buf);
+        let s = &mut self.sessions[i];
+        s.json_pose_seq = pose_seq;
+        s.json_audio_seq = audio_seq;
+        match result {
+            Ok(n) => self.on_binary(i, &space.json_in[..n], &mut space.parse),
+            Err(why) => {
+                let (code, reason) = translation_error(&why);
+                log::debug!("connection {i}: {reason}");
+                self.send_error(i, code, 0, &reason);
+            }
+        }
+    }
+
+    /// A media message for a JSON receiver: translated to JSON text (once per
+    /// fan-out, for every JSON receiver of the room; `live`: this is the
+    /// fan-out, not a cached keyframe) and written to its control FIFO; dropped
+    /// and counted when that has no room (a slow JSON receiver loses media,
+    /// never control).
+    pub(super) fn enqueue_json_media(&mut self, r: usize, b: u32, live: bool) {
+        let text = match &self.json.media {
+            Some((blk, t)) if *blk == b && live => t.clone(),
+            _ => {
+                let t = self.media_to_json(b, live);
+                if live {
+                    self.json.media = Some((b, t.clone()));
+                }
+                t
+            }
+        };
+        let Some(text) = text else {
+            return;
+        };
+        let meta = self.pool.meta(b);
+        if self.links[r].ctrl_room(self.cfg.control_buffer) < text.len() + 16 {
+            if let Some(rc) = self.room_counts.get_mut(meta.room.index()) {
+                rc.drops += 1;
+            }
+            self.stats.count_drop(if meta.audio {
+                DropReason::SlowAudio
+            } else {
+                DropReason::SlowPose
+            });
+            return;
+        }
+        if self.push_ctrl_frame(r, FrameKind::Text, text.as_bytes()) {
+            self.stats.delivered += 1;
+            self.stats.messages_out += 1;
+        }
+    }
+
+    /// A relayed media message as JSON. Pose is decoded: a live stream through
+    /// the hub's decoder for it (created on first use; a delta it cannot decode
+    /// yet asks the publisher for a keyframe), a served keyframe on its own.
+    fn media_to_json(&mut self, b: u32, live: bool) -> Option<String> {
+        let stored = self.pool.bytes(b);
+        // The block starts with the binary frame's header: 2 bytes, or 4 with
+        // a 16-bit length.
+        let hl = if stored.get(1)? & 0x7f == 126 { 4 } else { 2 };
+        let packet = Packet::new_checked(stored.get(hl..)?).ok()?;
+        let header = packet.header();
+        let room = self.rooms.name(RoomHandle::from_wire(header.room));
+        self.json.scratch();
+        let JsonEdge {
+            scratch, decoders, ..
+        } = &mut self.json;
+        match Message::parse(&packet, scratch) {
+            Ok(Message::Audio(a)) => Some(audio_to_json(&header, &a, room)),
+            Ok(Message::Pose(p)) => {
+                let standalone = !matches!(p.coding, PoseCoding::Delta { .. });
+                let key = (header.sender, header.room, p.person);
+                let decoded = if standalone && !live {
+                    PoseDecoder::default().decode(&header, &p).copied()
+                } else {
+                    let k = match decoders.iter().position(|d| d.0 == key) {
+                        Some(k) => k,
+                        None => {
+                            if decoders.len() >= JSON_DECODERS {
+                                decoders.remove(0);
+                            }
+                            decoders.push((key, PoseDecoder::default()));
+                            decoders.len() - 1
+                        }
+                    };
+                    decoders[k].1.decode(&header, &p).copied()
+                };
+                match decoded {
+                    Ok(frame) => Some(pose_to_json(&header, &frame, room, standalone)),
+                    Err(_) => {
+                        // Joined mid-stream: ask the publisher for a keyframe.
+                        let meta = self.pool.meta(b);
+                        let wanted = &mut self.keyframe_wanted;
+                        if wanted.len() < wanted.capacity() {
+                            wanted.push((meta.publisher, meta.room, p.person));
+                        }
+                        None
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! dropped it). The pool is sized so that it cannot run dry: every live block is
 //! held by at least one bounded queue or keyframe slot.
 
+use crate::room::{ConnId, RoomHandle};
+
 /// Bytes per block: the largest media message the relay carries, with its
 /// server-side WebSocket header (4 bytes for 126..65535-byte payloads).
 pub const BLOCK: usize = 2048;
@@ -13,18 +15,30 @@ pub const BLOCK: usize = 2048;
 pub const MAX_MEDIA: usize = BLOCK - 4;
 
 /// What a block holds, for the drop policy and the keyframe rules.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {
     /// Audio (otherwise pose).
     pub audio: bool,
     /// A pose message that decodes alone (keyframe or raw).
     pub standalone: bool,
-    /// The publisher's connection slot.
-    pub publisher: u32,
-    /// The room's handle.
-    pub room: u16,
+    /// The publisher's connection.
+    pub publisher: ConnId,
+    /// The room.
+    pub room: RoomHandle,
     /// The person (pose).
     pub person: u32,
+}
+
+impl Default for Meta {
+    fn default() -> Meta {
+        Meta {
+            audio: false,
+            standalone: false,
+            publisher: ConnId::new(0),
+            room: RoomHandle::NONE,
+            person: 0,
+        }
+    }
 }
 
 /// Reference-counted fixed-size blocks.

@@ -17,27 +17,27 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
 static INDEX: Asset = Asset {
-    body: include_str!("../../web/index.html"),
+    body: include_str!("../../../web/index.html"),
     content_type: HTML,
 };
 static INDEX_JS: Asset = Asset {
-    body: include_str!("../../web/index.js"),
+    body: include_str!("../../../web/index.js"),
     content_type: JS,
 };
 static VIEWER: Asset = Asset {
-    body: include_str!("../../web/viewer.html"),
+    body: include_str!("../../../web/viewer.html"),
     content_type: HTML,
 };
 static VIEWER_JS: Asset = Asset {
-    body: include_str!("../../web/viewer.js"),
+    body: include_str!("../../../web/viewer.js"),
     content_type: JS,
 };
 static VIEWER_CSS: Asset = Asset {
-    body: include_str!("../../web/viewer.css"),
+    body: include_str!("../../../web/viewer.css"),
     content_type: CSS,
 };
 static MODULE: Asset = Asset {
-    body: include_str!("../../web/poselink.js"),
+    body: include_str!("../../../web/poselink.js"),
     content_type: JS,
 };
 

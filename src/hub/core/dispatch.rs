@@ -1,0 +1,215 @@
+//! What arrived, and where it goes. WebSocket control frames are answered here
+//! (a ping with a pong, within the message rate; a close echoed by the RFC 6455
+//! rules); a framing error closes the connection. A data message passes the
+//! flood limits first — messages and bytes per second, refused (counted) over
+//! them, the connection closed with 4012 after `flood_close_after` refusals in a
+//! row — then the envelope's checks, and goes to the hello (before the session),
+//! the relay (pose, audio) or the control handlers. Text messages are JSON mode's
+//! (translated in `json`) or refused.
+
+use crate::proto::{self, ErrorCode, Header, Kind, Message, Packet, Pong};
+use crate::room::RoomHandle;
+use crate::ws::{self, FrameKind, close_code};
+
+use super::link::Phase;
+use super::{DropReason, Fault, Inner, Space, app_close, bad_message_code, reason};
+
+impl Inner {
+    /// A WebSocket control frame from `i`.
+    pub(super) fn on_ws_control(&mut self, i: usize, kind: FrameKind, payload: &[u8]) {
+        match kind {
+            FrameKind::Ping => {
+                // Pings count against the message rate like any message.
+                if !self.links[i].msg_bucket.try_take(1, self.now) {
+                    self.stats.count_drop(DropReason::RateLimited);
+                    return;
+                }
+                if !self.push_ctrl_frame(i, FrameKind::Pong, payload) {
+                    self.overflowed(i);
+                }
+            }
+            FrameKind::Pong => {}
+            FrameKind::Close => {
+                // Echo the peer's code if it may be sent (RFC 6455 §7.4);
+                // anything else is a protocol error.
+                let code = match ws::parse_close(payload) {
+                    Ok((1005, _)) => close_code::NORMAL,
+                    Ok((code, why)) if matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) => {
+                        log::debug!("connection {i}: peer closed ({code} {why})");
+                        code
+                    }
+                    Ok((code, _)) => {
+                        self.stats.count_fault(Fault::WebSocket);
+                        log::warn!("connection {i}: close frame with the invalid code {code}");
+                        close_code::PROTOCOL_ERROR
+                    }
+                    Err(_) => {
+                        self.stats.count_fault(Fault::WebSocket);
+                        close_code::PROTOCOL_ERROR
+                    }
+                };
+                self.close(i, code, "");
+            }
+            _ => {}
+        }
+    }
+
+    /// A WebSocket framing rule was broken: say which, and close.
+    pub(super) fn ws_fail(&mut self, i: usize, e: ws::WsError) {
+        self.stats.count_fault(Fault::WebSocket);
+        log::warn!("connection {i} ({}): {e}; closing", self.links[i].peer);
+        let (code, what) = match e {
+            ws::WsError::TooLarge { .. } => (ErrorCode::OVERSIZE, "message too large"),
+            _ => (ErrorCode::BAD_MESSAGE, "WebSocket protocol error"),
+        };
+        let r = reason(format_args!("{what}: {e}"));
+        self.send_error(i, code, 0, &r);
+        self.close(i, e.close_code(), &r);
+    }
+
+    /// A whole data message from `i`, unmasked in its receive buffer.
+    pub(super) fn on_ws_message(
+        &mut self,
+        i: usize,
+        kind: FrameKind,
+        bytes: &[u8],
+        space: &mut Space,
+    ) {
+        self.stats.bytes_in += bytes.len() as u64;
+        self.stats.monitor.record_in(self.now, bytes.len());
+        if kind == FrameKind::Text && self.links[i].json {
+            return self.on_json_text(i, bytes, space);
+        }
+        if kind == FrameKind::Text {
+            self.stats.count_fault(Fault::TextMessage);
+            self.send_error(
+                i,
+                ErrorCode::BAD_MESSAGE,
+                0,
+                "text messages are not part of protocol 1.0: send each message as one binary WebSocket message (or ask for the poselink.json subprotocol to speak JSON)",
+            );
+            return;
+        }
+        self.on_binary(i, bytes, &mut space.parse);
+    }
+
+    /// A protocol message from `i` (binary, or translated from JSON).
+    pub(super) fn on_binary(&mut self, i: usize, bytes: &[u8], parse: &mut [u8]) {
+        if !self.within_flood_limits(i, bytes.len() as u64) {
+            return;
+        }
+        let packet = match Packet::new_checked(bytes) {
+            Ok(p) => p,
+            Err(e) => return self.refuse_bad(i, bytes.get(1).copied().unwrap_or(0), e),
+        };
+        let header = packet.header();
+        if self.links[i].phase == Phase::AwaitHello {
+            self.stats.messages_in[2] += 1;
+            return self.on_hello(i, &packet, parse);
+        }
+        match header.kind {
+            Kind::Pose | Kind::Audio => self.on_media(i, &packet, parse),
+            _ => {
+                self.stats.messages_in[2] += 1;
+                match Message::parse(&packet, parse) {
+                    Ok(m) => self.on_control(i, &header, m),
+                    Err(e) => self.refuse_bad(i, header.kind as u8, e),
+                }
+            }
+        }
+    }
+
+    /// Flood control, before any parsing: takes the message's share of `i`'s
+    /// rate limits, or refuses it (an error at most once a second, a close after
+    /// `flood_close_after` refusals in a row).
+    fn within_flood_limits(&mut self, i: usize, len: u64) -> bool {
+        let now = self.now;
+        let link = &mut self.links[i];
+        if link.msg_bucket.available(now) >= 1 && link.byte_bucket.available(now) >= len {
+            link.msg_bucket.try_take(1, now);
+            link.byte_bucket.try_take(len, now);
+            link.flood_refused = 0;
+            return true;
+        }
+        link.flood_refused += 1;
+        self.stats.count_drop(DropReason::RateLimited);
+        let refused = link.flood_refused;
+        let (rate_messages, rate_bytes) = (self.cfg.rate_messages, self.cfg.rate_bytes);
+        if refused > self.cfg.flood_close_after {
+            let r = reason(format_args!(
+                "{refused} messages in a row over the rate limit ({rate_messages} messages/s, {rate_bytes} bytes/s); closing"
+            ));
+            log::warn!("connection {i} ({}): {r}", link.peer);
+            self.send_error(i, ErrorCode::RATE_LIMITED, 0, &r);
+            self.close(i, app_close(ErrorCode::RATE_LIMITED), "flooding");
+        } else if now.saturating_sub(link.last_rate_error_us) >= 1_000_000 {
+            link.last_rate_error_us = now;
+            let r = reason(format_args!(
+                "over the rate limit ({rate_messages} messages/s, {rate_bytes} bytes/s): messages are being dropped; slow down"
+            ));
+            log::warn!("connection {i} ({}): {r}", link.peer);
+            self.send_error(i, ErrorCode::RATE_LIMITED, 0, &r);
+        }
+        false
+    }
+
+    /// Answers a message that breaks the protocol. Before the hello, or for an
+    /// unknown major version, the connection is closed too.
+    pub(super) fn refuse_bad(&mut self, i: usize, about: u8, e: proto::Error) {
+        let code = bad_message_code(e);
+        let r = reason(format_args!("{e}"));
+        log::warn!(
+            "connection {i} ({}): refused a message: {r}",
+            self.links[i].peer
+        );
+        self.send_error(i, code, about, &r);
+        if code == ErrorCode::UNSUPPORTED_VERSION || self.links[i].phase == Phase::AwaitHello {
+            self.close(i, app_close(code), code.name());
+        }
+    }
+
+    /// A control message from session `i`.
+    fn on_control(&mut self, i: usize, header: &Header, msg: Message<'_>) {
+        let about = header.kind as u8;
+        let room = RoomHandle::from_wire(header.room);
+        match msg {
+            Message::Join(j) => self.on_join(i, j.room, j.role),
+            Message::Leave(l) => self.on_leave(i, l.room, about),
+            Message::RoleChanged(rc) => self.on_role_changed(i, room, rc, about),
+            Message::Kick(k) => self.on_kick(i, room, k, about),
+            Message::CloseRoom(cr) => self.on_close_room(i, room, cr, about),
+            Message::Ping(p) => {
+                // Both times are when the ping was handled: the hub answers at once.
+                let pong = Message::Pong(Pong {
+                    t0_us: p.t0_us,
+                    t1_us: self.now,
+                    t2_us: self.now,
+                });
+                self.send_control(i, RoomHandle::NONE, &pong);
+            }
+            Message::NeedsKeyframe(nk) => self.on_needs_keyframe(i, room, nk),
+            Message::Pong(_) | Message::Ack(_) => {}
+            Message::Error(e) => {
+                log::debug!(
+                    "connection {i} reports error {} ({}): {}",
+                    e.code.0,
+                    e.code.name(),
+                    e.reason
+                );
+            }
+            Message::Hello(_) => self.send_error(
+                i,
+                ErrorCode::BAD_MESSAGE,
+                about,
+                "the hello was already accepted; send it once per connection",
+            ),
+            _ => {
+                let r = reason(format_args!(
+                    "{} is sent by the hub, not to it",
+                    header.kind.name()
+                ));
+                self.send_error(i, ErrorCode::BAD_MESSAGE, about, &r);
+            }
+        }
+    }
+}

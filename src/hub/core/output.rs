@@ -1,0 +1,206 @@
+//! What the hub sends, and how a connection ends. Control messages (the hub as
+//! sender) are encoded once into the core's encoding space and appended, as
+//! whole WebSocket frames, to the receiver's control FIFO — translated to JSON
+//! text first for a JSON client. Control is never dropped: a receiver whose FIFO
+//! is full is not reading, and is closed (`overflowed`). A close sends a close
+//! frame, takes no more messages, and asks the driver to shut the write half
+//! once everything is written ([`Event::Shutdown`]); the driver reports the
+//! peer's end, or the linger deadline (housekeeping) ends it
+//! ([`Event::Close`]). The transmit side — the bytes lent to the driver and the
+//! accounting of what it wrote — is here too.
+
+use crate::proto::{ErrorCode, ErrorMsg, Header, LeaveReason, Message, encode_control};
+use crate::room::{ConnId, RoomHandle};
+use crate::ws::{self, FrameKind};
+
+use super::link::Phase;
+use super::{Event, Fault, Inner, LINGER_US, json};
+
+impl Inner {
+    /// Lists connection `i` among those with new output, once.
+    pub(super) fn mark_output(&mut self, i: usize) {
+        let link = &mut self.links[i];
+        if !link.queued_for_output && link.phase != Phase::Free {
+            link.queued_for_output = true;
+            self.output.push(i as u32);
+        }
+    }
+
+    /// Appends a whole server frame to `i`'s control FIFO; `false` if it is
+    /// full (the caller closes the connection: control is never dropped).
+    pub(super) fn push_ctrl_frame(&mut self, i: usize, kind: FrameKind, payload: &[u8]) -> bool {
+        let link = &mut self.links[i];
+        let was_idle = !link.has_output();
+        if !link.push_ctrl_frame(self.ctrl.get_mut(i), kind, payload) {
+            return false;
+        }
+        if was_idle {
+            // The stuck clock runs from when output starts to wait.
+            link.last_progress_us = self.now;
+        }
+        self.mark_output(i);
+        true
+    }
+
+    /// Encodes a control message (hub as sender) for `i`.
+    pub(super) fn send_control(&mut self, i: usize, room: RoomHandle, msg: &Message<'_>) {
+        if !matches!(self.links[i].phase, Phase::AwaitHello | Phase::Session) {
+            return;
+        }
+        let seq = self.links[i].ctrl_seq;
+        let header = Header::new(msg.kind(), room.to_wire(), 0, seq, self.now);
+        match encode_control(&header, msg, &mut self.out) {
+            Ok(n) => {
+                self.links[i].ctrl_seq = seq.wrapping_add(1);
+                self.push_message(i, n);
+            }
+            Err(e) => log::warn!("cannot encode a {} message: {e}", msg.kind().name()),
+        }
+    }
+
+    /// Queues the control message encoded in `out[..n]` for `i`, as JSON text
+    /// for a JSON client.
+    pub(super) fn push_message(&mut self, i: usize, n: usize) {
+        let pushed = if self.links[i].json {
+            let rooms = &self.rooms;
+            let name = |h: u16| rooms.name(RoomHandle::from_wire(h)).map(str::to_string);
+            match json::control_to_json(&self.out[..n], self.json.scratch(), &name) {
+                Some(text) => self.push_ctrl_frame(i, FrameKind::Text, text.as_bytes()),
+                None => return, // nothing a JSON client is sent
+            }
+        } else {
+            let link = &mut self.links[i];
+            let was_idle = !link.has_output();
+            let pushed =
+                link.push_ctrl_frame(self.ctrl.get_mut(i), FrameKind::Binary, &self.out[..n]);
+            if pushed && was_idle {
+                link.last_progress_us = self.now;
+            }
+            if pushed {
+                self.mark_output(i);
+            }
+            pushed
+        };
+        if pushed {
+            self.stats.messages_out += 1;
+        } else {
+            self.overflowed(i);
+        }
+    }
+
+    /// Sends an error report to `i` (and counts it).
+    pub(super) fn send_error(&mut self, i: usize, code: ErrorCode, about: u8, why: &str) {
+        self.stats.count_error(code);
+        let msg = Message::Error(ErrorMsg {
+            code,
+            about,
+            reason: why,
+        });
+        self.send_control(i, RoomHandle::NONE, &msg);
+    }
+
+    /// Sends `msg` to every session member of room `h` but `except`.
+    pub(super) fn broadcast(&mut self, h: RoomHandle, except: Option<usize>, msg: &Message<'_>) {
+        let n = self.rooms.members(h).len();
+        for k in 0..n {
+            let Some(t) = self.rooms.members(h).get(k).map(|m| m.conn.index()) else {
+                break;
+            };
+            if Some(t) != except {
+                self.send_control(t, h, msg);
+            }
+        }
+    }
+
+    /// The control FIFO is full: the receiver is not reading. Control is never
+    /// dropped, so the connection goes.
+    pub(super) fn overflowed(&mut self, i: usize) {
+        self.stats.count_fault(Fault::SlowConsumer);
+        self.stats.count_error(ErrorCode::SLOW_CONSUMER);
+        log::warn!(
+            "connection {i} ({}): its control buffer ({} bytes) is full; the peer is not reading; closing",
+            self.links[i].peer,
+            self.cfg.control_buffer
+        );
+        self.teardown(i, LeaveReason::TimedOut);
+    }
+
+    /// Sends a close frame, stops taking messages, and closes once it is written
+    /// and the peer has closed (or after a linger).
+    pub(super) fn close(&mut self, i: usize, code: u16, why: &str) {
+        self.close_as(i, code, why, LeaveReason::Disconnected);
+    }
+
+    /// [`close`](Self::close), telling the rooms why the member left.
+    pub(super) fn close_as(&mut self, i: usize, code: u16, why: &str, leave: LeaveReason) {
+        let phase = self.links[i].phase;
+        if matches!(phase, Phase::Free | Phase::Closing) {
+            return;
+        }
+        let mut payload = [0u8; 125];
+        let n = ws::close_payload(&mut payload, code, why);
+        if !self.push_ctrl_frame(i, FrameKind::Close, &payload[..n]) {
+            // Not even the close frame fits: the peer is not reading.
+            return self.overflowed(i);
+        }
+        let link = &mut self.links[i];
+        link.close_when_flushed = true;
+        link.close_deadline_us = self.now + LINGER_US;
+        if phase == Phase::Session {
+            self.end_session(i, leave);
+        }
+        self.links[i].phase = Phase::Closing;
+    }
+
+    /// Frees connection `i` now and tells the driver to close its transport.
+    pub(super) fn teardown(&mut self, i: usize, why: LeaveReason) {
+        if self.free_conn(i, why) {
+            self.events.push_back(Event::Close(ConnId::new(i as u32)));
+        }
+    }
+
+    /// Ends connection `i`'s session and frees its slot; `false` if it was free.
+    pub(super) fn free_conn(&mut self, i: usize, why: LeaveReason) -> bool {
+        if self.links[i].phase == Phase::Free {
+            return false;
+        }
+        self.end_session(i, why);
+        let link = &mut self.links[i];
+        link.release_all(&mut self.pool);
+        link.phase = Phase::Free;
+        self.open -= 1;
+        self.free.push(i as u32);
+        // Nothing about the connection outlives it.
+        let conn = ConnId::new(i as u32);
+        self.events.retain(|e| e.conn() != conn);
+        true
+    }
+
+    /// The driver wrote the first `n` bytes of what `conn` lent.
+    pub(super) fn written(&mut self, conn: ConnId, n: usize) {
+        let i = conn.index();
+        let Some(link) = self.links.get_mut(i) else {
+            return;
+        };
+        if link.phase == Phase::Free {
+            return;
+        }
+        let (now, stats) = (self.now, &mut self.stats);
+        link.written(n, &mut self.pool, |pool, b| {
+            stats.delivered += 1;
+            stats.messages_out += 1;
+            let us = now.saturating_sub(pool.recv_us(b));
+            stats.relay_latency.record(us);
+            stats.monitor.record_latency_us(now, us);
+            stats.monitor.record_out(now, pool.bytes(b).len());
+        });
+        stats.bytes_out += n as u64;
+        if n > 0 {
+            link.last_progress_us = now;
+        }
+        if !link.has_output() && link.close_when_flushed && !link.shutdown_asked {
+            link.shutdown_asked = true;
+            self.events.push_back(Event::Shutdown(conn));
+        }
+    }
+}

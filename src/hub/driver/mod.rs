@@ -1,0 +1,353 @@
+//! The hub's driver: the only part of the hub that touches sockets, threads, the
+//! clock or `/proc`. One thread, one `mio` loop, a slot table of sockets sized at
+//! start-up (the token of a socket is its slot's index). It accepts connections,
+//! reads each HTTP request head and answers it — the WebSocket upgrade
+//! (tungstenite's handshake), `/healthz`, `/metrics`, `/report`, `/rooms` and the
+//! viewer's files, from what the core shows — and hands an upgraded connection
+//! to the [`Core`], which decides everything else. From then on the driver only
+//! moves bytes: it reads into the buffer the core lends and says how much came;
+//! it writes what the core lends, one `writev` per connection per round, with
+//! WRITABLE interest only while output waits; it acts on the core's events
+//! (shut a write half, close a socket), runs its timers and hands it a system
+//! sample once a second.
+//!
+//! Each iteration reads every ready socket (a bounded amount each before
+//! turning to the others), then writes every connection with output, so that a
+//! busy room costs a few system calls per receiver per iteration, not one per
+//! message.
+//!
+//! - this file: the public face ([`Hub`], [`HubHandle`], [`HubReport`]), the
+//!   loop, its timers and the shutdown;
+//! - `sockets`: the slot table, accepting, reading, writing, the core's events
+//!   (where a TLS layer would go);
+//! - `http`: a request head until the upgrade, and the pages;
+//! - `web`: the browser front end's files.
+
+mod http;
+mod sockets;
+mod web;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use poselink_hal::{Clock, LinuxStats, MonotonicClock, SystemStats};
+
+use crate::token::TokenKey;
+
+use super::HubConfig;
+use super::core::{Closed, Core, LINGER_US};
+use super::metrics::{Fault, HubStats};
+use sockets::{Phase, Slot};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+/// The driver's own timers (HTTP deadlines) run this often, µs.
+const TICK_US: u64 = 20_000;
+/// How often the process and board are sampled into the core, µs.
+const SAMPLE_US: u64 = 1_000_000;
+/// The longest HTTP request head accepted.
+const MAX_HTTP_HEAD: usize = 8 * 1024;
+
+/// Stops a running hub from any thread.
+#[derive(Clone, Debug)]
+pub struct HubHandle {
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl HubHandle {
+    /// Asks the hub to close every connection with "going away" and return.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+}
+
+/// What a hub did, returned when its loop ends.
+#[derive(Clone, Debug, Default)]
+pub struct HubReport {
+    /// Every counter, as `/metrics` showed them last.
+    pub stats: HubStats,
+    /// CPU time the hub's thread used, if the platform says.
+    pub thread_cpu: Option<Duration>,
+}
+
+/// A bound hub, ready to run.
+pub struct Hub {
+    poll: Poll,
+    listener: TcpListener,
+    addr: SocketAddr,
+    handle: HubHandle,
+    driver: Driver,
+}
+
+impl core::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hub").field("addr", &self.addr).finish()
+    }
+}
+
+impl Hub {
+    /// Checks the configuration, allocates every table and binds the listener.
+    /// A configuration error is `io::ErrorKind::InvalidInput` with the reason.
+    pub fn bind(config: HubConfig) -> io::Result<Hub> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        config.validate().map_err(|e| invalid(e.to_string()))?;
+        let key = load_key(&config)?;
+        let clock = MonotonicClock::new();
+        let core = Core::new(&config, key, clock.now_us(), unix_us())
+            .map_err(|e| invalid(e.to_string()))?;
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        let addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let registry = poll.registry().try_clone()?;
+        let handle = HubHandle {
+            stop: Arc::new(AtomicBool::new(false)),
+            waker,
+        };
+        if config.dev {
+            // On loopback only this machine's processes can reach it: say so
+            // quietly (the demo runs so); on any other address, loudly.
+            let level = if addr.ip().is_loopback() {
+                log::Level::Info
+            } else {
+                log::Level::Warn
+            };
+            log::log!(
+                level,
+                "DEV MODE: anonymous access is on; anyone who can reach {addr} may join any room as owner. Never run --dev in production."
+            );
+        }
+        let now = clock.now_us();
+        let driver = Driver {
+            slots: (0..config.max_connections).map(|_| Slot::new()).collect(),
+            free: (0..config.max_connections as u32).rev().collect(),
+            slot_of: vec![0u32; config.max_connections].into_boxed_slice(),
+            open: 0,
+            again: Vec::with_capacity(config.max_connections),
+            again_next: Vec::with_capacity(config.max_connections),
+            to_flush: Vec::with_capacity(config.max_connections),
+            system: LinuxStats::new(),
+            next_sample_us: now,
+            next_tick_us: now,
+            core,
+            clock,
+            registry,
+            cfg: config,
+        };
+        Ok(Hub {
+            poll,
+            listener,
+            addr,
+            handle,
+            driver,
+        })
+    }
+
+    /// The address the hub listens on (the OS-chosen port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle that stops the hub.
+    pub fn handle(&self) -> HubHandle {
+        self.handle.clone()
+    }
+
+    /// Runs the event loop on this thread until [`HubHandle::shutdown`]; then
+    /// closes every connection with "going away" (waiting up to a second for the
+    /// close frames to leave) and returns what it counted.
+    pub fn run(mut self) -> io::Result<HubReport> {
+        let mut events = Events::with_capacity(1024);
+        let d = &mut self.driver;
+        log::info!(
+            "hub listening on {} (max {} connections, {} rooms)",
+            self.addr,
+            d.cfg.max_connections,
+            d.cfg.max_rooms
+        );
+        loop {
+            let now = d.clock.now_us();
+            let timeout = if d.again.is_empty() {
+                Duration::from_micros(d.next_deadline().saturating_sub(now).max(1))
+            } else {
+                Duration::ZERO
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            let now = d.clock.now_us();
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => d.accept_all(&self.listener, now),
+                    WAKER => {}
+                    Token(s) => d.on_ready(s, ev, now),
+                }
+            }
+            d.read_again(now);
+            d.flush_all();
+            d.timers(d.clock.now_us());
+            d.flush_all();
+            if self.handle.stop.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        d.shutdown(&mut self.poll, &mut events);
+        let thread_cpu = poselink_hal::clock::thread_cpu_us().map(Duration::from_micros);
+        let stats = d.core.stats().clone();
+        log::info!(
+            "hub stopped: {} connections served, {} media messages delivered",
+            stats.accepted,
+            stats.delivered
+        );
+        Ok(HubReport { stats, thread_cpu })
+    }
+
+    /// Binds and runs the hub on a new thread named `poselink-hub`.
+    pub fn spawn(
+        config: HubConfig,
+    ) -> io::Result<(HubHandle, SocketAddr, JoinHandle<io::Result<HubReport>>)> {
+        let hub = Hub::bind(config)?;
+        let (handle, addr) = (hub.handle(), hub.local_addr());
+        let join = std::thread::Builder::new()
+            .name("poselink-hub".into())
+            .spawn(move || hub.run())?;
+        Ok((handle, addr, join))
+    }
+}
+
+fn load_key(cfg: &HubConfig) -> io::Result<Option<TokenKey>> {
+    let secret = match (&cfg.secret, &cfg.secret_file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("cannot read the secret file {path}: {e}"),
+                )
+            })?
+            .trim()
+            .to_string(),
+        (None, None) => return Ok(None),
+    };
+    TokenKey::hs256(secret.as_bytes())
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+}
+
+/// The Unix time, µs (for token expiry, in the core).
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The loop's state: everything but the poller and the listener.
+struct Driver {
+    cfg: HubConfig,
+    core: Core,
+    clock: MonotonicClock,
+    registry: Registry,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Core connection index → slot + 1 (0: none).
+    slot_of: Box<[u32]>,
+    /// Sockets open, in any phase.
+    open: usize,
+    again: Vec<u32>,
+    again_next: Vec<u32>,
+    to_flush: Vec<u32>,
+    /// The process's CPU, memory and SoC temperature, sampled once a second
+    /// into the core (allocation-free).
+    system: LinuxStats,
+    next_sample_us: u64,
+    next_tick_us: u64,
+}
+
+impl Driver {
+    /// The earliest of the core's deadline and the driver's timers.
+    fn next_deadline(&self) -> u64 {
+        let core = self.core.poll_timeout().unwrap_or(u64::MAX);
+        core.min(self.next_tick_us).min(self.next_sample_us)
+    }
+
+    /// The core's timers, the driver's HTTP deadlines, and the system sample.
+    fn timers(&mut self, now: u64) {
+        if self.core.poll_timeout().is_some_and(|t| now >= t) {
+            self.core.handle_timeout(now);
+            self.drain_events();
+        }
+        if now >= self.next_tick_us {
+            self.next_tick_us = now + TICK_US;
+            let handshake = self.cfg.handshake_timeout_ms * 1000;
+            for s in 0..self.slots.len() {
+                let slot = &self.slots[s];
+                match slot.phase {
+                    Phase::Http if now > slot.deadline_us => {
+                        self.core.stats_mut().count_fault(Fault::HandshakeTimeout);
+                        log::debug!(
+                            "socket {s} ({}): no HTTP request within {} ms",
+                            slot.peer,
+                            handshake / 1000
+                        );
+                        self.close_slot(s);
+                    }
+                    Phase::Answer if now >= slot.deadline_us => self.close_slot(s),
+                    _ => {}
+                }
+            }
+        }
+        if now >= self.next_sample_us {
+            self.next_sample_us = now + SAMPLE_US;
+            let Ok(sample) = self.system.sample(now);
+            self.core.handle_system_sample(now, &sample);
+            self.core.handle_wall_clock(now, unix_us());
+        }
+    }
+
+    /// Closes every connection with "going away", waiting up to a second for the
+    /// close frames to be written.
+    fn shutdown(&mut self, poll: &mut Poll, events: &mut Events) {
+        log::info!("hub shutting down: closing {} sockets", self.open);
+        for s in 0..self.slots.len() {
+            if self.slots[s].phase == Phase::Http {
+                self.close_slot(s);
+            }
+        }
+        let now = self.clock.now_us();
+        self.core.handle_shutdown(now);
+        self.drain_events();
+        let deadline = now + LINGER_US;
+        self.flush_all();
+        while self.open > 0 && self.clock.now_us() < deadline {
+            let _ = poll.poll(events, Some(Duration::from_millis(10)));
+            let now = self.clock.now_us();
+            for ev in events.iter() {
+                if let Token(s) = ev.token()
+                    && s < self.slots.len()
+                {
+                    self.on_ready(s, ev, now);
+                }
+            }
+            self.flush_all();
+        }
+        let now = self.clock.now_us();
+        for s in 0..self.slots.len() {
+            if let Phase::Ws(c) = self.slots[s].phase {
+                self.core.handle_closed(now, c, Closed::Peer);
+            }
+            self.close_slot(s);
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! What arrives on the wire, in simulation: flood limits, WebSocket framing
+//! (fragments, control frames between them, violations, the close handshake),
+//! and JSON mode at the core's edges.
+
+use serde_json::{Value, json};
+
+use crate::hub::{DropReason, Fault, HubConfig};
+use crate::proto::{Header, Hello, Kind, LeaveReason, Message, Ping, Role, encode_control};
+use crate::ws::FrameKind;
+
+use super::util::{Frame, Poses, Sim, config};
+
+const BAD_MESSAGE: u16 = 1;
+const RATE_LIMITED: u16 = 12;
+const OVERSIZE: u16 = 13;
+
+fn ping_msg(t0: u64) -> Vec<u8> {
+    let mut buf = vec![0u8; 64];
+    let n = encode_control(
+        &Header::new(Kind::Ping, 0, 0, 1, 0),
+        &Message::Ping(Ping { t0_us: t0 }),
+        &mut buf,
+    )
+    .unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn pongs(frames: &[Frame]) -> Vec<u64> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            f.with(|m| match m {
+                Message::Pong(p) => Some(p.t0_us),
+                _ => None,
+            })
+            .flatten()
+        })
+        .collect()
+}
+
+/// Over the rate limit messages are refused (an error at most once a second);
+/// `flood_close_after` refusals in a row close the connection with 4012. The
+/// others are not affected.
+#[test]
+fn a_flood_is_rate_limited_then_closed_with_4012() {
+    let mut sim = Sim::new(HubConfig {
+        rate_messages: 50,
+        burst_messages: 10,
+        flood_close_after: 20,
+        ..config()
+    });
+    let (f, _) = sim.member_of("flood", Role::Member);
+    let (w, _) = sim.member_of("flood", Role::Owner);
+    sim.take(f);
+    sim.take(w);
+    // hello and join took 2 of the burst of 10: 8 pass, 20 are refused.
+    for t0 in 1..=28 {
+        sim.send_bytes(f, &ping_msg(t0));
+    }
+    let frames = sim.take(f);
+    assert_eq!(
+        pongs(&frames),
+        (1..=8).collect::<Vec<_>>(),
+        "the burst passes"
+    );
+    let errors: Vec<_> = frames.iter().filter_map(Frame::error).collect();
+    assert_eq!(errors.len(), 1, "one error a second: {errors:?}");
+    assert_eq!(errors[0].0, RATE_LIMITED);
+    assert!(!sim.peers[f].shut, "20 refusals in a row, not yet over 20");
+    // 20 ms later one message's worth has come back: the run is broken...
+    sim.advance(20);
+    sim.send_bytes(f, &ping_msg(100));
+    assert_eq!(pongs(&sim.take(f)), [100]);
+    // ...and 21 more in a row close the connection.
+    for t0 in 200..221 {
+        sim.send_bytes(f, &ping_msg(t0));
+    }
+    let frames = sim.take(f);
+    let errors: Vec<_> = frames.iter().filter_map(Frame::error).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].2.contains("in a row"), "{errors:?}");
+    assert!(
+        matches!(frames.last(), Some(Frame::Close(4012, _))),
+        "{frames:?}"
+    );
+    assert_eq!(sim.core.stats().drops_of(DropReason::RateLimited), 20 + 21);
+    // The watcher hears of it, and goes on.
+    let left = sim.take(w).iter().find_map(|f| {
+        f.with(|m| match m {
+            Message::MemberLeft(l) => Some(l.reason),
+            _ => None,
+        })
+        .flatten()
+    });
+    assert_eq!(left, Some(LeaveReason::Disconnected));
+    sim.send_bytes(w, &ping_msg(7));
+    assert_eq!(pongs(&sim.take(w)), [7]);
+}
+
+/// A hello in three fragments with a ping between them is assembled; the ping
+/// is answered first.
+#[test]
+fn a_fragmented_hello_with_a_ping_between_is_assembled() {
+    let mut sim = Sim::dev();
+    let p = sim.connect();
+    let mut hello = vec![0u8; 256];
+    let msg = Message::Hello(Hello {
+        minor: 0,
+        token: "",
+        resume: 0,
+        client: "fragments",
+    });
+    let n = encode_control(&Header::new(Kind::Hello, 0, 0, 1, 0), &msg, &mut hello).unwrap();
+    hello.truncate(n);
+    let (a, rest) = hello.split_at(5);
+    let (b, c) = rest.split_at(7);
+    let mut bytes = sim.frame(p, FrameKind::Binary, false, a);
+    bytes.extend(sim.frame(p, FrameKind::Continuation, false, b));
+    bytes.extend(sim.frame(p, FrameKind::Ping, true, b"between"));
+    bytes.extend(sim.frame(p, FrameKind::Continuation, true, c));
+    // Delivered a few bytes at a time.
+    for chunk in bytes.chunks(3) {
+        sim.feed(p, chunk);
+    }
+    sim.pump();
+    let frames = sim.take(p);
+    assert!(
+        matches!(&frames[0], Frame::Pong(b) if b == b"between"),
+        "{frames:?}"
+    );
+    assert_eq!(frames[1].kind(), Some(Kind::Welcome), "{frames:?}");
+}
+
+/// Framing violations get an error saying what, and the right close code.
+#[test]
+fn websocket_violations_close_with_their_codes() {
+    let mut sim = Sim::dev();
+    // An unmasked frame: 1002.
+    let p = sim.session();
+    let ping = ping_msg(1);
+    let mut unmasked = vec![0x82, ping.len() as u8];
+    unmasked.extend_from_slice(&ping);
+    sim.write(p, &unmasked);
+    let frames = sim.take(p);
+    let errors: Vec<_> = frames.iter().filter_map(Frame::error).collect();
+    assert_eq!(errors[0].0, BAD_MESSAGE, "{errors:?}");
+    assert!(errors[0].2.contains("masked"), "{errors:?}");
+    assert!(
+        matches!(frames.last(), Some(Frame::Close(1002, _))),
+        "{frames:?}"
+    );
+
+    // A message over max_message: 1009, refused on its header alone.
+    let p = sim.session();
+    let mut head = sim.frame(p, FrameKind::Binary, true, &vec![0u8; 70_000]);
+    head.truncate(14);
+    sim.write(p, &head);
+    let frames = sim.take(p);
+    let errors: Vec<_> = frames.iter().filter_map(Frame::error).collect();
+    assert_eq!(errors[0].0, OVERSIZE, "{errors:?}");
+    assert!(
+        matches!(frames.last(), Some(Frame::Close(1009, _))),
+        "{frames:?}"
+    );
+    assert_eq!(sim.core.stats().faults_of(Fault::WebSocket), 2);
+
+    // A text message to a binary session: an error, and the session goes on.
+    let p = sim.session();
+    let text = sim.frame(p, FrameKind::Text, true, b"{\"type\":\"ping\"}");
+    sim.write(p, &text);
+    assert_eq!(sim.take_errors(p)[0].0, BAD_MESSAGE);
+    assert_eq!(sim.core.stats().faults_of(Fault::TextMessage), 1);
+    sim.send_bytes(p, &ping_msg(3));
+    assert_eq!(pongs(&sim.take(p)), [3]);
+}
+
+/// The peer closes: its code is echoed, the write half shut, and when the peer
+/// hangs up the session ends as "disconnected".
+#[test]
+fn a_close_from_the_peer_is_echoed_and_ends_the_session() {
+    let mut sim = Sim::dev();
+    let (w, _) = sim.member_of("bye", Role::Owner);
+    let (p, _) = sim.member_of("bye", Role::Member);
+    let member = sim.peers[p].member;
+    sim.take(w);
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend_from_slice(b"done");
+    let close = sim.frame(p, FrameKind::Close, true, &payload);
+    sim.write(p, &close);
+    assert_eq!(sim.close_of(p), Some((1000, String::new())));
+    assert!(sim.peers[p].shut);
+    let left = sim.take(w).iter().find_map(|f| {
+        f.with(|m| match m {
+            Message::MemberLeft(l) => Some((l.member, l.reason)),
+            _ => None,
+        })
+        .flatten()
+    });
+    assert_eq!(left, Some((member, LeaveReason::Disconnected)));
+    // Bytes after the close are read and dropped; the peer's end frees the slot.
+    let more = sim.frame(p, FrameKind::Binary, true, &ping_msg(1));
+    sim.write(p, &more);
+    assert!(sim.take(p).is_empty());
+    let open = sim.core.connections();
+    sim.hang_up(p);
+    assert_eq!(sim.core.connections(), open - 1);
+    // A close code that may not be sent is a protocol error.
+    let q = sim.session();
+    let bad = sim.frame(q, FrameKind::Close, true, &1004u16.to_be_bytes());
+    sim.write(q, &bad);
+    assert_eq!(sim.close_of(q).map(|c| c.0), Some(1002));
+}
+
+/// JSON mode: a JSON client's messages become binary ones at the edge, and what
+/// it is sent becomes JSON, pose decoded by the hub.
+#[test]
+fn a_json_client_shares_a_room_with_binary_members() {
+    let mut sim = Sim::dev();
+    let (b, h) = sim.member_of("mix", Role::Member);
+    let j = sim.connect_with(true);
+    let send_json = |sim: &mut Sim, v: Value| {
+        let f = sim.frame(j, FrameKind::Text, true, v.to_string().as_bytes());
+        sim.write(j, &f);
+    };
+    let texts = |sim: &mut Sim| -> Vec<Value> {
+        sim.take(j)
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Text(t) => Some(serde_json::from_str(&t).unwrap()),
+                _ => None,
+            })
+            .collect()
+    };
+    send_json(&mut sim, json!({"type": "hello"}));
+    let got = texts(&mut sim);
+    assert_eq!(got[0]["type"], "welcome", "{got:?}");
+    let jm = got[0]["member"].as_u64().unwrap() as u16;
+    send_json(
+        &mut sim,
+        json!({"type": "join", "room": "mix", "role": "member"}),
+    );
+    let got = texts(&mut sim);
+    assert_eq!(got[0]["type"], "room_snapshot", "{got:?}");
+    assert_eq!(got[0]["members"].as_array().unwrap().len(), 2);
+
+    // A binary member's pose reaches the JSON client decoded.
+    let mut poses = Poses::new(1_000);
+    let mb = sim.peers[b].member;
+    for _ in 0..3 {
+        let m = poses.next(h, mb);
+        sim.send_bytes(b, &m);
+    }
+    let got = texts(&mut sim);
+    let seqs: Vec<u64> = got
+        .iter()
+        .filter(|v| v["type"] == "pose")
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3], "keyframe and deltas, decoded: {got:?}");
+    assert_eq!(got[0]["landmarks"].as_array().unwrap().len(), 33);
+    assert_eq!(got[0]["room"], "mix");
+
+    // The JSON client's pose reaches the binary member as a pose message.
+    let lm: Vec<Value> = (0..33)
+        .map(|k| json!({"x": k as f64 / 40.0, "y": 0.5}))
+        .collect();
+    send_json(
+        &mut sim,
+        json!({"type": "pose", "room": "mix", "landmarks": lm}),
+    );
+    let got = sim.next_msg(b, |k| k == Kind::Pose).expect("relayed");
+    let hd = got.header().unwrap();
+    assert_eq!((hd.sender, hd.room, hd.seq), (jm, h, 1));
+
+    // A message it cannot translate is explained; the session goes on.
+    send_json(&mut sim, json!({"type": "dance"}));
+    let got = texts(&mut sim);
+    assert_eq!(got[0]["type"], "error", "{got:?}");
+    assert!(
+        got[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown message type")
+    );
+    assert!(!sim.peers[j].shut);
+}

@@ -44,7 +44,7 @@ const TOOLS: &[Tool] = &[
     },
     Tool {
         name: "Chromium",
-        needed_by: "the viewer's test in headless Chromium (tests/viewer_browser.rs)",
+        needed_by: "the viewer's test in headless Chromium (tests/cli/viewer_browser.rs)",
         present: || {
             ["chromium", "chromium-browser", "google-chrome"]
                 .iter()
@@ -54,13 +54,13 @@ const TOOLS: &[Tool] = &[
     },
     Tool {
         name: "Python 3 with pip",
-        needed_by: "the JSON-mode Python example's test (tests/python_json.rs)",
+        needed_by: "the JSON-mode Python example's test (tests/cli/python_json.rs)",
         present: || runs("python3", &["-m", "pip", "--version"]),
         install: Install::Apt(&["python3-pip"]),
     },
     Tool {
         name: "Python package websockets (>= 12)",
-        needed_by: "the JSON-mode Python example's test (tests/python_json.rs)",
+        needed_by: "the JSON-mode Python example's test (tests/cli/python_json.rs)",
         present: || runs("python3", &["-c", "import websockets.sync.client"]),
         install: Install::Pip("websockets>=12"),
     },

@@ -3,13 +3,10 @@
 //! algorithm), the first message, the hello timeout, and what a token lets a join
 //! do (room patterns, roles, `create`), with the error codes of PROTOCOL.md 6.3,
 //! the close codes (4000 + error code) and the error counters.
-#![cfg(feature = "std")]
-
-mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use poselink::hub::HubConfig;
 use poselink::proto::{Hello, Join, Kind, Message, Role, RoleChanged};
 use poselink::token::{Claims, Grant, TokenKey};

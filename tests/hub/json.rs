@@ -1,15 +1,12 @@
-#![cfg(feature = "std")]
 //! JSON mode on a real hub: a client that asks for the `poselink.json` subprotocol
 //! speaks JSON text; an edge engine in the same room speaks binary; each gets the
 //! other's pose (values within the quantisation bound) and audio (exact), and bad
 //! JSON is answered with an error saying what is wrong. Every wait is bounded.
 
-mod common;
-
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{TestHub, assert_close};
+use crate::common::{TestHub, assert_close};
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::proto::{AudioChunk, PoseFrame, Role};
 use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};

@@ -2,9 +2,6 @@
 //! mid-stream and started again on the same port (rooms restored, every audio
 //! chunk delivered once and in order), the bandwidth limit, and the priority
 //! order of drops.
-#![cfg(feature = "std")]
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use poselink::engine::{EdgeEngine, EngineConfig, EngineHandle, EngineReport, Event, Priority};
 use poselink::hub::HubConfig;
 use poselink::proto::{AudioChunk, PoseFrame, Role};

@@ -1,4 +1,3 @@
-#![cfg(feature = "std")]
 //! The browser viewer in a real browser: a hub with an edge engine streaming the
 //! synthetic skeleton (and audio) into a room, headless Chromium opening
 //! `/view/<room>` from the hub, driven through the Chrome DevTools protocol. The
@@ -7,8 +6,6 @@
 //! (`target/tmp/viewer.png`). Needs Chromium (`apt-get install chromium`; CI installs
 //! it); without one the test fails saying so. Every wait is bounded.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -16,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::TestHub;
 use base64::Engine as _;
-use common::TestHub;
 use poselink::engine::{EdgeEngine, EngineConfig, Priority};
 use poselink::proto::{AudioChunk, PoseFrame, Role};
 use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};

@@ -1,10 +1,7 @@
-#![cfg(feature = "std")]
 //! `poselink send` and `poselink watch` as subprocesses against an in-process dev
 //! hub: a sender streams pose and audio for 2 s, a watcher sees it at a plausible
 //! rate and records it, and the recording replays through the hal's
 //! `ReplaySource`. Every subprocess is bounded by a timeout.
-
-mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -13,7 +10,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::TestHub;
+use crate::common::TestHub;
 use poselink_hal::{
     AudioBlock, AudioSource, Error as _, ErrorKind, PoseSample, PoseSource, ReplaySource,
 };

@@ -6,60 +6,19 @@
 //! over every thread of this process (the app's, the engines', and the
 //! in-process hub's), so nothing can hide. The two tests take turns (the
 //! counter is global).
-#![cfg(feature = "std")]
 
-mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::counting;
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::hub::HubConfig;
 use poselink::proto::{AudioChunk, PoseFrame, Role};
 use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 
-struct CountingAlloc;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-fn note() {
-    if COUNTING.load(Ordering::Relaxed) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// One measurement at a time: the allocation counter is process-wide.
-static TURN: Mutex<()> = Mutex::new(());
-
 #[test]
 fn ten_thousand_send_pose_calls_allocate_nothing() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    ALLOCS.store(0, Ordering::SeqCst);
+    let _turn = counting::turn();
     let hub = TestHub::start(HubConfig {
         rate_messages: 1_000_000,
         burst_messages: 1_000_000,
@@ -106,12 +65,13 @@ fn ten_thousand_send_pose_calls_allocate_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     let before = engine.metrics();
 
-    COUNTING.store(true, Ordering::SeqCst);
+    let counted_before = counting::allocations();
+    counting::every_thread(true);
     send(10_000);
     wait_sent(before.poses_sent + before.drops_superseded + 10_000);
     std::thread::sleep(Duration::from_millis(300)); // pings, pongs, hub housekeeping
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocs = ALLOCS.load(Ordering::SeqCst);
+    counting::every_thread(false);
+    let allocs = counting::allocations() - counted_before;
 
     let after = engine.metrics();
     assert_eq!(
@@ -141,8 +101,7 @@ fn ten_thousand_send_pose_calls_allocate_nothing() {
 
 #[test]
 fn ten_thousand_received_frames_and_chunks_allocate_nothing() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    ALLOCS.store(0, Ordering::SeqCst);
+    let _turn = counting::turn();
     let hub = TestHub::start(HubConfig {
         rate_messages: 1_000_000,
         burst_messages: 1_000_000,
@@ -223,13 +182,14 @@ fn ten_thousand_received_frames_and_chunks_allocate_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     let before = received;
 
-    COUNTING.store(true, Ordering::SeqCst);
+    let counted_before = counting::allocations();
+    counting::every_thread(true);
     send_and_take(10_000, &mut received);
     std::thread::sleep(Duration::from_millis(100));
     settle(&mut received, sent());
     std::thread::sleep(Duration::from_millis(300)); // pings, pongs, acknowledgements
-    COUNTING.store(false, Ordering::SeqCst);
-    let allocs = ALLOCS.load(Ordering::SeqCst);
+    counting::every_thread(false);
+    let allocs = counting::allocations() - counted_before;
 
     let m = rx.metrics();
     let got = (received.0 - before.0, received.1 - before.1);

@@ -1,11 +1,8 @@
-#![cfg(feature = "std")]
 //! `poselink demo` as a subprocess, end to end: its own in-process hub, four
 //! simulated devices streaming pose and audio to a receiver for a few seconds;
 //! the report (printed and written to a file) shows every frame received and the
 //! seed's fields. Also against an external hub (`--hub`), and its usage errors.
 //! Every subprocess is bounded by a timeout.
-
-mod common;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -13,7 +10,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::TestHub;
+use crate::common::TestHub;
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -5,8 +5,7 @@
 //! counts the allocations made by this test's thread only, so other test threads
 //! cannot disturb the count.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use crate::counting;
 
 use poselink::proto::{
     AudioChunk, Compressor, EncoderConfig, MAX_PLAIN_PAYLOAD, MAX_POSE_MESSAGE_LEN, Message,
@@ -14,50 +13,13 @@ use poselink::proto::{
 };
 use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 
-struct CountingAlloc;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note() {
-    // `try_with` because the allocator can be called while thread-locals are torn down.
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
 /// Runs `f` and returns how many allocations this thread made meanwhile.
 fn allocations_in(f: impl FnOnce()) -> u64 {
-    COUNT.with(|c| c.set(0));
-    COUNTING.with(|on| on.set(true));
+    let before = counting::allocations();
+    counting::this_thread(true);
     f();
-    COUNTING.with(|on| on.set(false));
-    COUNT.with(|c| c.get())
+    counting::this_thread(false);
+    counting::allocations() - before
 }
 
 fn frames(n: usize) -> Vec<PoseFrame> {
@@ -110,6 +72,7 @@ fn pose_round_trips(
 
 #[test]
 fn encoding_and_decoding_10_000_frames_allocates_nothing() {
+    let _turn = counting::turn();
     let frames = frames(10_030);
     let mut out = vec![0u8; MAX_POSE_MESSAGE_LEN];
     let mut scratch = vec![0u8; MAX_PLAIN_PAYLOAD];
@@ -153,6 +116,7 @@ fn encoding_and_decoding_10_000_frames_allocates_nothing() {
 #[cfg(feature = "std")]
 #[test]
 fn websocket_framing_allocates_nothing() {
+    let _turn = counting::turn();
     // WebSocket framing: 10 000 masked client frames parsed, checked and unmasked
     // in place, and 10 000 server headers written.
     let mut frame = vec![0x82u8, 0x80 | 126, 0, 0, 1, 2, 3, 4];

@@ -3,57 +3,17 @@
 //! (20 000 deliveries, with the hub's acknowledgements and heartbeats running)
 //! cost zero allocations on the hub's thread. A counting global allocator counts
 //! the allocations of the thread marked as the hub's only.
-#![cfg(feature = "std")]
 
-mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::counting;
 use poselink::hub::{Hub, HubConfig};
 use poselink::proto::{Kind, Role};
 
-struct CountingAlloc;
-
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-static HUB_ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-fn note() {
-    let _ = COUNTED.try_with(|on| {
-        if on.get() {
-            HUB_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-}
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
 #[test]
 fn relaying_allocates_nothing_at_steady_state() {
+    let _turn = counting::turn();
     let cfg = HubConfig {
         rate_messages: 1_000_000,
         burst_messages: 1_000_000,
@@ -68,7 +28,7 @@ fn relaying_allocates_nothing_at_steady_state() {
     let hub = Hub::bind(cfg).unwrap();
     let (addr, handle) = (hub.local_addr(), hub.handle());
     let hub_thread = std::thread::spawn(move || {
-        COUNTED.with(|on| on.set(true));
+        counting::this_thread(true);
         hub.run()
     });
 
@@ -118,7 +78,7 @@ fn relaying_allocates_nothing_at_steady_state() {
     std::thread::sleep(Duration::from_millis(300)); // acks and pings settle
 
     let steady = 10_000;
-    let before = HUB_ALLOCS.load(Ordering::SeqCst);
+    let before = counting::allocations();
     let t1 = std::thread::spawn(move || receive_keep(r1, steady));
     let t2 = std::thread::spawn(move || receive_keep(r2, steady));
     send_batch(&mut publisher, steady);
@@ -128,7 +88,7 @@ fn relaying_allocates_nothing_at_steady_state() {
     // work runs in it too: the system sample into the performance monitor, the
     // monitor's slot rotation, heartbeats.
     std::thread::sleep(Duration::from_millis(1_200));
-    let after = HUB_ALLOCS.load(Ordering::SeqCst);
+    let after = counting::allocations();
     assert_eq!(
         (n1, n2),
         (steady, steady),

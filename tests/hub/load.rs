@@ -2,14 +2,11 @@
 //! reading loses media (counted) and is finally closed, while a fast receiver in
 //! the same room gets everything with its latency unchanged; and 500 connections
 //! at once, in 125 rooms, each relaying to its room.
-#![cfg(feature = "std")]
-
-mod common;
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use poselink::hub::HubConfig;
 use poselink::proto::{Kind, Message, Packet, Role};
 use poselink_hal::{Clock, MonotonicClock};

@@ -1,15 +1,12 @@
 //! The `poselink hub` binary as an operator runs it: started with `--dev` on a
 //! free loopback port, serving a session, then SIGTERM: every connection gets
 //! "going away" (error and WebSocket close 1001) and the process exits 0.
-#![cfg(feature = "std")]
-
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Client;
+use crate::common::Client;
 use poselink::proto::Role;
 
 #[test]

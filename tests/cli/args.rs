@@ -1,4 +1,3 @@
-#![cfg(feature = "std")]
 //! The `poselink` binary, run as a subprocess: `token` minting, argument and
 //! configuration errors, help texts, and the sample `examples/hub.toml`. (Running the
 //! hub itself is tested elsewhere.) Every subprocess is bounded by a timeout.
@@ -337,7 +336,7 @@ fn config_keys() -> Vec<String> {
 
 #[test]
 fn sample_hub_toml_is_valid_and_shows_the_defaults() {
-    let text = include_str!("../examples/hub.toml");
+    let text = include_str!("../../examples/hub.toml");
     let cfg = HubConfig::from_toml(text).unwrap();
     cfg.validate().unwrap();
     // Apart from the secret file, the sample shows every default.
@@ -349,7 +348,7 @@ fn sample_hub_toml_is_valid_and_shows_the_defaults() {
         }
     );
     // And it names every key, as docs/OPERATIONS.md documents every key.
-    let ops = include_str!("../docs/OPERATIONS.md");
+    let ops = include_str!("../../docs/OPERATIONS.md");
     for key in config_keys() {
         if key != "secret" {
             assert!(

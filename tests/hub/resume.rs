@@ -2,13 +2,10 @@
 //! previous welcome's resume id; the hub gives the member id back and recognises
 //! the audio chunks the publisher replays as duplicates, so receivers get every
 //! chunk once, in order.
-#![cfg(feature = "std")]
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use poselink::proto::{Hello, Kind, Message, Role};
 
 const T: Duration = Duration::from_secs(5);

@@ -1,12 +1,9 @@
 //! The edge engine against the real hub over loopback: join, publish pose and
 //! audio from one engine, receive them as events in another.
-#![cfg(feature = "std")]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::proto::{AudioChunk, PoseFrame, Role};
 use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};

@@ -1,15 +1,12 @@
 //! The connection table's limit over real sockets: a connection beyond
 //! `max_connections` gets `503 Service Unavailable` with a sentence and is closed;
 //! the hub keeps serving the others, and takes new connections once slots free up.
-#![cfg(feature = "std")]
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use poselink::hub::HubConfig;
 use poselink::proto::{Kind, Role};
 

@@ -1,18 +1,15 @@
-#![cfg(feature = "std")]
 //! `poselink bench`, run as a subprocess on 127.0.0.1: short pose-room loads whose
 //! JSON line must be well formed, lossless and plausible — with the hub the bench
 //! starts itself, with audio, against a hub already running (this test's own,
 //! measured through this process's pid), and as a sweep; and the refusals of bad
 //! arguments. Every subprocess is bounded by a timeout.
 
-mod common;
-
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::TestHub;
+use crate::common::TestHub;
 use poselink::hub::HubConfig;
 use serde_json::Value;
 

@@ -1,4 +1,3 @@
-#![cfg(feature = "std")]
 //! The Python example (`examples/python/json_client.py`, JSON mode over the
 //! `websockets` package) against a real hub, with a Rust edge engine in the same
 //! room: what Python publishes, the engine receives as binary frames with the
@@ -6,13 +5,11 @@
 //! `python3` with `websockets` (CI installs it); a missing one fails the test with
 //! the command to fix it. Every subprocess and wait is bounded.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestHub, assert_close};
+use crate::common::{TestHub, assert_close};
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::proto::{PoseFrame, Role};
 use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};

@@ -1,0 +1,14 @@
+//! Tier 3, the edge engine against a real hub over loopback sockets: what is
+//! about the network — a hub killed mid-stream and restarted on the same port,
+//! the bandwidth limit on a real socket, the order of drops. The session's
+//! decisions themselves are simulated in memory (`src/tests/engine`).
+//!
+//! - [`basic`]: join, publish pose and audio, receive them in another engine;
+//! - [`network`]: reconnect and restore, the bandwidth limit, priorities.
+#![cfg(feature = "std")]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod basic;
+mod network;

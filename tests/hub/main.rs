@@ -1,0 +1,27 @@
+//! Tier 3, the hub over real sockets on 127.0.0.1 — what is about the network:
+//! the HTTP upgrade, framing on a real TCP stream, timeouts against a real
+//! clock, slow and vanished peers, many connections, signals. The protocol
+//! decisions themselves are simulated in memory (`src/tests/hub`). One test
+//! binary, one module per concern:
+//!
+//! - [`auth`]: tokens, the first message, the hello timeout, what a token lets a join do;
+//! - [`bad_input`]: garbage, framing violations, floods, vanishing peers, shutdown;
+//! - [`capacity`]: the connection table's limit;
+//! - [`json`]: JSON mode beside a binary engine;
+//! - [`load`]: a stuck receiver beside a fast one; 500 connections;
+//! - [`resume`]: a session resumed after a reconnect;
+//! - [`rooms`]: sessions, rooms, roles, the relay, keyframes, audio acks, limits;
+//! - [`signal`]: the `poselink hub` binary and SIGTERM.
+#![cfg(feature = "std")]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod bad_input;
+mod capacity;
+mod json;
+mod load;
+mod resume;
+mod rooms;
+mod signal;

@@ -107,12 +107,12 @@ fn main() {
         l.quantile(0.99),
         l.max()
     );
-    let h = &hub.stats.relay_latency;
+    let h = hub.stats.relay_latency.histogram();
     println!(
         "| hub relay latency (read → written to the receiver's socket) p50 / p99 / max | {} / {} / {} µs |",
-        h.quantile_us(0.5),
-        h.quantile_us(0.99),
-        h.max_us()
+        h.quantile(0.5),
+        h.quantile(0.99),
+        h.max()
     );
     println!("| load generator CPU | {:.3} s |", report.cpu.as_secs_f64());
     println!(

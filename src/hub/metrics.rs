@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use crate::monitor::{FINE, PerformanceMonitor, fine_index, fine_upper};
+use crate::monitor::{LatencyHistogram, PerformanceMonitor};
 use crate::proto::ErrorCode;
 
 /// Why the hub dropped a media message for a receiver.
@@ -75,67 +75,33 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
     25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
 
-/// A histogram of microseconds: the fixed buckets `/metrics` exposes, and fine
-/// log-linear buckets (12.5 % wide) for quantiles. Recording is a few integer
-/// operations; nothing allocates.
-#[derive(Clone, Debug)]
-pub struct Histogram {
-    counts: [u64; LATENCY_BUCKETS_US.len() + 1],
-    fine: [u64; FINE],
-    sum_us: u64,
-    count: u64,
-    max_us: u64,
+/// The relay latency: the crate's one [`LatencyHistogram`] for the quantiles,
+/// and beside it a count per fixed `/metrics` bucket ([`LATENCY_BUCKETS_US`]):
+/// Prometheus' `le` buckets must be exact at their bounds, and round bounds
+/// such as 50 µs fall inside the histogram's log-linear buckets. Recording is a
+/// few integer operations; nothing allocates.
+#[derive(Clone, Debug, Default)]
+pub struct RelayLatency {
+    histogram: LatencyHistogram,
+    buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
 }
 
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            counts: [0; LATENCY_BUCKETS_US.len() + 1],
-            fine: [0; FINE],
-            sum_us: 0,
-            count: 0,
-            max_us: 0,
-        }
-    }
-}
-
-impl Histogram {
-    /// Counts one sample.
+impl RelayLatency {
+    /// Counts one sample, µs.
     #[inline]
     pub fn record(&mut self, us: u64) {
-        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
-        self.counts[i] += 1;
-        self.fine[fine_index(us)] += 1;
-        self.sum_us += us;
-        self.count += 1;
-        self.max_us = self.max_us.max(us);
+        self.buckets[LATENCY_BUCKETS_US.partition_point(|&b| b < us)] += 1;
+        self.histogram.record(us);
     }
 
     /// Samples counted.
     pub fn count(&self) -> u64 {
-        self.count
+        self.histogram.count()
     }
 
-    /// The largest sample.
-    pub fn max_us(&self) -> u64 {
-        self.max_us
-    }
-
-    /// Quantile `q` (0..1) in µs, as the upper end of its fine bucket (at most
-    /// 12.5 % above the true value, never above the maximum); 0 without samples.
-    pub fn quantile_us(&self, q: f64) -> u64 {
-        if self.count == 0 {
-            return 0;
-        }
-        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in self.fine.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return fine_upper(i).min(self.max_us);
-            }
-        }
-        self.max_us
+    /// The quantiles: every sample since the hub started.
+    pub fn histogram(&self) -> &LatencyHistogram {
+        &self.histogram
     }
 }
 
@@ -169,7 +135,7 @@ pub struct HubStats {
     /// Rooms removed after their grace period.
     pub rooms_expired: u64,
     /// Time from reading a media message to handing it to a receiver's socket.
-    pub relay_latency: Histogram,
+    pub relay_latency: RelayLatency,
     /// The recent view: relay latency, message and byte rates, pose fps in,
     /// system samples, drops and errors by kind, over the monitor's window.
     pub monitor: PerformanceMonitor,
@@ -375,7 +341,10 @@ pub fn render(stats: &HubStats, g: &Gauges, now_us: u64, out: &mut String) {
         "Empty rooms removed after their grace period.",
         stats.rooms_expired,
     );
-    let h = &stats.relay_latency;
+    let (buckets, h) = (
+        &stats.relay_latency.buckets,
+        stats.relay_latency.histogram(),
+    );
     let name = "poselink_relay_latency_seconds";
     let _ = writeln!(
         out,
@@ -383,21 +352,21 @@ pub fn render(stats: &HubStats, g: &Gauges, now_us: u64, out: &mut String) {
     );
     let mut cumulative = 0;
     for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-        cumulative += h.counts[i];
+        cumulative += buckets[i];
         let _ = writeln!(
             out,
             "{name}_bucket{{le=\"{}\"}} {cumulative}",
             *b as f64 / 1e6
         );
     }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-    let _ = writeln!(out, "{name}_sum {}", h.sum_us as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count {}", h.count);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(out, "{name}_sum {}", h.sum() as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", h.count());
     for (q, label) in [(0.5, "0.5"), (0.99, "0.99"), (0.999, "0.999")] {
         let _ = writeln!(
             out,
             "poselink_relay_latency_quantile_seconds{{quantile=\"{label}\"}} {}",
-            h.quantile_us(q) as f64 / 1e6
+            h.quantile(q) as f64 / 1e6
         );
     }
     process_metrics(out);
@@ -477,16 +446,13 @@ mod tests {
 
     #[test]
     fn histogram_buckets_and_quantiles() {
-        let mut h = Histogram::default();
+        let mut h = RelayLatency::default();
         for us in [10, 30, 30, 700, 2_000_000] {
             h.record(us);
         }
         assert_eq!(h.count(), 5);
-        assert_eq!(h.quantile_us(0.2), 10);
         // 30 lies in the fine bucket [30, 31].
-        assert_eq!(h.quantile_us(0.6), 31);
-        assert_eq!(h.quantile_us(0.8), 703);
-        assert_eq!(h.quantile_us(1.0), 2_000_000);
+        assert_eq!(h.histogram().quantile(0.6), 31);
         let mut s = String::new();
         let mut stats = HubStats {
             relay_latency: h,
@@ -511,38 +477,5 @@ mod tests {
         let p99: f64 = p99.parse().unwrap();
         assert!((0.7..=0.79).contains(&p99), "{p99}");
         assert!(s.contains("poselink_window_drops 1\n"), "{s}");
-    }
-
-    #[test]
-    fn fine_buckets_cover_every_value_within_an_eighth() {
-        let mut prev_upper = None;
-        for i in 0..FINE {
-            let up = fine_upper(i);
-            if let Some(p) = prev_upper {
-                assert_eq!(fine_index(p + 1), i, "bucket {i} starts after {p}");
-            }
-            assert_eq!(fine_index(up), i);
-            prev_upper = Some(up);
-        }
-        // Width at most 1/8 of the lower end (above the exact range).
-        for v in [16u64, 100, 1_000, 12_345, 999_999, 1 << 39] {
-            let up = fine_upper(fine_index(v));
-            assert!(up >= v && (up - v) * 8 <= v, "{v} -> {up}");
-        }
-        // Against a sorted reference.
-        let mut h = Histogram::default();
-        let mut xs: Vec<u64> = (0..10_000u64).map(|k| (k * 7919) % 50_000 + 1).collect();
-        for &x in &xs {
-            h.record(x);
-        }
-        xs.sort_unstable();
-        for q in [0.5, 0.9, 0.99] {
-            let exact = xs[(xs.len() as f64 * q).ceil() as usize - 1];
-            let got = h.quantile_us(q);
-            assert!(
-                got >= exact && (got - exact) * 8 <= exact,
-                "q{q}: {got} vs {exact}"
-            );
-        }
     }
 }

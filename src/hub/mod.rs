@@ -43,4 +43,4 @@ mod metrics;
 pub use self::core::{BLOCK, MAX_MEDIA};
 pub use config::{ConfigError, HubConfig};
 pub use driver::{Hub, HubHandle, HubReport};
-pub use metrics::{DropReason, Fault, Gauges, HubStats, LATENCY_BUCKETS_US};
+pub use metrics::{DropReason, Fault, Gauges, HubStats, LATENCY_BUCKETS_US, RelayLatency};

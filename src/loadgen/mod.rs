@@ -21,7 +21,7 @@
 //! Latency is end to end on one host: the publisher stamps each message's capture
 //! timestamp with `CLOCK_MONOTONIC` right before encoding it, a receiver reads the
 //! same clock right after the read that brought the message, and the difference
-//! goes into a [`LatencyHistogram`]. Loss is counted against a fixed expectation:
+//! goes into a [`PreciseHistogram`]. Loss is counted against a fixed expectation:
 //! every publisher sends exactly `round(D · F)` pose frames (and `round(D · 50)`
 //! audio chunks), each owed to M − 1 receivers; a frame the generator could not
 //! write (the hub stopped reading) is still owed, and so shows as loss.
@@ -43,12 +43,10 @@
 //! # Ok::<(), poselink::loadgen::LoadError>(())
 //! ```
 
-mod histogram;
 mod schedule;
 mod setup;
 mod worker;
 
-pub use histogram::LatencyHistogram;
 pub use schedule::Schedule;
 
 use std::fmt;
@@ -58,6 +56,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use poselink_hal::{Clock, MonotonicClock};
+
+use crate::monitor::PreciseHistogram;
 
 use worker::{Command, Worker, WorkerMsg, WorkerReport};
 
@@ -265,9 +265,9 @@ pub struct LoadReport {
     /// bug; not counted as delivered).
     pub misrouted: u64,
     /// Latency of every delivered message, publisher's write to receiver's read, µs.
-    pub latency: LatencyHistogram,
+    pub latency: Box<PreciseHistogram>,
     /// How late sends were against their deadline, µs (the generator's own lag).
-    pub send_lag: LatencyHistogram,
+    pub send_lag: Box<PreciseHistogram>,
     /// Error messages the hub sent during the load.
     pub hub_errors: u64,
     /// Connections that ended during the load (closed by the hub, or an IO error).
@@ -428,8 +428,8 @@ impl LoadGen {
             delivered: 0,
             pose_delivered: 0,
             misrouted: 0,
-            latency: LatencyHistogram::new(),
-            send_lag: LatencyHistogram::new(),
+            latency: PreciseHistogram::boxed(),
+            send_lag: PreciseHistogram::boxed(),
             hub_errors: 0,
             connections_lost: 0,
             first_problem: None,

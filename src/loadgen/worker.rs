@@ -21,6 +21,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mio::net::TcpStream;
+
+use crate::monitor::PreciseHistogram;
 use mio::{Events, Interest, Poll, Token};
 use poselink_hal::{
     AudioBlock, AudioSource, Clock, MonotonicClock, PoseSample, PoseSource, SyntheticAudio,
@@ -28,7 +30,7 @@ use poselink_hal::{
 };
 
 use super::setup;
-use super::{AUDIO_HZ, LatencyHistogram, LoadConfig, LoadError, LoadErrorKind, Schedule};
+use super::{AUDIO_HZ, LoadConfig, LoadError, LoadErrorKind, Schedule};
 use crate::client::{Event, RoomId, SendError, Session};
 use crate::proto::{AudioChunk, LANDMARK_COUNT, PoseFrame};
 
@@ -65,8 +67,8 @@ pub(super) struct WorkerReport {
     pub delivered: u64,
     pub pose_delivered: u64,
     pub misrouted: u64,
-    pub latency: LatencyHistogram,
-    pub send_lag: LatencyHistogram,
+    pub latency: Box<PreciseHistogram>,
+    pub send_lag: Box<PreciseHistogram>,
     pub hub_errors: u64,
     pub connections_lost: u64,
     pub first_problem: Option<String>,
@@ -166,8 +168,8 @@ impl Worker {
                 delivered: 0,
                 pose_delivered: 0,
                 misrouted: 0,
-                latency: LatencyHistogram::new(),
-                send_lag: LatencyHistogram::new(),
+                latency: PreciseHistogram::boxed(),
+                send_lag: PreciseHistogram::boxed(),
                 hub_errors: 0,
                 connections_lost: 0,
                 first_problem: None,

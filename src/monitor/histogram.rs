@@ -16,7 +16,8 @@
 //!
 //! ```
 //! use poselink::monitor::LatencyHistogram;
-//! let mut h = LatencyHistogram::<{ poselink::monitor::PRECISE_BUCKETS }>::new();
+//! use poselink::monitor::PreciseHistogram;
+//! let mut h = PreciseHistogram::boxed();
 //! for us in 1..=100 {
 //!     h.record(us);
 //! }
@@ -52,6 +53,10 @@ const fn sub_bits_of(n: usize) -> u32 {
     }
     panic!("a LatencyHistogram's length must be buckets_for(s) for some s below 20");
 }
+
+/// The load generator's precision (0.1 %), about 250 KiB: keep it boxed
+/// ([`LatencyHistogram::boxed`]).
+pub type PreciseHistogram = LatencyHistogram<PRECISE_BUCKETS>;
 
 /// Counts of microsecond values, for quantiles; `N` buckets (see the module
 /// documentation for the precision each length gives).
@@ -94,6 +99,11 @@ impl<const N: usize> LatencyHistogram<N> {
             sum: 0,
             max: 0,
         }
+    }
+
+    /// An empty histogram on the heap (for the large precisions).
+    pub fn boxed() -> Box<Self> {
+        Box::new(Self::new())
     }
 
     /// The bucket of `v`.

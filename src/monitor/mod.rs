@@ -26,20 +26,9 @@ use std::fmt::Write as _;
 
 mod histogram;
 
-pub use histogram::{FINE_BUCKETS, LatencyHistogram, PRECISE_BUCKETS, buckets_for};
-
-/// The hub's `/metrics` histogram indexes the fine buckets directly.
-pub(crate) const FINE: usize = FINE_BUCKETS;
-
-/// The fine bucket of a value in µs.
-pub(crate) fn fine_index(us: u64) -> usize {
-    LatencyHistogram::<FINE_BUCKETS>::index(us)
-}
-
-/// The largest value in fine bucket `i`.
-pub(crate) fn fine_upper(i: usize) -> u64 {
-    LatencyHistogram::<FINE_BUCKETS>::upper_edge(i)
-}
+pub use histogram::{
+    FINE_BUCKETS, LatencyHistogram, PRECISE_BUCKETS, PreciseHistogram, buckets_for,
+};
 
 /// Alert thresholds and window sizes of a [`PerformanceMonitor`].
 #[derive(Clone, Debug)]

@@ -240,6 +240,25 @@ impl EngineHandle {
         }
     }
 
+    /// [`join_room`](Self::join_room) without waiting: the answer comes on the
+    /// receiver once the engine's loop has it. For the simulations, whose loop
+    /// runs on the caller's thread.
+    #[cfg(test)]
+    pub(crate) fn join_room_later(
+        &self,
+        room: &str,
+        role: Role,
+    ) -> mpsc::Receiver<Result<RoomId, JoinError>> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let cmd = Command::Join {
+            name: room.to_string(),
+            role,
+            reply: tx,
+        };
+        let _ = self.command(cmd);
+        rx
+    }
+
     /// Leaves a room (and stops rejoining it).
     pub fn leave_room(&self, room: RoomId) {
         let _ = self.command(Command::Leave(room));

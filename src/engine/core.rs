@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use poselink_hal::{LinuxStats, SystemStats};
+use poselink_hal::Snapshot;
 
 use crate::client::{self, SendError as SessionSendError, Session};
 use crate::monitor::PerformanceMonitor;
@@ -27,8 +27,8 @@ use super::{EngineConfig, Event, MemberSummary, RoomId};
 /// Bytes waiting in the transmit buffer above which the send queue is not drained:
 /// beyond this, the queue's drop rules decide, not a growing backlog.
 const TX_WATERMARK: usize = 16 * 1024;
-/// How often the system is sampled into the monitor (and alerts checked), µs.
-const SAMPLE_US: u64 = 1_000_000;
+/// How often the queues are sampled into the monitor (and alerts checked), µs.
+pub(super) const SAMPLE_US: u64 = 1_000_000;
 
 type JoinReply = mpsc::SyncSender<Result<RoomId, JoinError>>;
 
@@ -42,14 +42,12 @@ struct AppSide {
 }
 
 /// The engine's decisions; the driver feeds it time and bytes.
-pub(super) struct EngineCore {
-    pub(super) session: Session,
+pub(crate) struct EngineCore {
+    pub(crate) session: Session,
     outbox: Outbox,
     app: AppSide,
-    /// Sampled into the monitor once a second (allocation-free).
-    system: Option<LinuxStats>,
+    /// The monitor's once-a-second bookkeeping (queue depth, ring drops, alerts).
     next_sample_us: u64,
-    next_cpu_us: u64,
     /// Ring drops (counted on the app's thread) already given to the monitor.
     ring_drops_seen: u64,
     /// Received messages and bytes already given to the monitor.
@@ -213,9 +211,7 @@ impl EngineCore {
                 playout: Playout::new(cfg.playout_delay_ms, cfg.max_senders),
                 replies: (0..cfg.max_rooms.max(1)).map(|_| None).collect(),
             },
-            system: cfg.system_stats.then(LinuxStats::new),
             next_sample_us: now,
-            next_cpu_us: now,
             ring_drops_seen: 0,
             seen_in: (0, 0),
         }
@@ -226,7 +222,7 @@ impl EngineCore {
     }
 
     /// The app's requests and hand-overs.
-    pub(super) fn take_input(&mut self, now: u64) {
+    pub(crate) fn take_input(&mut self, now: u64) {
         while let Some(cmd) = self.app.shared.commands.pop() {
             self.command(cmd, now);
         }
@@ -253,7 +249,7 @@ impl EngineCore {
             },
             Command::Leave(room) => self.session.leave(now, room),
             Command::Report(reply) => {
-                self.sample_system(now);
+                self.sample_queues();
                 let m = &self.app.monitor;
                 let _ = reply.try_send(PerformanceReport {
                     metrics: m.get_performance_metrics(now),
@@ -280,7 +276,7 @@ impl EngineCore {
     }
 
     /// Hands the session's events to the app.
-    pub(super) fn take_events(&mut self, now: u64) {
+    pub(crate) fn take_events(&mut self, now: u64) {
         while let Some(ev) = self.session.poll_event() {
             self.app.on_event(now, ev);
         }
@@ -296,7 +292,7 @@ impl EngineCore {
     }
 
     /// Timers, received media due, and sending: everything after the reads.
-    pub(super) fn tick(&mut self, now: u64) {
+    pub(crate) fn tick(&mut self, now: u64) {
         self.housekeeping(now);
         self.session.handle_timeout(now);
         self.take_events(now);
@@ -371,13 +367,13 @@ impl EngineCore {
 
     /// Everything promised has left: the queue and rings are empty, the transmit
     /// buffer is written, and every audio chunk is acknowledged.
-    pub(super) fn drained(&self) -> bool {
+    pub(crate) fn drained(&self) -> bool {
         let s = &self.app.shared;
         self.outbox.is_empty() && s.poses.is_empty() && s.audio.is_empty() && self.session.is_idle()
     }
 
     /// When the loop must wake next.
-    pub(super) fn next_wake(&mut self, now: u64) -> u64 {
+    pub(crate) fn next_wake(&mut self, now: u64) -> u64 {
         let mut until = now + 50_000;
         if let Some(due) = self.app.playout.next_due_us() {
             until = until.min(due.max(now));
@@ -394,38 +390,37 @@ impl EngineCore {
         until
     }
 
-    /// The thread's CPU time ten times a second; system samples and alerts
-    /// once a second.
+    /// Once a second: the queues into the monitor, and its alerts.
     fn housekeeping(&mut self, now: u64) {
-        if now >= self.next_cpu_us {
-            // Ten times a second: a reader computing CPU % per second sees
-            // at most a tenth of a second of aliasing.
-            self.next_cpu_us = now + SAMPLE_US / 10;
-            if let Some(us) = poselink_hal::clock::thread_cpu_us() {
-                self.app.shared.counters.set(Counter::ThreadCpuUs, us);
-            }
-        }
         if now >= self.next_sample_us {
             self.next_sample_us = now + SAMPLE_US;
-            self.sample_system(now);
+            self.sample_queues();
             for alert in self.app.monitor.check_alerts(now) {
                 self.app.emit(Event::Alert(alert));
             }
         }
     }
 
-    /// Brings the process's CPU and memory, the send queue's depth and the app
-    /// thread's ring drops into the monitor. Allocates nothing.
-    fn sample_system(&mut self, now: u64) {
+    /// The process's CPU and memory and the board's temperature, sampled by
+    /// the driver (this core reads no `/proc`), into the monitor.
+    pub(super) fn handle_system_sample(&mut self, now: u64, snap: &Snapshot) {
+        self.app.monitor.record_system(
+            now,
+            snap.process_cpu_percent,
+            snap.process_rss_bytes,
+            snap.soc_temperature_c,
+        );
+    }
+
+    /// The engine thread's CPU time, as the driver read it, µs.
+    pub(super) fn handle_thread_cpu(&mut self, us: u64) {
+        self.app.shared.counters.set(Counter::ThreadCpuUs, us);
+    }
+
+    /// Brings the send queue's depth and the app thread's ring drops into the
+    /// monitor. Allocates nothing.
+    fn sample_queues(&mut self) {
         let m = &mut self.app.monitor;
-        if let Some(Ok(snap)) = self.system.as_mut().map(|s| s.sample(now)) {
-            m.record_system(
-                now,
-                snap.process_cpu_percent,
-                snap.process_rss_bytes,
-                snap.soc_temperature_c,
-            );
-        }
         m.record_queue_depth(self.outbox.len());
         // Counted on the app's thread (which has no monitor): brought in here.
         let ring = self.app.shared.counters.get(Counter::DropsRing);
@@ -434,7 +429,7 @@ impl EngineCore {
     }
 
     /// Whether the app asked the engine to stop.
-    pub(super) fn stop_requested(&self) -> bool {
+    pub(crate) fn stop_requested(&self) -> bool {
         self.app.shared.stop.load(Ordering::Acquire)
     }
 }

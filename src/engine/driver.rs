@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use poselink_hal::{Clock, MonotonicClock};
+use poselink_hal::{Clock, LinuxStats, MonotonicClock, SystemStats};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
@@ -19,7 +19,7 @@ use tungstenite::handshake::{HandshakeError, MidHandshake};
 use crate::client::Transport;
 
 use super::EngineReport;
-use super::core::EngineCore;
+use super::core::{EngineCore, SAMPLE_US};
 use super::metrics::Counter;
 use super::url::HubUrl;
 
@@ -45,6 +45,11 @@ pub(super) struct Driver {
     clock: MonotonicClock,
     conn: Conn,
     want_write: bool,
+    /// The process and the board, sampled once a second for the core's
+    /// monitor (allocation-free), when the config asks.
+    system: Option<LinuxStats>,
+    next_sample_us: u64,
+    next_cpu_us: u64,
 }
 
 impl Driver {
@@ -54,7 +59,9 @@ impl Driver {
         user_agent: String,
         poll: Poll,
         clock: MonotonicClock,
+        system_stats: bool,
     ) -> Driver {
+        let now = clock.now_us();
         Driver {
             core,
             url,
@@ -63,6 +70,27 @@ impl Driver {
             clock,
             conn: Conn::None,
             want_write: false,
+            system: system_stats.then(LinuxStats::new),
+            next_sample_us: now,
+            next_cpu_us: now,
+        }
+    }
+
+    /// The OS's figures for the core: the thread's CPU time ten times a second
+    /// (a reader computing CPU % per second sees at most a tenth of a second
+    /// of aliasing), the process and the board once a second.
+    fn sample(&mut self, now: u64) {
+        if now >= self.next_cpu_us {
+            self.next_cpu_us = now + SAMPLE_US / 10;
+            if let Some(us) = poselink_hal::clock::thread_cpu_us() {
+                self.core.handle_thread_cpu(us);
+            }
+        }
+        if now >= self.next_sample_us {
+            self.next_sample_us = now + SAMPLE_US;
+            if let Some(Ok(snap)) = self.system.as_mut().map(|s| s.sample(now)) {
+                self.core.handle_system_sample(now, &snap);
+            }
         }
     }
 
@@ -89,6 +117,7 @@ impl Driver {
                 self.core.session.shutdown();
             }
             self.progress(now);
+            self.sample(now);
             self.core.tick(now);
             self.transport(now);
             self.flush(now);

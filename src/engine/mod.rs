@@ -70,6 +70,8 @@ use mio::{Poll, Waker};
 use poselink_hal::{Clock, MonotonicClock};
 
 use api::Shared;
+#[cfg(test)]
+pub(crate) use core::EngineCore;
 use driver::{Driver, WAKER};
 use url::HubUrl;
 
@@ -83,26 +85,54 @@ impl EdgeEngine {
         let target = HubUrl::parse(&config.hub)?;
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let shared = Arc::new(Shared {
-            poses: ArrayQueue::new(config.pose_ring.max(1)),
-            audio: ArrayQueue::new(config.audio_ring.max(1)),
-            commands: ArrayQueue::new(64),
-            events: ArrayQueue::new(config.events_capacity.max(16)),
-            waker,
-            wake_pending: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            counters: CounterTable::default(),
-            join_timeout: Duration::from_millis(config.join_timeout_ms),
-        });
+        let shared = shared(&config, waker);
         let clock = MonotonicClock::new();
         let now = clock.now_us();
         let seed = now ^ (Arc::as_ptr(&shared) as u64).rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
         let core = core::EngineCore::new(&config, Arc::clone(&shared), now, seed);
-        let mut driver = Driver::new(core, target, config.client.clone(), poll, clock);
+        let mut driver = Driver::new(
+            core,
+            target,
+            config.client.clone(),
+            poll,
+            clock,
+            config.system_stats,
+        );
         let thread = std::thread::Builder::new()
             .name("poselink-engine".into())
             .spawn(move || driver.run())?;
         Ok((EngineHandle { shared }, thread))
     }
+
+    /// The app's handle and the engine's sans-IO core, with no thread, socket
+    /// or clock: the simulations (`src/tests`) drive the core in memory on a
+    /// simulated clock, as the driver would. (The handle's waker wakes no one.)
+    #[cfg(test)]
+    pub(crate) fn in_memory(
+        config: &EngineConfig,
+        now: u64,
+        seed: u64,
+    ) -> io::Result<(EngineHandle, EngineCore)> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let shared = shared(config, waker);
+        let core = core::EngineCore::new(config, Arc::clone(&shared), now, seed);
+        Ok((EngineHandle { shared }, core))
+    }
+}
+
+/// The state the app's threads and the engine's loop share, sized by `config`.
+fn shared(config: &EngineConfig, waker: Waker) -> Arc<Shared> {
+    Arc::new(Shared {
+        poses: ArrayQueue::new(config.pose_ring.max(1)),
+        audio: ArrayQueue::new(config.audio_ring.max(1)),
+        commands: ArrayQueue::new(64),
+        events: ArrayQueue::new(config.events_capacity.max(16)),
+        waker,
+        wake_pending: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        stopped: AtomicBool::new(false),
+        counters: CounterTable::default(),
+        join_timeout: Duration::from_millis(config.join_timeout_ms),
+    })
 }

@@ -3,52 +3,67 @@
 //! Streams live human pose (33 BlazePose landmarks per frame) and audio off edge
 //! devices, through a relay hub that holds rooms, to every member of the room.
 //!
-//! The crate is built in layers, each in its own module, each knowing nothing of the
-//! layers above it:
+//! ## Two kinds of module
+//!
+//! The crate is built in layers, each in its own module, each knowing nothing of
+//! the layers above it. Every module is one of two kinds, and a reader can tell
+//! which from its place:
+//!
+//! **Sans-IO state machines** (quinn-proto's shape): no socket, no thread, no
+//! clock, no `/proc`. Time is an argument (`now`, µs on any monotonic clock),
+//! inputs are `handle_*` calls or plain methods, outputs are polled (`poll_*`),
+//! buffers are the caller's or allocated once at construction. They run the
+//! same in a driver, on a microcontroller, or in a simulation with a simulated
+//! clock (`src/tests`).
 //!
 //! - [`proto`] — the wire protocol: [`PoseFrame`](proto::PoseFrame),
 //!   [`AudioChunk`](proto::AudioChunk), the message kinds, the envelope with its
-//!   CRC-32, the quantised keyframe/delta pose codec, validation. It is `no_std`,
-//!   allocates nothing and does no IO: bytes in, bytes out, into buffers the caller
-//!   owns. Every byte on the wire goes through it, on the edge board, in the hub and
-//!   in every consumer.
-//! - [`queue`] (with `std`) — the send queue: priorities, latest-wins pose frames,
-//!   lowest priority dropped first, stale pose dropped, every drop counted.
+//!   CRC-32, the quantised keyframe/delta pose codec, validation. `no_std`,
+//!   allocation-free: bytes in, bytes out. Every byte on the wire goes through it,
+//!   on the edge board, in the hub and in every consumer.
 //! - [`rate`] — a token bucket (bandwidth and flood limits), `no_std`, integer-only.
-//! - [`sync`] — media sync for one sender, `no_std`, allocation-free, sans-IO:
+//! - [`sync`] — media sync for one sender, `no_std`, allocation-free:
 //!   [`ClockSync`](sync::ClockSync) (the hub's clock offset from ping/pong, smallest
 //!   round trip wins), [`JitterBuffer`](sync::JitterBuffer) (one audio stream put
 //!   back in order, duplicates and latecomers dropped, released at a fixed play-out
 //!   delay, losses reported as gaps) and [`MediaSync`](sync::MediaSync) (that
 //!   sender's pose frames and audio on one timeline, released in capture-time order).
-//! - [`room`] (with `std`) — the room registry: rooms, members, roles and what each
-//!   role may do, empty rooms kept for a grace period; sans-IO like `proto`.
-//! - [`token`] (with `std`) — HS256 JWT access tokens: mint, verify against an
-//!   injected clock, and what they grant.
-//! - [`ws`] (with `std`) — WebSocket framing on preallocated buffers: parse and
-//!   check frames in place (a server's rules for client frames, a client's for
-//!   server frames), fragmentation rules, server and masked client frame headers.
+//! - [`queue`] — the send queue: priorities, latest-wins pose frames, lowest
+//!   priority dropped first, stale pose dropped, every drop counted.
+//! - [`room`] — the room registry: rooms, members, roles and what each role may
+//!   do, empty rooms kept for a grace period.
+//! - [`token`] — HS256 JWT access tokens: mint, verify against an injected clock,
+//!   and what they grant.
+//! - [`ws`] — WebSocket framing on preallocated buffers: frames parsed and checked
+//!   in place (a server's rules for client frames, a client's for server frames),
+//!   fragmentation rules, server and masked client frame headers.
+//! - [`monitor`] — performance arithmetic: the crate's one latency histogram,
+//!   percentiles over a sliding time window, throughput, fps, drops and errors by
+//!   kind, JSON reports, once-per-crossing alerts.
+//! - [`hub::core`] — the hub's protocol: sessions, rooms, the relay and its drop
+//!   policy, the keyframe cache, heartbeats, limits, JSON mode.
+//! - [`client`] — a client's protocol: hello, joins and their restore after a
+//!   reconnect, the audio replay window, the heartbeat, the backoff, keyframe
+//!   requests. The engine and the load generator both run on it: there is one
+//!   client implementation.
+//! - the engine's core (`engine/core.rs`, with `outbox.rs` and `playout.rs`) —
+//!   what the engine decides on top of its session: the send queue and bandwidth
+//!   limit, received media aligned for play-out, the counters and the monitor.
 //!
-//! - [`client`] (with `std`) — the client session, sans-IO: hello and welcome,
-//!   joins and their rejoin after a reconnect, the audio replay window, the
-//!   heartbeat, the reconnect backoff and keyframe requests, over bytes its
-//!   driver moves. The engine and the load generator both run on it.
+//! **Drivers**: the only code that touches sockets, threads, the clock or the
+//! operating system. Each is one `mio` loop that moves bytes between sockets
+//! and a core, gives it the time, and acts on what it polls; none decides
+//! anything about the protocol. New transports (TLS) and links (a cluster of
+//! hubs) plug in here.
 //!
-//! On top of these, the IO drivers — the only code that touches sockets,
-//! threads or the clock:
-//!
-//! - [`hub`] (with `std`) — the relay: one `mio` loop, a slot table of
-//!   connections, sessions and rooms, per-receiver bounded queues over a shared
-//!   block pool, keyframe cache, heartbeats, limits, `/metrics`.
-//! - [`engine`] (with `std`) — the edge engine a capture app links: lock-free
-//!   hand-over of frames, a sans-IO core that queues and rate-limits them and
-//!   hands received media back, and one `mio` loop that moves the bytes of its
-//!   client session.
-//! - [`loadgen`] (with `std`) — the load generator of `poselink bench`: many
-//!   client sessions per thread, one `mio` poll each.
-//! - [`monitor`] (with `std`) — sans-IO performance monitoring for either driver:
-//!   latency percentiles over a sliding time window, throughput, fps, system
-//!   samples, drops and errors by kind, JSON reports and once-per-crossing alerts.
+//! - [`hub`] (`hub/driver/`) — accept, the HTTP upgrade and pages (`/metrics`,
+//!   `/healthz`, `/rooms`, the viewer), reads into the core's buffers, one
+//!   `writev` per connection per round, timers, signals.
+//! - [`engine`] (`engine/driver.rs`, and `engine/api.rs` for the app's threads)
+//!   — what a capture app links: lock-free hand-over of frames, tungstenite's
+//!   client handshake, the socket, the OS's CPU and memory figures.
+//! - [`loadgen`] — the load generator of `poselink bench`: many client sessions
+//!   per thread, one `mio` poll each.
 //!
 //! Without the `std` feature the crate is `no_std` and contains the protocol core
 //! only, which is what a bare-metal build (for example `thumbv7em-none-eabihf`) links.

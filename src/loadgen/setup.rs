@@ -11,9 +11,8 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use poselink_hal::{Clock, MonotonicClock};
 
-use super::worker::{Member, mix};
 use super::{LoadConfig, LoadError, LoadErrorKind};
-use crate::client::{Event, Receive, Session, SessionConfig, Transport};
+use crate::client::{Event, Receive, RoomId, Session, SessionConfig, Transport};
 use crate::proto::Role;
 
 /// Time allowed to connect, upgrade, and be welcomed and joined.
@@ -25,6 +24,29 @@ const RX: usize = 16 * 1024;
 const TX: usize = 16 * 1024;
 /// Never, for the session's timers: the load runs no heartbeat of its own.
 const NEVER: u64 = u64::MAX / 4;
+
+/// One member: its connection, its session and its publisher's state.
+pub(super) struct Member {
+    pub(super) stream: TcpStream,
+    pub(super) session: Box<Session>,
+    /// The member's number over the whole load.
+    pub(super) global: usize,
+    /// Its room.
+    pub(super) room: RoomId,
+    pub(super) pose_seq: u32,
+    pub(super) audio_seq: u32,
+    /// Next frame of the motion clip.
+    pub(super) motion: usize,
+    pub(super) open: bool,
+}
+
+/// splitmix64: a well-mixed 64-bit hash of `x`.
+pub(super) fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
 
 fn setup_err(kind: LoadErrorKind, g: usize, what: impl core::fmt::Display) -> LoadError {
     LoadError::new(kind, format!("member {g}: {what}"))

@@ -20,8 +20,6 @@ use std::ops::Range;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use mio::net::TcpStream;
-
 use crate::monitor::PreciseHistogram;
 use mio::{Events, Interest, Poll, Token};
 use poselink_hal::{
@@ -29,9 +27,9 @@ use poselink_hal::{
     SyntheticConfig, SyntheticPose,
 };
 
-use super::setup;
+use super::setup::{self, Member, mix};
 use super::{AUDIO_HZ, LoadConfig, LoadError, LoadErrorKind, Schedule};
-use crate::client::{Event, RoomId, SendError, Session};
+use crate::client::{Event, SendError};
 use crate::proto::{AudioChunk, LANDMARK_COUNT, PoseFrame};
 
 /// Seconds of synthetic motion each thread cycles through.
@@ -76,21 +74,6 @@ pub(super) struct WorkerReport {
     pub end_us: u64,
 }
 
-/// One member: its connection, its session and its publisher's state.
-pub(super) struct Member {
-    pub(super) stream: TcpStream,
-    pub(super) session: Box<Session>,
-    /// The member's number over the whole load.
-    pub(super) global: usize,
-    /// Its room.
-    pub(super) room: RoomId,
-    pub(super) pose_seq: u32,
-    pub(super) audio_seq: u32,
-    /// Next frame of the motion clip.
-    pub(super) motion: usize,
-    pub(super) open: bool,
-}
-
 /// A load thread's state.
 pub(super) struct Worker {
     cfg: LoadConfig,
@@ -104,14 +87,6 @@ pub(super) struct Worker {
     /// Deliveries owed to this thread's members.
     expected: u64,
     report: WorkerReport,
-}
-
-/// splitmix64: a well-mixed 64-bit hash of `x`.
-pub(super) fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 impl Worker {

@@ -102,18 +102,33 @@ pub fn invalid_start(partial: &[u8]) -> bool {
 }
 
 impl Driver {
+    /// The request head read so far for slot `s`.
+    fn head(&self, s: usize) -> &[u8] {
+        let slot = &self.slots[s];
+        if slot.head_in_scratch {
+            &self.head_scratch[..slot.head_len]
+        } else {
+            &self.heads[s * MAX_HTTP_HEAD..][..slot.head_len]
+        }
+    }
+
     pub(super) fn read_http(&mut self, s: usize, now: u64) {
         let slot = &mut self.slots[s];
-        if slot.head.len() < MAX_HTTP_HEAD {
-            slot.head.resize(MAX_HTTP_HEAD, 0);
-        }
         let Some(mut stream) = slot.stream.as_ref() else {
             return;
+        };
+        // A fresh head is read into the shared scratch; the rest of one that
+        // came in pieces, after its start in the slot's own stretch.
+        slot.head_in_scratch = slot.head_len == 0;
+        let buf: &mut [u8] = if slot.head_in_scratch {
+            &mut self.head_scratch
+        } else {
+            &mut self.heads[s * MAX_HTTP_HEAD..][..MAX_HTTP_HEAD]
         };
         let mut closed = false;
         while slot.head_len < MAX_HTTP_HEAD {
             let asked = MAX_HTTP_HEAD - slot.head_len;
-            match stream.read(&mut slot.head[slot.head_len..]) {
+            match stream.read(&mut buf[slot.head_len..]) {
                 Ok(0) => {
                     closed = true;
                     break;
@@ -132,7 +147,8 @@ impl Driver {
                 }
             }
         }
-        let got = &slot.head[..slot.head_len];
+        let peer = slot.peer;
+        let got = self.head(s);
         let head_end = got.windows(4).position(|w| w == b"\r\n\r\n");
         // Refuse what cannot become an HTTP request at once (a TLS ClientHello,
         // binary garbage) instead of waiting for a blank line that never comes.
@@ -140,7 +156,7 @@ impl Driver {
         match head_end {
             Some(p) => self.on_http_request(s, p + 4, now),
             None if invalid => {
-                log::warn!("socket {s} ({}): not an HTTP request", slot.peer);
+                log::warn!("socket {s} ({peer}): not an HTTP request");
                 self.http_refuse(
                     s,
                     400,
@@ -149,7 +165,7 @@ impl Driver {
                     now,
                 )
             }
-            None if slot.head_len >= MAX_HTTP_HEAD => self.http_refuse(
+            None if got.len() >= MAX_HTTP_HEAD => self.http_refuse(
                 s,
                 431,
                 "Request Header Fields Too Large",
@@ -157,12 +173,20 @@ impl Driver {
                 now,
             ),
             None if closed => self.close_slot(s),
-            None => {}
+            None => {
+                // In pieces (rare, or slow on purpose): keep it with the slot.
+                let slot = &mut self.slots[s];
+                if slot.head_in_scratch {
+                    let n = slot.head_len;
+                    self.heads[s * MAX_HTTP_HEAD..][..n].copy_from_slice(&self.head_scratch[..n]);
+                    slot.head_in_scratch = false;
+                }
+            }
         }
     }
 
     fn on_http_request(&mut self, s: usize, head_len: usize, now: u64) {
-        let request = parse_request(&self.slots[s].head[..head_len]);
+        let request = parse_request(&self.head(s)[..head_len]);
         match request {
             Request::Upgrade(response, json) => self.upgrade(s, head_len, response, json, now),
             Request::Healthz => {
@@ -224,13 +248,21 @@ impl Driver {
             }
         };
         self.slot_of[c.index()] = s as u32 + 1;
+        let n = {
+            let slot = &self.slots[s];
+            let head = if slot.head_in_scratch {
+                &self.head_scratch[..slot.head_len]
+            } else {
+                &self.heads[s * MAX_HTTP_HEAD..][..slot.head_len]
+            };
+            let rest = &head[head_len..];
+            self.core.recv_buffer(c)[..rest.len()].copy_from_slice(rest);
+            rest.len()
+        };
         let slot = &mut self.slots[s];
         slot.phase = Phase::Ws(c);
         slot.out = response;
         slot.out_at = 0;
-        let rest = &slot.head[head_len..slot.head_len];
-        self.core.recv_buffer(c)[..rest.len()].copy_from_slice(rest);
-        let n = rest.len();
         slot.head_len = 0;
         self.queue_flush(s);
         if n > 0 {

@@ -130,6 +130,8 @@ impl Hub {
         let now = clock.now_us();
         let driver = Driver {
             slots: (0..config.max_connections).map(|_| Slot::new()).collect(),
+            heads: vec![0u8; config.max_connections * MAX_HTTP_HEAD].into_boxed_slice(),
+            head_scratch: vec![0u8; MAX_HTTP_HEAD].into_boxed_slice(),
             free: (0..config.max_connections as u32).rev().collect(),
             slot_of: vec![0u32; config.max_connections].into_boxed_slice(),
             open: 0,
@@ -260,6 +262,14 @@ struct Driver {
     clock: MonotonicClock,
     registry: Registry,
     slots: Vec<Slot>,
+    /// Request heads: a head read whole in one go is parsed where it was read,
+    /// in `head_scratch` (one buffer for every socket); only a head that comes
+    /// in pieces is kept in its slot's stretch of `heads`. That arena is
+    /// allocated zeroed at start (the kernel maps its pages as they are first
+    /// written), so a hub full of well-behaved clients keeps no resident page
+    /// of it: the request's bytes never touch per-socket memory.
+    heads: Box<[u8]>,
+    head_scratch: Box<[u8]>,
     free: Vec<u32>,
     /// Core connection index → slot + 1 (0: none).
     slot_of: Box<[u32]>,

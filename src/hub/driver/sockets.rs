@@ -18,7 +18,7 @@ use poselink_hal::Clock;
 use crate::hub::core::{Closed, ConnId, Event};
 use crate::hub::metrics::Fault;
 
-use super::{Driver, MAX_HTTP_HEAD};
+use super::Driver;
 
 /// Bytes read from one connection before the loop turns to the others.
 const READ_BUDGET: usize = 256 * 1024;
@@ -43,9 +43,11 @@ pub(super) struct Slot {
     pub(super) phase: Phase,
     pub(super) stream: Option<TcpStream>,
     pub(super) peer: SocketAddr,
-    /// The HTTP request head so far (the buffer stays with the slot).
-    pub(super) head: Vec<u8>,
+    /// Bytes of the HTTP request head so far, and where they are: in the
+    /// driver's shared scratch (only while one read is being looked at) or in
+    /// the slot's stretch of the heads arena.
     pub(super) head_len: usize,
+    pub(super) head_in_scratch: bool,
     /// Bytes written before the core's: an HTTP answer, or an upgrade's `101`.
     pub(super) out: Vec<u8>,
     pub(super) out_at: usize,
@@ -69,7 +71,7 @@ impl Slot {
             phase: Phase::Free,
             stream: None,
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
-            head: Vec::new(),
+            head_in_scratch: false,
             head_len: 0,
             out: Vec::new(),
             out_at: 0,
@@ -239,9 +241,6 @@ impl Driver {
     /// Reads and drops what a peer sends after its HTTP answer, until it closes.
     fn read_discard(&mut self, s: usize) {
         let slot = &mut self.slots[s];
-        if slot.head.len() < MAX_HTTP_HEAD {
-            slot.head.resize(MAX_HTTP_HEAD, 0);
-        }
         let Some(mut stream) = slot.stream.as_ref() else {
             return;
         };
@@ -250,7 +249,7 @@ impl Driver {
             if total >= READ_BUDGET {
                 return self.push_again(s);
             }
-            match stream.read(&mut slot.head) {
+            match stream.read(&mut self.head_scratch) {
                 Ok(0) => return self.close_slot(s),
                 Ok(n) => total += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

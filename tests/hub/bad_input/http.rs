@@ -78,6 +78,39 @@ fn garbage_instead_of_http_gets_400_and_the_hub_serves_on() {
 }
 
 /// A bad request is one HTTP error, counted once.
+/// A request head that comes in pieces (a slow network, or a client that
+/// writes header by header) is kept until it is whole; the hello that comes in
+/// the same write as its last piece is the session's first message. Two such
+/// clients at once, interleaved, so that neither's bytes can land in the
+/// other's head.
+#[test]
+fn a_request_head_in_pieces_is_assembled() {
+    let hub = TestHub::dev();
+    let req = upgrade_request();
+    let (a, rest) = req.split_at(9);
+    let (b, c) = rest.split_at(40);
+    let mut last = c.to_vec();
+    last.extend_from_slice(&frame(FIN | OP_BIN, &hello_msg("pieces")));
+    let mut one = Raw::tcp(hub.addr);
+    let mut two = Raw::tcp(hub.addr);
+    for piece in [a, b] {
+        assert!(one.write(piece));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(two.write(piece));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert!(one.write(&last));
+    assert!(two.write(&last));
+    for raw in [&mut one, &mut two] {
+        raw.read_upgrade_response();
+        let w = raw
+            .recv_msg(T, |g| matches!(g.kind(), Kind::Welcome | Kind::Error))
+            .expect("an answer to the hello");
+        assert_eq!(w.kind(), Kind::Welcome, "{:?}", w.error());
+    }
+    assert_hub_still_serves(&hub);
+}
+
 #[test]
 fn a_bad_request_is_counted_once() {
     let hub = TestHub::dev();

@@ -130,6 +130,8 @@ pub mod queue;
 #[cfg(feature = "std")]
 pub mod room;
 #[cfg(feature = "std")]
+pub mod tls;
+#[cfg(feature = "std")]
 pub mod token;
 #[cfg(feature = "std")]
 pub mod ws;

@@ -25,6 +25,13 @@ pub enum Event<'a> {
         /// Why, in words.
         reason: &'a str,
     },
+    /// A connection attempt failed before the session opened (refused, no
+    /// route, TLS: an untrusted or expired certificate, …); the next one is
+    /// scheduled ([`Event::Reconnecting`] follows).
+    ConnectFailed {
+        /// Why, in words.
+        reason: &'a str,
+    },
     /// The next connection attempt is scheduled.
     Reconnecting {
         /// 1 for the first attempt after a loss.

@@ -124,6 +124,7 @@ enum Phase {
 #[derive(Clone, Copy, Debug)]
 enum Note {
     Disconnected,
+    ConnectFailed,
     Reconnecting(u32, u64),
     RoomLeft(RoomId, LeaveReason),
     JoinTimedOut(RoomId),
@@ -539,7 +540,15 @@ impl Session {
             log::warn!("connection to the hub lost: {}", c.reason);
             c.note(Note::Disconnected);
         } else {
-            log::debug!("connecting to the hub failed: {}", c.reason);
+            // Loud on the first failure after a loss and then at powers of
+            // two: the reason is seen, a dead hub does not fill the log.
+            let attempt = c.backoff.attempt() + 1;
+            if attempt.is_power_of_two() {
+                log::warn!("connecting to the hub failed (attempt {attempt}): {}", c.reason);
+            } else {
+                log::debug!("connecting to the hub failed (attempt {attempt}): {}", c.reason);
+            }
+            c.note(Note::ConnectFailed);
         }
         let jitter = random(&mut c.rng);
         let delay = c.backoff.next_delay_us(jitter);
@@ -593,6 +602,9 @@ impl Core {
     fn note_event(&self, n: Note) -> Event<'_> {
         match n {
             Note::Disconnected => Event::Disconnected {
+                reason: &self.reason,
+            },
+            Note::ConnectFailed => Event::ConnectFailed {
                 reason: &self.reason,
             },
             Note::Reconnecting(attempt, delay_us) => Event::Reconnecting { attempt, delay_us },

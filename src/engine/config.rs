@@ -21,8 +21,11 @@ impl Priority {
 /// The engine's settings; every capacity is decided here.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// The hub's URL, `ws://host:port/` (TLS is left to a proxy).
+    /// The hub's URL, `ws://host:port/`, or `wss://host:port/` for TLS.
     pub hub: String,
+    /// For `wss://`: a PEM file of certificate authorities to trust besides
+    /// the system's roots (a private CA, or a hub's self-signed certificate).
+    pub ca_file: Option<String>,
     /// The JWT for the hello (empty for a `--dev` hub).
     pub token: String,
     /// A name for the hub's logs.
@@ -85,6 +88,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             hub: "ws://127.0.0.1:7700/".into(),
+            ca_file: None,
             token: String::new(),
             client: concat!("poselink-engine/", env!("CARGO_PKG_VERSION")).into(),
             max_rooms: 8,

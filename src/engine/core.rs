@@ -93,6 +93,9 @@ impl AppSide {
                     reason: reason.to_string(),
                 });
             }
+            client::Event::ConnectFailed { reason } => self.emit(Event::ConnectFailed {
+                reason: reason.to_string(),
+            }),
             client::Event::Reconnecting { attempt, delay_us } => self.emit(Event::Reconnecting {
                 attempt,
                 delay: Duration::from_micros(delay_us),

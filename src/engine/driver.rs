@@ -1,7 +1,8 @@
 //! The engine's IO driver: the one `mio` loop of the engine's thread, and the
 //! only part of the engine that touches a socket or the clock. It connects when
-//! the session asks ([`Transport::Connect`]), runs tungstenite's client
-//! handshake over the non-blocking stream, reads into the session's receive
+//! the session asks ([`Transport::Connect`]), puts TLS on the socket for a
+//! `wss://` hub, runs tungstenite's client handshake over the non-blocking
+//! stream, reads into the session's receive
 //! buffer, writes what the session lends, and gives the [`EngineCore`] the time.
 //! It decides nothing about the protocol.
 
@@ -17,6 +18,7 @@ use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
 
 use crate::client::Transport;
+use crate::tls::{Stream, TlsError, TlsLink};
 
 use super::EngineReport;
 use super::core::{EngineCore, SAMPLE_US};
@@ -31,15 +33,18 @@ enum Conn {
     None,
     /// TCP connect in progress.
     Connecting(TcpStream),
-    /// The upgrade request is out; waiting for the `101`.
-    Upgrading(MidHandshake<ClientHandshake<TcpStream>>),
+    /// The TLS handshake (for `wss://`) and the upgrade request are under
+    /// way; waiting for the `101`.
+    Upgrading(MidHandshake<ClientHandshake<Stream<TcpStream>>>),
     /// Upgraded: the session's bytes flow.
-    Open(TcpStream),
+    Open(Stream<TcpStream>),
 }
 
 pub(super) struct Driver {
     core: EngineCore,
     url: HubUrl,
+    /// For a `wss://` hub: the client configuration (roots read at start).
+    tls: Option<Arc<rustls::ClientConfig>>,
     user_agent: String,
     poll: Poll,
     clock: MonotonicClock,
@@ -56,6 +61,7 @@ impl Driver {
     pub(super) fn new(
         core: EngineCore,
         url: HubUrl,
+        tls: Option<Arc<rustls::ClientConfig>>,
         user_agent: String,
         poll: Poll,
         clock: MonotonicClock,
@@ -65,6 +71,7 @@ impl Driver {
         Driver {
             core,
             url,
+            tls,
             user_agent,
             poll,
             clock,
@@ -162,7 +169,14 @@ impl Driver {
         }
     }
 
-    fn upgrade(&mut self, now: u64, stream: TcpStream) {
+    fn upgrade(&mut self, now: u64, socket: TcpStream) {
+        let stream = match &self.tls {
+            None => Stream::Plain(socket),
+            Some(cfg) => match TlsLink::client(Arc::clone(cfg), &self.url.host) {
+                Ok(link) => Stream::tls(socket, link),
+                Err(e) => return self.failed(now, &format!("TLS: {e}")),
+            },
+        };
         let url = format!("ws://{}{}", self.url.host_port, self.url.path);
         let mut request = match url.into_client_request() {
             Ok(r) => r,
@@ -182,10 +196,10 @@ impl Driver {
         now: u64,
         r: Result<
             (
-                tungstenite::WebSocket<TcpStream>,
+                    tungstenite::WebSocket<Stream<TcpStream>>,
                 tungstenite::handshake::client::Response,
             ),
-            HandshakeError<ClientHandshake<TcpStream>>,
+            HandshakeError<ClientHandshake<Stream<TcpStream>>>,
         >,
     ) {
         match r {
@@ -197,10 +211,25 @@ impl Driver {
                 self.read(now);
             }
             Err(HandshakeError::Interrupted(mid)) => self.conn = Conn::Upgrading(mid),
-            Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => self.failed(
-                now,
-                &format!("the hub refused the WebSocket upgrade: {}", resp.status()),
-            ),
+            Err(HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+                // The hub's answer says why (e.g. "this port speaks TLS").
+                let body = resp
+                    .body()
+                    .as_deref()
+                    .map(|b| String::from_utf8_lossy(b).trim().to_string())
+                    .filter(|b| !b.is_empty())
+                    .map(|b| format!(": {b}"))
+                    .unwrap_or_default();
+                self.failed(
+                    now,
+                    &format!("the hub refused the WebSocket upgrade: {}{body}", resp.status()),
+                )
+            }
+            Err(HandshakeError::Failure(tungstenite::Error::Io(e)))
+                if e.get_ref().is_some_and(|r| r.is::<TlsError>()) =>
+            {
+                self.failed(now, &format!("TLS with {}: {e}", self.url.host_port))
+            }
             Err(HandshakeError::Failure(e)) => {
                 self.failed(now, &format!("the WebSocket upgrade failed: {e}"))
             }
@@ -276,8 +305,12 @@ impl Driver {
 
     fn close(&mut self) {
         match std::mem::replace(&mut self.conn, Conn::None) {
-            Conn::Connecting(mut s) | Conn::Open(mut s) => {
+            Conn::Connecting(mut s) => {
                 let _ = self.poll.registry().deregister(&mut s);
+            }
+            Conn::Open(mut s) => {
+                s.close_tls();
+                let _ = self.poll.registry().deregister(s.socket());
             }
             // Dropped: closing the descriptor takes it out of the poll.
             Conn::Upgrading(_) | Conn::None => {}
@@ -291,6 +324,9 @@ impl Driver {
             return;
         };
         let shared = Arc::clone(self.core.shared());
+        if let Err(e) = s.send_pending() {
+            return self.failed(now, &format!("write failed: {e}"));
+        }
         loop {
             let out = self.core.session.poll_transmit();
             if out.is_empty() {
@@ -307,14 +343,22 @@ impl Driver {
                 Err(e) => return self.failed(now, &format!("write failed: {e}")),
             }
         }
-        let want = self.core.session.transmit_pending() > 0;
+        let Conn::Open(s) = &mut self.conn else {
+            return;
+        };
+        let want = self.core.session.transmit_pending() > 0 || s.pending();
         if want != self.want_write {
             let interest = if want {
                 Interest::READABLE | Interest::WRITABLE
             } else {
                 Interest::READABLE
             };
-            if self.poll.registry().reregister(s, SOCKET, interest).is_ok() {
+            if self
+                .poll
+                .registry()
+                .reregister(s.socket(), SOCKET, interest)
+                .is_ok()
+            {
                 self.want_write = want;
             }
         }

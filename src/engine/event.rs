@@ -61,6 +61,13 @@ pub enum Event {
         /// Why, in words.
         reason: String,
     },
+    /// A connection attempt failed before the session opened (refused, no
+    /// route, TLS: an untrusted or expired certificate, a wrong host name, …);
+    /// a reconnect follows.
+    ConnectFailed {
+        /// Why, in words.
+        reason: String,
+    },
     /// A reconnect is scheduled.
     Reconnecting {
         /// 1 for the first attempt after a loss.

@@ -83,6 +83,16 @@ impl EdgeEngine {
     /// Allocates everything and starts the loop on a thread named `poselink-engine`.
     pub fn start(config: EngineConfig) -> io::Result<(EngineHandle, JoinHandle<EngineReport>)> {
         let target = HubUrl::parse(&config.hub)?;
+        // The roots and the CA file are read once, here: a bad file is a
+        // start-up error, not a reconnect loop.
+        let tls = if target.tls {
+            let ca = config.ca_file.as_deref().map(std::path::Path::new);
+            let cfg = crate::tls::client_config(ca)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            Some(cfg)
+        } else {
+            None
+        };
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let shared = shared(&config, waker);
@@ -93,6 +103,7 @@ impl EdgeEngine {
         let mut driver = Driver::new(
             core,
             target,
+            tls,
             config.client.clone(),
             poll,
             clock,

@@ -65,6 +65,12 @@ pub struct HubConfig {
     pub secret: Option<String>,
     /// A file holding the HS256 secret (surrounding whitespace is trimmed).
     pub secret_file: Option<String>,
+    /// TLS: the certificate chain (PEM, leaf first). With `tls_key`, the port
+    /// serves `wss://` and `https://` only; reloaded on SIGHUP
+    /// ([`HubHandle::reload_tls`](crate::hub::HubHandle::reload_tls)).
+    pub tls_cert: Option<String>,
+    /// TLS: the private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<String>,
     /// Anonymous access for local trials: every hello is accepted without a token
     /// and may join any room as owner. Never for production.
     pub dev: bool,
@@ -110,6 +116,8 @@ impl Default for HubConfig {
             flood_close_after: 2_000,
             secret: None,
             secret_file: None,
+            tls_cert: None,
+            tls_key: None,
             dev: false,
             metrics: true,
             viewer: true,
@@ -203,6 +211,11 @@ impl HubConfig {
         if self.burst_bytes < self.max_message as u64 {
             return err(
                 "burst_bytes must be at least max_message, or a largest message could never pass",
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return err(
+                "TLS needs both tls_cert and tls_key (the certificate chain and its private key, PEM)",
             );
         }
         if !self.dev && self.secret.is_none() && self.secret_file.is_none() {

@@ -57,9 +57,14 @@ pub enum Fault {
     TextMessage = 6,
     /// A socket error.
     Io = 7,
+    /// A TLS handshake or record failed (an untrusted client, garbage, a
+    /// truncated record).
+    Tls = 8,
+    /// A plain client on the TLS port, or a TLS client on a plain port.
+    TlsMismatch = 9,
 }
 
-const FAULT_NAMES: [&str; 8] = [
+const FAULT_NAMES: [&str; 10] = [
     "http",
     "handshake_timeout",
     "websocket",
@@ -68,6 +73,8 @@ const FAULT_NAMES: [&str; 8] = [
     "hub_full",
     "text_message",
     "io",
+    "tls",
+    "tls_mismatch",
 ];
 
 /// Upper bounds of the latency histogram's buckets, in microseconds.
@@ -127,7 +134,7 @@ pub struct HubStats {
     /// Errors sent to peers, by protocol error code (index = code).
     pub errors: [u64; 17],
     /// Failures below the protocol, by [`Fault`].
-    pub faults: [u64; 8],
+    pub faults: [u64; 10],
     /// Cached keyframes sent to joiners and to receivers that asked.
     pub keyframes_served: u64,
     /// Keyframe requests forwarded to publishers.

@@ -82,6 +82,9 @@ impl core::fmt::Display for TlsError {
                         "the hub's certificate is not valid yet ({c:?}): check this device's clock"
                     )
                 }
+                CertificateError::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => f.write_str(
+                    "the hub's certificate is a CA certificate used as the server's own (CaUsedAsEndEntity): give the hub a leaf certificate (without CA:TRUE) signed by that CA, and trust the CA",
+                ),
                 other => write!(f, "the hub's certificate was refused: {other:?}"),
             },
             TlsError::Rustls(E::AlertReceived(a)) => {

@@ -9,7 +9,7 @@ use std::thread;
 use clap::Args;
 use log::{debug, error, info, warn};
 use poselink::hub::{Hub, HubConfig};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::CliError;
@@ -24,7 +24,8 @@ use crate::secret::{self, SecretSource};
                   The token secret comes from --secret, --secret-file, POSELINK_SECRET, \
                   then the config file's `secret_file` or `secret`, in that order.\n\
                   SIGINT or SIGTERM closes every connection with \"going away\" and exits with status 0; \
-                  a second signal exits at once.\n\
+                  a second signal exits at once. SIGHUP reloads the TLS certificate and key \
+                  (open connections stay).\n\
                   Exit status: 0 after a clean shutdown, 1 on a runtime error (e.g. the address is in use), \
                   2 on a configuration error."
 )]
@@ -44,6 +45,15 @@ pub struct HubArgs {
     /// File holding the HS256 token secret; surrounding whitespace is trimmed
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+
+    /// TLS certificate chain (PEM, leaf first): the port then serves wss:// and https://
+    /// only; reloaded with the key on SIGHUP
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The TLS certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Anonymous access for local trials: no token needed, any room, as owner. NEVER IN PRODUCTION
     #[arg(long)]
@@ -102,11 +112,13 @@ fn read_config_file(path: &Path) -> Result<HubConfig, CliError> {
     })?;
     let mut cfg = HubConfig::from_toml(&text)
         .map_err(|e| CliError::config(format!("{}: {e}", path.display())))?;
-    if let Some(file) = &cfg.secret_file {
-        let file = Path::new(file);
-        if file.is_relative() {
-            let dir = path.parent().unwrap_or(Path::new(""));
-            cfg.secret_file = Some(path_string(&dir.join(file))?);
+    // Relative file names in the file are taken beside it.
+    let dir = path.parent().unwrap_or(Path::new(""));
+    for file in [&mut cfg.secret_file, &mut cfg.tls_cert, &mut cfg.tls_key] {
+        if let Some(f) = file.as_deref()
+            && Path::new(f).is_relative()
+        {
+            *file = Some(path_string(&dir.join(f))?);
         }
     }
     Ok(cfg)
@@ -147,6 +159,10 @@ pub fn build_config(args: &HubArgs, env_secret: Option<String>) -> Result<HubCon
     );
     if args.dev {
         cfg.dev = true;
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls_cert = Some(path_string(cert)?);
+        cfg.tls_key = Some(path_string(key)?);
     }
 
     // A secret from the command line or the environment replaces the file's, whichever
@@ -200,7 +216,7 @@ pub fn run(args: HubArgs) -> Result<(), CliError> {
             "!!! never use --dev (or `dev = true`) in production: anyone who can reach this port can read and publish everything !!!"
         );
     }
-    let (listen, metrics) = (cfg.listen, cfg.metrics);
+    let (listen, metrics, tls) = (cfg.listen, cfg.metrics, cfg.tls_cert.is_some());
     // Logged field by field: the configuration holds the secret.
     debug!(
         "hub config: max_connections {}, max_rooms {}, max_members {}, max_message {} B, heartbeat {} ms, \
@@ -230,17 +246,18 @@ pub fn run(args: HubArgs) -> Result<(), CliError> {
             .and_then(|()| out.flush())
             .map_err(|e| CliError::runtime(format!("cannot print the address: {e}")))?;
     }
+    let (ws, http) = if tls { ("wss", "https") } else { ("ws", "http") };
     let metrics_url = if metrics {
-        format!(", http://{addr}/metrics")
+        format!(", {http}://{addr}/metrics")
     } else {
         String::new()
     };
     info!(
-        "poselink hub {} listening on {addr} (ws://{addr}/{metrics_url}, http://{addr}/healthz)",
+        "poselink hub {} listening on {addr} ({ws}://{addr}/{metrics_url}, {http}://{addr}/healthz)",
         env!("CARGO_PKG_VERSION")
     );
 
-    let mut signals = Signals::new([SIGINT, SIGTERM])
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| CliError::runtime(format!("cannot install the signal handlers: {e}")))?;
     let handle = hub.handle();
     thread::Builder::new()
@@ -248,6 +265,11 @@ pub fn run(args: HubArgs) -> Result<(), CliError> {
         .spawn(move || {
             let mut stopping = false;
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    info!("SIGHUP: reloading the TLS certificate and key");
+                    handle.reload_tls();
+                    continue;
+                }
                 let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                 if stopping {
                     warn!("{name} again: exiting at once");

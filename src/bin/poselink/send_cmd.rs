@@ -48,9 +48,14 @@ use crate::CliError;
                   poselink send --hub ws://hub.local:7700/ --room studio-1 --fps 30 --audio --duration 60"
 )]
 pub struct SendArgs {
-    /// The hub's URL (TLS is left to a proxy in front of the hub)
+    /// The hub's URL: ws://HOST:PORT/, or wss://HOST:PORT/ for TLS
     #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:7700/")]
     pub hub: String,
+
+    /// For wss://: a PEM file of CA certificates to trust besides the system's
+    /// (a private CA, or the hub's self-signed certificate)
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 
     /// Access token (JWT) from `poselink token`; none for a --dev hub
     #[arg(
@@ -252,7 +257,9 @@ pub fn join_or_stop(
                     refusal = Some(format!("{} ({reason})", code.name()));
                     fatal |= refuses_session(*code);
                 }
-                Event::Disconnected { reason } => lost = Some(reason.clone()),
+                Event::Disconnected { reason } | Event::ConnectFailed { reason } => {
+                    lost = Some(reason.clone())
+                }
                 _ => {}
             }
             events.push(ev);
@@ -280,7 +287,7 @@ pub fn join_or_stop(
     while let Some(ev) = engine.poll_event() {
         match ev {
             Event::Error { code, reason } => refusal = Some(format!("{} ({reason})", code.name())),
-            Event::Disconnected { reason } => lost = Some(reason),
+            Event::Disconnected { reason } | Event::ConnectFailed { reason } => lost = Some(reason),
             _ => {}
         }
     }
@@ -547,6 +554,7 @@ pub fn run(args: SendArgs) -> Result<(), CliError> {
     let stop = stop_flag()?;
     let cfg = EngineConfig {
         hub: args.hub.clone(),
+        ca_file: args.ca_file.as_ref().map(|p| p.to_string_lossy().into_owned()),
         token: args.token.clone(),
         client: "poselink-send".into(),
         max_persons: persons.max(EngineConfig::default().max_persons),

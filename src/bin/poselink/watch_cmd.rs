@@ -47,9 +47,14 @@ use crate::send_cmd::{
                   usage error or when the hub refuses the hello or the join."
 )]
 pub struct WatchArgs {
-    /// The hub's URL (TLS is left to a proxy in front of the hub)
+    /// The hub's URL: ws://HOST:PORT/, or wss://HOST:PORT/ for TLS
     #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:7700/")]
     pub hub: String,
+
+    /// For wss://: a PEM file of CA certificates to trust besides the system's
+    /// (a private CA, or the hub's self-signed certificate)
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 
     /// Access token (JWT) from `poselink token`; none for a --dev hub
     #[arg(
@@ -255,6 +260,7 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
     let stop = stop_flag()?;
     let cfg = EngineConfig {
         hub: args.hub.clone(),
+        ca_file: args.ca_file.as_ref().map(|p| p.to_string_lossy().into_owned()),
         token: args.token.clone(),
         client: "poselink-watch".into(),
         ..EngineConfig::default()

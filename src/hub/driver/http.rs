@@ -112,9 +112,66 @@ impl Driver {
         }
     }
 
-    pub(super) fn read_http(&mut self, s: usize, now: u64) {
+    /// On a TLS hub, the first byte decides: a TLS handshake record gets TLS
+    /// put on the socket; anything else is a plain client on the TLS port,
+    /// refused in clear. False when the slot was refused or nothing came yet.
+    fn start_tls(&mut self, s: usize, now: u64) -> bool {
         let slot = &mut self.slots[s];
-        let Some(mut stream) = slot.stream.as_ref() else {
+        let Some(stream) = slot.stream.as_mut() else {
+            return false;
+        };
+        let mut first = [0u8; 1];
+        match stream.socket_ref().peek(&mut first) {
+            Ok(0) => {
+                self.close_slot(s);
+                return false;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(_) => {
+                self.core.stats_mut().count_fault(Fault::Io);
+                self.close_slot(s);
+                return false;
+            }
+        }
+        slot.tls_first = false;
+        let peer = slot.peer;
+        if first[0] != crate::tls::record::HANDSHAKE {
+            self.core.stats_mut().count_fault(Fault::TlsMismatch);
+            log::warn!("socket {s} ({peer}): a plain (not TLS) client on the TLS port, refused");
+            self.http_refuse(
+                s,
+                400,
+                "Bad Request",
+                "This poselink hub speaks TLS on this port: use https:// (pages) or wss:// (WebSocket) with the same host and port.\n",
+                now,
+            );
+            return false;
+        }
+        let Some(cfg) = self.tls.clone() else {
+            return false;
+        };
+        let link = match crate::tls::TlsLink::server(cfg) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("socket {s} ({peer}): cannot start TLS: {e}");
+                self.close_slot(s);
+                return false;
+            }
+        };
+        let slot = &mut self.slots[s];
+        if let Some(crate::tls::Stream::Plain(sock)) = slot.stream.take() {
+            slot.stream = Some(crate::tls::Stream::tls(sock, link));
+        }
+        true
+    }
+
+    pub(super) fn read_http(&mut self, s: usize, now: u64) {
+        if self.slots[s].tls_first && !self.start_tls(s, now) {
+            return;
+        }
+        let slot = &mut self.slots[s];
+        let Some(stream) = slot.stream.as_mut() else {
             return;
         };
         // A fresh head is read into the shared scratch; the rest of one that
@@ -135,33 +192,58 @@ impl Driver {
                 }
                 Ok(n) => {
                     slot.head_len += n;
-                    if n < asked && !slot.hup {
+                    // (A TLS read ends at a record: read on to `WouldBlock`.)
+                    if n < asked && !slot.hup && !stream.is_tls() {
                         break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.core.stats_mut().count_fault(Fault::Io);
+                Err(e) => {
+                    self.read_error(s, &e);
+                    if !e.get_ref().is_some_and(|r| r.is::<crate::tls::TlsError>())
+                        && e.kind() != io::ErrorKind::UnexpectedEof
+                    {
+                        self.core.stats_mut().count_fault(Fault::Io);
+                    }
                     return self.close_slot(s);
                 }
             }
         }
         let peer = slot.peer;
+        // A TLS handshake's answer may not have fit the socket at once.
+        if self.slots[s].stream.as_ref().is_some_and(|st| st.pending()) {
+            self.queue_flush(s);
+        }
         let got = self.head(s);
         let head_end = got.windows(4).position(|w| w == b"\r\n\r\n");
         // Refuse what cannot become an HTTP request at once (a TLS ClientHello,
         // binary garbage) instead of waiting for a blank line that never comes.
         let invalid = head_end.is_none() && !got.is_empty() && invalid_start(got);
+        let tls_hello = got.first() == Some(&crate::tls::record::HANDSHAKE)
+            && !self.slots[s].stream.as_ref().is_some_and(|st| st.is_tls());
         match head_end {
             Some(p) => self.on_http_request(s, p + 4, now),
+            None if tls_hello => {
+                self.core.stats_mut().count_fault(Fault::TlsMismatch);
+                log::warn!("socket {s} ({peer}): a TLS client on this plain port, refused");
+                // In clear: a TLS client cannot read it, but its error then
+                // says the peer does not speak TLS, and `curl -v` shows it.
+                self.http_refuse(
+                    s,
+                    400,
+                    "Bad Request",
+                    "This poselink hub speaks plain ws:// and http:// on this port (no tls_cert/tls_key set): connect with ws:// or http://, or give the hub a certificate.\n",
+                    now,
+                )
+            }
             None if invalid => {
                 log::warn!("socket {s} ({peer}): not an HTTP request");
                 self.http_refuse(
                     s,
                     400,
                     "Bad Request",
-                    "This is a poselink hub and these bytes are not HTTP (a TLS client? the hub speaks plain ws://; put TLS in a proxy in front). Connect with a WebSocket client (RFC 6455).\n",
+                    "This is a poselink hub and these bytes are not HTTP. Connect with a WebSocket client (RFC 6455).\n",
                     now,
                 )
             }

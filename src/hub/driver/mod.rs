@@ -18,8 +18,8 @@
 //!
 //! - this file: the public face ([`Hub`], [`HubHandle`], [`HubReport`]), the
 //!   loop, its timers and the shutdown;
-//! - `sockets`: the slot table, accepting, reading, writing, the core's events
-//!   (where a TLS layer would go);
+//! - `sockets`: the slot table, accepting, reading, writing (through TLS when
+//!   the hub has a certificate: `crate::tls`), the core's events;
 //! - `http`: a request head until the upgrade, and the pages;
 //! - `web`: the browser front end's files.
 
@@ -54,10 +54,11 @@ const SAMPLE_US: u64 = 1_000_000;
 /// The longest HTTP request head accepted.
 const MAX_HTTP_HEAD: usize = 8 * 1024;
 
-/// Stops a running hub from any thread.
+/// Stops a running hub, or has it reload its TLS certificate, from any thread.
 #[derive(Clone, Debug)]
 pub struct HubHandle {
     stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
 
@@ -65,6 +66,15 @@ impl HubHandle {
     /// Asks the hub to close every connection with "going away" and return.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+
+    /// Asks the hub to read its TLS certificate and key files again (what
+    /// `poselink hub` does on SIGHUP). New connections get the new
+    /// certificate; open ones keep theirs. A file that does not load is
+    /// logged and the old certificate stays.
+    pub fn reload_tls(&self) {
+        self.reload.store(true, Ordering::Release);
         let _ = self.waker.wake();
     }
 }
@@ -100,6 +110,7 @@ impl Hub {
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
         config.validate().map_err(|e| invalid(e.to_string()))?;
         let key = load_key(&config)?;
+        let tls = load_tls(&config)?;
         let clock = MonotonicClock::new();
         let core = Core::new(&config, key, clock.now_us(), unix_us())
             .map_err(|e| invalid(e.to_string()))?;
@@ -112,6 +123,7 @@ impl Hub {
         let registry = poll.registry().try_clone()?;
         let handle = HubHandle {
             stop: Arc::new(AtomicBool::new(false)),
+            reload: Arc::new(AtomicBool::new(false)),
             waker,
         };
         if config.dev {
@@ -144,6 +156,7 @@ impl Hub {
             core,
             clock,
             registry,
+            tls,
             cfg: config,
         };
         Ok(Hub {
@@ -172,8 +185,9 @@ impl Hub {
         let mut events = Events::with_capacity(1024);
         let d = &mut self.driver;
         log::info!(
-            "hub listening on {} (max {} connections, {} rooms)",
+            "hub listening on {} ({}, max {} connections, {} rooms)",
             self.addr,
+            if d.tls.is_some() { "TLS: wss:// and https://" } else { "plain: ws:// and http://" },
             d.cfg.max_connections,
             d.cfg.max_rooms
         );
@@ -201,6 +215,9 @@ impl Hub {
             d.flush_all();
             d.timers(d.clock.now_us());
             d.flush_all();
+            if self.handle.reload.swap(false, Ordering::AcqRel) {
+                d.reload_tls();
+            }
             if self.handle.stop.load(Ordering::Acquire) {
                 break;
             }
@@ -248,6 +265,16 @@ fn load_key(cfg: &HubConfig) -> io::Result<Option<TokenKey>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
 }
 
+/// The TLS server configuration from the certificate and key files, if set.
+fn load_tls(cfg: &HubConfig) -> io::Result<Option<Arc<rustls::ServerConfig>>> {
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => crate::tls::server_config(cert.as_ref(), key.as_ref())
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+        _ => Ok(None),
+    }
+}
+
 /// The Unix time, µs (for token expiry, in the core).
 fn unix_us() -> u64 {
     std::time::SystemTime::now()
@@ -261,6 +288,8 @@ struct Driver {
     core: Core,
     clock: MonotonicClock,
     registry: Registry,
+    /// The TLS configuration new connections get (None: plain ws://).
+    tls: Option<Arc<rustls::ServerConfig>>,
     slots: Vec<Slot>,
     /// Request heads: a head read whole in one go is parsed where it was read,
     /// in `head_scratch` (one buffer for every socket); only a head that comes
@@ -286,6 +315,26 @@ struct Driver {
 }
 
 impl Driver {
+    /// Reads the certificate and key files again; keeps the old ones if the
+    /// new do not load.
+    fn reload_tls(&mut self) {
+        if self.tls.is_none() {
+            log::warn!("TLS reload asked, but this hub has no tls_cert/tls_key: nothing to reload");
+            return;
+        }
+        match load_tls(&self.cfg) {
+            Ok(Some(cfg)) => {
+                self.tls = Some(cfg);
+                log::info!(
+                    "TLS certificate reloaded from {}; new connections use it, open ones keep theirs",
+                    self.cfg.tls_cert.as_deref().unwrap_or("?")
+                );
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("TLS reload failed, the previous certificate stays: {e}"),
+        }
+    }
+
     /// The earliest of the core's deadline and the driver's timers.
     fn next_deadline(&self) -> u64 {
         let core = self.core.poll_timeout().unwrap_or(u64::MAX);

@@ -5,8 +5,11 @@
 //! buffer the core lends (`Core::recv_buffer`); writes take what the core
 //! lends (`Core::poll_transmit`), after the driver's own bytes (an upgrade's
 //! `101`), in one `writev` per round, with WRITABLE interest registered only
-//! while output waits. A TLS layer would sit in `read_ws` and `flush`, between
-//! the socket and the core.
+//! while output waits. On a TLS hub every socket is a [`Stream`] with a
+//! [`TlsLink`](crate::tls::TlsLink) between it and the bytes above, once its
+//! first byte shows a TLS handshake (`http`); reading and writing are the same
+//! calls either way, and sealed bytes the socket did not take keep WRITABLE
+//! interest.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -17,6 +20,7 @@ use poselink_hal::Clock;
 
 use crate::hub::core::{Closed, ConnId, Event};
 use crate::hub::metrics::Fault;
+use crate::tls::{Stream, TlsError};
 
 use super::Driver;
 
@@ -41,8 +45,11 @@ pub(super) enum Phase {
 /// A socket and what the driver keeps for it.
 pub(super) struct Slot {
     pub(super) phase: Phase,
-    pub(super) stream: Option<TcpStream>,
+    pub(super) stream: Option<Stream<TcpStream>>,
     pub(super) peer: SocketAddr,
+    /// A TLS hub has not seen this socket's first byte yet (TLS is put on
+    /// when it is a handshake record).
+    pub(super) tls_first: bool,
     /// Bytes of the HTTP request head so far, and where they are: in the
     /// driver's shared scratch (only while one read is being looked at) or in
     /// the slot's stretch of the heads arena.
@@ -71,6 +78,7 @@ impl Slot {
             phase: Phase::Free,
             stream: None,
             peer: SocketAddr::from(([0, 0, 0, 0], 0)),
+            tls_first: false,
             head_in_scratch: false,
             head_len: 0,
             out: Vec::new(),
@@ -121,7 +129,8 @@ impl Driver {
                     }
                     let slot = &mut self.slots[i];
                     slot.phase = Phase::Http;
-                    slot.stream = Some(stream);
+                    slot.stream = Some(Stream::Plain(stream));
+                    slot.tls_first = self.tls.is_some();
                     slot.peer = peer;
                     slot.head_len = 0;
                     slot.out.clear();
@@ -197,8 +206,8 @@ impl Driver {
             if total >= READ_BUDGET {
                 return self.push_again(s);
             }
-            let slot = &self.slots[s];
-            let Some(mut stream) = slot.stream.as_ref() else {
+            let slot = &mut self.slots[s];
+            let Some(stream) = slot.stream.as_mut() else {
                 return;
             };
             let buf = self.core.recv_buffer(c);
@@ -214,7 +223,8 @@ impl Driver {
                 }
                 Ok(n) => {
                     total += n;
-                    let hup = slot.hup;
+                    // A TLS read ends at a record: more may wait behind it.
+                    let hup = slot.hup || stream.is_tls();
                     self.core.handle_received(now, c, n);
                     self.drain_events();
                     if self.slots[s].phase != Phase::Ws(c) {
@@ -230,7 +240,7 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    log::debug!("socket {s}: read error {e}");
+                    self.read_error(s, &e);
                     self.core.handle_closed(now, c, Closed::ReadFailed);
                     return self.close_slot(s);
                 }
@@ -238,10 +248,24 @@ impl Driver {
         }
     }
 
+    /// Logs and counts a read error (TLS ones as such).
+    pub(super) fn read_error(&mut self, s: usize, e: &io::Error) {
+        let peer = self.slots[s].peer;
+        if e.get_ref().is_some_and(|r| r.is::<TlsError>()) {
+            self.core.stats_mut().count_fault(Fault::Tls);
+            log::warn!("socket {s} ({peer}): TLS failed, closed: {e}");
+        } else if e.kind() == io::ErrorKind::UnexpectedEof {
+            self.core.stats_mut().count_fault(Fault::Tls);
+            log::info!("socket {s} ({peer}): {e}");
+        } else {
+            log::debug!("socket {s} ({peer}): read error {e}");
+        }
+    }
+
     /// Reads and drops what a peer sends after its HTTP answer, until it closes.
     fn read_discard(&mut self, s: usize) {
         let slot = &mut self.slots[s];
-        let Some(mut stream) = slot.stream.as_ref() else {
+        let Some(stream) = slot.stream.as_mut() else {
             return;
         };
         let mut total = 0;
@@ -290,13 +314,15 @@ impl Driver {
     fn flush(&mut self, s: usize) {
         let now = self.clock.now_us();
         let conn = match self.slots[s].phase {
-            Phase::Free | Phase::Http => return,
+            Phase::Free => return,
+            // Only a TLS handshake's own records go out before the answer.
+            Phase::Http => return self.flush_tls(s),
             Phase::Answer => None,
             Phase::Ws(c) => Some(c),
         };
         let result = loop {
-            let slot = &self.slots[s];
-            let Some(mut stream) = slot.stream.as_ref() else {
+            let slot = &mut self.slots[s];
+            let Some(stream) = slot.stream.as_mut() else {
                 return;
             };
             let own = &slot.out[slot.out_at..];
@@ -310,7 +336,12 @@ impl Driver {
                 k += self.core.poll_transmit(c, &mut slices[k..]);
             }
             if k == 0 {
-                break Ok(Flushed::Empty);
+                // Sealed records the socket did not take yet keep it listed.
+                break match stream.send_pending() {
+                    Ok(()) if stream.pending() => Ok(Flushed::Blocked),
+                    Ok(()) => Ok(Flushed::Empty),
+                    Err(e) => Err(e),
+                };
             }
             let own_len = own.len();
             let n = match stream.write_vectored(&slices[..k]) {
@@ -337,19 +368,8 @@ impl Driver {
         match result {
             Ok(end) => {
                 let want = matches!(end, Flushed::Blocked);
-                let slot = &mut self.slots[s];
-                if want != slot.want_write
-                    && let Some(stream) = slot.stream.as_mut()
-                {
-                    let interest = if want {
-                        Interest::READABLE | Interest::WRITABLE
-                    } else {
-                        Interest::READABLE
-                    };
-                    if self.registry.reregister(stream, Token(s), interest).is_ok() {
-                        slot.want_write = want;
-                    }
-                }
+                self.want_write(s, want);
+                let slot = &self.slots[s];
                 if !want && slot.phase == Phase::Answer {
                     self.shut_write(s);
                 }
@@ -364,6 +384,45 @@ impl Driver {
             }
         }
         self.drain_events();
+    }
+
+    /// Registers or drops WRITABLE interest for slot `s`.
+    fn want_write(&mut self, s: usize, want: bool) {
+        let slot = &mut self.slots[s];
+        if want != slot.want_write
+            && let Some(stream) = slot.stream.as_mut()
+        {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .registry
+                .reregister(stream.socket(), Token(s), interest)
+                .is_ok()
+            {
+                slot.want_write = want;
+            }
+        }
+    }
+
+    /// Sends a TLS handshake's records that the socket did not take at once.
+    fn flush_tls(&mut self, s: usize) {
+        let Some(stream) = self.slots[s].stream.as_mut() else {
+            return;
+        };
+        match stream.send_pending() {
+            Ok(()) => {
+                let want = stream.pending();
+                self.want_write(s, want);
+            }
+            Err(e) => {
+                log::debug!("socket {s}: write error {e}");
+                self.core.stats_mut().count_fault(Fault::Io);
+                self.close_slot(s);
+            }
+        }
     }
 
     // ---- the core's events, and closing ---------------------------------------
@@ -393,8 +452,10 @@ impl Driver {
         let slot = &mut self.slots[s];
         if !slot.write_shut {
             slot.write_shut = true;
-            if let Some(stream) = slot.stream.as_ref() {
-                let _ = stream.shutdown(Shutdown::Write);
+            if let Some(stream) = slot.stream.as_mut() {
+                // TLS: close_notify first (if the socket takes it now).
+                stream.close_tls();
+                let _ = stream.socket_ref().shutdown(Shutdown::Write);
             }
         }
     }
@@ -410,7 +471,7 @@ impl Driver {
             self.slot_of[c.index()] = 0;
         }
         if let Some(mut stream) = slot.stream.take() {
-            let _ = self.registry.deregister(&mut stream);
+            let _ = self.registry.deregister(stream.socket());
         }
         slot.phase = Phase::Free;
         slot.head_len = 0;

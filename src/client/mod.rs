@@ -544,9 +544,15 @@ impl Session {
             // two: the reason is seen, a dead hub does not fill the log.
             let attempt = c.backoff.attempt() + 1;
             if attempt.is_power_of_two() {
-                log::warn!("connecting to the hub failed (attempt {attempt}): {}", c.reason);
+                log::warn!(
+                    "connecting to the hub failed (attempt {attempt}): {}",
+                    c.reason
+                );
             } else {
-                log::debug!("connecting to the hub failed (attempt {attempt}): {}", c.reason);
+                log::debug!(
+                    "connecting to the hub failed (attempt {attempt}): {}",
+                    c.reason
+                );
             }
             c.note(Note::ConnectFailed);
         }

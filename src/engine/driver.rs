@@ -196,7 +196,7 @@ impl Driver {
         now: u64,
         r: Result<
             (
-                    tungstenite::WebSocket<Stream<TcpStream>>,
+                tungstenite::WebSocket<Stream<TcpStream>>,
                 tungstenite::handshake::client::Response,
             ),
             HandshakeError<ClientHandshake<Stream<TcpStream>>>,
@@ -222,7 +222,10 @@ impl Driver {
                     .unwrap_or_default();
                 self.failed(
                     now,
-                    &format!("the hub refused the WebSocket upgrade: {}{body}", resp.status()),
+                    &format!(
+                        "the hub refused the WebSocket upgrade: {}{body}",
+                        resp.status()
+                    ),
                 )
             }
             Err(HandshakeError::Failure(tungstenite::Error::Io(e)))

@@ -80,11 +80,19 @@ mod tests {
         );
         let u = HubUrl::parse("wss://hub.example.org/room").unwrap();
         assert_eq!(
-            (u.host_port.as_str(), u.host.as_str(), u.path.as_str(), u.tls),
+            (
+                u.host_port.as_str(),
+                u.host.as_str(),
+                u.path.as_str(),
+                u.tls
+            ),
             ("hub.example.org:443", "hub.example.org", "/room", true)
         );
         let u = HubUrl::parse("wss://[::1]:7701").unwrap();
-        assert_eq!((u.host_port.as_str(), u.host.as_str()), ("[::1]:7701", "::1"));
+        assert_eq!(
+            (u.host_port.as_str(), u.host.as_str()),
+            ("[::1]:7701", "::1")
+        );
         assert!(!HubUrl::parse("ws://x/").unwrap().tls);
         assert!(HubUrl::parse("http://x/").is_err());
         assert!(HubUrl::parse("wss:///").is_err());

@@ -225,6 +225,57 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     server_config_from_pem(&read(cert, "certificate")?, &read(key, "key")?)
 }
 
+/// A private certificate authority and a server certificate it signed, PEM.
+#[derive(Clone, Debug)]
+pub struct PrivateCa {
+    /// The CA's certificate: what clients trust (`ca_file`).
+    pub ca_pem: String,
+    /// The server's certificate chain (`tls_cert`).
+    pub cert_pem: String,
+    /// The server's private key (`tls_key`).
+    pub key_pem: String,
+}
+
+/// Makes a private CA (with a name of its own) and a server certificate for
+/// `names` (DNS names or IP addresses) valid from `valid_from_days` to
+/// `valid_to_days` days from now (negative: in the past) — for a studio
+/// network without a public name, and for the tests' untrusted, expired and
+/// wrongly named certificates.
+pub fn private_ca(
+    names: &[&str],
+    valid_from_days: i64,
+    valid_to_days: i64,
+) -> Result<PrivateCa, TlsError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let fail = |e: rcgen::Error| TlsError::Config(format!("cannot make a certificate: {e}"));
+    let now = time::OffsetDateTime::now_utc();
+    let ca_key = KeyPair::generate().map_err(fail)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        format!("poselink private CA {unique:x}"),
+    );
+    ca.not_before = now - time::Duration::days(1);
+    ca.not_after = now + time::Duration::days(3650);
+    let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().map_err(fail)?;
+    let mut leaf = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .map_err(fail)?;
+    leaf.not_before = now + time::Duration::days(valid_from_days);
+    leaf.not_after = now + time::Duration::days(valid_to_days);
+    let cert = leaf.signed_by(&key, &issuer).map_err(fail)?;
+    Ok(PrivateCa {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
 /// A self-signed certificate for `names` and its key, both PEM.
 pub fn self_signed(names: &[String]) -> Result<(String, String), TlsError> {
     let c = rcgen::generate_simple_self_signed(names.to_vec())

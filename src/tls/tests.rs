@@ -5,37 +5,12 @@
 
 use std::io::{Read, Write};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-
 use super::*;
 
-/// A CA and a leaf for `names` signed by it, valid from `days_from`..`days_to`
-/// days around now: (ca PEM, leaf chain PEM, leaf key PEM).
-pub(crate) fn ca_and_leaf(
-    names: &[&str],
-    days_from: i64,
-    days_to: i64,
-) -> (String, String, String) {
-    let now = time::OffsetDateTime::now_utc();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // A name of its own: two test CAs must not look like one to a verifier.
-    let serial = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("poselink test CA {serial}"));
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut leaf =
-        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    leaf.not_before = now + time::Duration::days(days_from);
-    leaf.not_after = now + time::Duration::days(days_to);
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+/// (ca PEM, leaf chain PEM, leaf key PEM), valid `days_from..days_to`.
+fn ca_and_leaf(names: &[&str], days_from: i64, days_to: i64) -> (String, String, String) {
+    let p = private_ca(names, days_from, days_to).unwrap();
+    (p.ca_pem, p.cert_pem, p.key_pem)
 }
 
 /// Moves what `from` has to send into `to`; true if anything moved.

@@ -3,7 +3,9 @@
 //! receive calls bounded in time.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use poselink::hub::{Hub, HubConfig, HubHandle, HubReport};
@@ -16,10 +18,130 @@ use tungstenite::{Message as WsMessage, client};
 
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
+/// Certificate files made for one test: a private CA and a server
+/// certificate it signed, in a directory of their own.
+pub struct TlsFiles {
+    pub dir: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA's certificate file (an engine's `ca_file`).
+    pub ca_file: PathBuf,
+    pub ca_pem: String,
+}
+
+impl TlsFiles {
+    /// A CA and a certificate for `names`, valid from `from` to `to` days from now.
+    pub fn make(tag: &str, names: &[&str], from: i64, to: i64) -> TlsFiles {
+        let dir = std::env::temp_dir().join(format!(
+            "poselink-tls-{}-{tag}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = poselink::tls::private_ca(names, from, to).unwrap();
+        let files = TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            ca_file: dir.join("ca.pem"),
+            ca_pem: ca.ca_pem.clone(),
+            dir,
+        };
+        std::fs::write(&files.cert, &ca.cert_pem).unwrap();
+        std::fs::write(&files.key, &ca.key_pem).unwrap();
+        std::fs::write(&files.ca_file, &ca.ca_pem).unwrap();
+        files
+    }
+
+    /// A certificate for 127.0.0.1 and localhost, valid now.
+    pub fn local(tag: &str) -> TlsFiles {
+        TlsFiles::make(tag, &["127.0.0.1", "localhost"], -1, 30)
+    }
+
+    /// `cfg` serving TLS with these files.
+    pub fn on(&self, cfg: HubConfig) -> HubConfig {
+        HubConfig {
+            tls_cert: Some(self.cert.to_string_lossy().into_owned()),
+            tls_key: Some(self.key.to_string_lossy().into_owned()),
+            ..cfg
+        }
+    }
+
+    /// The engine's `ca_file` setting.
+    pub fn ca(&self) -> Option<String> {
+        Some(self.ca_file.to_string_lossy().into_owned())
+    }
+}
+
+impl Drop for TlsFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A test socket: plain TCP, or rustls' client over it.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    /// A TCP connection to `addr`, with TLS trusting `ca_pem` if given (the
+    /// server name is 127.0.0.1); the TLS handshake completes here.
+    pub fn open(addr: SocketAddr, ca_pem: Option<&str>) -> Conn {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_nodelay(true).unwrap();
+        let Some(pem) = ca_pem else {
+            return Conn::Plain(tcp);
+        };
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let cfg = poselink::tls::client_config_from_pem(Some(pem.as_bytes()), false).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        while s.conn.is_handshaking() {
+            s.conn.complete_io(&mut s.sock).expect("TLS handshake");
+        }
+        Conn::Tls(Box::new(s))
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A hub on a free loopback port, stopped (and joined) on drop.
 pub struct TestHub {
     pub addr: SocketAddr,
     pub handle: HubHandle,
+    /// For a TLS hub: the CA its clients trust.
+    pub ca_pem: Option<String>,
     join: Option<std::thread::JoinHandle<std::io::Result<HubReport>>>,
 }
 
@@ -30,8 +152,16 @@ impl TestHub {
         TestHub {
             addr,
             handle,
+            ca_pem: None,
             join: Some(join),
         }
+    }
+
+    /// A hub serving TLS with `files`.
+    pub fn start_tls(cfg: HubConfig, files: &TlsFiles) -> TestHub {
+        let mut hub = TestHub::start(files.on(cfg));
+        hub.ca_pem = Some(files.ca_pem.clone());
+        hub
     }
 
     pub fn dev() -> TestHub {
@@ -39,7 +169,8 @@ impl TestHub {
     }
 
     pub fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        let scheme = if self.ca_pem.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// Stops the hub and returns its report.
@@ -48,11 +179,12 @@ impl TestHub {
         self.join.take().unwrap().join().unwrap().unwrap()
     }
 
-    /// `GET path` over plain HTTP; (status, body).
+    /// `GET path` over HTTP (HTTPS for a TLS hub); (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut s = Conn::open(self.addr, self.ca_pem.as_deref());
+        s.tcp()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
@@ -119,7 +251,7 @@ impl Got {
 }
 
 pub struct Client {
-    pub ws: WebSocket<TcpStream>,
+    pub ws: WebSocket<Conn>,
     pub member: u16,
     pub seq: u32,
     pub closed: Option<(u16, String)>,
@@ -128,9 +260,14 @@ pub struct Client {
 impl Client {
     /// Connects and upgrades (no hello yet).
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).unwrap();
+        Client::connect_to(addr, None)
+    }
+
+    /// Connects (over TLS trusting `ca_pem`, if given) and upgrades.
+    pub fn connect_to(addr: SocketAddr, ca_pem: Option<&str>) -> Client {
+        let stream = Conn::open(addr, ca_pem);
         stream
+            .tcp()
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
         let (ws, _) = client(format!("ws://{addr}/"), stream).expect("upgrade");
@@ -145,6 +282,13 @@ impl Client {
     /// Connects and says hello with `token`; panics unless welcomed.
     pub fn session(addr: SocketAddr, token: &str) -> Client {
         let mut c = Client::connect(addr);
+        c.hello(token).expect("welcome");
+        c
+    }
+
+    /// A session with `hub`, over TLS when it serves TLS.
+    pub fn session_with(hub: &TestHub, token: &str) -> Client {
+        let mut c = Client::connect_to(hub.addr, hub.ca_pem.as_deref());
         c.hello(token).expect("welcome");
         c
     }

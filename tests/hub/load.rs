@@ -65,7 +65,7 @@ fn a_slow_receiver_loses_media_and_is_closed_without_delaying_a_fast_one() {
     slow.join("slow", Role::Viewer).unwrap();
     let slow_member = slow.member;
     // The slow one stops reading, with a tiny receive buffer.
-    set_rcvbuf(slow.ws.get_ref().as_raw_fd(), 4096);
+    set_rcvbuf(slow.ws.get_ref().tcp().as_raw_fd(), 4096);
 
     let duration = Duration::from_secs(4);
     let reader = std::thread::spawn(move || {

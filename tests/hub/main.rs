@@ -11,7 +11,8 @@
 //! - [`load`]: a stuck receiver beside a fast one; 500 connections;
 //! - [`resume`]: a session resumed after a reconnect;
 //! - [`rooms`]: sessions, rooms, roles, the relay, keyframes, audio acks, limits;
-//! - [`signal`]: the `poselink hub` binary and SIGTERM.
+//! - [`signal`]: the `poselink hub` binary and SIGTERM;
+//! - [`tls`]: a hub with a certificate: TLS sessions and pages, mismatches, bad records, reload.
 #![cfg(feature = "std")]
 
 #[path = "../common/mod.rs"]
@@ -25,3 +26,4 @@ mod load;
 mod resume;
 mod rooms;
 mod signal;
+mod tls;

@@ -246,7 +246,11 @@ pub fn run(args: HubArgs) -> Result<(), CliError> {
             .and_then(|()| out.flush())
             .map_err(|e| CliError::runtime(format!("cannot print the address: {e}")))?;
     }
-    let (ws, http) = if tls { ("wss", "https") } else { ("ws", "http") };
+    let (ws, http) = if tls {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     let metrics_url = if metrics {
         format!(", {http}://{addr}/metrics")
     } else {

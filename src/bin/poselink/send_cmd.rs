@@ -554,7 +554,10 @@ pub fn run(args: SendArgs) -> Result<(), CliError> {
     let stop = stop_flag()?;
     let cfg = EngineConfig {
         hub: args.hub.clone(),
-        ca_file: args.ca_file.as_ref().map(|p| p.to_string_lossy().into_owned()),
+        ca_file: args
+            .ca_file
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
         token: args.token.clone(),
         client: "poselink-send".into(),
         max_persons: persons.max(EngineConfig::default().max_persons),

@@ -260,7 +260,10 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
     let stop = stop_flag()?;
     let cfg = EngineConfig {
         hub: args.hub.clone(),
-        ca_file: args.ca_file.as_ref().map(|p| p.to_string_lossy().into_owned()),
+        ca_file: args
+            .ca_file
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
         token: args.token.clone(),
         client: "poselink-watch".into(),
         ..EngineConfig::default()

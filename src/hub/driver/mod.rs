@@ -187,7 +187,11 @@ impl Hub {
         log::info!(
             "hub listening on {} ({}, max {} connections, {} rooms)",
             self.addr,
-            if d.tls.is_some() { "TLS: wss:// and https://" } else { "plain: ws:// and http://" },
+            if d.tls.is_some() {
+                "TLS: wss:// and https://"
+            } else {
+                "plain: ws:// and http://"
+            },
             d.cfg.max_connections,
             d.cfg.max_rooms
         );

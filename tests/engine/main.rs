@@ -4,7 +4,8 @@
 //! decisions themselves are simulated in memory (`src/tests/engine`).
 //!
 //! - [`basic`]: join, publish pose and audio, receive them in another engine;
-//! - [`network`]: reconnect and restore, the bandwidth limit, priorities.
+//! - [`network`]: reconnect and restore, the bandwidth limit, priorities;
+//! - [`tls`]: the same over `wss://`, and certificates refused by name.
 #![cfg(feature = "std")]
 
 #[path = "../common/mod.rs"]
@@ -12,3 +13,4 @@ mod common;
 
 mod basic;
 mod network;
+mod tls;

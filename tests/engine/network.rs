@@ -81,33 +81,43 @@ fn forwarder(upstream: SocketAddr, open: Arc<AtomicBool>) -> SocketAddr {
 }
 
 /// What the receiver saw of a hub restart.
-struct Outcome {
-    seqs: Vec<u32>,
-    gaps: Vec<u32>,
-    restored_after: Duration,
-    total: u32,
+pub(crate) struct Outcome {
+    pub(crate) seqs: Vec<u32>,
+    pub(crate) gaps: Vec<u32>,
+    pub(crate) restored_after: Duration,
+    pub(crate) total: u32,
 }
 
 /// Audio at 50 chunks/s through a hub restart; the receiver plays out with
 /// `playout_ms` (0: every chunk as it comes).
-fn restart_scenario(playout_ms: u64) -> Outcome {
-    let cfg = HubConfig {
+pub(crate) fn restart_scenario(playout_ms: u64, tls: Option<&TlsFiles>) -> Outcome {
+    let mut cfg = HubConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         ..secured()
     };
+    if let Some(files) = tls {
+        cfg = files.on(cfg);
+    }
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let ca_file = tls.and_then(TlsFiles::ca);
     let hub = TestHub::start(cfg.clone());
     let hub_addr = hub.addr;
     let open = Arc::new(AtomicBool::new(true));
     let via = forwarder(hub_addr, Arc::clone(&open));
     let grant = [("stage", Role::Member, true)];
-    let (a, ta) = start(
-        format!("ws://{via}/"),
-        token("board-a", &grant, 600),
-        100,
-        400,
-    );
+    let (a, ta) = EdgeEngine::start(EngineConfig {
+        hub: format!("{scheme}://{via}/"),
+        ca_file: ca_file.clone(),
+        token: token("board-a", &grant, 600),
+        reconnect_min_ms: 100,
+        reconnect_max_ms: 400,
+        heartbeat_ms: 200,
+        ..EngineConfig::default()
+    })
+    .unwrap();
     let (b, tb) = EdgeEngine::start(EngineConfig {
-        hub: hub.url(),
+        hub: format!("{scheme}://{}/", hub.addr),
+        ca_file,
         token: token("viewer-b", &grant, 600),
         reconnect_min_ms: 20,
         reconnect_max_ms: 50,
@@ -223,7 +233,7 @@ fn restart_scenario(playout_ms: u64) -> Outcome {
 
 #[test]
 fn a_hub_restart_restores_rooms_and_loses_no_audio() {
-    let o = restart_scenario(0);
+    let o = restart_scenario(0, None);
     assert!(
         o.restored_after < Duration::from_secs(1),
         "restored after {:?}",
@@ -240,7 +250,7 @@ fn a_hub_restart_restores_rooms_and_loses_no_audio() {
 
 #[test]
 fn real_time_playout_reports_what_the_restart_made_late_and_catches_up() {
-    let o = restart_scenario(60);
+    let o = restart_scenario(60, None);
     assert!(
         o.restored_after < Duration::from_secs(1),
         "restored after {:?}",

@@ -4,8 +4,9 @@
 //! audio chunks received by another engine — read, decoded, handed to the app
 //! through the events ring and taken with `poll_event` — cost zero too. Counted
 //! over every thread of this process (the app's, the engines', and the
-//! in-process hub's), so nothing can hide. The two tests take turns (the
-//! counter is global).
+//! in-process hub's), so nothing can hide. Each runs over plain TCP and over
+//! TLS (`wss://`: the engine's and the hub's record layers in the count). The
+//! tests take turns (the counter is global).
 
 use std::time::{Duration, Instant};
 
@@ -18,14 +19,32 @@ use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfi
 
 #[test]
 fn ten_thousand_send_pose_calls_allocate_nothing() {
+    ten_thousand_send_pose_calls_allocate_nothing_over(false);
+}
+
+#[test]
+fn ten_thousand_send_pose_calls_allocate_nothing_over_tls() {
+    ten_thousand_send_pose_calls_allocate_nothing_over(true);
+}
+
+fn ten_thousand_send_pose_calls_allocate_nothing_over(tls: bool) {
     let _turn = counting::turn();
-    let hub = TestHub::start(HubConfig {
+    // Made in this test's turn: another test may be counting every thread.
+    let files = tls.then(|| TlsFiles::local("alloc-engine"));
+    let tls = files.as_ref();
+    let cfg = HubConfig {
         rate_messages: 1_000_000,
         burst_messages: 1_000_000,
         ..HubConfig::local_dev()
-    });
+    };
+    let hub = match tls {
+        Some(files) => TestHub::start_tls(cfg, files),
+        None => TestHub::start(cfg),
+    };
+    let ca_file = tls.and_then(TlsFiles::ca);
     let (engine, thread) = EdgeEngine::start(EngineConfig {
         hub: hub.url(),
+        ca_file: ca_file.clone(),
         heartbeat_ms: 200, // pings and pongs run during the measurement
         max_persons: 8,
         ..EngineConfig::default()
@@ -101,15 +120,33 @@ fn ten_thousand_send_pose_calls_allocate_nothing() {
 
 #[test]
 fn ten_thousand_received_frames_and_chunks_allocate_nothing() {
+    ten_thousand_received_frames_and_chunks_allocate_nothing_over(false);
+}
+
+#[test]
+fn ten_thousand_received_frames_and_chunks_allocate_nothing_over_tls() {
+    ten_thousand_received_frames_and_chunks_allocate_nothing_over(true);
+}
+
+fn ten_thousand_received_frames_and_chunks_allocate_nothing_over(tls: bool) {
     let _turn = counting::turn();
-    let hub = TestHub::start(HubConfig {
+    // Made in this test's turn: another test may be counting every thread.
+    let files = tls.then(|| TlsFiles::local("alloc-engine"));
+    let tls = files.as_ref();
+    let cfg = HubConfig {
         rate_messages: 1_000_000,
         burst_messages: 1_000_000,
         ..HubConfig::local_dev()
-    });
+    };
+    let hub = match tls {
+        Some(files) => TestHub::start_tls(cfg, files),
+        None => TestHub::start(cfg),
+    };
+    let ca_file = tls.and_then(TlsFiles::ca);
     let start = |playout_delay_ms| {
         EdgeEngine::start(EngineConfig {
             hub: hub.url(),
+            ca_file: ca_file.clone(),
             heartbeat_ms: 200, // pings and pongs run during the measurement
             max_persons: 8,
             playout_delay_ms,

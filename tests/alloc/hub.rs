@@ -1,7 +1,7 @@
 //! The relay path allocates nothing: after warm-up, 10 000 pose and audio
 //! messages relayed through a real hub over loopback sockets to two receivers
 //! (20 000 deliveries, with the hub's acknowledgements and heartbeats running)
-//! cost zero allocations on the hub's thread. A counting global allocator counts
+//! cost zero allocations on the hub's thread, over plain TCP and over TLS. A counting global allocator counts
 //! the allocations of the thread marked as the hub's only.
 
 use std::time::{Duration, Instant};
@@ -13,7 +13,25 @@ use poselink::proto::{Kind, Role};
 
 #[test]
 fn relaying_allocates_nothing_at_steady_state() {
+    relaying_over(false);
+}
+
+#[test]
+fn relaying_over_tls_allocates_nothing_at_steady_state() {
+    relaying_over(true);
+}
+
+fn relaying_over(tls: bool) {
     let _turn = counting::turn();
+    // Made in this test's turn: another test may be counting every thread.
+    let files = tls.then(|| TlsFiles::local("alloc-hub"));
+    let tls = files.as_ref();
+    let ca = tls.map(|f| f.ca_pem.clone());
+    let session = |addr| {
+        let mut c = Client::connect_to(addr, ca.as_deref());
+        c.hello("").expect("welcome");
+        c
+    };
     let cfg = HubConfig {
         rate_messages: 1_000_000,
         burst_messages: 1_000_000,
@@ -25,6 +43,10 @@ fn relaying_allocates_nothing_at_steady_state() {
         queue_depth: 4_096,
         ..HubConfig::local_dev()
     };
+    let cfg = match tls {
+        Some(files) => files.on(cfg),
+        None => cfg,
+    };
     let hub = Hub::bind(cfg).unwrap();
     let (addr, handle) = (hub.local_addr(), hub.handle());
     let hub_thread = std::thread::spawn(move || {
@@ -32,7 +54,7 @@ fn relaying_allocates_nothing_at_steady_state() {
         hub.run()
     });
 
-    let mut publisher = Client::session(addr, "");
+    let mut publisher = session(addr);
     let room = publisher.join("alloc", Role::Member).unwrap();
     let mut stream = PoseStream::new(7);
     let audio_seq = std::cell::Cell::new(0u32);
@@ -56,9 +78,9 @@ fn relaying_allocates_nothing_at_steady_state() {
 
     // Warm-up: every path once (queues, blocks, keyframe slots, acks, pings).
     let warm = 2_000;
-    let mut r1 = Client::session(addr, "");
+    let mut r1 = session(addr);
     r1.join("alloc", Role::Viewer).unwrap();
-    let mut r2 = Client::session(addr, "");
+    let mut r2 = session(addr);
     r2.join("alloc", Role::Viewer).unwrap();
     // Drain what the joins brought (snapshots, cached keyframes).
     while r1.recv(Duration::from_millis(100)).is_some() {}

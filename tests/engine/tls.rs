@@ -56,7 +56,10 @@ fn pose_and_audio_flow_over_wss() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while got.len() < 50 && Instant::now() < deadline {
         if let Some(Event::Audio { chunk, .. }) = b.wait_event(Duration::from_millis(50)) {
-            assert_eq!(chunk.samples[0], chunk.seq as i16, "the samples arrive exact");
+            assert_eq!(
+                chunk.samples[0], chunk.seq as i16,
+                "the samples arrive exact"
+            );
             got.push(chunk.seq);
         }
     }
@@ -75,7 +78,10 @@ fn an_untrusted_ca_a_wrong_name_and_an_expired_certificate_are_refused_by_name()
     let other = TlsFiles::local("engine-other-ca");
     let (e, t) = engine(hub.url(), other.ca());
     let why = refusal(&e);
-    assert!(why.contains("unknown issuer") && why.contains("ca_file"), "{why}");
+    assert!(
+        why.contains("unknown issuer") && why.contains("ca_file"),
+        "{why}"
+    );
     e.shutdown();
     t.join().unwrap();
 
@@ -120,7 +126,11 @@ fn a_hub_restart_over_tls_restores_rooms_and_loses_no_audio() {
         "restored after {:?}",
         o.restored_after
     );
-    assert_eq!(o.seqs, (1..=o.total).collect::<Vec<_>>(), "every chunk once, in order");
+    assert_eq!(
+        o.seqs,
+        (1..=o.total).collect::<Vec<_>>(),
+        "every chunk once, in order"
+    );
     assert!(o.gaps.is_empty());
 }
 

@@ -386,6 +386,7 @@ function publish() {
   v.lastError = state.lastError;
   v.connected = state.connected;
   v.room = room;
+  v.hub = hubUrl;
   v.hubRttMs = state.hubRttMs;
   document.body.dataset.framesDecoded = String(state.framesDecoded);
   document.body.dataset.members = String(state.members.size);

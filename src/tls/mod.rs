@@ -234,6 +234,9 @@ pub struct PrivateCa {
     pub cert_pem: String,
     /// The server's private key (`tls_key`).
     pub key_pem: String,
+    /// The server key's SubjectPublicKeyInfo (DER): what certificate pinning
+    /// hashes (e.g. Chromium's `--ignore-certificate-errors-spki-list`).
+    pub spki_der: Vec<u8>,
 }
 
 /// Makes a private CA (with a name of its own) and a server certificate for
@@ -273,6 +276,7 @@ pub fn private_ca(
         ca_pem: ca_cert.pem(),
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
+        spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
     })
 }
 

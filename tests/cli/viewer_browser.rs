@@ -3,7 +3,9 @@
 //! `/view/<room>` from the hub, driven through the Chrome DevTools protocol. The
 //! test checks that the page decodes frames, that the canvas shows something and
 //! changes (the skeleton moves), and saves a screenshot as an artifact
-//! (`target/tmp/viewer.png`). Needs Chromium (`apt-get install chromium`; CI installs
+//! (`target/tmp/viewer.png`). It runs once more over TLS: the hub with a
+//! certificate from a test CA (pinned for Chromium by its key), the page at
+//! `https://`, the viewer connecting with `wss://` by itself. Needs Chromium (`apt-get install chromium`; CI installs
 //! it); without one the test fails saying so. Every wait is bounded.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::TestHub;
+use crate::common::{TestHub, TlsFiles};
 use base64::Engine as _;
 use poselink::engine::{EdgeEngine, EngineConfig, Priority};
 use poselink::proto::{AudioChunk, PoseFrame, Role};
@@ -129,10 +131,16 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 /// Streams the synthetic skeleton at 30 fps and audio into `room` until `stop`.
-fn stream(url: String, room: &'static str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn stream(
+    url: String,
+    ca_file: Option<String>,
+    room: &'static str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let (engine, thread) = EdgeEngine::start(EngineConfig {
             hub: url,
+            ca_file,
             ..EngineConfig::default()
         })
         .unwrap();
@@ -164,11 +172,41 @@ fn stream(url: String, room: &'static str, stop: Arc<AtomicBool>) -> std::thread
 
 #[test]
 fn the_viewer_draws_the_moving_skeleton_in_chromium() {
-    let hub = TestHub::dev();
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = stream(hub.url(), "cam", Arc::clone(&stop));
+    viewer_in_chromium(None);
+}
 
-    let profile = std::env::temp_dir().join(format!("poselink-chromium-{}", std::process::id()));
+#[test]
+fn the_viewer_served_over_https_connects_with_wss() {
+    viewer_in_chromium(Some(TlsFiles::local("viewer")));
+}
+
+/// One browser at a time: two would starve each other on a small machine.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn viewer_in_chromium(tls: Option<TlsFiles>) {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let hub = match &tls {
+        Some(files) => TestHub::start_tls(poselink::hub::HubConfig::local_dev(), files),
+        None => TestHub::dev(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let ca_file = tls.as_ref().and_then(TlsFiles::ca);
+    let publisher = stream(hub.url(), ca_file, "cam", Arc::clone(&stop));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Chromium trusts the test CA's certificate by its key's hash (and nothing
+    // else it would not trust anyway).
+    let pin = tls.as_ref().map(|f| {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &f.spki_der);
+        format!(
+            "--ignore-certificate-errors-spki-list={}",
+            base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+        )
+    });
+
+    let profile = std::env::temp_dir().join(format!(
+        "poselink-chromium-{}-{scheme}",
+        std::process::id()
+    ));
     let mut child = Command::new(chromium())
         .args([
             "--headless=new",
@@ -179,8 +217,9 @@ fn the_viewer_draws_the_moving_skeleton_in_chromium() {
             "--remote-debugging-port=0",
             "--window-size=1024,700",
         ])
+        .args(pin)
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("http://{}/view/cam", hub.addr))
+        .arg(format!("{scheme}://{}/view/cam", hub.addr))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -220,10 +259,12 @@ fn the_viewer_draws_the_moving_skeleton_in_chromium() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let stream_ = TcpStream::connect(&host).unwrap();
-    stream_
+    // A blocking handshake (bounded), then short reads for the calls' loops.
+    stream_.set_read_timeout(Some(T)).unwrap();
+    let (ws, _) = tungstenite::client(page_ws.as_str(), stream_).expect("DevTools session");
+    ws.get_ref()
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
-    let (ws, _) = tungstenite::client(page_ws.as_str(), stream_).expect("DevTools session");
     let mut page = Page { ws, next_id: 0 };
 
     // Frames decoded, from a member, connected, no error.
@@ -241,6 +282,12 @@ fn the_viewer_draws_the_moving_skeleton_in_chromium() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(state["connected"], true, "{state}");
+    let hub_url = page.eval("window.poselinkViewer.hub");
+    let expected = if tls.is_some() { "wss://" } else { "ws://" };
+    assert!(
+        hub_url.as_str().is_some_and(|u| u.starts_with(expected)),
+        "the viewer chose {hub_url}"
+    );
     assert_eq!(state["members"], 1, "{state}");
     assert!(state["lastError"].is_null(), "{state}");
     assert_eq!(page.eval("document.body.dataset.framesDecoded === String(window.poselinkViewer.framesDecoded) || Number(document.body.dataset.framesDecoded) > 0"), true);
@@ -270,7 +317,8 @@ fn the_viewer_draws_the_moving_skeleton_in_chromium() {
         .decode(shot["data"].as_str().unwrap())
         .unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer.png");
+    let name = if tls.is_some() { "viewer-tls.png" } else { "viewer.png" };
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&path, &png).unwrap();
     eprintln!("screenshot: {} ({} bytes)", path.display(), png.len());
 

@@ -27,6 +27,8 @@ pub struct TlsFiles {
     /// The CA's certificate file (an engine's `ca_file`).
     pub ca_file: PathBuf,
     pub ca_pem: String,
+    /// The server key's SubjectPublicKeyInfo, DER.
+    pub spki_der: Vec<u8>,
 }
 
 impl TlsFiles {
@@ -44,6 +46,7 @@ impl TlsFiles {
             key: dir.join("key.pem"),
             ca_file: dir.join("ca.pem"),
             ca_pem: ca.ca_pem.clone(),
+            spki_der: ca.spki_der.clone(),
             dir,
         };
         std::fs::write(&files.cert, &ca.cert_pem).unwrap();

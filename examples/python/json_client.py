@@ -13,6 +13,8 @@ needed. Two modes:
              pose or audio message (with --out FILE, write them there).
 
 Requires Python 3.9+ and the `websockets` package (pip install websockets).
+A `wss://` hub (one with a TLS certificate) works the same; give --ca-file for a
+private CA or a self-signed certificate (the system's roots are trusted too).
 
     python3 examples/python/json_client.py publish --hub ws://127.0.0.1:7700/ --room r1 --frames 300
     python3 examples/python/json_client.py subscribe --hub ws://127.0.0.1:7700/ --room r1 --frames 100
@@ -153,7 +155,8 @@ def subscribe(ws, args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=["publish", "subscribe"])
-    p.add_argument("--hub", default="ws://127.0.0.1:7700/")
+    p.add_argument("--hub", default="ws://127.0.0.1:7700/", help="ws://HOST:PORT/ or wss://HOST:PORT/")
+    p.add_argument("--ca-file", help="wss://: a PEM file of CA certificates to trust besides the system's")
     p.add_argument("--room", default="r1")
     p.add_argument("--token", default="", help="a token from `poselink token` (none for a --dev hub)")
     p.add_argument("--frames", type=int, default=300, help="pose frames to send or to wait for")
@@ -163,7 +166,17 @@ def main():
     p.add_argument("--sent", help="publish: write the frames sent, one JSON line each")
     p.add_argument("--out", help="subscribe: write what arrives here instead of stdout")
     args = p.parse_args()
-    with connect(args.hub, subprotocols=[SUBPROTOCOL], open_timeout=10) as ws:
+    tls = None
+    if args.hub.startswith("wss://"):
+        import ssl
+
+        # The system's roots, plus the CA file; host names are checked.
+        tls = ssl.create_default_context()
+        if args.ca_file:
+            tls.load_verify_locations(cafile=args.ca_file)
+    elif args.ca_file:
+        p.error("--ca-file is for wss:// hubs")
+    with connect(args.hub, subprotocols=[SUBPROTOCOL], open_timeout=10, ssl=tls) as ws:
         if args.mode == "publish":
             publish(ws, args)
             return 0

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{TestHub, assert_close};
+use crate::common::{TestHub, TlsFiles, assert_close};
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::proto::{PoseFrame, Role};
 use poselink_hal::{PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
@@ -82,17 +82,39 @@ fn lines(path: &PathBuf) -> Vec<Value> {
 
 #[test]
 fn python_publishes_and_a_rust_engine_receives() {
+    python_publishes(None);
+}
+
+#[test]
+fn python_publishes_over_wss() {
+    python_publishes(Some(TlsFiles::local("python")));
+}
+
+fn python_publishes(tls: Option<TlsFiles>) {
     python_ready();
-    let hub = TestHub::dev();
+    let hub = match &tls {
+        Some(files) => TestHub::start_tls(poselink::hub::HubConfig::local_dev(), files),
+        None => TestHub::dev(),
+    };
+    let ca_file = tls.as_ref().and_then(TlsFiles::ca);
     let (engine, thread) = EdgeEngine::start(EngineConfig {
         hub: hub.url(),
+        ca_file: ca_file.clone(),
         ..EngineConfig::default()
     })
     .unwrap();
     engine.join_room("py-in", Role::Viewer).unwrap();
-    let sent_file = temp("sent.jsonl");
+    let sent_file = temp(if tls.is_some() {
+        "sent-tls.jsonl"
+    } else {
+        "sent.jsonl"
+    });
     let url = hub.url();
-    let child = spawn(&[
+    let ca_args: Vec<String> = ca_file
+        .map(|f| vec!["--ca-file".to_string(), f])
+        .unwrap_or_default();
+    let mut args: Vec<&str> = ca_args.iter().map(String::as_str).collect();
+    args.extend([
         "publish",
         "--hub",
         &url,
@@ -106,6 +128,7 @@ fn python_publishes_and_a_rust_engine_receives() {
         "--sent",
         sent_file.to_str().unwrap(),
     ]);
+    let child = spawn(&args);
     let mut got: Vec<PoseFrame> = Vec::new();
     let mut audio = 0;
     let end = Instant::now() + T;

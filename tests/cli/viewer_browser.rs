@@ -203,10 +203,8 @@ fn viewer_in_chromium(tls: Option<TlsFiles>) {
         )
     });
 
-    let profile = std::env::temp_dir().join(format!(
-        "poselink-chromium-{}-{scheme}",
-        std::process::id()
-    ));
+    let profile =
+        std::env::temp_dir().join(format!("poselink-chromium-{}-{scheme}", std::process::id()));
     let mut child = Command::new(chromium())
         .args([
             "--headless=new",
@@ -317,7 +315,11 @@ fn viewer_in_chromium(tls: Option<TlsFiles>) {
         .decode(shot["data"].as_str().unwrap())
         .unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let name = if tls.is_some() { "viewer-tls.png" } else { "viewer.png" };
+    let name = if tls.is_some() {
+        "viewer-tls.png"
+    } else {
+        "viewer.png"
+    };
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&path, &png).unwrap();
     eprintln!("screenshot: {} ({} bytes)", path.display(), png.len());

@@ -100,6 +100,9 @@ pub struct LoadConfig {
     pub drain: Duration,
     /// Seed of the publishers' phases and motion. Default 1.
     pub seed: u64,
+    /// TLS (`wss://`): the PEM certificate(s) of the CA to trust; None for
+    /// plain `ws://`. Default None.
+    pub tls_ca: Option<String>,
 }
 
 impl Default for LoadConfig {
@@ -115,6 +118,7 @@ impl Default for LoadConfig {
             token: String::new(),
             drain: Duration::from_secs(2),
             seed: 1,
+            tls_ca: None,
         }
     }
 }

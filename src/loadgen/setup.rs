@@ -1,5 +1,6 @@
 //! Connecting one member of the load, blocking (this is set-up, not the load):
-//! a TCP connection with timeouts, tungstenite's client handshake, then the
+//! a TCP connection with timeouts, TLS for a `wss://` load, tungstenite's
+//! client handshake, then the
 //! member's client [`Session`] says hello and joins its room over the same
 //! socket, and the answers are read until the room is joined or the hub says
 //! no. Every buffer of the member is allocated here.
@@ -14,6 +15,7 @@ use poselink_hal::{Clock, MonotonicClock};
 use super::{LoadConfig, LoadError, LoadErrorKind};
 use crate::client::{Event, Receive, RoomId, Session, SessionConfig, Transport};
 use crate::proto::Role;
+use crate::tls::{Stream, TlsLink};
 
 /// Time allowed to connect, upgrade, and be welcomed and joined.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,7 +29,7 @@ const NEVER: u64 = u64::MAX / 4;
 
 /// One member: its connection, its session and its publisher's state.
 pub(super) struct Member {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Stream<TcpStream>,
     pub(super) session: Box<Session>,
     /// The member's number over the whole load.
     pub(super) global: usize,
@@ -79,6 +81,7 @@ pub(super) fn open_member(
     addr: SocketAddr,
     g: usize,
     motion_len: usize,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
 ) -> Result<Member, LoadError> {
     let room_name = format!("{}{}", cfg.room_prefix, g / cfg.members);
     let now = clock.now_us();
@@ -96,6 +99,14 @@ pub(super) fn open_member(
     s.set_nodelay(true).map_err(io)?;
     s.set_read_timeout(Some(SETUP_TIMEOUT)).map_err(io)?;
     s.set_write_timeout(Some(SETUP_TIMEOUT)).map_err(io)?;
+    let s = match tls {
+        None => Stream::Plain(s),
+        Some(cfg) => {
+            let link = TlsLink::client(cfg.clone(), &addr.ip().to_string())
+                .map_err(|e| setup_err(LoadErrorKind::Config, g, e))?;
+            Stream::tls(s, link)
+        }
+    };
     let (ws, _) = tungstenite::client(format!("ws://{addr}/"), s).map_err(|e| {
         setup_err(
             LoadErrorKind::Handshake,
@@ -110,9 +121,10 @@ pub(super) fn open_member(
         .join(now, &room_name, Role::Member)
         .map_err(|e| setup_err(LoadErrorKind::Config, g, e))?;
     settle(&mut s, &mut session, clock, g)?;
+    let (s, link) = s.into_parts();
     s.set_nonblocking(true).map_err(io)?;
     Ok(Member {
-        stream: TcpStream::from_std(s),
+        stream: Stream::from_parts(TcpStream::from_std(s), link),
         session,
         global: g,
         room,
@@ -126,7 +138,7 @@ pub(super) fn open_member(
 /// Writes what the session queued and reads its answers until the room is
 /// joined; the hub's refusal, a close or a timeout is the error.
 fn settle(
-    s: &mut StdStream,
+    s: &mut Stream<StdStream>,
     session: &mut Session,
     clock: &MonotonicClock,
     g: usize,

@@ -154,15 +154,23 @@ impl Worker {
             cfg,
         };
         w.make_media(seed);
+        // One TLS configuration for the thread's members (the CA parsed once).
+        let tls = match &w.cfg.tls_ca {
+            None => None,
+            Some(pem) => Some(
+                crate::tls::client_config_from_pem(Some(pem.as_bytes()), false)
+                    .map_err(|e| LoadError::new(LoadErrorKind::Config, format!("TLS: {e}")))?,
+            ),
+        };
         for g in range.clone() {
-            let m = setup::open_member(&w.cfg, &w.clock, addr, g, w.motion.len())?;
+            let m = setup::open_member(&w.cfg, &w.clock, addr, g, w.motion.len(), tls.as_ref())?;
             w.members.push(m);
         }
         for (i, m) in w.members.iter_mut().enumerate() {
             w.poll
                 .registry()
                 .register(
-                    &mut m.stream,
+                    m.stream.socket(),
                     Token(i),
                     Interest::READABLE | Interest::WRITABLE,
                 )
@@ -372,6 +380,9 @@ impl Worker {
         let Some(m) = self.members.get_mut(i) else {
             return;
         };
+        if let Err(e) = m.stream.send_pending() {
+            return self.lost(i, format_args!("write failed: {e}"));
+        }
         while m.open {
             let out = m.session.poll_transmit();
             if out.is_empty() {
@@ -394,7 +405,7 @@ impl Worker {
             return;
         }
         m.open = false;
-        let _ = self.poll.registry().deregister(&mut m.stream);
+        let _ = self.poll.registry().deregister(m.stream.socket());
         self.report.connections_lost += 1;
         let g = m.global;
         self.report
@@ -447,8 +458,9 @@ impl Worker {
             if self.members[i].session.transmit_pending() > 0 {
                 self.flush(i);
             }
-            // A short read emptied the socket: the next data raises a new edge.
-            if n < asked {
+            // A short read emptied the socket: the next data raises a new edge
+            // (a TLS read ends at a record: read on).
+            if n < asked && !self.members[i].stream.is_tls() {
                 break;
             }
         }

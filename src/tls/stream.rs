@@ -34,6 +34,26 @@ impl<S: Read + Write> Stream<S> {
         Stream::Tls(Box::new((sock, link)))
     }
 
+    /// The socket and the TLS state apart (to move a connection set up on a
+    /// blocking socket onto a non-blocking one: [`from_parts`](Self::from_parts)).
+    pub fn into_parts(self) -> (S, Option<TlsLink>) {
+        match self {
+            Stream::Plain(s) => (s, None),
+            Stream::Tls(b) => {
+                let (s, l) = *b;
+                (s, Some(l))
+            }
+        }
+    }
+
+    /// A stream from a socket and, for TLS, its established link.
+    pub fn from_parts(sock: S, link: Option<TlsLink>) -> Stream<S> {
+        match link {
+            None => Stream::Plain(sock),
+            Some(l) => Stream::tls(sock, l),
+        }
+    }
+
     /// The socket.
     pub fn socket(&mut self) -> &mut S {
         match self {
@@ -133,6 +153,31 @@ fn pump<S: Read + Write>(sock: &mut S, link: &mut TlsLink) -> io::Result<()> {
     }
 }
 
+/// Moves the TLS handshake on until it is done (`Ok`), or the socket would
+/// block. Reads no further than the handshake: on a blocking socket, the peer
+/// may say nothing more until we write.
+fn handshake<S: Read + Write>(sock: &mut S, link: &mut TlsLink) -> io::Result<()> {
+    loop {
+        link.process().map_err(io::Error::from)?;
+        send(sock, link)?;
+        if !link.is_handshaking() {
+            return Ok(());
+        }
+        let space = link.read_space();
+        match sock.read(space) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the connection ended during the TLS handshake",
+                ));
+            }
+            Ok(n) => link.received(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl<S: Read + Write> Read for Stream<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Stream::Tls(b) = self else {
@@ -168,14 +213,9 @@ impl<S: Read + Write> Write for Stream<S> {
         };
         let (sock, link) = &mut **b;
         if link.is_handshaking() {
-            // The WebSocket handshake writes first: move TLS on meanwhile.
-            match pump(sock, link) {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
-                _ => {}
-            }
-            if link.is_handshaking() {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
+            // The WebSocket handshake writes first: move TLS on meanwhile
+            // (`WouldBlock` until it is done).
+            handshake(sock, link)?;
         }
         send(sock, link)?;
         // IoSlice derefs to [u8]; a fixed array of them keeps this

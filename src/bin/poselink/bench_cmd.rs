@@ -90,6 +90,15 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Over TLS: the hub the bench starts gets a certificate made at start
+    /// (from a private CA the members trust); with --hub wss://…, give --ca-file
+    #[arg(long)]
+    pub tls: bool,
+
+    /// With --hub wss://…: the PEM file of the CA the hub's certificate is from
+    #[arg(long, value_name = "FILE", requires = "hub")]
+    pub ca_file: Option<std::path::PathBuf>,
+
     /// Raise R step by step (M, F fixed; a fresh hub per step) and report the largest R with
     /// zero loss and p99 latency at or under --p99-limit-ms
     #[arg(long)]
@@ -153,7 +162,7 @@ impl Run {
              \"latency_us\":{{\"p50\":{},\"p95\":{},\"p99\":{},\"max\":{}}},\
              \"hub_cpu_s\":{},\"hub_peak_rss_kib\":{},\"deliveries_per_hub_cpu_s\":{},\
              \"loadgen_cpu_s\":{:.3},\"bytes_per_frame\":{:.1},\
-             \"audio\":{},\"loadgen_threads\":{},\"pinned\":{},\"send_lag_p99_us\":{},\"connections_lost\":{}}}",
+             \"audio\":{},\"tls\":{},\"loadgen_threads\":{},\"pinned\":{},\"send_lag_p99_us\":{},\"connections_lost\":{}}}",
             self.cfg.rooms,
             self.cfg.members,
             self.cfg.hz,
@@ -172,6 +181,7 @@ impl Run {
             r.cpu.as_secs_f64(),
             r.bytes_per_frame(),
             self.cfg.audio,
+            self.cfg.tls_ca.is_some(),
             r.threads,
             self.pinned,
             r.send_lag.quantile(0.99),
@@ -183,8 +193,9 @@ impl Run {
 
 /// Where the load goes.
 enum Target {
-    /// Start a hub per run, pinned to this CPU if any.
-    Spawn(Option<usize>),
+    /// Start a hub per run, pinned to this CPU if any, with this certificate
+    /// if TLS.
+    Spawn(Option<usize>, Option<poselink::tls::PrivateCa>),
     /// A running hub, and its process id if known.
     External(SocketAddr, Option<u32>),
 }
@@ -203,9 +214,36 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     if !(args.p99_limit_ms.is_finite() && args.p99_limit_ms > 0.0) {
         return Err(CliError::config("--p99-limit-ms must be above 0"));
     }
-    let target = match &args.hub {
-        None => Target::Spawn(if args.no_pin { None } else { pin_apart() }),
-        Some(url) => Target::External(parse_hub_url(url)?, args.hub_pid),
+    let (target, tls_ca) = match &args.hub {
+        None => {
+            // The hub's certificate and its CA, made now; the files go to the
+            // hub the bench starts.
+            let ca = args
+                .tls
+                .then(|| poselink::tls::private_ca(&["127.0.0.1", "localhost"], -1, 2))
+                .transpose()
+                .map_err(|e| CliError::runtime(e.to_string()))?;
+            (
+                Target::Spawn(if args.no_pin { None } else { pin_apart() }, ca.clone()),
+                ca.map(|c| c.ca_pem),
+            )
+        }
+        Some(url) => {
+            let (addr, tls) = parse_hub_url(url)?;
+            let ca = match (&args.ca_file, tls || args.tls) {
+                (Some(f), true) => Some(std::fs::read_to_string(f).map_err(|e| {
+                    CliError::config(format!("cannot read the CA file {}: {e}", f.display()))
+                })?),
+                (None, true) => {
+                    return Err(CliError::config(
+                        "--hub wss://…: give --ca-file with the CA of the hub's certificate",
+                    ));
+                }
+                (Some(_), false) => return Err(CliError::config("--ca-file is for a wss:// hub")),
+                (None, false) => None,
+            };
+            (Target::External(addr, args.hub_pid), ca)
+        }
     };
     let base = LoadConfig {
         rooms: args.rooms,
@@ -215,10 +253,11 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         audio: args.audio,
         threads: args.threads.unwrap_or(0),
         token: args.token.clone().unwrap_or_default(),
+        tls_ca,
         ..LoadConfig::default()
     };
     base.validate().map_err(load_error)?;
-    if matches!(target, Target::Spawn(_)) && args.members > 4096 {
+    if matches!(target, Target::Spawn(..)) && args.members > 4096 {
         return Err(CliError::config(
             "--members: a hub holds at most 4096 members per room",
         ));
@@ -237,19 +276,20 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     }
 }
 
-/// `ws://host:port/` (or `host:port`) to an address.
-fn parse_hub_url(url: &str) -> Result<SocketAddr, CliError> {
-    let rest = url.strip_prefix("ws://").unwrap_or(url);
-    if rest.starts_with("wss://") || url.starts_with("wss://") {
-        return Err(CliError::config(
-            "--hub: the bench speaks plain ws:// (run it beside the hub, not through a TLS proxy)",
-        ));
-    }
+/// `ws://host:port/`, `wss://host:port/` (or `host:port`) to an address, and
+/// whether it is TLS.
+fn parse_hub_url(url: &str) -> Result<(SocketAddr, bool), CliError> {
+    let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => (url, false),
+    };
     let host_port = rest.split('/').next().unwrap_or("");
     host_port
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
+        .map(|a| (a, tls))
         .ok_or_else(|| {
             CliError::config(format!(
                 "--hub {url:?} is not a reachable ws://HOST:PORT/ address"
@@ -268,8 +308,8 @@ fn load_error(e: LoadError) -> CliError {
 fn run_once(cfg: &LoadConfig, target: &Target) -> Result<Run, CliError> {
     raise_fd_limit(cfg.connections());
     let (addr, pid, spawned) = match target {
-        Target::Spawn(cpu) => {
-            let hub = SpawnedHub::start(cfg, *cpu)?;
+        Target::Spawn(cpu, ca) => {
+            let hub = SpawnedHub::start(cfg, *cpu, ca.as_ref())?;
             (hub.addr, Some(hub.pid()), Some(hub))
         }
         Target::External(addr, pid) => (*addr, *pid, None),
@@ -307,7 +347,7 @@ fn run_once(cfg: &LoadConfig, target: &Target) -> Result<Run, CliError> {
         cfg: cfg.clone(),
         report,
         hub,
-        pinned: matches!(target, Target::Spawn(Some(_))),
+        pinned: matches!(target, Target::Spawn(Some(_), _)),
     })
 }
 
@@ -405,18 +445,44 @@ struct SpawnedHub {
     addr: SocketAddr,
     /// The last lines the hub wrote to stderr.
     log: Arc<Mutex<VecDeque<String>>>,
+    /// TLS: the directory of the hub's certificate and key files.
+    tls_dir: Option<std::path::PathBuf>,
 }
 
 /// Lines of the hub's stderr kept for an error message.
 const LOG_LINES: usize = 20;
 
 impl SpawnedHub {
-    fn start(cfg: &LoadConfig, cpu: Option<usize>) -> Result<SpawnedHub, CliError> {
+    fn start(
+        cfg: &LoadConfig,
+        cpu: Option<usize>,
+        tls: Option<&poselink::tls::PrivateCa>,
+    ) -> Result<SpawnedHub, CliError> {
         let exe = std::env::current_exe()
             .map_err(|e| CliError::runtime(format!("cannot find this executable: {e}")))?;
         let conns = (cfg.connections() + 16).min(MAX_CONNECTIONS);
         let rate = (2 * (u64::from(cfg.hz) + u64::from(AUDIO_HZ))).max(1000);
         let mut command = Command::new(exe);
+        // TLS: the certificate and key in files of their own for the hub
+        // (kept until the hub is gone; removed with the directory).
+        let mut tls_args = Vec::new();
+        let mut tls_dir = None;
+        if let Some(ca) = tls {
+            let dir =
+                std::env::temp_dir().join(format!("poselink-bench-tls-{}", std::process::id()));
+            let write = |name: &str, text: &str| {
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(dir.join(name), text))
+                    .map_err(|e| CliError::runtime(format!("cannot write {}: {e}", dir.display())))
+            };
+            write("cert.pem", &ca.cert_pem)?;
+            write("key.pem", &ca.key_pem)?;
+            tls_args.push("--tls-cert".to_string());
+            tls_args.push(dir.join("cert.pem").to_string_lossy().into_owned());
+            tls_args.push("--tls-key".to_string());
+            tls_args.push(dir.join("key.pem").to_string_lossy().into_owned());
+            tls_dir = Some(dir);
+        }
         if let Some(cpu) = cpu {
             use std::os::unix::process::CommandExt as _;
             // SAFETY: between fork and exec the closure only calls
@@ -434,6 +500,7 @@ impl SpawnedHub {
             .args(["--max-rooms", &(cfg.rooms + 16).min(65_000).to_string()])
             .args(["--max-members", &cfg.members.max(2).to_string()])
             .args(["--rate-messages", &rate.to_string()])
+            .args(tls_args)
             // Warnings only: the dev-mode banner and per-session lines are noise here.
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -474,6 +541,7 @@ impl SpawnedHub {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
+            tls_dir,
         };
         let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
         match line.trim().parse::<SocketAddr>() {
@@ -544,6 +612,9 @@ impl Drop for SpawnedHub {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if let Some(dir) = &self.tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -562,12 +633,17 @@ fn grouped(n: u64) -> String {
 
 fn describe(cfg: &LoadConfig) -> String {
     format!(
-        "{} rooms × {} members, pose {} Hz{}, {} s",
+        "{} rooms × {} members, pose {} Hz{}, {} s{}",
         cfg.rooms,
         cfg.members,
         cfg.hz,
         if cfg.audio { " + audio 50 Hz" } else { "" },
-        cfg.duration.as_secs_f64()
+        cfg.duration.as_secs_f64(),
+        if cfg.tls_ca.is_some() {
+            ", over TLS"
+        } else {
+            ""
+        }
     )
 }
 
@@ -575,10 +651,10 @@ fn print_table(run: &Run, target: &Target) {
     let r = &run.report;
     let l = &r.latency;
     let hub = match target {
-        Target::Spawn(Some(cpu)) => format!(
+        Target::Spawn(Some(cpu), _) => format!(
             "a separate process started for the run, pinned to CPU {cpu} (the load generator to the others)"
         ),
-        Target::Spawn(None) => "a separate process started for the run".to_string(),
+        Target::Spawn(None, _) => "a separate process started for the run".to_string(),
         Target::External(addr, Some(pid)) => format!("ws://{addr}/ (pid {pid})"),
         Target::External(addr, None) => format!("ws://{addr}/ (no --hub-pid: no hub figures)"),
     };

@@ -1,6 +1,7 @@
 //! The `poselink hub` binary as an operator runs it: started with `--dev` on a
 //! free loopback port, serving a session, then SIGTERM: every connection gets
-//! "going away" (error and WebSocket close 1001) and the process exits 0.
+//! "going away" (error and WebSocket close 1001) and the process exits 0; and
+//! SIGHUP: the TLS certificate reloaded, every session kept.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -59,4 +60,65 @@ fn sigterm_closes_every_connection_with_going_away_and_exits_zero() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_keeps_the_sessions() {
+    let first = crate::common::TlsFiles::local("sighup");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_poselink"))
+        .args(["hub", "--dev", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&first.cert)
+        .arg("--tls-key")
+        .arg(&first.key)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr: std::net::SocketAddr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the hub logs its address");
+        if let Some(rest) = line.split("hub listening on ").nth(1) {
+            assert!(line.contains("TLS"), "{line}");
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let mut c = Client::connect_to(addr, Some(&first.ca_pem));
+    c.hello("").unwrap();
+    c.join("hup", Role::Member).unwrap();
+
+    let second = crate::common::TlsFiles::local("sighup-2");
+    std::fs::copy(&second.cert, &first.cert).unwrap();
+    std::fs::copy(&second.key, &first.key).unwrap();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGHUP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the hub logs the reload");
+        if line.contains("TLS certificate reloaded") {
+            break;
+        }
+    }
+    let mut fresh = Client::connect_to(addr, Some(&second.ca_pem));
+    fresh.hello("").expect("the new certificate is served");
+    // The session from before the reload is still there.
+    c.join("hup-2", Role::Member)
+        .expect("the old session goes on");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP does not stop the hub"
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
 }

@@ -907,15 +907,19 @@ mod tests {
 
     #[test]
     fn hub_urls_and_numbers() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
         assert_eq!(
             parse_hub_url("ws://127.0.0.1:7700/").unwrap(),
-            "127.0.0.1:7700".parse().unwrap()
+            (addr("127.0.0.1:7700"), false)
         );
         assert_eq!(
             parse_hub_url("127.0.0.1:9").unwrap(),
-            "127.0.0.1:9".parse().unwrap()
+            (addr("127.0.0.1:9"), false)
         );
-        assert!(parse_hub_url("wss://127.0.0.1:7700/").is_err());
+        assert_eq!(
+            parse_hub_url("wss://127.0.0.1:7700/").unwrap(),
+            (addr("127.0.0.1:7700"), true)
+        );
         assert!(parse_hub_url("ws://no port/").is_err());
         assert_eq!(grouped(0), "0");
         assert_eq!(grouped(999), "999");

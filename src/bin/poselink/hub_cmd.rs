@@ -424,6 +424,42 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[test]
+    fn tls_files_come_from_flags_or_beside_the_config_file() {
+        let dir = temp_dir("tls");
+        let toml = dir.join("hub.toml");
+        std::fs::write(&toml, "tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").unwrap();
+        let cfg = build_config(
+            &hub_args(&["--dev", "--config", toml.to_str().unwrap()]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.tls_cert.as_deref(),
+            Some(dir.join("c.pem").to_str().unwrap())
+        );
+        assert_eq!(
+            cfg.tls_key.as_deref(),
+            Some(dir.join("k.pem").to_str().unwrap())
+        );
+        let cfg = build_config(
+            &hub_args(&["--dev", "--tls-cert", "/x/c.pem", "--tls-key", "/x/k.pem"]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(cfg.tls_cert.as_deref(), Some("/x/c.pem"));
+        // One without the other is refused, by the flags and by the file.
+        assert!(Cli::try_parse_from(["poselink", "hub", "--dev", "--tls-cert", "c.pem"]).is_err());
+        std::fs::write(&toml, "tls_cert = \"c.pem\"\n").unwrap();
+        let e = build_config(
+            &hub_args(&["--dev", "--config", toml.to_str().unwrap()]),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("tls_key"), "{}", e.message);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// The defaults written into the help texts are the configuration's defaults.
     #[test]
     fn help_shows_the_real_defaults() {

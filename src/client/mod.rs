@@ -144,6 +144,7 @@ enum Note {
 /// s.handle_timeout(0);
 /// assert_eq!(s.poll_transport(), Some(Transport::Connect));
 /// s.handle_disconnected(10, "connection refused");
+/// assert!(matches!(s.poll_event(), Some(Event::ConnectFailed { reason: "connection refused" })));
 /// assert!(matches!(s.poll_event(), Some(Event::Reconnecting { attempt: 1, .. })));
 /// assert!(s.poll_timeout().unwrap() > 10);
 /// ```

@@ -204,6 +204,10 @@ fn a_sweep_reports_its_steps_and_the_capacity() {
         "60",
         "--duration",
         "1",
+        // Generous: this is about the report, not this machine's latency while
+        // the other tests (browsers among them) run beside it.
+        "--p99-limit-ms",
+        "250",
         "--json",
     ]);
     let v = json_line(&out);
@@ -213,7 +217,7 @@ fn a_sweep_reports_its_steps_and_the_capacity() {
         (u(s, "members"), u(s, "hz"), u(s, "sweep_max")),
         (4, 60, 20)
     );
-    assert_eq!(u(s, "p99_limit_us"), 50_000);
+    assert_eq!(u(s, "p99_limit_us"), 250_000);
     let steps = v["steps"].as_array().unwrap();
     let rooms: Vec<u64> = steps.iter().map(|st| u(st, "rooms")).collect();
     assert_eq!(rooms, [10, 20], "the ladder up to --sweep-max");

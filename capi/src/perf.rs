@@ -97,8 +97,9 @@ pub unsafe extern "C" fn poselink_performance_metrics(
 /// in ms), `fps`, `resource_usage` (CPU %, memory MB, growth), `throughput`,
 /// `reliability` (success and error rates, drops and errors by kind) — into
 /// `buf` as a NUL-terminated string, and sets `*needed` to its size with the
-/// NUL. `buf` may be NULL when `capacity` is 0 (to ask for the size; 4096
-/// bytes is always plenty).
+/// NUL. `buf` may be NULL when `capacity` is 0 (to ask for the size). The
+/// report is built afresh on each call and may grow a little between two
+/// calls: give a buffer with room to spare (4096 bytes is always plenty).
 ///
 /// Returns `OK`; `BUFFER_TOO_SMALL` when `capacity < *needed` (then `buf`, if
 /// not NULL, holds an empty string: half a JSON document is of no use);

@@ -7,9 +7,10 @@
 //! of dicts — into a contiguous `float32` buffer and wraps events in objects;
 //! this module does what must not cost Python time or hold the GIL:
 //!
-//! - a pose frame crosses with one copy, from the caller's buffer (the buffer
-//!   protocol: a numpy array's own memory) into the frame handed to the
-//!   engine's preallocated hand-over ring; no Python object is made per send;
+//! - a pose frame leaves Python's memory with one copy, from the caller's
+//!   buffer (the buffer protocol: a numpy array's own memory) into a frame that
+//!   the engine then moves into its preallocated hand-over ring; no Python
+//!   object is made per send;
 //! - every call that waits for the engine's loop (join, members, the owner
 //!   controls, the performance report, waiting for an event, closing)
 //!   releases the GIL while it waits, so capture, audio and UI threads keep

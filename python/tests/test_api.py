@@ -134,3 +134,52 @@ def test_metrics_and_report(hub):
         assert "latency_p99_ms" in m and m["latency_p99_ms"] < 50
         r = e.performance_report()
         assert r["latency"]["count"] >= 1 and r["reliability"]["success_rate"] > 0.5
+
+
+def test_threads_share_an_engine_and_waits_release_the_gil(hub):
+    with poselink.Engine(hub.url, client="cam") as cam, poselink.Engine(hub.url, client="viewer") as viewer:
+        cam.join_room("threads")
+        viewer.join_room("threads", role="viewer")
+        lm = landmarks()
+        errors: list[BaseException] = []
+
+        def send(person: int) -> None:
+            try:
+                for _ in range(200):
+                    cam.send_pose_data(lm, "threads", person=person)
+                    time.sleep(0.001)
+            except BaseException as e:  # surfaced below
+                errors.append(e)
+
+        senders = [threading.Thread(target=send, args=(p,)) for p in range(4)]
+        for t in senders:
+            t.start()
+        # Meanwhile a wait on an engine with nothing to say must not hold the GIL:
+        # this thread keeps running while another waits for a second.
+        idle = poselink.Engine(hub.url, client="idle")
+        assert idle.wait_connected(5)
+        list(idle.events(timeout=0.1))  # nothing left to say
+        waiter = threading.Thread(target=lambda: idle.poll_event(1.0))
+        waiter.start()
+        time.sleep(0.05)  # the waiter is inside poll_event now
+        spins, t0 = 0, time.monotonic()
+        while time.monotonic() - t0 < 0.3:
+            spins += 1
+        # Had the wait held the GIL, this thread would only get here after it ended.
+        waited_meanwhile = waiter.is_alive()
+        waiter.join(5)
+        idle.close()
+        for t in senders:
+            t.join(10)
+        assert not errors, errors
+        assert waited_meanwhile, "a thread ran Python while another waited in the engine"
+        assert spins > 1000
+        c = cam.counters()
+        assert c["poses_submitted"] == 800
+        persons = set()
+        deadline = time.monotonic() + 3
+        while len(persons) < 4 and time.monotonic() < deadline:
+            e = viewer.poll_event(0.05)
+            if e is not None and e.kind == "pose":
+                persons.add(e.person)
+        assert persons == {0, 1, 2, 3}

@@ -1164,7 +1164,7 @@ PoselinkStatus poselink_room_members(const PoselinkEngine *engine,
 
 /**
  * Owner control: asks the hub to remove `member` from `room`. `reason` (NULL
- * for none; at most 128 bytes are sent) is shown to that member's user. `OK`
+ * for none; at most 256 bytes are sent) is shown to that member's user. `OK`
  * means the request is on its way; the hub's verdict comes as a `MEMBER_LEFT`
  * event with `leave_reason` `KICKED`, or an `ERROR` (`forbidden` when we are
  * not the room's owner, `not_member` for an unknown member).

@@ -358,7 +358,7 @@ impl EngineHandle {
     }
 
     /// Owner control: asks the hub to remove `member` from `room`; `reason`
-    /// (cut to 128 bytes) is shown to that member's user. Returns once the
+    /// (cut to 256 bytes) is shown to that member's user. Returns once the
     /// request is written to the engine's transmit buffer; the hub's answer
     /// comes as [`Event::MemberLeft`] (reason `Kicked`) or, if we may not,
     /// [`Event::Error`] (`forbidden`, `not_member`).

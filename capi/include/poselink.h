@@ -70,7 +70,7 @@
  * `poselink_abi_version()` at start-up to catch a header and a library of
  * different versions.
  */
-#define POSELINK_ABI_VERSION 1
+#define POSELINK_ABI_VERSION 2
 
 /**
  * Background data: dropped first when the send queue is full.
@@ -126,6 +126,16 @@
  * Bytes of `PoselinkEvent.text`, the terminating NUL included.
  */
 #define POSELINK_TEXT_CAPACITY 257
+
+/**
+ * Bytes of `PoselinkMetric.name`, the terminating NUL included.
+ */
+#define POSELINK_METRIC_NAME_CAPACITY 32
+
+/**
+ * Bytes of `PoselinkMember.user`, the terminating NUL included.
+ */
+#define POSELINK_USER_CAPACITY 65
 
 /**
  * What a call did. Zero and positive values are successes; negative values are
@@ -194,6 +204,20 @@ enum PoselinkStatus
    * Please report it.
    */
   POSELINK_STATUS_PANIC = -11,
+  /**
+   * The room is not joined (never joined, left, kicked, closed, or waiting
+   * for its rejoin after a reconnect).
+   */
+  POSELINK_STATUS_NOT_JOINED = -12,
+  /**
+   * No session with the hub is open now: try again once connected.
+   */
+  POSELINK_STATUS_NOT_CONNECTED = -13,
+  /**
+   * The caller's buffer is too small: the call wrote what fits (or nothing)
+   * and said how much is needed.
+   */
+  POSELINK_STATUS_BUFFER_TOO_SMALL = -14,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -277,6 +301,23 @@ enum PoselinkEventKind
    * An event this version of the C API does not describe; skip it.
    */
   POSELINK_EVENT_KIND_OTHER = 14,
+  /**
+   * A member's role changed (an owner's `poselink_set_role`; ours too):
+   * `room`, `member`, `role`.
+   */
+  POSELINK_EVENT_KIND_ROLE_CHANGED = 15,
+  /**
+   * The hub confirmed our audio of `room` up to and including chunk `seq`
+   * (relayed to the room): `room`, `seq`. Only after
+   * `poselink_set_audio_ack_events(engine, 1)`.
+   */
+  POSELINK_EVENT_KIND_AUDIO_ACKED = 16,
+  /**
+   * A performance alert (raised once per crossing of its threshold; the
+   * thresholds are `PoselinkConfig`'s `alert_*` settings): `alert_kind`,
+   * `value`, `threshold`, and `text` the kind's name.
+   */
+  POSELINK_EVENT_KIND_ALERT = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -353,6 +394,52 @@ enum PoselinkLeaveReason
 typedef enum PoselinkLeaveReason PoselinkLeaveReason;
 #else
 typedef uint32_t PoselinkLeaveReason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What a performance alert is about, and the unit of its `value` and
+ * `threshold`.
+ */
+enum PoselinkAlertKind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Not an alert event.
+   */
+  POSELINK_ALERT_KIND_NONE = 0,
+  /**
+   * The process's CPU, percent of one core.
+   */
+  POSELINK_ALERT_KIND_CPU = 1,
+  /**
+   * Resident memory growth since the start, bytes.
+   */
+  POSELINK_ALERT_KIND_MEMORY_GROWTH = 2,
+  /**
+   * Pose frames sent per second fell below the threshold, fps.
+   */
+  POSELINK_ALERT_KIND_FPS_LOW = 3,
+  /**
+   * The round trip's p99 to the hub, µs.
+   */
+  POSELINK_ALERT_KIND_LATENCY_P99 = 4,
+  /**
+   * The SoC temperature, °C.
+   */
+  POSELINK_ALERT_KIND_SOC_TEMP = 5,
+  /**
+   * Reserved for a kind a later version adds (`text` names it).
+   */
+  POSELINK_ALERT_KIND_OTHER = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum PoselinkAlertKind PoselinkAlertKind;
+#else
+typedef uint32_t PoselinkAlertKind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -482,6 +569,31 @@ typedef struct {
    * Bytes per second the engine may send; 0 (the default) for no limit.
    */
   uint64_t bandwidth_bytes_per_sec;
+  /**
+   * An `ALERT` event when the process's CPU (its latest sample) goes above
+   * this, percent of one core; 0 (the default): none.
+   */
+  double alert_cpu_percent;
+  /**
+   * An `ALERT` when resident memory has grown by more than this since the
+   * start, MB; 0 (the default): none.
+   */
+  double alert_memory_growth_mb;
+  /**
+   * An `ALERT` when the pose frames sent per second fall below this; 0 (the
+   * default): none.
+   */
+  double alert_fps_below;
+  /**
+   * An `ALERT` when the p99 round trip to the hub goes above this, ms; 0
+   * (the default): none.
+   */
+  double alert_latency_p99_ms;
+  /**
+   * An `ALERT` when the SoC temperature goes above this, °C; 0 (the
+   * default): none.
+   */
+  double alert_soc_temp_c;
 } PoselinkConfig;
 
 /**
@@ -653,7 +765,8 @@ typedef struct {
    */
   uint16_t member;
   /**
-   * The role of the member who joined (`MEMBER_JOINED`).
+   * The role of the member who joined (`MEMBER_JOINED`), or the new role
+   * (`ROLE_CHANGED`).
    */
   PoselinkRole role;
   /**
@@ -669,7 +782,8 @@ typedef struct {
    */
   uint32_t member_count;
   /**
-   * The missing audio chunk's sequence number (`AUDIO_GAP`).
+   * The missing audio chunk's sequence number (`AUDIO_GAP`), or the highest
+   * acknowledged one (`AUDIO_ACKED`).
    */
   uint32_t seq;
   /**
@@ -685,8 +799,26 @@ typedef struct {
    */
   uint64_t count;
   /**
-   * NUL-terminated UTF-8: the reason (`DISCONNECTED`, `ERROR`) or the user id
-   * (`MEMBER_JOINED`), cut at a character boundary to fit.
+   * What the alert is about (`ALERT`).
+   */
+  PoselinkAlertKind alert_kind;
+  /**
+   * Zero.
+   */
+  uint32_t reserved;
+  /**
+   * The value that crossed the threshold (`ALERT`; unit by `alert_kind`).
+   */
+  double value;
+  /**
+   * The threshold it crossed (`ALERT`; same unit).
+   */
+  double threshold;
+  /**
+   * NUL-terminated UTF-8: the reason (`DISCONNECTED`, `ERROR`), the user id
+   * (`MEMBER_JOINED`) or the alert's kind (`ALERT`: `"cpu"`,
+   * `"memory_growth"`, `"fps_low"`, `"latency_p99"`, `"soc_temp"`), cut at a
+   * character boundary to fit.
    */
   char text[POSELINK_TEXT_CAPACITY];
   /**
@@ -698,6 +830,48 @@ typedef struct {
    */
   PoselinkAudio audio;
 } PoselinkEvent;
+
+/**
+ * One performance metric: a name such as `"latency_p99_ms"`, `"fps"`,
+ * `"cpu_percent"`, `"memory_mb"`, `"drops"`, `"success_rate"` (the full
+ * list is in the C API docs) and its value.
+ */
+typedef struct {
+  /**
+   * The metric's name, NUL-terminated ASCII.
+   */
+  char name[POSELINK_METRIC_NAME_CAPACITY];
+  /**
+   * Its value over the monitor's window. A metric not measured yet (latency
+   * before the first heartbeat's answer, the SoC temperature on a desktop)
+   * is left out of the list rather than given a made-up value.
+   */
+  double value;
+} PoselinkMetric;
+
+/**
+ * One member of a room.
+ */
+typedef struct {
+  /**
+   * The hub-assigned member id (what `poselink_kick` and
+   * `poselink_set_role` take, and events carry in `member`).
+   */
+  uint16_t member;
+  /**
+   * Zero.
+   */
+  uint16_t reserved;
+  /**
+   * The member's role.
+   */
+  PoselinkRole role;
+  /**
+   * The member's user id (from its token), NUL-terminated UTF-8, cut at a
+   * character boundary to fit.
+   */
+  char user[POSELINK_USER_CAPACITY];
+} PoselinkMember;
 
 #ifdef __cplusplus
 extern "C" {
@@ -759,12 +933,40 @@ PoselinkStatus poselink_join_room(const PoselinkEngine *engine,
 
 /**
  * Leaves a room and stops rejoining it; returns at once (the hub's answer
- * comes as a `ROOM_LEFT` event). Returns `OK` or `NULL_POINTER`.
+ * comes as a `ROOM_LEFT` event). Returns `OK`, `NULL_POINTER` or
+ * `SHUT_DOWN` (after `poselink_engine_shutdown`, or if the engine's thread
+ * has ended).
  *
  * # Safety
  * `engine` is NULL or a live engine.
  */
 PoselinkStatus poselink_leave_room(const PoselinkEngine *engine, uint16_t room);
+
+/**
+ * Asks the engine to stop, without freeing it: what is queued is sent,
+ * unacknowledged audio is given up to a second, the connection is closed.
+ * Returns at once; from then on every call that needs the engine's loop
+ * (join, leave, owner controls, members, bandwidth, report) returns
+ * `SHUT_DOWN`, and the send calls do once the loop has ended (normally well
+ * under two seconds). `poselink_engine_destroy` is still needed to free it.
+ * Calling it again does nothing. Returns `OK` or `NULL_POINTER`.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine.
+ */
+PoselinkStatus poselink_engine_shutdown(const PoselinkEngine *engine);
+
+/**
+ * Turns `AUDIO_ACKED` events on (`on` non-zero) or off (the default): the
+ * hub's confirmations that our audio chunks were relayed, the highest
+ * sequence number per room, a few times a second. Off by default so that an
+ * app that does not poll events has nothing piling up. Returns `OK` or
+ * `NULL_POINTER`.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine.
+ */
+PoselinkStatus poselink_set_audio_ack_events(const PoselinkEngine *engine, uint32_t on);
 
 /**
  * Hands one pose frame to the engine for `room`: `landmarks` holds `len` =
@@ -860,7 +1062,7 @@ PoselinkStatus poselink_metrics(const PoselinkEngine *engine, PoselinkMetrics *m
  * Limits what the engine sends to `bytes_per_sec` (0: no limit), from now on.
  * When the limit cannot carry the frame rate, pose frames are thinned (the
  * newest waits, older ones are replaced or age out), never queued into
- * latency. Returns `OK` or `NULL_POINTER`.
+ * latency. Returns `OK`, `NULL_POINTER` or `SHUT_DOWN`.
  *
  * # Safety
  * `engine` is NULL or a live engine.
@@ -897,6 +1099,117 @@ PoselinkStatus poselink_log_to_stderr(const char *filter);
  * `config` is NULL or points to writable memory for one `PoselinkConfig`.
  */
 PoselinkStatus poselink_config_init(PoselinkConfig *config);
+
+/**
+ * Copies the performance monitor's metrics (the seed's
+ * `get_performance_metrics()`) into `out`, at most `capacity` of them, and
+ * sets `*count` to how many there are (about 25). `out` may be NULL when
+ * `capacity` is 0 (to ask for the count).
+ *
+ * Returns `OK`; `BUFFER_TOO_SMALL` when there are more than `capacity` (the
+ * first `capacity` are written); `SHUT_DOWN` or `NULL_POINTER`.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `out` is NULL or writable for
+ * `capacity` metrics; `count` is NULL or writable.
+ */
+PoselinkStatus poselink_performance_metrics(const PoselinkEngine *engine,
+                                            PoselinkMetric *out,
+                                            size_t capacity,
+                                            size_t *count);
+
+/**
+ * Writes the performance report — JSON: `latency` (avg, p50, p95, p99, max
+ * in ms), `fps`, `resource_usage` (CPU %, memory MB, growth), `throughput`,
+ * `reliability` (success and error rates, drops and errors by kind) — into
+ * `buf` as a NUL-terminated string, and sets `*needed` to its size with the
+ * NUL. `buf` may be NULL when `capacity` is 0 (to ask for the size). The
+ * report is built afresh on each call and may grow a little between two
+ * calls: give a buffer with room to spare (4096 bytes is always plenty).
+ *
+ * Returns `OK`; `BUFFER_TOO_SMALL` when `capacity < *needed` (then `buf`, if
+ * not NULL, holds an empty string: half a JSON document is of no use);
+ * `SHUT_DOWN` or `NULL_POINTER`.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `buf` is NULL or writable for
+ * `capacity` bytes; `needed` is NULL or writable.
+ */
+PoselinkStatus poselink_performance_report(const PoselinkEngine *engine,
+                                           char *buf,
+                                           size_t capacity,
+                                           size_t *needed);
+
+/**
+ * Copies the members of joined `room` now (us included, in the order they
+ * joined, as the engine has followed them since the hub's snapshot) into
+ * `out`, at most `capacity` of them, and sets `*count` to how many the room
+ * has. `out` may be NULL when `capacity` is 0 (to ask for the count).
+ *
+ * Returns `OK`; `BUFFER_TOO_SMALL` when the room has more than `capacity`
+ * members (the first `capacity` are written; `*count` says how many to make
+ * room for); `NOT_JOINED`, `NOT_CONNECTED`, `SHUT_DOWN` or `NULL_POINTER`.
+ * Asks the engine's loop and waits for it (well under a millisecond unless
+ * the loop is busy): not for a real-time callback.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `out` is NULL or writable for
+ * `capacity` members; `count` is NULL or writable.
+ */
+PoselinkStatus poselink_room_members(const PoselinkEngine *engine,
+                                     uint16_t room,
+                                     PoselinkMember *out,
+                                     size_t capacity,
+                                     size_t *count);
+
+/**
+ * Owner control: asks the hub to remove `member` from `room`. `reason` (NULL
+ * for none; at most 256 bytes are sent) is shown to that member's user. `OK`
+ * means the request is on its way; the hub's verdict comes as a `MEMBER_LEFT`
+ * event with `leave_reason` `KICKED`, or an `ERROR` (`forbidden` when we are
+ * not the room's owner, `not_member` for an unknown member).
+ *
+ * Fails with `NULL_POINTER`, `NOT_JOINED`, `NOT_CONNECTED`, `SHUT_DOWN`,
+ * `INVALID_ARGUMENT` (reason not UTF-8) or `BAD_LENGTH` (reason over 1024
+ * bytes).
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `reason` is NULL or NUL-terminated.
+ */
+PoselinkStatus poselink_kick(const PoselinkEngine *engine,
+                             uint16_t room,
+                             uint16_t member,
+                             const char *reason);
+
+/**
+ * Owner control: gives `member` of `room` the role `role` (one of
+ * `POSELINK_ROLE_*`; no more than that member's token grants). Every member,
+ * us included, hears of it as a `ROLE_CHANGED` event; a refusal comes as an
+ * `ERROR` event.
+ *
+ * Fails with `NULL_POINTER`, `INVALID_ARGUMENT` (not a role), `NOT_JOINED`,
+ * `NOT_CONNECTED` or `SHUT_DOWN`.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine.
+ */
+PoselinkStatus poselink_set_role(const PoselinkEngine *engine,
+                                 uint16_t room,
+                                 uint16_t member,
+                                 uint32_t role);
+
+/**
+ * Owner control: closes `room` for every member. We get a `ROOM_LEFT` event
+ * with `leave_reason` `ROOM_CLOSED` (the room is not rejoined), or an `ERROR`
+ * event if we may not. `reason` as for `poselink_kick`.
+ *
+ * Fails with `NULL_POINTER`, `NOT_JOINED`, `NOT_CONNECTED`, `SHUT_DOWN`,
+ * `INVALID_ARGUMENT` or `BAD_LENGTH`.
+ *
+ * # Safety
+ * `engine` is NULL or a live engine; `reason` is NULL or NUL-terminated.
+ */
+PoselinkStatus poselink_close_room(const PoselinkEngine *engine, uint16_t room, const char *reason);
 
 /**
  * The message of the last failed call on the calling thread, NUL-terminated

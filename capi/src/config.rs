@@ -16,6 +16,7 @@
 use std::ffi::{CStr, c_char};
 
 use poselink::engine::EngineConfig;
+use poselink::monitor::MonitorConfig;
 use poselink::proto::{EncoderConfig, MAX_TOKEN_LEN, PoseMode};
 
 use crate::status::{Failure, PoselinkStatus, guard};
@@ -103,6 +104,21 @@ pub struct PoselinkConfig {
     pub keyframe_interval_ms: u32,
     /// Bytes per second the engine may send; 0 (the default) for no limit.
     pub bandwidth_bytes_per_sec: u64,
+    /// An `ALERT` event when the process's CPU (its latest sample) goes above
+    /// this, percent of one core; 0 (the default): none.
+    pub alert_cpu_percent: f64,
+    /// An `ALERT` when resident memory has grown by more than this since the
+    /// start, MB; 0 (the default): none.
+    pub alert_memory_growth_mb: f64,
+    /// An `ALERT` when the pose frames sent per second fall below this; 0 (the
+    /// default): none.
+    pub alert_fps_below: f64,
+    /// An `ALERT` when the p99 round trip to the hub goes above this, ms; 0
+    /// (the default): none.
+    pub alert_latency_p99_ms: f64,
+    /// An `ALERT` when the SoC temperature goes above this, °C; 0 (the
+    /// default): none.
+    pub alert_soc_temp_c: f64,
 }
 
 /// The default hub URL, as `poselink_config_init` sets it.
@@ -146,6 +162,11 @@ pub unsafe extern "C" fn poselink_config_init(config: *mut PoselinkConfig) -> Po
             playout_delay_ms: ms(d.playout_delay_ms),
             keyframe_interval_ms: ms(d.encoder.keyframe_interval_us / 1000),
             bandwidth_bytes_per_sec: d.bandwidth_bytes_per_sec,
+            alert_cpu_percent: 0.0,
+            alert_memory_growth_mb: 0.0,
+            alert_fps_below: 0.0,
+            alert_latency_p99_ms: 0.0,
+            alert_soc_temp_c: 0.0,
         };
         // SAFETY: checked non-NULL; the caller promises writable memory.
         unsafe { config.write(c) };
@@ -295,8 +316,33 @@ impl PoselinkConfig {
                 )? * 1000,
                 ..EncoderConfig::default()
             },
-            // The performance monitor and system sampling at their defaults.
+            monitor: self.monitor()?,
+            // System sampling at its default (on).
             ..EngineConfig::default()
+        })
+    }
+
+    /// The performance monitor's settings: its defaults, with the alerts asked
+    /// for (0 is off; a negative or non-finite threshold is refused).
+    fn monitor(&self) -> Result<MonitorConfig, Failure> {
+        let threshold = |what: &str, v: f64| -> Result<Option<f64>, Failure> {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Failure::new(
+                    PoselinkStatus::InvalidArgument,
+                    format!("config.{what} is {v}; it must be 0 (off) or a positive number"),
+                ));
+            }
+            Ok((v > 0.0).then_some(v))
+        };
+        Ok(MonitorConfig {
+            cpu_percent: threshold("alert_cpu_percent", self.alert_cpu_percent)?.map(|v| v as f32),
+            memory_growth_bytes: threshold("alert_memory_growth_mb", self.alert_memory_growth_mb)?
+                .map(|mb| (mb * 1024.0 * 1024.0) as u64),
+            fps_below: threshold("alert_fps_below", self.alert_fps_below)?.map(|v| v as f32),
+            latency_p99_us: threshold("alert_latency_p99_ms", self.alert_latency_p99_ms)?
+                .map(|ms| (ms * 1000.0) as u64),
+            soc_temp_c: threshold("alert_soc_temp_c", self.alert_soc_temp_c)?.map(|v| v as f32),
+            ..MonitorConfig::default()
         })
     }
 }

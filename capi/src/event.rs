@@ -9,6 +9,7 @@
 use std::ffi::c_char;
 
 use poselink::engine::Event;
+use poselink::monitor::AlertKind;
 use poselink::proto::{
     AUDIO_CHUNK_CAPACITY, AudioChunk, LANDMARK_COUNT, LeaveReason, PoseFrame, Role,
 };
@@ -51,7 +52,7 @@ impl PoselinkRole {
         }
     }
 
-    fn from_role(r: Role) -> PoselinkRole {
+    pub(crate) fn from_role(r: Role) -> PoselinkRole {
         match r {
             Role::Owner => PoselinkRole::Owner,
             Role::Member => PoselinkRole::Member,
@@ -130,6 +131,50 @@ pub enum PoselinkEventKind {
     Error = 13,
     /// An event this version of the C API does not describe; skip it.
     Other = 14,
+    /// A member's role changed (an owner's `poselink_set_role`; ours too):
+    /// `room`, `member`, `role`.
+    RoleChanged = 15,
+    /// The hub confirmed our audio of `room` up to and including chunk `seq`
+    /// (relayed to the room): `room`, `seq`. Only after
+    /// `poselink_set_audio_ack_events(engine, 1)`.
+    AudioAcked = 16,
+    /// A performance alert (raised once per crossing of its threshold; the
+    /// thresholds are `PoselinkConfig`'s `alert_*` settings): `alert_kind`,
+    /// `value`, `threshold`, and `text` the kind's name.
+    Alert = 17,
+}
+
+/// What a performance alert is about, and the unit of its `value` and
+/// `threshold`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoselinkAlertKind {
+    /// Not an alert event.
+    None = 0,
+    /// The process's CPU, percent of one core.
+    Cpu = 1,
+    /// Resident memory growth since the start, bytes.
+    MemoryGrowth = 2,
+    /// Pose frames sent per second fell below the threshold, fps.
+    FpsLow = 3,
+    /// The round trip's p99 to the hub, µs.
+    LatencyP99 = 4,
+    /// The SoC temperature, °C.
+    SocTemp = 5,
+    /// Reserved for a kind a later version adds (`text` names it).
+    Other = 6,
+}
+
+impl PoselinkAlertKind {
+    fn from_kind(k: AlertKind) -> PoselinkAlertKind {
+        match k {
+            AlertKind::Cpu => PoselinkAlertKind::Cpu,
+            AlertKind::MemoryGrowth => PoselinkAlertKind::MemoryGrowth,
+            AlertKind::FpsLow => PoselinkAlertKind::FpsLow,
+            AlertKind::LatencyP99 => PoselinkAlertKind::LatencyP99,
+            AlertKind::SocTemp => PoselinkAlertKind::SocTemp,
+        }
+    }
 }
 
 /// A pose frame: 33 landmarks of x, y, z (normalised image coordinates, -1 to 2),
@@ -185,7 +230,8 @@ pub struct PoselinkEvent {
     /// A member id: ours (`CONNECTED`), the member who joined or left, or the
     /// publisher of a pose frame, an audio chunk or a gap.
     pub member: u16,
-    /// The role of the member who joined (`MEMBER_JOINED`).
+    /// The role of the member who joined (`MEMBER_JOINED`), or the new role
+    /// (`ROLE_CHANGED`).
     pub role: PoselinkRole,
     /// Why a member or we left (`ROOM_LEFT`, `MEMBER_LEFT`).
     pub leave_reason: PoselinkLeaveReason,
@@ -193,7 +239,8 @@ pub struct PoselinkEvent {
     pub error_code: u32,
     /// Members of the room, us included (`ROOM_JOINED`, `ROOM_RESTORED`).
     pub member_count: u32,
-    /// The missing audio chunk's sequence number (`AUDIO_GAP`).
+    /// The missing audio chunk's sequence number (`AUDIO_GAP`), or the highest
+    /// acknowledged one (`AUDIO_ACKED`).
     pub seq: u32,
     /// The reconnect attempt, 1 for the first after a loss (`RECONNECTING`).
     pub attempt: u32,
@@ -201,8 +248,18 @@ pub struct PoselinkEvent {
     pub delay_ms: u64,
     /// Audio chunks lost (`AUDIO_LOST`).
     pub count: u64,
-    /// NUL-terminated UTF-8: the reason (`DISCONNECTED`, `ERROR`) or the user id
-    /// (`MEMBER_JOINED`), cut at a character boundary to fit.
+    /// What the alert is about (`ALERT`).
+    pub alert_kind: PoselinkAlertKind,
+    /// Zero.
+    pub reserved: u32,
+    /// The value that crossed the threshold (`ALERT`; unit by `alert_kind`).
+    pub value: f64,
+    /// The threshold it crossed (`ALERT`; same unit).
+    pub threshold: f64,
+    /// NUL-terminated UTF-8: the reason (`DISCONNECTED`, `ERROR`), the user id
+    /// (`MEMBER_JOINED`) or the alert's kind (`ALERT`: `"cpu"`,
+    /// `"memory_growth"`, `"fps_low"`, `"latency_p99"`, `"soc_temp"`), cut at a
+    /// character boundary to fit.
     pub text: [c_char; POSELINK_TEXT_CAPACITY],
     /// The pose frame (`POSE`).
     pub pose: PoselinkPose,
@@ -225,6 +282,10 @@ impl PoselinkEvent {
             attempt: 0,
             delay_ms: 0,
             count: 0,
+            alert_kind: PoselinkAlertKind::None,
+            reserved: 0,
+            value: 0.0,
+            threshold: 0.0,
             text: [0; POSELINK_TEXT_CAPACITY],
             pose: PoselinkPose {
                 seq: 0,
@@ -360,6 +421,24 @@ impl PoselinkEvent {
                 self.error_code = u32::from(code.0);
                 self.set_text(reason);
                 PoselinkEventKind::Error
+            }
+            Event::RoleChanged { room, member, role } => {
+                self.room = room.0;
+                self.member = *member;
+                self.role = PoselinkRole::from_role(*role);
+                PoselinkEventKind::RoleChanged
+            }
+            Event::AudioAcked { room, seq } => {
+                self.room = room.0;
+                self.seq = *seq;
+                PoselinkEventKind::AudioAcked
+            }
+            Event::Alert(a) => {
+                self.alert_kind = PoselinkAlertKind::from_kind(a.kind);
+                self.value = a.value;
+                self.threshold = a.threshold;
+                self.set_text(a.kind.name());
+                PoselinkEventKind::Alert
             }
             _ => PoselinkEventKind::Other,
         };

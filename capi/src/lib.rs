@@ -17,7 +17,9 @@
 //!
 //! The modules: [`status`] (status codes, messages, the panic guard), [`config`]
 //! (the settings struct), [`event`] (events flattened into one fixed-size struct),
-//! and this file (the engine's lifecycle and calls).
+//! [`room`] (a room's member list and the owner's controls), [`perf`] (the
+//! performance monitor's metrics and report into the caller's buffers), and
+//! this file (the engine's lifecycle and calls).
 //!
 //! The same functions are callable from Rust (this crate is also an `rlib`), which
 //! is how its tests drive them:
@@ -50,6 +52,8 @@
 
 pub mod config;
 pub mod event;
+pub mod perf;
+pub mod room;
 pub mod status;
 
 use std::ffi::c_char;
@@ -57,8 +61,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use poselink::engine::{
-    Counter, EdgeEngine, EngineHandle, EngineMetrics, EngineReport, JoinError, Priority, RoomId,
-    SendError,
+    ControlError, Counter, EdgeEngine, EngineHandle, EngineMetrics, EngineReport, JoinError,
+    Priority, RoomId, SendError,
 };
 use poselink::proto::{AudioChunk, PoseFrame};
 
@@ -68,8 +72,16 @@ pub use config::{
 };
 pub use event::{
     POSELINK_AUDIO_CAPACITY, POSELINK_LANDMARK_COUNT, POSELINK_LANDMARK_VALUES,
-    POSELINK_POSE_VALUES, POSELINK_TEXT_CAPACITY, PoselinkAudio, PoselinkEvent, PoselinkEventKind,
-    PoselinkLeaveReason, PoselinkPose, PoselinkRole,
+    POSELINK_POSE_VALUES, POSELINK_TEXT_CAPACITY, PoselinkAlertKind, PoselinkAudio, PoselinkEvent,
+    PoselinkEventKind, PoselinkLeaveReason, PoselinkPose, PoselinkRole,
+};
+pub use perf::{
+    POSELINK_METRIC_NAME_CAPACITY, PoselinkMetric, poselink_performance_metrics,
+    poselink_performance_report,
+};
+pub use room::{
+    POSELINK_USER_CAPACITY, PoselinkMember, poselink_close_room, poselink_kick,
+    poselink_room_members, poselink_set_role,
 };
 pub use status::{PoselinkStatus, poselink_last_error, poselink_status_name};
 
@@ -80,7 +92,7 @@ use status::{Failure, guard};
 /// layout or a constant changes incompatibly. Compare with
 /// `poselink_abi_version()` at start-up to catch a header and a library of
 /// different versions.
-pub const POSELINK_ABI_VERSION: u32 = 1;
+pub const POSELINK_ABI_VERSION: u32 = 2;
 
 /// Background data: dropped first when the send queue is full.
 pub const POSELINK_PRIORITY_LOW: u8 = 64;
@@ -97,7 +109,7 @@ const _: () = assert!(POSELINK_PRIORITY_HIGH == Priority::HIGH.0);
 /// connection to the hub. Opaque; made by `poselink_engine_create`, freed by
 /// `poselink_engine_destroy`.
 pub struct PoselinkEngine {
-    handle: EngineHandle,
+    pub(crate) handle: EngineHandle,
     thread: Option<JoinHandle<EngineReport>>,
 }
 
@@ -188,7 +200,9 @@ impl From<EngineMetrics> for PoselinkMetrics {
 ///
 /// # Safety
 /// `engine` is NULL or a pointer from `poselink_engine_create` not yet destroyed.
-unsafe fn engine_ref<'a>(engine: *const PoselinkEngine) -> Result<&'a PoselinkEngine, Failure> {
+pub(crate) unsafe fn engine_ref<'a>(
+    engine: *const PoselinkEngine,
+) -> Result<&'a PoselinkEngine, Failure> {
     // SAFETY: the caller's promise.
     unsafe { engine.as_ref() }.ok_or_else(|| Failure::null("engine"))
 }
@@ -350,7 +364,9 @@ pub unsafe extern "C" fn poselink_join_room(
 }
 
 /// Leaves a room and stops rejoining it; returns at once (the hub's answer
-/// comes as a `ROOM_LEFT` event). Returns `OK` or `NULL_POINTER`.
+/// comes as a `ROOM_LEFT` event). Returns `OK`, `NULL_POINTER` or
+/// `SHUT_DOWN` (after `poselink_engine_shutdown`, or if the engine's thread
+/// has ended).
 ///
 /// # Safety
 /// `engine` is NULL or a live engine.
@@ -362,9 +378,63 @@ pub unsafe extern "C" fn poselink_leave_room(
     guard("poselink_leave_room", || {
         // SAFETY: the caller's promise.
         let engine = unsafe { engine_ref(engine) }?;
-        engine.handle.leave_room(RoomId(room));
+        engine
+            .handle
+            .try_leave_room(RoomId(room))
+            .map_err(|e| control_failure(e, "cannot leave the room"))?;
         Ok(PoselinkStatus::Ok)
     })
+}
+
+/// Asks the engine to stop, without freeing it: what is queued is sent,
+/// unacknowledged audio is given up to a second, the connection is closed.
+/// Returns at once; from then on every call that needs the engine's loop
+/// (join, leave, owner controls, members, bandwidth, report) returns
+/// `SHUT_DOWN`, and the send calls do once the loop has ended (normally well
+/// under two seconds). `poselink_engine_destroy` is still needed to free it.
+/// Calling it again does nothing. Returns `OK` or `NULL_POINTER`.
+///
+/// # Safety
+/// `engine` is NULL or a live engine.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn poselink_engine_shutdown(engine: *const PoselinkEngine) -> PoselinkStatus {
+    guard("poselink_engine_shutdown", || {
+        // SAFETY: the caller's promise.
+        let engine = unsafe { engine_ref(engine) }?;
+        engine.handle.shutdown();
+        Ok(PoselinkStatus::Ok)
+    })
+}
+
+/// Turns `AUDIO_ACKED` events on (`on` non-zero) or off (the default): the
+/// hub's confirmations that our audio chunks were relayed, the highest
+/// sequence number per room, a few times a second. Off by default so that an
+/// app that does not poll events has nothing piling up. Returns `OK` or
+/// `NULL_POINTER`.
+///
+/// # Safety
+/// `engine` is NULL or a live engine.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn poselink_set_audio_ack_events(
+    engine: *const PoselinkEngine,
+    on: u32,
+) -> PoselinkStatus {
+    guard("poselink_set_audio_ack_events", || {
+        // SAFETY: the caller's promise.
+        let engine = unsafe { engine_ref(engine) }?;
+        engine.handle.set_audio_ack_events(on != 0);
+        Ok(PoselinkStatus::Ok)
+    })
+}
+
+/// A room request's refusal as a status and a sentence starting with `what`.
+pub(crate) fn control_failure(e: ControlError, what: &str) -> Failure {
+    let status = match e {
+        ControlError::NotConnected => PoselinkStatus::NotConnected,
+        ControlError::NotJoined => PoselinkStatus::NotJoined,
+        _ => PoselinkStatus::ShutDown,
+    };
+    Failure::new(status, format!("{what}: {e}"))
 }
 
 /// Hands one pose frame to the engine for `room`: `landmarks` holds `len` =
@@ -612,7 +682,7 @@ pub unsafe extern "C" fn poselink_metrics(
 /// Limits what the engine sends to `bytes_per_sec` (0: no limit), from now on.
 /// When the limit cannot carry the frame rate, pose frames are thinned (the
 /// newest waits, older ones are replaced or age out), never queued into
-/// latency. Returns `OK` or `NULL_POINTER`.
+/// latency. Returns `OK`, `NULL_POINTER` or `SHUT_DOWN`.
 ///
 /// # Safety
 /// `engine` is NULL or a live engine.
@@ -624,7 +694,10 @@ pub unsafe extern "C" fn poselink_set_bandwidth_limit(
     guard("poselink_set_bandwidth_limit", || {
         // SAFETY: the caller's promise.
         let engine = unsafe { engine_ref(engine) }?;
-        engine.handle.set_bandwidth_limit(bytes_per_sec);
+        engine
+            .handle
+            .try_set_bandwidth_limit(bytes_per_sec)
+            .map_err(|e| control_failure(e, "cannot set the bandwidth limit"))?;
         Ok(PoselinkStatus::Ok)
     })
 }

@@ -57,10 +57,18 @@ pub enum PoselinkStatus {
     /// A fault inside the library (a caught panic); the message has its text.
     /// Please report it.
     Panic = -11,
+    /// The room is not joined (never joined, left, kicked, closed, or waiting
+    /// for its rejoin after a reconnect).
+    NotJoined = -12,
+    /// No session with the hub is open now: try again once connected.
+    NotConnected = -13,
+    /// The caller's buffer is too small: the call wrote what fits (or nothing)
+    /// and said how much is needed.
+    BufferTooSmall = -14,
 }
 
 /// Every status, for the name table and the tests.
-const ALL: [PoselinkStatus; 13] = [
+const ALL: [PoselinkStatus; 16] = [
     PoselinkStatus::Ok,
     PoselinkStatus::NoEvent,
     PoselinkStatus::NullPointer,
@@ -74,6 +82,9 @@ const ALL: [PoselinkStatus; 13] = [
     PoselinkStatus::TooManyRooms,
     PoselinkStatus::Io,
     PoselinkStatus::Panic,
+    PoselinkStatus::NotJoined,
+    PoselinkStatus::NotConnected,
+    PoselinkStatus::BufferTooSmall,
 ];
 
 impl PoselinkStatus {
@@ -93,6 +104,9 @@ impl PoselinkStatus {
             PoselinkStatus::TooManyRooms => c"too_many_rooms",
             PoselinkStatus::Io => c"io",
             PoselinkStatus::Panic => c"panic",
+            PoselinkStatus::NotJoined => c"not_joined",
+            PoselinkStatus::NotConnected => c"not_connected",
+            PoselinkStatus::BufferTooSmall => c"buffer_too_small",
         }
     }
 }

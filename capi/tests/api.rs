@@ -645,3 +645,316 @@ fn version_and_abi() {
     let v = unsafe { CStr::from_ptr(poselink_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+/// The members `e` lists for `room`, as (user, role), sorted by user.
+fn members(e: &Engine, room: u16) -> Vec<(String, PoselinkRole, u16)> {
+    let mut count = 0usize;
+    let s = unsafe { poselink_room_members(e.0, room, ptr::null_mut(), 0, &mut count) };
+    assert!(
+        matches!(s, PoselinkStatus::BufferTooSmall | PoselinkStatus::Ok),
+        "{s:?} {}",
+        last_error()
+    );
+    let mut out = vec![
+        PoselinkMember {
+            member: 0,
+            reserved: 0,
+            role: PoselinkRole::Viewer,
+            user: [0; POSELINK_USER_CAPACITY],
+        };
+        count
+    ];
+    let mut n = 0usize;
+    let s = unsafe { poselink_room_members(e.0, room, out.as_mut_ptr(), out.len(), &mut n) };
+    assert_eq!(s, PoselinkStatus::Ok, "{}", last_error());
+    assert_eq!(n, count);
+    let mut v: Vec<_> = out
+        .iter()
+        .map(|m| {
+            let user = unsafe { CStr::from_ptr(m.user.as_ptr()) };
+            (user.to_str().unwrap().to_string(), m.role, m.member)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn named(hub: &CStr, name: &CStr) -> PoselinkConfig {
+    let mut cfg = config(hub);
+    cfg.client = name.as_ptr();
+    cfg
+}
+
+#[test]
+fn an_owner_lists_changes_kicks_and_closes() {
+    let hub = TestHub::start(HubConfig::local_dev());
+    let url = hub.url();
+    let boss = Engine::new(&named(&url, c"boss"));
+    let cam = Engine::new(&named(&url, c"cam"));
+    let r_boss = boss.join(c"capi-owner", PoselinkRole::Owner);
+    let r_cam = cam.join(c"capi-owner", PoselinkRole::Member);
+    // The owner hears of cam's join; then both lists hold both.
+    collect(&boss, |ev| count(ev, PoselinkEventKind::MemberJoined) == 1);
+    let list = members(&boss, r_boss);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(members(&cam, r_cam).len(), 2);
+    let roles: Vec<_> = list.iter().map(|m| m.1).collect();
+    assert!(roles.contains(&PoselinkRole::Owner) && roles.contains(&PoselinkRole::Member));
+    let cam_id = list.iter().find(|m| m.1 == PoselinkRole::Member).unwrap().2;
+
+    // Too small an array: what fits is written, the count says how many.
+    let mut one = [PoselinkMember {
+        member: 0,
+        reserved: 0,
+        role: PoselinkRole::Viewer,
+        user: [0; POSELINK_USER_CAPACITY],
+    }];
+    let mut n = 0usize;
+    let s = unsafe { poselink_room_members(boss.0, r_boss, one.as_mut_ptr(), 1, &mut n) };
+    assert_eq!(s, PoselinkStatus::BufferTooSmall);
+    assert_eq!(n, 2);
+    assert!(last_error().contains("2 members"), "{}", last_error());
+
+    // A role change, heard by both, and the lists follow.
+    let s = unsafe { poselink_set_role(boss.0, r_boss, cam_id, PoselinkRole::Viewer as u32) };
+    assert_eq!(s, PoselinkStatus::Ok, "{}", last_error());
+    let ev = collect(&cam, |ev| count(ev, PoselinkEventKind::RoleChanged) == 1);
+    let rc = ev
+        .iter()
+        .find(|e| e.kind == PoselinkEventKind::RoleChanged)
+        .expect("ROLE_CHANGED");
+    assert_eq!(
+        (rc.member, rc.role, rc.room),
+        (cam_id, PoselinkRole::Viewer, r_cam)
+    );
+    collect(&boss, |ev| count(ev, PoselinkEventKind::RoleChanged) == 1);
+    assert!(
+        members(&boss, r_boss)
+            .iter()
+            .any(|m| m.2 == cam_id && m.1 == PoselinkRole::Viewer)
+    );
+    assert_eq!(
+        unsafe { poselink_set_role(boss.0, r_boss, cam_id, 7) },
+        PoselinkStatus::InvalidArgument
+    );
+
+    // A kick: cam is out and says why; the owner hears it.
+    let s = unsafe { poselink_kick(boss.0, r_boss, cam_id, c"enough".as_ptr()) };
+    assert_eq!(s, PoselinkStatus::Ok, "{}", last_error());
+    let ev = collect(&cam, |ev| count(ev, PoselinkEventKind::RoomLeft) == 1);
+    let left = ev
+        .iter()
+        .find(|e| e.kind == PoselinkEventKind::RoomLeft)
+        .unwrap();
+    assert_eq!(left.leave_reason, PoselinkLeaveReason::Kicked);
+    let ev = collect(&boss, |ev| count(ev, PoselinkEventKind::MemberLeft) == 1);
+    let gone = ev
+        .iter()
+        .find(|e| e.kind == PoselinkEventKind::MemberLeft)
+        .unwrap();
+    assert_eq!(
+        (gone.member, gone.leave_reason),
+        (cam_id, PoselinkLeaveReason::Kicked)
+    );
+    assert_eq!(members(&boss, r_boss).len(), 1);
+    // The kicked engine holds the room no more.
+    let mut n = 0usize;
+    let s = unsafe { poselink_room_members(cam.0, r_cam, ptr::null_mut(), 0, &mut n) };
+    assert_eq!(s, PoselinkStatus::NotJoined, "{}", last_error());
+    let s = unsafe { poselink_kick(cam.0, r_cam, 1, ptr::null()) };
+    assert_eq!(s, PoselinkStatus::NotJoined);
+    assert!(last_error().contains("not joined"), "{}", last_error());
+
+    // Closing the room.
+    let s = unsafe { poselink_close_room(boss.0, r_boss, c"done".as_ptr()) };
+    assert_eq!(s, PoselinkStatus::Ok, "{}", last_error());
+    let ev = collect(&boss, |ev| count(ev, PoselinkEventKind::RoomLeft) == 1);
+    let closed = ev
+        .iter()
+        .find(|e| e.kind == PoselinkEventKind::RoomLeft)
+        .unwrap();
+    assert_eq!(closed.leave_reason, PoselinkLeaveReason::RoomClosed);
+}
+
+#[test]
+fn a_non_owner_is_refused_by_the_hub() {
+    let hub = TestHub::start(HubConfig::local_dev());
+    let url = hub.url();
+    let boss = Engine::new(&named(&url, c"boss"));
+    let cam = Engine::new(&named(&url, c"cam"));
+    let r_boss = boss.join(c"capi-not-owner", PoselinkRole::Owner);
+    let r_cam = cam.join(c"capi-not-owner", PoselinkRole::Member);
+    let boss_id = members(&cam, r_cam)
+        .iter()
+        .find(|m| m.1 == PoselinkRole::Owner)
+        .unwrap()
+        .2;
+    let s = unsafe { poselink_kick(cam.0, r_cam, boss_id, ptr::null()) };
+    assert_eq!(s, PoselinkStatus::Ok, "sent; the hub decides");
+    let ev = collect(&cam, |ev| count(ev, PoselinkEventKind::Error) == 1);
+    let err = ev
+        .iter()
+        .find(|e| e.kind == PoselinkEventKind::Error)
+        .expect("ERROR");
+    let why = unsafe { CStr::from_ptr(err.text.as_ptr()) }
+        .to_str()
+        .unwrap();
+    assert!(err.error_code != 0 && !why.is_empty(), "{why}");
+    assert_eq!(members(&boss, r_boss).len(), 2, "nobody was kicked");
+}
+
+#[test]
+fn metrics_and_the_report_fill_the_callers_buffers() {
+    let hub = TestHub::start(HubConfig::local_dev());
+    let url = hub.url();
+    let mut cfg = config(&url);
+    // An fps floor no stream reaches: an ALERT with its kind and values.
+    cfg.alert_fps_below = 1000.0;
+    let e = Engine::new(&cfg);
+    let room = e.join(c"capi-perf", PoselinkRole::Member);
+    let start = Instant::now();
+    let mut seq = 0u32;
+    let mut alert = None;
+    let mut ev = new_event();
+    while alert.is_none() && start.elapsed() < Duration::from_secs(6) {
+        seq += 1;
+        let frame = landmarks(0.0);
+        let ts = start.elapsed().as_micros() as u64;
+        let s = unsafe { poselink_send_pose(e.0, room, frame.as_ptr(), 165, seq, 0, ts, 128) };
+        assert_eq!(s, PoselinkStatus::Ok);
+        while unsafe { poselink_poll_event(e.0, &mut *ev) } == PoselinkStatus::Ok {
+            if ev.kind == PoselinkEventKind::Alert {
+                alert = Some(*ev);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(33));
+    }
+    let a = alert.expect("an fps alert within 6 s");
+    assert_eq!(a.alert_kind, PoselinkAlertKind::FpsLow);
+    assert_eq!(a.threshold, 1000.0);
+    assert!(a.value > 5.0 && a.value < 1000.0, "{}", a.value);
+    let kind = unsafe { CStr::from_ptr(a.text.as_ptr()) }.to_str().unwrap();
+    assert_eq!(kind, "fps_low");
+
+    // The metrics: asked for the count, then read.
+    let mut n = 0usize;
+    let s = unsafe { poselink_performance_metrics(e.0, ptr::null_mut(), 0, &mut n) };
+    assert_eq!(s, PoselinkStatus::BufferTooSmall);
+    assert!(n >= 10, "{n}");
+    let blank = PoselinkMetric {
+        name: [0; POSELINK_METRIC_NAME_CAPACITY],
+        value: 0.0,
+    };
+    let mut out = vec![blank; n + 8];
+    let mut got = 0usize;
+    let s = unsafe { poselink_performance_metrics(e.0, out.as_mut_ptr(), out.len(), &mut got) };
+    assert_eq!(s, PoselinkStatus::Ok, "{}", last_error());
+    let map: std::collections::HashMap<String, f64> = out[..got]
+        .iter()
+        .map(|m| {
+            let name = unsafe { CStr::from_ptr(m.name.as_ptr()) };
+            (name.to_str().unwrap().to_string(), m.value)
+        })
+        .collect();
+    let fps = map["fps"];
+    assert!(fps > 5.0 && fps < 60.0, "fps {fps}");
+    assert!(map.contains_key("success_rate") && map.contains_key("bytes_out_per_s"));
+
+    // The report: too small a buffer says the size and holds "".
+    let mut small = [1 as c_char; 8];
+    let mut need = 0usize;
+    let s = unsafe { poselink_performance_report(e.0, small.as_mut_ptr(), 8, &mut need) };
+    assert_eq!(s, PoselinkStatus::BufferTooSmall);
+    assert!(need > 100, "{need}");
+    assert_eq!(small[0], 0);
+    // Built afresh per call: it may have grown since (a figure one digit longer).
+    let mut buf = vec![0 as c_char; need + 1024];
+    let mut need2 = 0usize;
+    let s = unsafe { poselink_performance_report(e.0, buf.as_mut_ptr(), buf.len(), &mut need2) };
+    assert_eq!(s, PoselinkStatus::Ok, "{}", last_error());
+    let text = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap();
+    assert_eq!(text.len() + 1, need2);
+    let json: serde_json::Value = serde_json::from_str(text).expect("JSON");
+    assert!(json["fps"].as_f64().unwrap() > 5.0, "{json}");
+    assert!(json["reliability"]["success_rate"].is_number(), "{json}");
+}
+
+#[test]
+fn audio_acks_confirm_each_chunk_sent() {
+    let hub = TestHub::start(HubConfig::local_dev());
+    let url = hub.url();
+    let e = Engine::new(&config(&url));
+    let room = e.join(c"capi-acks", PoselinkRole::Member);
+    assert_eq!(
+        unsafe { poselink_set_audio_ack_events(e.0, 1) },
+        PoselinkStatus::Ok
+    );
+    let pcm = [7i16; 960];
+    for seq in 1..=10u32 {
+        let ts = u64::from(seq) * 20_000;
+        let s =
+            unsafe { poselink_send_audio(e.0, room, pcm.as_ptr(), 960, 1, 48_000, seq, ts, 192) };
+        assert_eq!(s, PoselinkStatus::Ok, "{}", last_error());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ev = collect(&e, |ev| {
+        ev.iter()
+            .any(|x| x.kind == PoselinkEventKind::AudioAcked && x.seq == 10)
+    });
+    let acks: Vec<u32> = ev
+        .iter()
+        .filter(|x| x.kind == PoselinkEventKind::AudioAcked)
+        .map(|x| x.seq)
+        .collect();
+    assert_eq!(acks.last(), Some(&10), "{acks:?}");
+    assert!(acks.windows(2).all(|p| p[0] < p[1]), "{acks:?}");
+    assert!(
+        ev.iter()
+            .all(|x| x.kind != PoselinkEventKind::AudioAcked || x.room == room)
+    );
+}
+
+#[test]
+fn a_shut_down_engine_says_so() {
+    let hub = TestHub::start(HubConfig::local_dev());
+    let url = hub.url();
+    let e = Engine::new(&config(&url));
+    let room = e.join(c"capi-down", PoselinkRole::Member);
+    assert_eq!(unsafe { poselink_engine_shutdown(e.0) }, PoselinkStatus::Ok);
+    assert_eq!(unsafe { poselink_engine_shutdown(e.0) }, PoselinkStatus::Ok);
+    let checks: [(&str, PoselinkStatus); 5] = [
+        ("leave", unsafe { poselink_leave_room(e.0, room) }),
+        ("bandwidth", unsafe {
+            poselink_set_bandwidth_limit(e.0, 1000)
+        }),
+        ("kick", unsafe { poselink_kick(e.0, room, 1, ptr::null()) }),
+        ("close", unsafe {
+            poselink_close_room(e.0, room, ptr::null())
+        }),
+        ("report", unsafe {
+            let mut n = 0usize;
+            poselink_performance_report(e.0, ptr::null_mut(), 0, &mut n)
+        }),
+    ];
+    for (what, s) in checks {
+        assert_eq!(s, PoselinkStatus::ShutDown, "{what}");
+        assert!(
+            last_error().contains("shut down"),
+            "{what}: {}",
+            last_error()
+        );
+    }
+    let mut id = 0u16;
+    let s = unsafe { poselink_join_room(e.0, c"capi-down".as_ptr(), 1, &mut id) };
+    assert_eq!(s, PoselinkStatus::ShutDown);
+    // The sends say so once the loop has ended (bounded wait).
+    let frame = landmarks(0.0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = PoselinkStatus::Ok;
+    while s == PoselinkStatus::Ok && Instant::now() < deadline {
+        s = unsafe { poselink_send_pose(e.0, room, frame.as_ptr(), 165, 1, 0, 1, 128) };
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(s, PoselinkStatus::ShutDown);
+    e.destroy();
+}

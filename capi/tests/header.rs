@@ -59,6 +59,14 @@ fn the_header_declares_the_whole_lifecycle() {
         "poselink_engine_destroy",
         "poselink_last_error",
         "poselink_status_name",
+        "poselink_engine_shutdown",
+        "poselink_performance_metrics",
+        "poselink_performance_report",
+        "poselink_room_members",
+        "poselink_kick",
+        "poselink_set_role",
+        "poselink_close_room",
+        "poselink_set_audio_ack_events",
     ] {
         assert!(h.contains(&format!("{f}(")), "{f} missing from the header");
     }
@@ -68,6 +76,8 @@ fn the_header_declares_the_whole_lifecycle() {
         "POSELINK_STATUS_BAD_LENGTH = -2",
         "POSELINK_ROLE_VIEWER = 2",
         "POSELINK_EVENT_KIND_POSE = 9",
+        "POSELINK_EVENT_KIND_ALERT = 17",
+        "POSELINK_STATUS_BUFFER_TOO_SMALL = -14",
         "typedef struct PoselinkEngine PoselinkEngine;",
         "OWNERSHIP",
         "THREADING",

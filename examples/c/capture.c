@@ -141,9 +141,76 @@ static void describe(const PoselinkEvent *ev) {
   case POSELINK_EVENT_KIND_ERROR:
     printf("capture: the hub reports error %u: %s\n", ev->error_code, ev->text);
     break;
+  case POSELINK_EVENT_KIND_ROLE_CHANGED:
+    printf("capture: member %u of room %u is now role %u\n", ev->member, ev->room,
+           (unsigned)ev->role);
+    break;
+  case POSELINK_EVENT_KIND_ALERT:
+    printf("capture: alert %s: %.1f crossed %.1f\n", ev->text, ev->value, ev->threshold);
+    break;
+  case POSELINK_EVENT_KIND_AUDIO_ACKED:
+    break; /* confirmations: counted, not printed (several a second) */
   default:
     break; /* received media and the rest: a viewer app would render it here */
   }
+}
+
+/* The members of the room we joined, as the engine keeps the list. */
+static void print_members(const PoselinkEngine *engine, uint16_t room) {
+  PoselinkMember members[16];
+  size_t n = 0;
+  PoselinkStatus s = poselink_room_members(engine, room, members, 16, &n);
+  if (s != POSELINK_STATUS_OK && s != POSELINK_STATUS_BUFFER_TOO_SMALL) {
+    fail("poselink_room_members", s);
+    return;
+  }
+  printf("capture: %zu member(s) in room %u:", n, room);
+  for (size_t i = 0; i < n && i < 16; i++)
+    printf(" %u=%s", members[i].member, members[i].user);
+  printf("\n");
+}
+
+/* A few of the performance monitor's metrics, by name (the seed's
+ * get_performance_metrics()); a metric not measured yet is absent. */
+static void print_metrics(const PoselinkEngine *engine, uint32_t acked) {
+  static PoselinkMetric metrics[64];
+  size_t n = 0;
+  PoselinkStatus s = poselink_performance_metrics(engine, metrics, 64, &n);
+  if (s != POSELINK_STATUS_OK) {
+    fail("poselink_performance_metrics", s);
+    return;
+  }
+  printf("capture: metrics");
+  for (size_t i = 0; i < n; i++) {
+    const char *name = metrics[i].name;
+    if (strcmp(name, "fps") == 0 || strcmp(name, "latency_p99_ms") == 0 ||
+        strcmp(name, "bytes_out_per_s") == 0 || strcmp(name, "cpu_percent") == 0 ||
+        strcmp(name, "memory_mb") == 0 || strcmp(name, "drops") == 0)
+      printf(" %s=%.2f", name, metrics[i].value);
+  }
+  printf(" audio_acked_to=%u\n", acked);
+}
+
+/* The performance report (JSON), into a buffer sized by asking first. */
+static void print_report(const PoselinkEngine *engine) {
+  size_t need = 0;
+  PoselinkStatus s = poselink_performance_report(engine, NULL, 0, &need);
+  if (s != POSELINK_STATUS_BUFFER_TOO_SMALL) {
+    fail("poselink_performance_report", s);
+    return;
+  }
+  /* The report is built afresh on each call and may have grown a little since:
+   * leave room to spare. */
+  size_t capacity = need + 1024;
+  char *json = malloc(capacity);
+  if (json == NULL)
+    return;
+  s = poselink_performance_report(engine, json, capacity, &need);
+  if (s == POSELINK_STATUS_OK)
+    printf("capture: performance report %s\n", json);
+  else
+    fail("poselink_performance_report", s);
+  free(json);
 }
 
 static int usage(const char *msg) {
@@ -225,6 +292,8 @@ int main(int argc, char **argv) {
     poselink_engine_destroy(engine, NULL);
     return rc;
   }
+  print_members(engine, room);
+  poselink_set_audio_ack_events(engine, 1);
   printf("capture: streaming %ld frames at %.1f fps%s to room \"%s\" on %s (poselink %s)\n", frames,
          fps, audio ? " with audio" : "", room_name, hub, poselink_version());
   fflush(stdout);
@@ -234,7 +303,8 @@ int main(int argc, char **argv) {
   static PoselinkEvent event; /* 2.9 KB: one, reused */
   const uint64_t period_us = (uint64_t)(1e6 / fps + 0.5);
   const uint64_t start = now_us();
-  uint32_t chunks = 0;
+  uint32_t chunks = 0, acked = 0;
+  uint64_t last_metrics_us = start;
   long sent = 0;
   int rc = 0;
   for (long f = 0; f < frames && !stop_requested; f++) {
@@ -265,9 +335,19 @@ int main(int argc, char **argv) {
     if (rc != 0)
       break;
 
-    while (poselink_poll_event(engine, &event) == POSELINK_STATUS_OK)
+    while (poselink_poll_event(engine, &event) == POSELINK_STATUS_OK) {
+      if (event.kind == POSELINK_EVENT_KIND_AUDIO_ACKED)
+        acked = event.seq;
       describe(&event);
+    }
+    /* Once a second, what the performance monitor sees. */
+    if (ts - last_metrics_us >= 1000000u) {
+      last_metrics_us = ts;
+      print_metrics(engine, acked);
+    }
   }
+  if (rc == 0)
+    print_report(engine);
 
   PoselinkMetrics m;
   memset(&m, 0, sizeof m);

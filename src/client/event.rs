@@ -3,7 +3,9 @@
 //! borrowed from the session's receive buffer and decoder slots, so an event
 //! costs no allocation; a driver that keeps something copies it out.
 
-use crate::proto::{AudioChunk, ErrorCode, Header, LeaveReason, MemberInfo, Members, PoseFrame};
+use crate::proto::{
+    AudioChunk, ErrorCode, Header, LeaveReason, MemberInfo, Members, PoseFrame, Role,
+};
 
 use super::RoomId;
 
@@ -91,6 +93,25 @@ pub enum Event<'a> {
         member: u16,
         /// Why.
         reason: LeaveReason,
+    },
+    /// A member's role in a room changed (an owner's
+    /// [`Session::set_role`](super::Session::set_role); ours too).
+    RoleChanged {
+        /// The room.
+        room: RoomId,
+        /// Whose role.
+        member: u16,
+        /// The new role.
+        role: Role,
+    },
+    /// The hub acknowledged our audio of `room` up to and including `seq`: it
+    /// has relayed those chunks (the seed's send confirmation); they leave the
+    /// replay window.
+    AudioAcked {
+        /// The room.
+        room: RoomId,
+        /// The highest chunk sequence number acknowledged.
+        seq: u32,
     },
     /// A decoded pose frame from another member ([`Receive::Decode`](super::Receive::Decode)).
     Pose {

@@ -67,8 +67,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use crate::proto::{
-    self, AudioChunk, Compressor, Header, Hello, LeaveReason, Message, Ping, PoseEncoder,
-    PoseFrame, Role, encode_audio, encode_control,
+    self, AudioChunk, CloseRoom, Compressor, Header, Hello, Kick, LeaveReason, Message, Ping,
+    PoseEncoder, PoseFrame, Role, RoleChanged, encode_audio, encode_control,
 };
 use crate::ws::{self, FrameKind};
 
@@ -413,6 +413,54 @@ impl Session {
         self.core.leave(now, room);
     }
 
+    /// Owner control: asks the hub to remove `member` from `room` (`reason`,
+    /// cut to [`proto::MAX_REASON_LEN`] bytes, is shown to the member's user).
+    /// The hub answers with [`Event::MemberLeft`] (reason `Kicked`) to every
+    /// member, or an error ([`Event::HubError`]) if we are not the room's owner.
+    pub fn kick(
+        &mut self,
+        now: u64,
+        room: RoomId,
+        member: u16,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        let handle = self.core.control_handle(room)?;
+        let reason = cut(reason, proto::MAX_REASON_LEN);
+        self.core
+            .send_control(now, handle, &Message::Kick(Kick { member, reason }));
+        Ok(())
+    }
+
+    /// Owner control: gives `member` of `room` another role (no more than that
+    /// member's token grants). Every member hears of it as
+    /// [`Event::RoleChanged`]; a refusal comes as [`Event::HubError`].
+    pub fn set_role(
+        &mut self,
+        now: u64,
+        room: RoomId,
+        member: u16,
+        role: Role,
+    ) -> Result<(), SendError> {
+        let handle = self.core.control_handle(room)?;
+        self.core.send_control(
+            now,
+            handle,
+            &Message::RoleChanged(RoleChanged { member, role }),
+        );
+        Ok(())
+    }
+
+    /// Owner control: closes `room` for every member, us included (we get
+    /// [`Event::RoomLeft`] with `RoomClosed`, and the room is not rejoined);
+    /// a refusal comes as [`Event::HubError`].
+    pub fn close_room(&mut self, now: u64, room: RoomId, reason: &str) -> Result<(), SendError> {
+        let handle = self.core.control_handle(room)?;
+        let reason = cut(reason, proto::MAX_REASON_LEN);
+        self.core
+            .send_control(now, handle, &Message::CloseRoom(CloseRoom { reason }));
+        Ok(())
+    }
+
     // ---- sending ------------------------------------------------------------------
 
     /// Whether media may be sent: a session is open and no room is waiting for
@@ -566,6 +614,15 @@ impl Session {
     }
 }
 
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// A buffer too small is the transmit buffer's fault, not the frame's.
 fn full_or(other: fn(proto::Error) -> SendError) -> impl Fn(proto::Error) -> SendError {
     move |e| match e {
@@ -577,6 +634,17 @@ fn full_or(other: fn(proto::Error) -> SendError) -> impl Fn(proto::Error) -> Sen
 impl Core {
     fn is_ready(&self) -> bool {
         self.phase == Phase::Ready
+    }
+
+    /// The hub's handle of `room`, for a control message about it.
+    fn control_handle(&mut self, room: RoomId) -> Result<u16, SendError> {
+        if !self.is_ready() {
+            return Err(SendError::NotConnected);
+        }
+        self.rooms
+            .joined(room)
+            .map(|(_, h)| h)
+            .ok_or(SendError::NoRoom)
     }
 
     fn note(&mut self, n: Note) {

@@ -77,6 +77,15 @@ enum Surface {
     RoundTrip {
         rtt_us: u64,
     },
+    RoleChanged {
+        room: RoomId,
+        member: u16,
+        role: proto::Role,
+    },
+    Acked {
+        room: RoomId,
+        seq: u32,
+    },
     HubError,
 }
 
@@ -228,6 +237,10 @@ impl Core {
             },
             (Surface::Media { room, header }, _) => Event::Media { room, header },
             (Surface::RoundTrip { rtt_us }, _) => Event::RoundTrip { rtt_us },
+            (Surface::RoleChanged { room, member, role }, _) => {
+                Event::RoleChanged { room, member, role }
+            }
+            (Surface::Acked { room, seq }, _) => Event::AudioAcked { room, seq },
             // A message that parsed once and not twice: not possible; say so.
             _ => Event::HubError {
                 code: ErrorCode::INTERNAL,
@@ -381,13 +394,13 @@ impl Core {
                 Surface::Nothing
             }
             Message::Ack(a) => {
-                if a.kind == Kind::Audio as u8
-                    && let Some(room) = room
-                    && let Some(replay) = self.rooms.slots[room.index()].replay.as_mut()
-                {
+                let Some(room) = room.filter(|_| a.kind == Kind::Audio as u8) else {
+                    return Surface::Nothing;
+                };
+                if let Some(replay) = self.rooms.slots[room.index()].replay.as_mut() {
                     replay.ack(a.seq);
                 }
-                Surface::Nothing
+                Surface::Acked { room, seq: a.seq }
             }
             Message::NeedsKeyframe(nk) => {
                 if let Some(room) = room {
@@ -400,12 +413,17 @@ impl Core {
                 Surface::Nothing
             }
             Message::RoleChanged(rc) => {
-                if rc.member == self.member
-                    && let Some(room) = room
-                {
+                let Some(room) = room else {
+                    return Surface::Nothing;
+                };
+                if rc.member == self.member {
                     self.rooms.slots[room.index()].role = rc.role;
                 }
-                Surface::Nothing
+                Surface::RoleChanged {
+                    room,
+                    member: rc.member,
+                    role: rc.role,
+                }
             }
             Message::Pose(p) => match room {
                 Some(room) => self.on_pose(now, room, header, &p),

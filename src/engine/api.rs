@@ -15,7 +15,7 @@ use mio::Waker;
 use crate::proto::{self, AudioChunk, ErrorCode, PoseFrame, Role};
 
 use super::metrics::{Counter, CounterTable, EngineMetrics};
-use super::{Event, Priority, RoomId};
+use super::{Event, MemberSummary, Priority, RoomId};
 
 /// Why a frame was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +86,52 @@ impl core::fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
+/// Why a room request (leave, the owner controls, the member list, the
+/// bandwidth limit) was not carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No session with the hub is open now (the request is not queued: try
+    /// again once connected).
+    NotConnected,
+    /// The room is not joined (never joined, left, kicked, closed, or waiting
+    /// for its rejoin after a reconnect).
+    NotJoined,
+    /// The engine has shut down.
+    ShutDown,
+}
+
+impl core::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            ControlError::NotConnected => {
+                "no session with the hub is open: try again once connected"
+            }
+            ControlError::NotJoined => "the room is not joined: join it first",
+            ControlError::ShutDown => "the engine has shut down",
+        })
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// A room as [`EngineHandle::join`] returns it: its id and its members at the
+/// moment of joining, us included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinedRoom {
+    /// The engine-local id the other calls take.
+    pub id: RoomId,
+    /// The members when the hub answered, us included.
+    pub members: Vec<MemberSummary>,
+}
+
+/// An owner's request about a room.
+pub(crate) enum OwnerAction {
+    Kick { member: u16, reason: String },
+    SetRole { member: u16, role: Role },
+    Close { reason: String },
+}
+
 /// A pose frame handed over by the app.
 pub(super) struct PoseSubmit {
     pub(super) frame: PoseFrame,
@@ -105,12 +151,24 @@ pub(super) enum Command {
     Join {
         name: String,
         role: Role,
-        reply: mpsc::SyncSender<Result<RoomId, JoinError>>,
+        reply: mpsc::SyncSender<Result<JoinedRoom, JoinError>>,
     },
     Leave(RoomId),
     Bandwidth(u64),
     Report(mpsc::SyncSender<PerformanceReport>),
+    Owner {
+        room: RoomId,
+        action: OwnerAction,
+        reply: mpsc::SyncSender<Result<(), ControlError>>,
+    },
+    Members {
+        room: RoomId,
+        reply: mpsc::SyncSender<MembersReply>,
+    },
 }
+
+/// The loop's answer to [`EngineHandle::members`].
+pub(crate) type MembersReply = Result<Vec<MemberSummary>, ControlError>;
 
 /// The engine's performance monitor, as [`EngineHandle::performance_report`]
 /// returns it.
@@ -142,6 +200,8 @@ pub(super) struct Shared {
     pub(super) wake_pending: AtomicBool,
     pub(super) stop: AtomicBool,
     pub(super) stopped: AtomicBool,
+    /// Whether the app wants [`Event::AudioAcked`].
+    pub(super) ack_events: AtomicBool,
     pub(super) counters: CounterTable,
     pub(super) join_timeout: Duration,
 }
@@ -225,6 +285,14 @@ impl EngineHandle {
     /// answer up to `join_timeout_ms`. The engine rejoins it after every
     /// reconnect until [`leave_room`](Self::leave_room).
     pub fn join_room(&self, room: &str, role: Role) -> Result<RoomId, JoinError> {
+        self.join(room, role).map(|j| j.id)
+    }
+
+    /// [`join_room`](Self::join_room), returning the room with its members at
+    /// the moment of joining (us included). Later changes come as
+    /// [`Event::MemberJoined`], [`Event::MemberLeft`] and
+    /// [`Event::RoleChanged`]; [`members`](Self::members) lists them now.
+    pub fn join(&self, room: &str, role: Role) -> Result<JoinedRoom, JoinError> {
         proto::validate_name(room, "room name").map_err(|_| JoinError::BadName)?;
         let (tx, rx) = mpsc::sync_channel(1);
         let cmd = Command::Join {
@@ -248,7 +316,7 @@ impl EngineHandle {
         &self,
         room: &str,
         role: Role,
-    ) -> mpsc::Receiver<Result<RoomId, JoinError>> {
+    ) -> mpsc::Receiver<Result<JoinedRoom, JoinError>> {
         let (tx, rx) = mpsc::sync_channel(1);
         let cmd = Command::Join {
             name: room.to_string(),
@@ -259,16 +327,123 @@ impl EngineHandle {
         rx
     }
 
-    /// Leaves a room (and stops rejoining it).
+    /// Leaves a room (and stops rejoining it). Does nothing once the engine
+    /// has shut down; [`try_leave_room`](Self::try_leave_room) says so.
     pub fn leave_room(&self, room: RoomId) {
-        let _ = self.command(Command::Leave(room));
+        let _ = self.try_leave_room(room);
+    }
+
+    /// [`leave_room`](Self::leave_room), failing with
+    /// [`ControlError::ShutDown`] once the engine has shut down. The hub's
+    /// answer comes as [`Event::RoomLeft`].
+    pub fn try_leave_room(&self, room: RoomId) -> Result<(), ControlError> {
+        self.command(Command::Leave(room))
+            .map_err(|_| ControlError::ShutDown)
     }
 
     /// Limits what the engine sends to `bytes_per_sec` (0: no limit). When the
     /// limit cannot carry the frame rate, pose frames are thinned (the newest
     /// waits, older ones are replaced or age out), never queued into latency.
+    /// Does nothing once the engine has shut down;
+    /// [`try_set_bandwidth_limit`](Self::try_set_bandwidth_limit) says so.
     pub fn set_bandwidth_limit(&self, bytes_per_sec: u64) {
-        let _ = self.command(Command::Bandwidth(bytes_per_sec));
+        let _ = self.try_set_bandwidth_limit(bytes_per_sec);
+    }
+
+    /// [`set_bandwidth_limit`](Self::set_bandwidth_limit), failing with
+    /// [`ControlError::ShutDown`] once the engine has shut down.
+    pub fn try_set_bandwidth_limit(&self, bytes_per_sec: u64) -> Result<(), ControlError> {
+        self.command(Command::Bandwidth(bytes_per_sec))
+            .map_err(|_| ControlError::ShutDown)
+    }
+
+    /// Owner control: asks the hub to remove `member` from `room`; `reason`
+    /// (cut to 256 bytes) is shown to that member's user. Returns once the
+    /// request is written to the engine's transmit buffer; the hub's answer
+    /// comes as [`Event::MemberLeft`] (reason `Kicked`) or, if we may not,
+    /// [`Event::Error`] (`forbidden`, `not_member`).
+    pub fn kick(&self, room: RoomId, member: u16, reason: &str) -> Result<(), ControlError> {
+        let action = OwnerAction::Kick {
+            member,
+            reason: reason.to_string(),
+        };
+        self.owner(room, action)
+    }
+
+    /// Owner control: gives `member` of `room` another role (no more than that
+    /// member's token grants). Every member, us included, hears of it as
+    /// [`Event::RoleChanged`]; a refusal comes as [`Event::Error`].
+    pub fn set_role(&self, room: RoomId, member: u16, role: Role) -> Result<(), ControlError> {
+        self.owner(room, OwnerAction::SetRole { member, role })
+    }
+
+    /// Owner control: closes `room` for every member. We get
+    /// [`Event::RoomLeft`] with reason `RoomClosed` (and the room is not
+    /// rejoined); a refusal comes as [`Event::Error`].
+    pub fn close_room(&self, room: RoomId, reason: &str) -> Result<(), ControlError> {
+        let action = OwnerAction::Close {
+            reason: reason.to_string(),
+        };
+        self.owner(room, action)
+    }
+
+    fn owner(&self, room: RoomId, action: OwnerAction) -> Result<(), ControlError> {
+        let rx = self.owner_later(room, action)?;
+        rx.recv_timeout(self.shared.join_timeout)
+            .unwrap_or(Err(ControlError::ShutDown))
+    }
+
+    /// Queues an owner's request; the answer comes on the receiver once the
+    /// engine's loop has it (the simulations take it so, on their own thread).
+    pub(crate) fn owner_later(
+        &self,
+        room: RoomId,
+        action: OwnerAction,
+    ) -> Result<mpsc::Receiver<Result<(), ControlError>>, ControlError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let cmd = Command::Owner {
+            room,
+            action,
+            reply: tx,
+        };
+        self.command(cmd).map_err(|_| ControlError::ShutDown)?;
+        Ok(rx)
+    }
+
+    /// The members of a joined room now, us included, as the engine has
+    /// followed them since the join (the hub's snapshot, then every join,
+    /// leave and role change). Asks the engine's loop (allocates).
+    pub fn members(&self, room: RoomId) -> Result<Vec<MemberSummary>, ControlError> {
+        let rx = self.members_later(room)?;
+        rx.recv_timeout(self.shared.join_timeout)
+            .unwrap_or(Err(ControlError::ShutDown))
+    }
+
+    /// [`members`](Self::members) without waiting, as
+    /// [`owner_later`](Self::owner_later).
+    pub(crate) fn members_later(
+        &self,
+        room: RoomId,
+    ) -> Result<mpsc::Receiver<MembersReply>, ControlError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let cmd = Command::Members { room, reply: tx };
+        self.command(cmd).map_err(|_| ControlError::ShutDown)?;
+        Ok(rx)
+    }
+
+    /// Whether [`Event::AudioAcked`] events are wanted (off at start: an app
+    /// that does not poll would only see its events ring overflow).
+    pub fn set_audio_ack_events(&self, on: bool) {
+        self.shared.ack_events.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether the engine has shut down or been asked to
+    /// ([`shutdown`](Self::shutdown)): every request of its loop (join, leave,
+    /// owner controls, members, bandwidth, report) then fails with a
+    /// `ShutDown` error, and the sends do once the loop has ended.
+    pub fn is_shut_down(&self) -> bool {
+        let s = &*self.shared;
+        s.stop.load(Ordering::Acquire) || s.stopped.load(Ordering::Relaxed)
     }
 
     /// The performance monitor's view of the last ten seconds, asked of the
@@ -290,7 +465,7 @@ impl EngineHandle {
 
     fn command(&self, cmd: Command) -> Result<(), ()> {
         let s = &*self.shared;
-        if s.stopped.load(Ordering::Relaxed) {
+        if self.is_shut_down() {
             return Err(());
         }
         // Control is rare: a full command ring means a stuck loop; wait a little.

@@ -18,7 +18,9 @@ use crate::client::{self, SendError as SessionSendError, Session};
 use crate::monitor::PerformanceMonitor;
 use crate::proto::LeaveReason;
 
-use super::api::{Command, JoinError, PerformanceReport, Shared};
+use super::api::{
+    Command, ControlError, JoinError, JoinedRoom, OwnerAction, PerformanceReport, Shared,
+};
 use super::metrics::Counter;
 use super::outbox::{Item, Outbox};
 use super::playout::Playout;
@@ -30,7 +32,7 @@ const TX_WATERMARK: usize = 16 * 1024;
 /// How often the queues are sampled into the monitor (and alerts checked), µs.
 pub(super) const SAMPLE_US: u64 = 1_000_000;
 
-type JoinReply = mpsc::SyncSender<Result<RoomId, JoinError>>;
+type JoinReply = mpsc::SyncSender<Result<JoinedRoom, JoinError>>;
 
 /// The app-facing half: where events, counters and monitor figures go.
 struct AppSide {
@@ -39,6 +41,9 @@ struct AppSide {
     playout: Playout,
     /// The `join_room` waiting for each room's answer.
     replies: Vec<Option<JoinReply>>,
+    /// Each room's members as followed since its snapshot (empty while not
+    /// joined). Changes only on membership events, which are rare.
+    members: Vec<Vec<MemberSummary>>,
 }
 
 /// The engine's decisions; the driver feeds it time and bytes.
@@ -69,7 +74,7 @@ impl AppSide {
         }
     }
 
-    fn reply(&mut self, room: RoomId, r: Result<RoomId, JoinError>) {
+    fn reply(&mut self, room: RoomId, r: Result<JoinedRoom, JoinError>) {
         if let Some(tx) = self.replies.get_mut(room.index()).and_then(Option::take) {
             let _ = tx.try_send(r);
         }
@@ -110,8 +115,15 @@ impl AppSide {
                     c.add(Counter::AudioReplayed, replayed.into());
                     c.add(Counter::AudioSent, replayed.into());
                 }
-                let members = members.iter().map(MemberSummary::from).collect();
-                self.reply(room, Ok(room));
+                let members: Vec<MemberSummary> = members.iter().map(MemberSummary::from).collect();
+                if let Some(list) = self.members.get_mut(room.index()) {
+                    list.clone_from(&members);
+                }
+                let joined = JoinedRoom {
+                    id: room,
+                    members: members.clone(),
+                };
+                self.reply(room, Ok(joined));
                 self.emit(if restored {
                     Event::RoomRestored { room, members }
                 } else {
@@ -137,17 +149,44 @@ impl AppSide {
                 }
             }
             client::Event::JoinTimedOut { room } => self.reply(room, Err(JoinError::Timeout)),
-            client::Event::RoomLeft { room, reason } => self.emit(Event::RoomLeft { room, reason }),
-            client::Event::MemberJoined { room, member } => self.emit(Event::MemberJoined {
-                room,
-                member: MemberSummary::from(member),
-            }),
+            client::Event::RoomLeft { room, reason } => {
+                if let Some(list) = self.members.get_mut(room.index()) {
+                    list.clear();
+                }
+                self.emit(Event::RoomLeft { room, reason })
+            }
+            client::Event::MemberJoined { room, member } => {
+                let member = MemberSummary::from(member);
+                if let Some(list) = self.members.get_mut(room.index()) {
+                    list.retain(|m| m.member != member.member);
+                    list.push(member.clone());
+                }
+                self.emit(Event::MemberJoined { room, member })
+            }
+            client::Event::RoleChanged { room, member, role } => {
+                if let Some(m) = self
+                    .members
+                    .get_mut(room.index())
+                    .and_then(|l| l.iter_mut().find(|m| m.member == member))
+                {
+                    m.role = role;
+                }
+                self.emit(Event::RoleChanged { room, member, role })
+            }
+            client::Event::AudioAcked { room, seq }
+                if self.shared.ack_events.load(Ordering::Relaxed) =>
+            {
+                self.emit(Event::AudioAcked { room, seq });
+            }
             client::Event::MemberLeft {
                 room,
                 member,
                 reason,
             } => {
                 self.playout.forget(room, member);
+                if let Some(list) = self.members.get_mut(room.index()) {
+                    list.retain(|m| m.member != member);
+                }
                 self.emit(Event::MemberLeft {
                     room,
                     member,
@@ -213,6 +252,7 @@ impl EngineCore {
                 monitor: PerformanceMonitor::new(cfg.monitor.clone()),
                 playout: Playout::new(cfg.playout_delay_ms, cfg.max_senders),
                 replies: (0..cfg.max_rooms.max(1)).map(|_| None).collect(),
+                members: (0..cfg.max_rooms.max(1)).map(|_| Vec::new()).collect(),
             },
             next_sample_us: now,
             ring_drops_seen: 0,
@@ -258,6 +298,27 @@ impl EngineCore {
                     metrics: m.get_performance_metrics(now),
                     json: m.report_json(now),
                 });
+            }
+            Command::Owner {
+                room,
+                action,
+                reply,
+            } => {
+                let s = &mut self.session;
+                let sent = match &action {
+                    OwnerAction::Kick { member, reason } => s.kick(now, room, *member, reason),
+                    OwnerAction::SetRole { member, role } => s.set_role(now, room, *member, *role),
+                    OwnerAction::Close { reason } => s.close_room(now, room, reason),
+                };
+                let _ = reply.try_send(sent.map_err(control_error));
+            }
+            Command::Members { room, reply } => {
+                let list = match self.session.room_handle(room) {
+                    Some(_) => Ok(self.app.members[room.index()].clone()),
+                    None if !self.session.is_connected() => Err(ControlError::NotConnected),
+                    None => Err(ControlError::NotJoined),
+                };
+                let _ = reply.try_send(list);
             }
             Command::Bandwidth(bps) => {
                 self.outbox.set_bandwidth(bps, now);
@@ -434,5 +495,13 @@ impl EngineCore {
     /// Whether the app asked the engine to stop.
     pub(crate) fn stop_requested(&self) -> bool {
         self.app.shared.stop.load(Ordering::Acquire)
+    }
+}
+
+/// What the session's refusal of a control message means to the app.
+fn control_error(e: SessionSendError) -> ControlError {
+    match e {
+        SessionSendError::NotConnected => ControlError::NotConnected,
+        _ => ControlError::NotJoined,
     }
 }

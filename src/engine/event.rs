@@ -147,6 +147,26 @@ pub enum Event {
         /// How many.
         count: u64,
     },
+    /// A member's role changed (an owner's
+    /// [`EngineHandle::set_role`](super::EngineHandle::set_role), ours included).
+    RoleChanged {
+        /// The room.
+        room: RoomId,
+        /// Whose role.
+        member: u16,
+        /// The new role.
+        role: Role,
+    },
+    /// The hub acknowledged our audio of `room` up to and including chunk
+    /// `seq`: relayed to the room (the seed's send confirmation). Only with
+    /// [`EngineHandle::set_audio_ack_events`](super::EngineHandle::set_audio_ack_events)
+    /// on: the hub acknowledges in batches, a few times a second.
+    AudioAcked {
+        /// The room.
+        room: RoomId,
+        /// The highest chunk sequence number acknowledged.
+        seq: u32,
+    },
     /// A performance alert: a monitored value crossed its threshold (raised
     /// once per crossing; see [`EngineConfig::monitor`](super::EngineConfig::monitor)).
     Alert(Alert),

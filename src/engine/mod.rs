@@ -54,7 +54,9 @@ mod playout;
 mod url;
 
 pub use crate::client::{AudioReplay, Backoff, RoomId, readdress};
-pub use api::{EngineHandle, EngineReport, JoinError, PerformanceReport, SendError};
+pub use api::{
+    ControlError, EngineHandle, EngineReport, JoinError, JoinedRoom, PerformanceReport, SendError,
+};
 pub use config::{EngineConfig, Priority};
 pub use event::{Event, MemberSummary};
 pub use metrics::{Counter, CounterTable, EngineMetrics};
@@ -69,6 +71,8 @@ use crossbeam_queue::ArrayQueue;
 use mio::{Poll, Waker};
 use poselink_hal::{Clock, MonotonicClock};
 
+#[cfg(test)]
+pub(crate) use api::OwnerAction;
 use api::Shared;
 #[cfg(test)]
 pub(crate) use core::EngineCore;
@@ -143,6 +147,7 @@ fn shared(config: &EngineConfig, waker: Waker) -> Arc<Shared> {
         wake_pending: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
+        ack_events: AtomicBool::new(false),
         counters: CounterTable::default(),
         join_timeout: Duration::from_millis(config.join_timeout_ms),
     })

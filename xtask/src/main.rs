@@ -3,7 +3,14 @@
 //! - `cargo xtask test [ARGS…]` — the test command of the README: installs what
 //!   the tests need and this machine lacks (Node.js for the browser module's
 //!   test, Chromium for the viewer's, Python's `websockets` for the JSON-mode
-//!   example's), then runs `cargo test --workspace --profile ci ARGS…`.
+//!   example's, Python's `venv` for the Python package's), then runs
+//!   `cargo test --workspace --profile ci ARGS…` and, without ARGS, the Python
+//!   package's tests (`cargo xtask pytest`).
+//! - `cargo xtask pytest [ARGS…]` — the Python package's tests alone: a
+//!   virtualenv in `target/pyenv` with maturin, pytest and numpy (made once),
+//!   the extension built into it by `maturin develop --profile ci` (sharing the
+//!   compiled crates of the Rust tests), the hub binary built, then
+//!   `pytest python/tests ARGS…` against it.
 //! - `cargo xtask setup` — only the installing part.
 //! - `cargo xtask doctor` — says what is present and what is missing, installs
 //!   nothing.
@@ -14,7 +21,9 @@
 //! only to run its whole test suite.
 
 use std::env;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 /// One thing the test suite needs from outside the Rust toolchain.
 struct Tool {
@@ -59,6 +68,12 @@ const TOOLS: &[Tool] = &[
         install: Install::Apt(&["python3-pip"]),
     },
     Tool {
+        name: "Python venv (with ensurepip)",
+        needed_by: "the Python package's tests (python/tests), in a virtualenv under target/",
+        present: || runs("python3", &["-c", "import venv, ensurepip"]),
+        install: Install::Apt(&["python3-venv"]),
+    },
+    Tool {
         name: "Python package websockets (>= 12)",
         needed_by: "the JSON-mode Python example's test (tests/cli/python_json.rs)",
         present: || runs("python3", &["-c", "import websockets.sync.client"]),
@@ -71,7 +86,11 @@ fn main() -> ExitCode {
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     let result = match task.as_str() {
-        "test" => setup().and_then(|()| test(&rest)),
+        "test" => setup().and_then(|()| test(&rest)).and_then(|()| {
+            // A filtered run is about Rust tests; the whole run includes Python's.
+            if rest.is_empty() { pytest(&[]) } else { Ok(()) }
+        }),
+        "pytest" => setup().and_then(|()| pytest(&rest)),
         "setup" => setup(),
         "doctor" => {
             doctor();
@@ -80,6 +99,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask test [CARGO TEST ARGS…]   set up what the tests need, then run them all\n       \
+                 cargo xtask pytest [PYTEST ARGS…]        only the Python package's tests\n       \
                  cargo xtask setup                        only set up\n       \
                  cargo xtask doctor                       say what is present and what is missing"
             );
@@ -219,4 +239,102 @@ fn test(extra: &[String]) -> Result<(), String> {
     } else {
         Err(format!("the tests failed ({status})"))
     }
+}
+
+/// The workspace's root (xtask lives one level below it).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+/// Runs `cmd`, failing with `what` if it does not succeed.
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// The Python package's tests: a virtualenv under `target/pyenv` (made once;
+/// Debian's system pip refuses installs outside one) with maturin, pytest and
+/// numpy; the extension built into it with the `ci` profile, which shares its
+/// compiled crates with `cargo test --profile ci`; the hub binary; then pytest.
+fn pytest(extra: &[String]) -> Result<(), String> {
+    let started = Instant::now();
+    let root = root();
+    let venv = root.join("target/pyenv");
+    let python = venv.join("bin/python");
+    let want = "import maturin, pytest, numpy";
+    if !runs(python.to_str().unwrap_or_default(), &["-c", want]) {
+        println!("xtask: making the Python test environment in target/pyenv");
+        if !python.exists() {
+            run(
+                Command::new("python3").arg("-m").arg("venv").arg(&venv),
+                "python3 -m venv target/pyenv",
+            )?;
+        }
+        run(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(["maturin>=1.9.4,<2", "pytest>=7", "numpy>=1.23"]),
+            "pip install maturin pytest numpy (into target/pyenv)",
+        )?;
+    }
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(
+        Command::new(&cargo).current_dir(&root).args([
+            "build",
+            "--profile",
+            "ci",
+            "--bin",
+            "poselink",
+        ]),
+        "cargo build --profile ci --bin poselink",
+    )?;
+    run(
+        Command::new(venv.join("bin/maturin"))
+            .current_dir(&root)
+            .env("VIRTUAL_ENV", &venv)
+            .args([
+                "develop",
+                "--quiet",
+                "--profile",
+                "ci",
+                "-m",
+                "python/Cargo.toml",
+            ]),
+        "maturin develop --profile ci (the poselink Python package)",
+    )?;
+    // Said before pytest runs, so that pytest's summary line ends the output.
+    println!(
+        "xtask: the Python test environment and extension are ready ({:.0} s); pytest python/tests",
+        started.elapsed().as_secs_f64()
+    );
+    run(
+        Command::new(&python)
+            .current_dir(&root)
+            .env("POSELINK_BIN", root.join("target/ci/poselink"))
+            .args([
+                "-m",
+                "pytest",
+                "python/tests",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+            ])
+            .args(extra),
+        "pytest python/tests",
+    )
 }

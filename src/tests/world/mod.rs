@@ -14,13 +14,16 @@
 //! No sockets, threads or sleeps; every loop is bounded by a count.
 
 mod liveness;
+mod owner;
 mod replay;
 
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 
-use crate::engine::{EdgeEngine, EngineConfig, EngineCore, EngineHandle, Event, RoomId};
+use crate::engine::{
+    EdgeEngine, EngineConfig, EngineCore, EngineHandle, Event, JoinedRoom, RoomId,
+};
 use crate::hub::HubConfig;
 use crate::hub::core::{Closed, ConnId, Core, Event as HubEvent};
 use crate::proto::{AudioChunk, Role};
@@ -156,6 +159,11 @@ impl World {
     /// Engine `e` joins `room` as `role`, waiting (in simulated time, at most
     /// 5 s) for the hub's answer.
     pub fn join(&mut self, e: usize, room: &str, role: Role) -> RoomId {
+        self.join_with_members(e, room, role).id
+    }
+
+    /// [`join`](Self::join), returning the room with the members it had.
+    pub fn join_with_members(&mut self, e: usize, room: &str, role: Role) -> JoinedRoom {
         let rx = self.engines[e].handle.join_room_later(room, role);
         for _ in 0..5_000 {
             self.step();
@@ -166,6 +174,17 @@ impl World {
             }
         }
         panic!("{}: no answer to the join of {room}", self.engines[e].name);
+    }
+
+    /// Steps until the engine's loop answers on `rx` (at most 5 s simulated).
+    pub fn answer<T>(&mut self, rx: mpsc::Receiver<T>) -> T {
+        for _ in 0..5_000 {
+            self.step();
+            if let Ok(r) = rx.try_recv() {
+                return r;
+            }
+        }
+        panic!("no answer from the engine's loop");
     }
 
     /// Runs `steps` steps.

@@ -469,10 +469,18 @@ typedef struct {
    */
   uint32_t raw_pose;
   /**
-   * The hub's URL, `ws://host:port/`, NUL-terminated (TLS is left to a proxy).
-   * Default `ws://127.0.0.1:7700/`. At most 1024 bytes.
+   * The hub's URL, `ws://host:port/`, or `wss://host:port/` for TLS,
+   * NUL-terminated. Default `ws://127.0.0.1:7700/`. At most 1024 bytes.
    */
   const char *hub;
+  /**
+   * For `wss://`: a PEM file of certificate authorities to trust besides the
+   * system's roots (a private CA, or the hub's self-signed certificate),
+   * NUL-terminated path; NULL for the system's roots only. A file that
+   * cannot be read or holds no certificate makes `poselink_engine_create`
+   * fail with `INVALID_ARGUMENT` and the reason. At most 1024 bytes.
+   */
+  const char *ca_file;
   /**
    * The access token (a JWT from `poselink token`), NUL-terminated; NULL or ""
    * for a hub run with `--dev`. At most 2048 bytes.
@@ -883,7 +891,8 @@ extern "C" {
  * success `*engine_out` is the new engine; on failure it is set to NULL.
  *
  * Fails with `NULL_POINTER`, `BAD_LENGTH` (`struct_size`, a string too long),
- * `INVALID_ARGUMENT` (a value out of range, a hub URL that is not `ws://…`) or
+ * `INVALID_ARGUMENT` (a value out of range, a hub URL that is not `ws://…` or
+ * `wss://…`, a CA file that cannot be read or holds no certificate) or
  * `IO` (no thread or event queue could be made).
  *
  * # Safety

@@ -45,9 +45,15 @@ pub struct PoselinkConfig {
     /// Pose frames are sent as raw `float`s (1) instead of quantised keyframes and
     /// deltas (0, the default: about 110 bytes a frame instead of 680).
     pub raw_pose: u32,
-    /// The hub's URL, `ws://host:port/`, NUL-terminated (TLS is left to a proxy).
-    /// Default `ws://127.0.0.1:7700/`. At most 1024 bytes.
+    /// The hub's URL, `ws://host:port/`, or `wss://host:port/` for TLS,
+    /// NUL-terminated. Default `ws://127.0.0.1:7700/`. At most 1024 bytes.
     pub hub: *const c_char,
+    /// For `wss://`: a PEM file of certificate authorities to trust besides the
+    /// system's roots (a private CA, or the hub's self-signed certificate),
+    /// NUL-terminated path; NULL for the system's roots only. A file that
+    /// cannot be read or holds no certificate makes `poselink_engine_create`
+    /// fail with `INVALID_ARGUMENT` and the reason. At most 1024 bytes.
+    pub ca_file: *const c_char,
     /// The access token (a JWT from `poselink token`), NUL-terminated; NULL or ""
     /// for a hub run with `--dev`. At most 2048 bytes.
     pub token: *const c_char,
@@ -142,6 +148,7 @@ pub unsafe extern "C" fn poselink_config_init(config: *mut PoselinkConfig) -> Po
             struct_size: size_of::<PoselinkConfig>() as u32,
             raw_pose: u32::from(d.encoder.mode == PoseMode::Raw),
             hub: DEFAULT_HUB.as_ptr(),
+            ca_file: std::ptr::null(),
             token: std::ptr::null(),
             client: std::ptr::null(),
             max_rooms: n(d.max_rooms),
@@ -244,6 +251,9 @@ impl PoselinkConfig {
         let hub = unsafe { read_str(self.hub, POSELINK_MAX_URL_LEN, "config.hub") }?
             .ok_or_else(|| Failure::null("config.hub"))?;
         // SAFETY: as above.
+        let ca_file = unsafe { read_str(self.ca_file, POSELINK_MAX_URL_LEN, "config.ca_file") }?
+            .map(str::to_string);
+        // SAFETY: as above.
         let token = unsafe { read_str(self.token, POSELINK_MAX_TOKEN_LEN, "config.token") }?
             .unwrap_or_default();
         // SAFETY: as above.
@@ -283,6 +293,7 @@ impl PoselinkConfig {
         )?;
         Ok(EngineConfig {
             hub: hub.to_string(),
+            ca_file,
             token: token.to_string(),
             client,
             max_rooms: count("max_rooms", self.max_rooms, 1, 256)?,

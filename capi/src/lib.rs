@@ -222,7 +222,8 @@ fn send_failure(e: SendError) -> Failure {
 /// success `*engine_out` is the new engine; on failure it is set to NULL.
 ///
 /// Fails with `NULL_POINTER`, `BAD_LENGTH` (`struct_size`, a string too long),
-/// `INVALID_ARGUMENT` (a value out of range, a hub URL that is not `ws://…`) or
+/// `INVALID_ARGUMENT` (a value out of range, a hub URL that is not `ws://…` or
+/// `wss://…`, a CA file that cannot be read or holds no certificate) or
 /// `IO` (no thread or event queue could be made).
 ///
 /// # Safety

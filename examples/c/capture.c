@@ -9,6 +9,7 @@
  *
  *   capture [--hub ws://127.0.0.1:7700/] [--room c-demo] [--token JWT]
  *           [--frames 90] [--fps 30] [--no-audio] [--log info]
+ *           [--ca-file CA.pem]   (for a wss:// hub with a private CA)
  *
  * The last line on stdout is the summary a script can read:
  *   capture: sent P pose frames and A audio chunks (submitted P2 and A2, B bytes, ...)
@@ -216,13 +217,14 @@ static void print_report(const PoselinkEngine *engine) {
 static int usage(const char *msg) {
   fprintf(stderr,
           "capture: %s\nusage: capture [--hub URL] [--room NAME] [--token JWT] [--frames N] "
-          "[--fps F] [--no-audio] [--log FILTER]\n",
+          "[--fps F] [--no-audio] [--log FILTER] [--ca-file PEM]\n",
           msg);
   return 2;
 }
 
 int main(int argc, char **argv) {
-  const char *hub = "ws://127.0.0.1:7700/", *room_name = "c-demo", *token = NULL, *log = NULL;
+  const char *hub = "ws://127.0.0.1:7700/", *room_name = "c-demo", *token = NULL, *log = NULL,
+             *ca_file = NULL;
   long frames = 90;
   double fps = 30.0;
   int audio = 1;
@@ -242,6 +244,8 @@ int main(int argc, char **argv) {
       token = v;
     else if (strcmp(a, "--log") == 0)
       log = v;
+    else if (strcmp(a, "--ca-file") == 0)
+      ca_file = v;
     else if (strcmp(a, "--frames") == 0)
       frames = strtol(v, NULL, 10);
     else if (strcmp(a, "--fps") == 0)
@@ -278,6 +282,7 @@ int main(int argc, char **argv) {
     return fail("poselink_config_init", s);
   cfg.hub = hub;
   cfg.token = token;
+  cfg.ca_file = ca_file;
   cfg.client = "capture-c";
 
   PoselinkEngine *engine = NULL;

@@ -81,7 +81,7 @@ AUDIO_CHUNK_SAMPLES = 960
 
 _SETTINGS = frozenset(
     {
-        "client", "max_rooms", "max_persons", "pose_ring", "audio_ring", "queue_capacity",
+        "client", "ca_file", "max_rooms", "max_persons", "pose_ring", "audio_ring", "queue_capacity",
         "max_pose_age_ms", "bandwidth_limit", "heartbeat_ms", "reconnect_min_ms",
         "reconnect_max_ms", "connect_timeout_ms", "join_timeout_ms", "audio_window_ms",
         "events_capacity", "decoders", "playout_delay_ms", "max_senders", "system_stats",
@@ -276,10 +276,13 @@ class Engine:
 
     ``Engine(hubs, token=None, **settings)`` starts it; use it as a context
     manager (or call :meth:`close`). ``hubs`` is the hub's URL
-    (``"ws://host:7700/"``); a list of one URL is accepted too. ``token`` is
+    (``"ws://host:7700/"``, or ``"wss://host:7700/"`` for TLS); a list of one
+    URL is accepted too. ``token`` is
     the JWT the hub's operator minted (``None`` for a hub run with ``--dev``).
 
     Settings (all optional): ``client`` (a name for the hub's logs),
+    ``ca_file`` (for ``wss://``: a PEM file of CAs to trust besides the
+    system's),
     ``bandwidth_limit`` (bytes/s, 0 none), ``audio_acks`` (``audio_acked``
     events), ``heartbeat_ms``, ``reconnect_min_ms``, ``reconnect_max_ms``,
     ``connect_timeout_ms``, ``join_timeout_ms``, ``audio_window_ms``,

@@ -159,6 +159,7 @@ fn engine_config(
         let bad = |e: PyErr| PyValueError::new_err(format!("setting {key}: {e}"));
         match key.as_str() {
             "client" => cfg.client = v.extract().map_err(bad)?,
+            "ca_file" => cfg.ca_file = Some(v.extract().map_err(bad)?),
             "max_rooms" => cfg.max_rooms = v.extract().map_err(bad)?,
             "max_persons" => cfg.max_persons = v.extract().map_err(bad)?,
             "pose_ring" => cfg.pose_ring = v.extract().map_err(bad)?,

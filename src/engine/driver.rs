@@ -28,6 +28,15 @@ use super::url::HubUrl;
 pub(super) const WAKER: Token = Token(0);
 const SOCKET: Token = Token(1);
 
+/// What a step of tungstenite's client handshake gives.
+type Handshaken = Result<
+    (
+        tungstenite::WebSocket<Stream<TcpStream>>,
+        tungstenite::handshake::client::Response,
+    ),
+    HandshakeError<ClientHandshake<Stream<TcpStream>>>,
+>;
+
 /// The connection, as far as it got.
 enum Conn {
     None,
@@ -191,17 +200,7 @@ impl Driver {
         }
     }
 
-    fn handshake(
-        &mut self,
-        now: u64,
-        r: Result<
-            (
-                tungstenite::WebSocket<Stream<TcpStream>>,
-                tungstenite::handshake::client::Response,
-            ),
-            HandshakeError<ClientHandshake<Stream<TcpStream>>>,
-        >,
-    ) {
+    fn handshake(&mut self, now: u64, r: Handshaken) {
         match r {
             // The hub says nothing between its 101 and our hello: nothing is
             // left in tungstenite's buffer.

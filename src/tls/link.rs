@@ -68,13 +68,17 @@ impl Kernel {
     }
 }
 
+/// An established connection's keys (boxed: a key schedule is large, and
+/// made once per connection).
+struct Traffic {
+    tx: Direction,
+    rx: Direction,
+    kernel: Kernel,
+}
+
 enum State {
-    Handshake(Handshake),
-    Traffic {
-        tx: Direction,
-        rx: Direction,
-        kernel: Kernel,
-    },
+    Handshake(Box<Handshake>),
+    Traffic(Box<Traffic>),
     /// Failed or given up: nothing more goes in or out.
     Dead,
 }
@@ -170,13 +174,17 @@ impl TlsLink {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| TlsError::BadName(host.to_string()))?;
         let conn = UnbufferedClientConnection::new(config, name).map_err(TlsError::Rustls)?;
-        Ok(TlsLink::with(State::Handshake(Handshake::Client(conn))))
+        Ok(TlsLink::with(State::Handshake(Box::new(
+            Handshake::Client(conn),
+        ))))
     }
 
     /// A server connection.
     pub fn server(config: Arc<ServerConfig>) -> Result<TlsLink, TlsError> {
         let conn = UnbufferedServerConnection::new(config).map_err(TlsError::Rustls)?;
-        Ok(TlsLink::with(State::Handshake(Handshake::Server(conn))))
+        Ok(TlsLink::with(State::Handshake(Box::new(
+            Handshake::Server(conn),
+        ))))
     }
 
     /// Moves to a new transmit key after `records` records (tests).
@@ -263,7 +271,7 @@ impl TlsLink {
         if matches!(self.state, State::Handshake(_)) {
             self.handshake()?;
         }
-        while matches!(self.state, State::Traffic { .. }) && self.plaintext().is_empty() {
+        while matches!(self.state, State::Traffic(_)) && self.plaintext().is_empty() {
             if !self.open_record()? {
                 break;
             }
@@ -284,7 +292,7 @@ impl TlsLink {
             let incoming = &mut self.inbuf[self.in_start..self.in_end];
             let out = &mut self.outbuf[self.out_end..];
             let early = &mut self.early;
-            let step = match hs {
+            let step = match &mut **hs {
                 Handshake::Client(c) => {
                     let UnbufferedStatus { discard, state } = c.process_tls_records(incoming);
                     (discard, step(state, out, early))
@@ -298,7 +306,7 @@ impl TlsLink {
             if let Ok(Step::Done) = step {
                 // A server may send after its own flight; it is done (for the
                 // record layer) only when the client's Finished is in.
-                let handshaking = match hs {
+                let handshaking = match &**hs {
                     Handshake::Client(c) => c.is_handshaking(),
                     Handshake::Server(s) => s.is_handshaking(),
                 };
@@ -316,7 +324,7 @@ impl TlsLink {
                 Ok(Step::Again) => {}
                 Ok(Step::Wrote(n)) => self.out_end += n,
                 Ok(Step::Blocked) => return Ok(()),
-                Ok(Step::Done) => return self.into_traffic(),
+                Ok(Step::Done) => return self.start_traffic(),
                 Ok(Step::Closed) => {
                     self.peer_closed = true;
                     return Ok(());
@@ -325,11 +333,11 @@ impl TlsLink {
         }
     }
 
-    fn into_traffic(&mut self) -> Result<(), TlsError> {
+    fn start_traffic(&mut self) -> Result<(), TlsError> {
         let State::Handshake(hs) = std::mem::replace(&mut self.state, State::Dead) else {
             return Ok(());
         };
-        let (secrets, kernel) = match hs {
+        let (secrets, kernel) = match *hs {
             Handshake::Client(c) => c
                 .dangerous_into_kernel_connection()
                 .map(|(s, k)| (s, Kernel::Client(k))),
@@ -340,7 +348,7 @@ impl TlsLink {
         .map_err(TlsError::Rustls)?;
         let tx = Direction::new(secrets.tx.0, &secrets.tx.1).map_err(TlsError::Record)?;
         let rx = Direction::new(secrets.rx.0, &secrets.rx.1).map_err(TlsError::Record)?;
-        self.state = State::Traffic { tx, rx, kernel };
+        self.state = State::Traffic(Box::new(Traffic { tx, rx, kernel }));
         Ok(())
     }
 
@@ -357,9 +365,10 @@ impl TlsLink {
         if buf.len() < len {
             return Ok(false);
         }
-        let State::Traffic { rx, .. } = &mut self.state else {
+        let State::Traffic(t) = &mut self.state else {
             return Ok(false);
         };
+        let rx = &mut t.rx;
         let start = self.in_start;
         let rec = &mut self.inbuf[start..start + len];
         let (kind, plain_len) = match rx.open(rec) {
@@ -416,9 +425,10 @@ impl TlsLink {
                 (NEW_SESSION_TICKET, _) => {}
                 (KEY_UPDATE, [requested]) => {
                     let requested = *requested == 1;
-                    let State::Traffic { rx, kernel, .. } = &mut self.state else {
+                    let State::Traffic(t) = &mut self.state else {
                         return Ok(());
                     };
+                    let Traffic { rx, kernel, .. } = &mut **t;
                     *rx = kernel.update_rx()?;
                     if requested {
                         self.update_tx_key()?;
@@ -434,9 +444,10 @@ impl TlsLink {
     /// Sends a key update (not requesting one back) and moves to the next
     /// transmit key.
     fn update_tx_key(&mut self) -> Result<(), TlsError> {
-        let State::Traffic { tx, kernel, .. } = &mut self.state else {
+        let State::Traffic(t) = &mut self.state else {
             return Ok(());
         };
+        let Traffic { tx, kernel, .. } = &mut **t;
         let at = self.out_end;
         let msg = [KEY_UPDATE, 0, 0, 1, 0];
         if self.outbuf.len() - at < msg.len() + OVERHEAD {
@@ -457,9 +468,10 @@ impl TlsLink {
         let mut slice = 0;
         let mut offset = 0;
         loop {
-            let State::Traffic { tx, .. } = &mut self.state else {
+            let State::Traffic(t) = &mut self.state else {
                 return taken;
             };
+            let tx = &mut t.tx;
             if self.sent_close {
                 return taken;
             }
@@ -497,9 +509,10 @@ impl TlsLink {
 
     /// Queues close_notify (once); nothing is sealed after it.
     pub fn close(&mut self) {
-        let State::Traffic { tx, .. } = &mut self.state else {
+        let State::Traffic(t) = &mut self.state else {
             return;
         };
+        let tx = &mut t.tx;
         if self.sent_close || self.outbuf.len() - self.out_end < 2 + OVERHEAD {
             return;
         }

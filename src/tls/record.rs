@@ -192,15 +192,15 @@ mod tests {
         }
         let mut rx = Direction::new(1, &secrets(1)).unwrap();
         assert_eq!(
-            rx.open(&mut sealed.clone()[..n]),
+            rx.open(&mut { sealed }[..n]),
             Err(RecordError::BadRecordMac)
         );
         let mut rx = Direction::new(0, &secrets(2)).unwrap();
         assert_eq!(
-            rx.open(&mut sealed.clone()[..n]),
+            rx.open(&mut { sealed }[..n]),
             Err(RecordError::BadRecordMac)
         );
         let mut rx = Direction::new(0, &secrets(1)).unwrap();
-        assert!(rx.open(&mut sealed.clone()[..4]).is_err(), "short");
+        assert!(rx.open(&mut { sealed }[..4]).is_err(), "short");
     }
 }

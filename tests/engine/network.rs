@@ -231,21 +231,25 @@ pub(crate) fn restart_scenario(playout_ms: u64, tls: Option<&TlsFiles>) -> Outco
     }
 }
 
-#[test]
-fn a_hub_restart_restores_rooms_and_loses_no_audio() {
-    let o = restart_scenario(0, None);
+/// The publisher's room restored within a second of the hub's return, and
+/// every chunk, before, across and after the restart, delivered once, in order.
+pub(crate) fn restored_and_exactly_once(o: &Outcome) {
     assert!(
         o.restored_after < Duration::from_secs(1),
         "restored after {:?}",
         o.restored_after
     );
-    // Every chunk, before, across and after the restart: once, in order.
     assert_eq!(
         o.seqs,
         (1..=o.total).collect::<Vec<_>>(),
         "every chunk once, in order"
     );
     assert!(o.gaps.is_empty());
+}
+
+#[test]
+fn a_hub_restart_restores_rooms_and_loses_no_audio() {
+    restored_and_exactly_once(&restart_scenario(0, None));
 }
 
 #[test]

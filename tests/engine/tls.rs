@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::network::restart_scenario;
+use crate::network::{restart_scenario, restored_and_exactly_once};
 use poselink::engine::{EdgeEngine, EngineConfig, EngineHandle, EngineReport, Event, Priority};
 use poselink::hub::HubConfig;
 use poselink::proto::{AudioChunk, Role};
@@ -120,18 +120,7 @@ fn an_untrusted_ca_a_wrong_name_and_an_expired_certificate_are_refused_by_name()
 #[test]
 fn a_hub_restart_over_tls_restores_rooms_and_loses_no_audio() {
     let files = TlsFiles::local("engine-restart");
-    let o = restart_scenario(0, Some(&files));
-    assert!(
-        o.restored_after < Duration::from_secs(1),
-        "restored after {:?}",
-        o.restored_after
-    );
-    assert_eq!(
-        o.seqs,
-        (1..=o.total).collect::<Vec<_>>(),
-        "every chunk once, in order"
-    );
-    assert!(o.gaps.is_empty());
+    restored_and_exactly_once(&restart_scenario(0, Some(&files)));
 }
 
 #[test]

@@ -10,10 +10,18 @@ use std::time::{Duration, Instant};
 use crate::common::Client;
 use poselink::proto::Role;
 
-#[test]
-fn sigterm_closes_every_connection_with_going_away_and_exits_zero() {
+/// `poselink hub --dev --listen 127.0.0.1:0 ARGS`, its stderr as lines on a
+/// channel, and the lines up to the one with its address.
+fn spawn_hub(
+    args: &[&std::ffi::OsStr],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    Vec<String>,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_poselink"))
         .args(["hub", "--dev", "--listen", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -27,15 +35,29 @@ fn sigterm_closes_every_connection_with_going_away_and_exits_zero() {
         }
     });
     let mut log = Vec::new();
-    let addr = loop {
+    loop {
         let line = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("the hub logs its address");
-        log.push(line.clone());
-        if let Some(rest) = line.split("hub listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        let done = line.contains("hub listening on ");
+        log.push(line);
+        if done {
+            return (child, rx, log);
         }
-    };
+    }
+}
+
+/// The address in the hub's "listening on" line (the last of `log`).
+fn address(log: &[String]) -> std::net::SocketAddr {
+    let line = log.last().unwrap();
+    let rest = line.split("hub listening on ").nth(1).unwrap();
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn sigterm_closes_every_connection_with_going_away_and_exits_zero() {
+    let (mut child, _lines, log) = spawn_hub(&[]);
+    let addr = address(&log);
     assert!(
         log.iter().any(|l| l.contains("DEV MODE")),
         "dev mode is announced loudly: {log:?}"
@@ -65,32 +87,15 @@ fn sigterm_closes_every_connection_with_going_away_and_exits_zero() {
 #[test]
 fn sighup_reloads_the_certificate_and_keeps_the_sessions() {
     let first = crate::common::TlsFiles::local("sighup");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_poselink"))
-        .args(["hub", "--dev", "--listen", "127.0.0.1:0", "--tls-cert"])
-        .arg(&first.cert)
-        .arg("--tls-key")
-        .arg(&first.key)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr: std::net::SocketAddr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the hub logs its address");
-        if let Some(rest) = line.split("hub listening on ").nth(1) {
-            assert!(line.contains("TLS"), "{line}");
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+    let args = [
+        "--tls-cert".as_ref(),
+        first.cert.as_os_str(),
+        "--tls-key".as_ref(),
+        first.key.as_os_str(),
+    ];
+    let (mut child, rx, log) = spawn_hub(&args);
+    let addr = address(&log);
+    assert!(log.last().unwrap().contains("TLS"), "{log:?}");
     let mut c = Client::connect_to(addr, Some(&first.ca_pem));
     c.hello("").unwrap();
     c.join("hup", Role::Member).unwrap();

@@ -23,7 +23,23 @@ fn relay_works(hub: &TestHub, room: &str, n: usize) {
     let mut viewer = Client::session_with(hub, "");
     viewer.join(room, Role::Viewer).unwrap();
     while viewer.recv(Duration::from_millis(50)).is_some() {}
-    let mut poses = PoseStream::new(3);
+    assert_eq!(
+        poses_through(&mut publisher, r, &mut viewer, n, 3),
+        n,
+        "every pose relayed over TLS"
+    );
+}
+
+/// Sends `n` poses (paced) from `publisher` into room `r` and counts those
+/// `viewer` receives within 5 s.
+fn poses_through(
+    publisher: &mut Client,
+    r: u16,
+    viewer: &mut Client,
+    n: usize,
+    seed: u64,
+) -> usize {
+    let mut poses = PoseStream::new(seed);
     for k in 0..n {
         if k % 20 == 19 {
             // Paced: this is about TLS, not the drop policy.
@@ -42,7 +58,7 @@ fn relay_works(hub: &TestHub, room: &str, n: usize) {
             got += 1;
         }
     }
-    assert_eq!(got, n, "every pose relayed over TLS");
+    got
 }
 
 #[test]
@@ -185,22 +201,7 @@ fn garbage_and_truncated_records_close_that_connection_only() {
         fault(&hub, "tls")
     );
     // The honest session never noticed.
-    let mut poses = PoseStream::new(5);
-    for _ in 0..20 {
-        let m = poses.next(r, publisher.member).to_vec();
-        publisher.send_bytes(&m);
-    }
-    let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while got < 20 && Instant::now() < deadline {
-        if viewer
-            .recv(Duration::from_millis(100))
-            .is_some_and(|g| g.kind() == Kind::Pose)
-        {
-            got += 1;
-        }
-    }
-    assert_eq!(got, 20);
+    assert_eq!(poses_through(&mut publisher, r, &mut viewer, 20, 5), 20);
 }
 
 #[test]
@@ -278,22 +279,11 @@ fn a_reloaded_certificate_serves_new_connections_and_keeps_open_ones() {
     let _ = fresh.read_to_string(&mut out);
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     // The connections made before the reload still relay.
-    let mut poses = PoseStream::new(9);
-    for _ in 0..10 {
-        let m = poses.next(r, publisher.member).to_vec();
-        publisher.send_bytes(&m);
-    }
-    let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while got < 10 && Instant::now() < deadline {
-        if viewer
-            .recv(Duration::from_millis(100))
-            .is_some_and(|g| g.kind() == Kind::Pose)
-        {
-            got += 1;
-        }
-    }
-    assert_eq!(got, 10, "open connections kept through the reload");
+    assert_eq!(
+        poses_through(&mut publisher, r, &mut viewer, 10, 9),
+        10,
+        "open connections kept through the reload"
+    );
     // A reload whose files are broken keeps the certificate in service.
     std::fs::write(&first.key, "not a key").unwrap();
     hub.handle.reload_tls();

@@ -36,9 +36,11 @@ fn spawn_hub(
     });
     let mut log = Vec::new();
     loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the hub logs its address");
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the hub did not log its address: {log:?}");
+        };
         let done = line.contains("hub listening on ");
         log.push(line);
         if done {

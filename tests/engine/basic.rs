@@ -55,7 +55,12 @@ fn pose_and_audio_flow_from_one_engine_to_another() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let (mut poses, mut audio) = (0, 0);
     let mut last_ts = 0;
-    while (poses < 30 || audio < 30) && Instant::now() < deadline {
+    // A pose frame the engine's loop has not sent when a newer one comes is
+    // replaced by it (the newest pose wins; counted as superseded): on a slow
+    // machine (the aarch64 build runs this under qemu) a few may be. Every
+    // frame sent must arrive, and every audio chunk.
+    let owed = || 30 - a.metrics().drops_superseded as usize;
+    while (poses < owed() || audio < 30) && Instant::now() < deadline {
         let ts = match b.wait_event(Duration::from_millis(100)) {
             Some(Event::Pose { room, frame, .. }) => {
                 assert_eq!(room, rb);
@@ -75,16 +80,22 @@ fn pose_and_audio_flow_from_one_engine_to_another() {
     }
     assert_eq!(
         (poses, audio),
-        (30, 30),
+        (owed(), 30),
         "metrics a: {:?}\nb: {:?}",
         a.metrics(),
         b.metrics()
     );
+    assert!(poses >= 20, "at most a third superseded: {:?}", a.metrics());
     a.shutdown();
     b.shutdown();
     let ra = ta.join().unwrap();
     tb.join().unwrap();
-    assert_eq!(ra.metrics.poses_sent, 30);
+    assert_eq!(
+        ra.metrics.poses_sent + ra.metrics.drops_superseded,
+        30,
+        "every frame sent or superseded"
+    );
+    assert_eq!(ra.metrics.poses_sent as usize, poses);
     assert_eq!(ra.metrics.audio_sent, 30);
 }
 

@@ -28,9 +28,7 @@ use poselink::engine::{
     ControlError, Counter, EdgeEngine, EngineConfig, EngineHandle, EngineReport, Event, JoinError,
     MemberSummary, Priority, RoomId, SendError,
 };
-use poselink::proto::{
-    AudioChunk, LANDMARK_COUNT, Landmark, LeaveReason, PoseFrame, PoseMode, Role,
-};
+use poselink::proto::{AudioChunk, LANDMARK_COUNT, Landmark, PoseFrame, PoseMode, Role};
 use poselink_hal::{Motion, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
@@ -121,16 +119,6 @@ fn role_of(name: &str) -> PyResult<Role> {
         _ => Err(PyValueError::new_err(format!(
             "role {name:?} is not a role: use \"owner\", \"member\" or \"viewer\""
         ))),
-    }
-}
-
-fn leave_name(r: LeaveReason) -> &'static str {
-    match r {
-        LeaveReason::Left => "left",
-        LeaveReason::Disconnected => "disconnected",
-        LeaveReason::Kicked => "kicked",
-        LeaveReason::TimedOut => "timed_out",
-        LeaveReason::RoomClosed => "room_closed",
     }
 }
 
@@ -503,7 +491,7 @@ fn event_tuple<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyTuple>>
             "room_left",
             room.0,
             0u16,
-            leave_name(*reason).into_pyobject(py)?.into_any().unbind(),
+            reason.name().into_pyobject(py)?.into_any().unbind(),
             none.clone_ref(py),
             none,
         )
@@ -525,7 +513,7 @@ fn event_tuple<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyTuple>>
             "member_left",
             room.0,
             *member,
-            leave_name(*reason).into_pyobject(py)?.into_any().unbind(),
+            reason.name().into_pyobject(py)?.into_any().unbind(),
             none.clone_ref(py),
             none,
         )

@@ -92,6 +92,19 @@ pub enum LeaveReason {
     RoomClosed,
 }
 
+impl LeaveReason {
+    /// The reason's name in JSON mode and in the bindings (`"timed_out"`, …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Disconnected => "disconnected",
+            LeaveReason::Kicked => "kicked",
+            LeaveReason::TimedOut => "timed_out",
+            LeaveReason::RoomClosed => "room_closed",
+        }
+    }
+}
+
 /// An error code carried by [`ErrorMsg`]. A newtype, not an enum, so that codes a
 /// newer peer defines still decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -19,8 +19,8 @@ use serde_json::{Map, Value, json};
 
 use crate::proto::{
     self, AudioChunk, AudioPayload, CloseRoom, Compressor, EncoderConfig, ErrorCode, Header, Hello,
-    Join, Kick, Kind, LANDMARK_COUNT, Leave, LeaveReason, Message, Packet, Ping, PoseCoding,
-    PoseDecoder, PoseEncoder, PoseFrame, Role, RoleChanged,
+    Join, Kick, Kind, LANDMARK_COUNT, Leave, Message, Packet, Ping, PoseCoding, PoseDecoder,
+    PoseEncoder, PoseFrame, Role, RoleChanged,
 };
 use crate::room::RoomHandle;
 use crate::ws::FrameKind;
@@ -255,16 +255,6 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
     }
 }
 
-fn leave_reason(r: LeaveReason) -> &'static str {
-    match r {
-        LeaveReason::Left => "left",
-        LeaveReason::Disconnected => "disconnected",
-        LeaveReason::Kicked => "kicked",
-        LeaveReason::TimedOut => "timed_out",
-        LeaveReason::RoomClosed => "room_closed",
-    }
-}
-
 fn kind_name(k: u8) -> Value {
     match Kind::from_u8(k) {
         Some(k) => json!(k.name()),
@@ -301,7 +291,7 @@ pub fn control_to_json(
         }),
         Message::MemberLeft(m) => json!({
             "type": "member_left", "room": room(), "member": m.member,
-            "reason": leave_reason(m.reason),
+            "reason": m.reason.name(),
         }),
         Message::RoleChanged(r) => json!({
             "type": "role_changed", "room": room(), "member": r.member, "role": r.role.name(),

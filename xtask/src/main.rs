@@ -8,9 +8,10 @@
 //!   package's tests (`cargo xtask pytest`).
 //! - `cargo xtask pytest [ARGS…]` — the Python package's tests alone: a
 //!   virtualenv in `target/pyenv` with maturin, pytest and numpy (made once),
-//!   the extension built into it by `maturin develop --profile ci` (sharing the
-//!   compiled crates of the Rust tests), the hub binary built, then
-//!   `pytest python/tests ARGS…` against it.
+//!   the extension and the hub binary built by cargo with the Rust tests' `ci`
+//!   profile and feature set (so nothing is compiled twice) and installed into
+//!   it in place, as `maturin develop` would, then `pytest python/tests ARGS…`
+//!   against them. (maturin itself builds the wheels, in `.ci/cross`.)
 //! - `cargo xtask setup` — only the installing part.
 //! - `cargo xtask doctor` — says what is present and what is missing, installs
 //!   nothing.
@@ -263,8 +264,17 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 
 /// The Python package's tests: a virtualenv under `target/pyenv` (made once;
 /// Debian's system pip refuses installs outside one) with maturin, pytest and
-/// numpy; the extension built into it with the `ci` profile, which shares its
-/// compiled crates with `cargo test --profile ci`; the hub binary; then pytest.
+/// numpy; the extension and the hub binary built by cargo; the extension put
+/// in place; then pytest.
+///
+/// The build is `cargo build --workspace --profile ci --lib --bins --tests`:
+/// the same packages, profile and features as `cargo test --workspace
+/// --profile ci`, so after the Rust tests it only links the extension. (`maturin
+/// develop` builds `-p poselink-py` alone, which unifies features differently
+/// and compiled `poselink` and a dozen crates a second time: ~2 minutes of every
+/// CI run.) Installing is what `maturin develop` does for this mixed layout: the
+/// module next to the package's Python files, and a `.pth` file naming their
+/// folder.
 fn pytest(extra: &[String]) -> Result<(), String> {
     let started = Instant::now();
     let root = root();
@@ -296,27 +306,29 @@ fn pytest(extra: &[String]) -> Result<(), String> {
     run(
         Command::new(&cargo).current_dir(&root).args([
             "build",
+            "--workspace",
             "--profile",
             "ci",
-            "--bin",
-            "poselink",
+            "--lib",
+            "--bins",
+            "--tests",
         ]),
-        "cargo build --profile ci --bin poselink",
+        "cargo build --workspace --profile ci --lib --bins --tests",
     )?;
-    run(
-        Command::new(venv.join("bin/maturin"))
-            .current_dir(&root)
-            .env("VIRTUAL_ENV", &venv)
-            .args([
-                "develop",
-                "--quiet",
-                "--profile",
-                "ci",
-                "-m",
-                "python/Cargo.toml",
-            ]),
-        "maturin develop --profile ci (the poselink Python package)",
-    )?;
+    let module = root.join("python/poselink/_native.abi3.so");
+    std::fs::copy(root.join("target/ci/lib_native.so"), &module)
+        .map_err(|e| format!("cannot copy the extension to {}: {e}", module.display()))?;
+    let site = Command::new(&python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ])
+        .output()
+        .map_err(|e| format!("cannot ask {} for its site-packages: {e}", python.display()))?;
+    let site = PathBuf::from(String::from_utf8_lossy(&site.stdout).trim());
+    let pth = site.join("poselink.pth");
+    std::fs::write(&pth, format!("{}\n", root.join("python").display()))
+        .map_err(|e| format!("cannot write {}: {e}", pth.display()))?;
     // Said before pytest runs, so that pytest's summary line ends the output.
     println!(
         "xtask: the Python test environment and extension are ready ({:.0} s); pytest python/tests",

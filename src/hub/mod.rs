@@ -7,7 +7,7 @@
 //!   clock as under the driver.
 //! - the driver ([`Hub`]) — one thread, one `mio` event loop, every socket in a
 //!   slot table sized at start-up. It accepts connections, answers HTTP on the
-//!   same port (the WebSocket upgrade, `GET /metrics`, `/healthz`, `/report`,
+//!   same port (the WebSocket upgrade, `GET /metrics`, `/healthz`, `/readyz`, `/report`,
 //!   `/rooms` and the browser viewer), and moves bytes between the sockets and
 //!   the core: one read into the buffer the core lends, one `writev` of what the
 //!   core lends per connection per round.

@@ -56,7 +56,7 @@
 //!   plus the monotonic time since, both in microseconds so that an expiry is
 //!   seen within a microsecond of the second it names; a simulation sets it like
 //!   any other input.
-//! - The driver answers HTTP (`/metrics`, `/healthz`, `/report`, `/rooms`, the
+//! - The driver answers HTTP (`/metrics`, `/healthz`, `/readyz`, `/report`, `/rooms`, the
 //!   viewer) from what the core shows ([`stats`](Core::stats),
 //!   [`gauges`](Core::gauges), [`rooms`](Core::rooms)); the core only sees
 //!   connections that completed the WebSocket upgrade.

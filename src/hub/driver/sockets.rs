@@ -109,8 +109,10 @@ impl Driver {
                     let Some(s) = self.free.pop() else {
                         self.core.stats_mut().count_fault(Fault::HubFull);
                         log::warn!(
-                            "refused {peer}: all {} connection slots are in use",
-                            self.cfg.max_connections
+                            "refused {peer}: all {} sockets are in use ({} connection slots and {} for HTTP requests)",
+                            self.slots.len(),
+                            self.cfg.max_connections,
+                            self.slots.len() - self.cfg.max_connections
                         );
                         let _ = stream.write(
                             b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 67\r\nConnection: close\r\n\r\nThe hub holds its maximum number of connections; try again later.\r\n",

@@ -9,7 +9,7 @@
 
 use crate::proto::{self, ErrorCode, Header, Kind, Message, Packet, Pong};
 use crate::room::RoomHandle;
-use crate::ws::{self, FrameKind, close_code};
+use crate::ws::{self, FrameKind};
 
 use super::link::Phase;
 use super::{DropReason, Fault, Inner, Space, app_close, bad_message_code, reason};
@@ -29,27 +29,7 @@ impl Inner {
                 }
             }
             FrameKind::Pong => {}
-            FrameKind::Close => {
-                // Echo the peer's code if it may be sent (RFC 6455 §7.4);
-                // anything else is a protocol error.
-                let code = match ws::parse_close(payload) {
-                    Ok((1005, _)) => close_code::NORMAL,
-                    Ok((code, why)) if matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) => {
-                        log::debug!("connection {i}: peer closed ({code} {why})");
-                        code
-                    }
-                    Ok((code, _)) => {
-                        self.stats.count_fault(Fault::WebSocket);
-                        log::warn!("connection {i}: close frame with the invalid code {code}");
-                        close_code::PROTOCOL_ERROR
-                    }
-                    Err(_) => {
-                        self.stats.count_fault(Fault::WebSocket);
-                        close_code::PROTOCOL_ERROR
-                    }
-                };
-                self.close(i, code, "");
-            }
+            FrameKind::Close => self.on_ws_close(i, payload),
             _ => {}
         }
     }
@@ -77,6 +57,9 @@ impl Inner {
     ) {
         self.stats.bytes_in += bytes.len() as u64;
         self.stats.monitor.record_in(self.now, bytes.len());
+        if kind == FrameKind::Text && core::str::from_utf8(bytes).is_err() {
+            return self.invalid_text(i);
+        }
         if kind == FrameKind::Text && self.links[i].json {
             return self.on_json_text(i, bytes, space);
         }

@@ -25,7 +25,8 @@ use crate::proto::{
 use crate::room::RoomHandle;
 use crate::ws::FrameKind;
 
-use super::{DropReason, Inner, Space};
+use super::link::Phase;
+use super::{DropReason, Inner, Space, app_close};
 
 /// The WebSocket subprotocol that selects JSON mode.
 pub const SUBPROTOCOL: &str = "poselink.json";
@@ -482,6 +483,11 @@ impl Inner {
                 let (code, reason) = translation_error(&why);
                 log::debug!("connection {i}: {reason}");
                 self.send_error(i, code, 0, &reason);
+                // As for a binary client: a malformed first message ends the
+                // connection (4001); later ones are refused and the session goes on.
+                if self.links[i].phase == Phase::AwaitHello {
+                    self.close(i, app_close(code), code.name());
+                }
             }
         }
     }

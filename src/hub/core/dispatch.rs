@@ -12,7 +12,7 @@ use crate::room::RoomHandle;
 use crate::ws::{self, FrameKind};
 
 use super::link::Phase;
-use super::{DropReason, Fault, Inner, Space, app_close, bad_message_code, reason};
+use super::{DropReason, Fault, Inner, LogKind, Space, app_close, bad_message_code, reason};
 
 impl Inner {
     /// A WebSocket control frame from `i`.
@@ -37,7 +37,9 @@ impl Inner {
     /// A WebSocket framing rule was broken: say which, and close.
     pub(super) fn ws_fail(&mut self, i: usize, e: ws::WsError) {
         self.stats.count_fault(Fault::WebSocket);
-        log::warn!("connection {i} ({}): {e}; closing", self.links[i].peer);
+        let peer = self.links[i].peer;
+        let line = format_args!("connection {i} ({peer}): {e}; closing");
+        self.log_limit.warn(LogKind::WebSocket, self.now, line);
         let (code, what) = match e {
             ws::WsError::TooLarge { .. } => (ErrorCode::OVERSIZE, "message too large"),
             _ => (ErrorCode::BAD_MESSAGE, "WebSocket protocol error"),
@@ -122,7 +124,8 @@ impl Inner {
             let r = reason(format_args!(
                 "{refused} messages in a row over the rate limit ({rate_messages} messages/s, {rate_bytes} bytes/s); closing"
             ));
-            log::warn!("connection {i} ({}): {r}", link.peer);
+            let line = format_args!("connection {i} ({}): {r}", link.peer);
+            self.log_limit.warn(LogKind::Flooding, now, line);
             self.send_error(i, ErrorCode::RATE_LIMITED, 0, &r);
             self.close(i, app_close(ErrorCode::RATE_LIMITED), "flooding");
         } else if now.saturating_sub(link.last_rate_error_us) >= 1_000_000 {
@@ -130,7 +133,8 @@ impl Inner {
             let r = reason(format_args!(
                 "over the rate limit ({rate_messages} messages/s, {rate_bytes} bytes/s): messages are being dropped; slow down"
             ));
-            log::warn!("connection {i} ({}): {r}", link.peer);
+            let line = format_args!("connection {i} ({}): {r}", link.peer);
+            self.log_limit.warn(LogKind::RateLimited, now, line);
             self.send_error(i, ErrorCode::RATE_LIMITED, 0, &r);
         }
         false
@@ -141,10 +145,9 @@ impl Inner {
     pub(super) fn refuse_bad(&mut self, i: usize, about: u8, e: proto::Error) {
         let code = bad_message_code(e);
         let r = reason(format_args!("{e}"));
-        log::warn!(
-            "connection {i} ({}): refused a message: {r}",
-            self.links[i].peer
-        );
+        let peer = self.links[i].peer;
+        let line = format_args!("connection {i} ({peer}): refused a message: {r}");
+        self.log_limit.warn(LogKind::BadMessage, self.now, line);
         self.send_error(i, code, about, &r);
         if code == ErrorCode::UNSUPPORTED_VERSION || self.links[i].phase == Phase::AwaitHello {
             self.close(i, app_close(code), code.name());

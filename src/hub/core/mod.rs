@@ -91,6 +91,7 @@ use crate::room::{RoomConfig, RoomRegistry};
 use crate::token::TokenKey;
 
 use super::config::{ConfigError, HubConfig};
+use super::log_limit::{LogKind, LogLimiter};
 use super::metrics::{DropReason, Fault, Gauges, HubStats};
 use arena::Arena;
 use json::JsonEdge;
@@ -296,6 +297,8 @@ struct Inner {
     room_counts: Vec<RoomCounts>,
     last_sample_us: u64,
     next_tick: u64,
+    /// The warnings about peers, each kind a few lines per window.
+    log_limit: LogLimiter,
 }
 
 /// A room's counters for `GET /rooms`.
@@ -375,6 +378,7 @@ impl Core {
             room_counts: vec![RoomCounts::default(); cfg.max_rooms + 1],
             last_sample_us: now,
             next_tick: now,
+            log_limit: LogLimiter::new(),
             now,
             wall_us: unix_us,
             wall_at_us: now,

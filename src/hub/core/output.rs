@@ -18,7 +18,7 @@ use crate::room::{ConnId, RoomHandle};
 use crate::ws::{self, FrameKind};
 
 use super::link::Phase;
-use super::{Event, Fault, Inner, LINGER_US, json, reason};
+use super::{Event, Fault, Inner, LINGER_US, LogKind, json, reason};
 
 impl Inner {
     /// Lists connection `i` among those with new output, once.
@@ -121,11 +121,11 @@ impl Inner {
     pub(super) fn overflowed(&mut self, i: usize) {
         self.stats.count_fault(Fault::SlowConsumer);
         self.stats.count_error(ErrorCode::SLOW_CONSUMER);
-        log::warn!(
+        let line = format_args!(
             "connection {i} ({}): its control buffer ({} bytes) is full; the peer is not reading; closing",
-            self.links[i].peer,
-            self.cfg.control_buffer
+            self.links[i].peer, self.cfg.control_buffer
         );
+        self.log_limit.warn(LogKind::SlowConsumer, self.now, line);
         self.teardown(i, LeaveReason::TimedOut);
     }
 
@@ -182,7 +182,8 @@ impl Inner {
     /// `error` (`bad_message`) with `why`, then a close frame with `ws_code`.
     fn refuse_and_close(&mut self, i: usize, ws_code: u16, why: &str) {
         self.stats.count_fault(Fault::WebSocket);
-        log::warn!("connection {i} ({}): {why}; closing", self.links[i].peer);
+        let line = format_args!("connection {i} ({}): {why}; closing", self.links[i].peer);
+        self.log_limit.warn(LogKind::WebSocket, self.now, line);
         self.send_error(i, ErrorCode::BAD_MESSAGE, 0, why);
         self.close(i, ws_code, why);
     }

@@ -18,7 +18,7 @@ use crate::hub::core::{LINGER_US, SUBPROTOCOL, offers_json};
 use crate::hub::metrics::{self, Fault};
 
 use super::sockets::Phase;
-use super::{Driver, MAX_HTTP_HEAD};
+use super::{Driver, LogKind, MAX_HTTP_HEAD};
 
 /// What a request head asks for.
 pub enum Request {
@@ -143,7 +143,10 @@ impl Driver {
         let peer = slot.peer;
         if first[0] != crate::tls::record::HANDSHAKE {
             self.core.stats_mut().count_fault(Fault::TlsMismatch);
-            log::warn!("socket {s} ({peer}): a plain (not TLS) client on the TLS port, refused");
+            let line = format_args!(
+                "socket {s} ({peer}): a plain (not TLS) client on the TLS port, refused"
+            );
+            self.log_limit.warn(LogKind::Tls, now, line);
             self.http_refuse(
                 s,
                 400,
@@ -231,7 +234,9 @@ impl Driver {
             Some(p) => self.on_http_request(s, p + 4, now),
             None if tls_hello => {
                 self.core.stats_mut().count_fault(Fault::TlsMismatch);
-                log::warn!("socket {s} ({peer}): a TLS client on this plain port, refused");
+                let line =
+                    format_args!("socket {s} ({peer}): a TLS client on this plain port, refused");
+                self.log_limit.warn(LogKind::Tls, now, line);
                 // In clear: a TLS client cannot read it, but its error then
                 // says the peer does not speak TLS, and `curl -v` shows it.
                 self.http_refuse(
@@ -243,7 +248,8 @@ impl Driver {
                 )
             }
             None if invalid => {
-                log::warn!("socket {s} ({peer}): not an HTTP request");
+                let line = format_args!("socket {s} ({peer}): not an HTTP request");
+                self.log_limit.warn(LogKind::BadHttp, now, line);
                 self.http_refuse(
                     s,
                     400,
@@ -323,10 +329,9 @@ impl Driver {
                 now,
             ),
             Request::Bad(why) => {
-                log::warn!(
-                    "socket {s} ({}): not a WebSocket upgrade: {why}",
-                    self.slots[s].peer
-                );
+                let peer = self.slots[s].peer;
+                let line = format_args!("socket {s} ({peer}): not a WebSocket upgrade: {why}");
+                self.log_limit.warn(LogKind::BadHttp, now, line);
                 let body = format!(
                     "This is a poselink hub; the request is not a WebSocket upgrade ({why}). Connect with a WebSocket client (RFC 6455).\n"
                 );
@@ -343,7 +348,9 @@ impl Driver {
             Err(e) => {
                 // Every connection slot holds a session; this socket has one
                 // of the HTTP-only slots: say why in a 503.
-                log::warn!("socket {s} ({}): upgrade refused: {e}", self.slots[s].peer);
+                let peer = self.slots[s].peer;
+                let line = format_args!("socket {s} ({peer}): upgrade refused: {e}");
+                self.log_limit.warn(LogKind::HubFull, now, line);
                 self.core.stats_mut().count_fault(Fault::HubFull);
                 let body = format!("hub_full: {e}.\n");
                 let ctype = "text/plain; charset=utf-8";

@@ -42,6 +42,7 @@ use crate::token::TokenKey;
 
 use super::HubConfig;
 use super::core::{Closed, Core, LINGER_US};
+use super::log_limit::{LogKind, LogLimiter};
 use super::metrics::{Fault, HubStats};
 use sockets::{Phase, Slot};
 
@@ -160,6 +161,7 @@ impl Hub {
             system: LinuxStats::new(),
             next_sample_us: now,
             next_tick_us: now,
+            log_limit: LogLimiter::new(),
             core,
             clock,
             registry,
@@ -323,6 +325,9 @@ struct Driver {
     system: LinuxStats,
     next_sample_us: u64,
     next_tick_us: u64,
+    /// The warnings about sockets and HTTP requests, each kind a few lines per
+    /// window (the core has its own for the connections it holds).
+    log_limit: LogLimiter,
 }
 
 impl Driver {
@@ -360,6 +365,7 @@ impl Driver {
         }
         if now >= self.next_tick_us {
             self.next_tick_us = now + TICK_US;
+            self.log_limit.flush_to_log(now);
             let handshake = self.cfg.handshake_timeout_ms * 1000;
             for s in 0..self.slots.len() {
                 let slot = &self.slots[s];

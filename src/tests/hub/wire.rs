@@ -463,3 +463,86 @@ fn a_malformed_first_json_message_is_refused_and_closed_with_4001() {
         .collect();
     assert_eq!(types, [json!("error"), json!("pong")]);
 }
+
+/// The warnings logged on this thread (a simulation runs on its test's thread,
+/// so tests running beside it do not mix in).
+mod captured {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                LINES.with(|l| l.borrow_mut().push(r.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    /// Starts capturing (the logger is installed once per test binary).
+    pub fn start() {
+        if log::set_logger(&CAPTURE).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+        assert!(
+            log::max_level() >= log::LevelFilter::Warn,
+            "another logger filters warnings out"
+        );
+        take();
+    }
+
+    /// The lines captured since the last call.
+    pub fn take() -> Vec<String> {
+        LINES.with(|l| core::mem::take(&mut *l.borrow_mut()))
+    }
+}
+
+/// 300 malformed messages in a burst are refused one by one (300 errors to the
+/// peer, 300 counted), but the log gets a few lines and then, when the window
+/// is over, one line with the count of the rest.
+#[test]
+fn a_burst_of_refusals_logs_a_few_lines_and_a_count() {
+    captured::start();
+    let mut sim = Sim::new(config());
+    let p = sim.session();
+    let _ = captured::take();
+    let garbage = [
+        0x10u8, 0x0c, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef,
+    ];
+    let mut errors = 0;
+    for _ in 0..6 {
+        // 50 at a time, so that the errors fit the control buffer.
+        let mut bytes = Vec::new();
+        for _ in 0..50 {
+            bytes.extend(sim.frame(p, FrameKind::Binary, true, &garbage));
+        }
+        sim.write(p, &bytes);
+        errors += sim.take_errors(p).len();
+    }
+    assert_eq!(errors, 300, "every refusal is answered");
+    let lines = captured::take();
+    let refused = lines
+        .iter()
+        .filter(|l| l.contains("refused a message"))
+        .count();
+    assert_eq!(refused, 10, "{lines:#?}");
+    // The housekeeping timer says the count once the window is over.
+    sim.advance(10_100);
+    let lines = captured::take();
+    let counts: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("more refused messages"))
+        .collect();
+    assert_eq!(counts.len(), 1, "{lines:#?}");
+    assert!(counts[0].contains("290 more"), "{}", counts[0]);
+}

@@ -57,7 +57,7 @@
 //! hubs) plug in here.
 //!
 //! - [`hub`] (`hub/driver/`) — accept, the HTTP upgrade and pages (`/metrics`,
-//!   `/healthz`, `/rooms`, the viewer), reads into the core's buffers, one
+//!   `/healthz`, `/readyz`, `/rooms`, the viewer), reads into the core's buffers, one
 //!   `writev` per connection per round, timers, signals.
 //! - [`engine`] (`engine/driver.rs`, and `engine/api.rs` for the app's threads)
 //!   — what a capture app links: lock-free hand-over of frames, tungstenite's

@@ -7,10 +7,12 @@
 //!   clock as under the driver.
 //! - the driver ([`Hub`]) — one thread, one `mio` event loop, every socket in a
 //!   slot table sized at start-up. It accepts connections, answers HTTP on the
-//!   same port (the WebSocket upgrade, `GET /metrics`, `/healthz`, `/report`,
+//!   same port (the WebSocket upgrade, `GET /metrics`, `/healthz`, `/readyz`, `/report`,
 //!   `/rooms` and the browser viewer), and moves bytes between the sockets and
 //!   the core: one read into the buffer the core lends, one `writev` of what the
 //!   core lends per connection per round.
+//! - `log_limit` — the warnings about peers, each kind limited to a few lines
+//!   per 10 s and a count of the rest, so that an attack cannot fill the disk.
 //!
 //! A published pose or audio message is checked once, copied once into a shared
 //! block with its WebSocket header, and the block's index is pushed to every
@@ -38,6 +40,7 @@
 mod config;
 pub mod core;
 mod driver;
+mod log_limit;
 mod metrics;
 
 pub use self::core::{BLOCK, MAX_MEDIA};

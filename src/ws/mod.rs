@@ -27,6 +27,9 @@ pub mod close_code {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// The peer sent a data type the hub does not accept (text to a binary peer).
     pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// The peer sent data that does not match its type: text that is not
+    /// UTF-8 (RFC 6455 §8.1), a close reason that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// The peer sent a message that violates the hub's policy (bad token, flood).
     pub const POLICY_VIOLATION: u16 = 1008;
     /// The peer sent a message larger than the limit.

@@ -1,6 +1,8 @@
-//! The connection table's limit over real sockets: a connection beyond
-//! `max_connections` gets `503 Service Unavailable` with a sentence and is closed;
-//! the hub keeps serving the others, and takes new connections once slots free up.
+//! The connection table's limit over real sockets: an upgrade beyond
+//! `max_connections` gets `503 Service Unavailable` with a sentence; the hub
+//! keeps serving the others, and takes new connections once slots free up. A
+//! full hub is alive (`/healthz` 200) but not ready (`/readyz` 503 with the
+//! reason), and ready again once a slot frees up.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -22,16 +24,10 @@ fn a_connection_beyond_the_table_gets_503_and_the_others_carry_on() {
     let h = a.join("full", Role::Member).unwrap();
     b.join("full", Role::Member).unwrap();
 
-    let mut extra = TcpStream::connect(hub.addr).unwrap();
-    extra
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut answer = String::new();
-    let _ = extra.read_to_string(&mut answer);
+    let answer = raw_request(hub.addr, UPGRADE);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
     assert!(
-        answer.contains("maximum number of connections"),
+        answer.contains("hub_full") && answer.contains("maximum number of connections"),
         "{answer:?}"
     );
 
@@ -61,4 +57,71 @@ fn a_connection_beyond_the_table_gets_503_and_the_others_carry_on() {
         assert!(Instant::now() < deadline, "no slot freed up");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Sends `request` on a new connection and reads the answer until the hub
+/// closes (at most 5 s).
+fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(request);
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn a_full_hub_is_alive_but_not_ready_until_a_slot_frees_up() {
+    let hub = TestHub::start(HubConfig {
+        max_connections: 2,
+        ..HubConfig::local_dev()
+    });
+    let (status, body) = hub.http_get("/readyz");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ready: 2 of 2 connection slots free\n")
+    );
+    let a = Client::session(hub.addr, "");
+    let mut b = Client::session(hub.addr, "");
+
+    // Every slot holds a session: alive, not ready, and says why.
+    assert_eq!(hub.http_get("/healthz"), (200, "ok\n".to_string()));
+    let (status, body) = hub.http_get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("all 2 connection slots") && body.contains("raise max_connections"),
+        "{body}"
+    );
+    // Several probes at once still get answers (the HTTP-only slots).
+    let probes: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = hub.addr;
+            std::thread::spawn(move || {
+                raw_request(addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            })
+        })
+        .collect();
+    for p in probes {
+        let answer = p.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+    assert!(hub.metric("poselink_sessions") == 2.0);
+
+    // A session ends: ready again.
+    drop(b.ws.close(None));
+    let _ = b.recv(Duration::from_millis(200));
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = hub.http_get("/readyz");
+        if status == 200 {
+            assert_eq!(body, "ready: 1 of 2 connection slots free\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready again: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(a);
 }

@@ -34,7 +34,7 @@ pub struct HubArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Address to listen on; WebSocket, /metrics and /healthz share it [default: 0.0.0.0:7700]
+    /// Address to listen on; WebSocket, /metrics, /healthz (liveness) and /readyz (readiness) share it [default: 0.0.0.0:7700]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
@@ -257,7 +257,7 @@ pub fn run(args: HubArgs) -> Result<(), CliError> {
         String::new()
     };
     info!(
-        "poselink hub {} listening on {addr} ({ws}://{addr}/{metrics_url}, {http}://{addr}/healthz)",
+        "poselink hub {} listening on {addr} ({ws}://{addr}/{metrics_url}, liveness {http}://{addr}/healthz, readiness {http}://{addr}/readyz)",
         env!("CARGO_PKG_VERSION")
     );
 

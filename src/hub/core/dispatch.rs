@@ -9,10 +9,10 @@
 
 use crate::proto::{self, ErrorCode, Header, Kind, Message, Packet, Pong};
 use crate::room::RoomHandle;
-use crate::ws::{self, FrameKind, close_code};
+use crate::ws::{self, FrameKind};
 
 use super::link::Phase;
-use super::{DropReason, Fault, Inner, Space, app_close, bad_message_code, reason};
+use super::{DropReason, Fault, Inner, LogKind, Space, app_close, bad_message_code, reason};
 
 impl Inner {
     /// A WebSocket control frame from `i`.
@@ -29,27 +29,7 @@ impl Inner {
                 }
             }
             FrameKind::Pong => {}
-            FrameKind::Close => {
-                // Echo the peer's code if it may be sent (RFC 6455 §7.4);
-                // anything else is a protocol error.
-                let code = match ws::parse_close(payload) {
-                    Ok((1005, _)) => close_code::NORMAL,
-                    Ok((code, why)) if matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) => {
-                        log::debug!("connection {i}: peer closed ({code} {why})");
-                        code
-                    }
-                    Ok((code, _)) => {
-                        self.stats.count_fault(Fault::WebSocket);
-                        log::warn!("connection {i}: close frame with the invalid code {code}");
-                        close_code::PROTOCOL_ERROR
-                    }
-                    Err(_) => {
-                        self.stats.count_fault(Fault::WebSocket);
-                        close_code::PROTOCOL_ERROR
-                    }
-                };
-                self.close(i, code, "");
-            }
+            FrameKind::Close => self.on_ws_close(i, payload),
             _ => {}
         }
     }
@@ -57,7 +37,9 @@ impl Inner {
     /// A WebSocket framing rule was broken: say which, and close.
     pub(super) fn ws_fail(&mut self, i: usize, e: ws::WsError) {
         self.stats.count_fault(Fault::WebSocket);
-        log::warn!("connection {i} ({}): {e}; closing", self.links[i].peer);
+        let peer = self.links[i].peer;
+        let line = format_args!("connection {i} ({peer}): {e}; closing");
+        self.log_limit.warn(LogKind::WebSocket, self.now, line);
         let (code, what) = match e {
             ws::WsError::TooLarge { .. } => (ErrorCode::OVERSIZE, "message too large"),
             _ => (ErrorCode::BAD_MESSAGE, "WebSocket protocol error"),
@@ -77,6 +59,9 @@ impl Inner {
     ) {
         self.stats.bytes_in += bytes.len() as u64;
         self.stats.monitor.record_in(self.now, bytes.len());
+        if kind == FrameKind::Text && core::str::from_utf8(bytes).is_err() {
+            return self.invalid_text(i);
+        }
         if kind == FrameKind::Text && self.links[i].json {
             return self.on_json_text(i, bytes, space);
         }
@@ -139,7 +124,8 @@ impl Inner {
             let r = reason(format_args!(
                 "{refused} messages in a row over the rate limit ({rate_messages} messages/s, {rate_bytes} bytes/s); closing"
             ));
-            log::warn!("connection {i} ({}): {r}", link.peer);
+            let line = format_args!("connection {i} ({}): {r}", link.peer);
+            self.log_limit.warn(LogKind::Flooding, now, line);
             self.send_error(i, ErrorCode::RATE_LIMITED, 0, &r);
             self.close(i, app_close(ErrorCode::RATE_LIMITED), "flooding");
         } else if now.saturating_sub(link.last_rate_error_us) >= 1_000_000 {
@@ -147,7 +133,8 @@ impl Inner {
             let r = reason(format_args!(
                 "over the rate limit ({rate_messages} messages/s, {rate_bytes} bytes/s): messages are being dropped; slow down"
             ));
-            log::warn!("connection {i} ({}): {r}", link.peer);
+            let line = format_args!("connection {i} ({}): {r}", link.peer);
+            self.log_limit.warn(LogKind::RateLimited, now, line);
             self.send_error(i, ErrorCode::RATE_LIMITED, 0, &r);
         }
         false
@@ -158,10 +145,9 @@ impl Inner {
     pub(super) fn refuse_bad(&mut self, i: usize, about: u8, e: proto::Error) {
         let code = bad_message_code(e);
         let r = reason(format_args!("{e}"));
-        log::warn!(
-            "connection {i} ({}): refused a message: {r}",
-            self.links[i].peer
-        );
+        let peer = self.links[i].peer;
+        let line = format_args!("connection {i} ({peer}): refused a message: {r}");
+        self.log_limit.warn(LogKind::BadMessage, self.now, line);
         self.send_error(i, code, about, &r);
         if code == ErrorCode::UNSUPPORTED_VERSION || self.links[i].phase == Phase::AwaitHello {
             self.close(i, app_close(code), code.name());

@@ -3,7 +3,8 @@
 //! linger ran out; a receiver with output waiting that accepted no bytes for
 //! `stuck_timeout_ms`; heartbeats (a ping every `heartbeat_ms`, and a session
 //! silent for three intervals closed as timed out); audio acknowledgements, one
-//! per room per tick; empty rooms past their grace period. Also here: the
+//! per room per tick; empty rooms past their grace period; the counts of
+//! warnings the log limit held back (`hub::log_limit`). Also here: the
 //! system samples the driver hands in, and the "going away" of a shutdown.
 
 use poselink_hal::Snapshot;
@@ -12,7 +13,7 @@ use crate::proto::{Ack, ErrorCode, Kind, LeaveReason, Message};
 use crate::ws::{FrameKind, close_code};
 
 use super::link::Phase;
-use super::{Fault, Inner, app_close, reason};
+use super::{Fault, Inner, LogKind, app_close, reason};
 
 impl Inner {
     /// Every timer that is due at `now`.
@@ -21,6 +22,8 @@ impl Inner {
         let hb = self.cfg.heartbeat_ms * 1000;
         let handshake = self.cfg.handshake_timeout_ms * 1000;
         let stuck = self.cfg.stuck_timeout_ms * 1000;
+        // Counts of warnings held back in windows that are over.
+        self.log_limit.flush_to_log(now);
         for i in 0..self.links.len() {
             let link = &self.links[i];
             match link.phase {
@@ -31,7 +34,8 @@ impl Inner {
                         "no hello within {} ms of connecting; send the hello first",
                         self.cfg.handshake_timeout_ms
                     ));
-                    log::warn!("connection {i} ({}): {r}", link.peer);
+                    let line = format_args!("connection {i} ({}): {r}", link.peer);
+                    self.log_limit.warn(LogKind::NoHello, now, line);
                     self.send_error(i, ErrorCode::UNAUTHENTICATED, 0, &r);
                     self.close(i, app_close(ErrorCode::UNAUTHENTICATED), "no hello");
                     continue;
@@ -45,11 +49,11 @@ impl Inner {
             if link.has_output() && now.saturating_sub(link.last_progress_us) > stuck {
                 self.stats.count_fault(Fault::SlowConsumer);
                 self.stats.count_error(ErrorCode::SLOW_CONSUMER);
-                log::warn!(
+                let line = format_args!(
                     "connection {i} ({}): accepted no bytes for {} ms; closing it as a slow consumer",
-                    link.peer,
-                    self.cfg.stuck_timeout_ms
+                    link.peer, self.cfg.stuck_timeout_ms
                 );
+                self.log_limit.warn(LogKind::SlowConsumer, now, line);
                 self.teardown(i, LeaveReason::TimedOut);
                 continue;
             }
@@ -58,11 +62,12 @@ impl Inner {
             }
             if now.saturating_sub(link.last_rx_us) > 3 * hb {
                 self.stats.count_fault(Fault::HeartbeatTimeout);
-                log::warn!(
+                let line = format_args!(
                     "connection {i} ({}): silent for {} ms (3 heartbeats); closing",
                     link.peer,
                     now.saturating_sub(link.last_rx_us) / 1000
                 );
+                self.log_limit.warn(LogKind::Silent, now, line);
                 self.send_error(
                     i,
                     ErrorCode::GOING_AWAY,

@@ -25,7 +25,8 @@ use crate::proto::{
 use crate::room::RoomHandle;
 use crate::ws::FrameKind;
 
-use super::{DropReason, Inner, Space};
+use super::link::Phase;
+use super::{DropReason, Inner, Space, app_close};
 
 /// The WebSocket subprotocol that selects JSON mode.
 pub const SUBPROTOCOL: &str = "poselink.json";
@@ -65,12 +66,41 @@ fn str_of<'v>(o: &'v Map<String, Value>, k: &str) -> Result<&'v str, String> {
 }
 
 fn uint(o: &Map<String, Value>, k: &str, default: Option<u64>) -> Result<u64, String> {
-    match (o.get(k), default) {
-        (None, Some(d)) | (Some(Value::Null), Some(d)) => Ok(d),
-        (None, None) => Err(format!("the message lacks the \"{k}\" field")),
-        (Some(v), _) => v
-            .as_u64()
-            .ok_or_else(|| format!("\"{k}\" must be a non-negative integer")),
+    uint_to(o, k, default, u64::MAX)
+}
+
+/// An unsigned integer field no larger than `max` (the width it has on the
+/// wire): a larger one is refused, never cut or saturated (2^33 + 9 relayed
+/// as 9 would be a different message).
+fn uint_to(o: &Map<String, Value>, k: &str, default: Option<u64>, max: u64) -> Result<u64, String> {
+    let v = match (o.get(k), default) {
+        (None, Some(d)) | (Some(Value::Null), Some(d)) => return Ok(d),
+        (None, None) => return Err(format!("the message lacks the \"{k}\" field")),
+        (Some(v), _) => v,
+    };
+    match v.as_u64() {
+        Some(n) if n <= max => Ok(n),
+        Some(n) => Err(format!(
+            "\"{k}\" is {n}, out of range: it must be an integer from 0 to {max}"
+        )),
+        None if v.is_number() => Err(format!(
+            "\"{k}\" is {v}, out of range: it must be an integer from 0 to {max}"
+        )),
+        None => Err(format!("\"{k}\" must be a non-negative integer")),
+    }
+}
+
+/// An optional string field: absent or null gives `default`; any other type is
+/// refused rather than ignored.
+fn opt_str<'v>(
+    o: &'v Map<String, Value>,
+    k: &str,
+    default: &'static str,
+) -> Result<&'v str, String> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(format!("\"{k}\" must be a string")),
     }
 }
 
@@ -117,13 +147,15 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
     match ty {
         "hello" => {
             let msg = Message::Hello(Hello {
-                minor: uint(&o, "minor", Some(proto::PROTOCOL_MINOR.into()))?.min(255) as u8,
-                token: o.get("token").and_then(Value::as_str).unwrap_or(""),
+                minor: uint_to(
+                    &o,
+                    "minor",
+                    Some(proto::PROTOCOL_MINOR.into()),
+                    u8::MAX.into(),
+                )? as u8,
+                token: opt_str(&o, "token", "")?,
                 resume: uint(&o, "resume", Some(0))?,
-                client: o
-                    .get("client")
-                    .and_then(Value::as_str)
-                    .unwrap_or("json-client"),
+                client: opt_str(&o, "client", "json-client")?,
             });
             control(&msg, 0, now, out)
         }
@@ -145,15 +177,15 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
         "kick" => {
             let room = room_handle(&o, ctx)?;
             let msg = Message::Kick(Kick {
-                member: uint(&o, "member", None)?.min(u16::MAX.into()) as u16,
-                reason: o.get("reason").and_then(Value::as_str).unwrap_or(""),
+                member: uint_to(&o, "member", None, u16::MAX.into())? as u16,
+                reason: opt_str(&o, "reason", "")?,
             });
             control(&msg, room, now, out)
         }
         "set_role" | "role_changed" => {
             let room = room_handle(&o, ctx)?;
             let msg = Message::RoleChanged(RoleChanged {
-                member: uint(&o, "member", None)?.min(u16::MAX.into()) as u16,
+                member: uint_to(&o, "member", None, u16::MAX.into())? as u16,
                 role: role_of(&o)?,
             });
             control(&msg, room, now, out)
@@ -161,7 +193,7 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
         "close_room" => {
             let room = room_handle(&o, ctx)?;
             let msg = Message::CloseRoom(CloseRoom {
-                reason: o.get("reason").and_then(Value::as_str).unwrap_or(""),
+                reason: opt_str(&o, "reason", "")?,
             });
             control(&msg, room, now, out)
         }
@@ -185,7 +217,7 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
                 ));
             }
             let seq = match o.get("seq") {
-                Some(_) => uint(&o, "seq", None)? as u32,
+                Some(_) => uint_to(&o, "seq", None, u32::MAX.into())? as u32,
                 None => {
                     *ctx.pose_seq = ctx.pose_seq.wrapping_add(1);
                     *ctx.pose_seq
@@ -193,7 +225,7 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
             };
             let mut frame = PoseFrame {
                 seq,
-                person: uint(&o, "person", Some(0))?.min(u32::MAX.into()) as u32,
+                person: uint_to(&o, "person", Some(0), u32::MAX.into())? as u32,
                 capture_ts_us: uint(&o, "timestamp_us", Some(now))?,
                 ..PoseFrame::default()
             };
@@ -219,8 +251,15 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
             let samples = field(&o, "samples")?
                 .as_array()
                 .ok_or("\"samples\" must be an array of 16-bit integers")?;
-            let rate = uint(&o, "sample_rate", Some(48_000))?.min(u32::MAX.into()) as u32;
-            let channels = uint(&o, "channels", Some(1))?.min(255) as u8;
+            let rate = uint_to(&o, "sample_rate", Some(48_000), u32::MAX.into())? as u32;
+            let channels = match uint(&o, "channels", Some(1))? {
+                n @ 1..=2 => n as u8,
+                n => {
+                    return Err(format!(
+                        "\"channels\" is {n}: it must be 1 (mono) or 2 (stereo)"
+                    ));
+                }
+            };
             if samples.len() > proto::AUDIO_CHUNK_CAPACITY {
                 return Err(format!(
                     "{} samples in one chunk; at most {}",
@@ -228,7 +267,7 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
                     proto::AUDIO_CHUNK_CAPACITY
                 ));
             }
-            let mut chunk = AudioChunk::silence(rate, channels.max(1), 0);
+            let mut chunk = AudioChunk::silence(rate, channels, 0);
             chunk.channels = channels;
             chunk.len = samples.len() as u16;
             for (dst, s) in chunk.samples.iter_mut().zip(samples) {
@@ -238,7 +277,7 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
                     .ok_or("each sample must be an integer from -32768 to 32767")?;
             }
             chunk.seq = match o.get("seq") {
-                Some(_) => uint(&o, "seq", None)? as u32,
+                Some(_) => uint_to(&o, "seq", None, u32::MAX.into())? as u32,
                 None => {
                     *ctx.audio_seq = ctx.audio_seq.wrapping_add(1);
                     *ctx.audio_seq
@@ -444,6 +483,11 @@ impl Inner {
                 let (code, reason) = translation_error(&why);
                 log::debug!("connection {i}: {reason}");
                 self.send_error(i, code, 0, &reason);
+                // As for a binary client: a malformed first message ends the
+                // connection (4001); later ones are refused and the session goes on.
+                if self.links[i].phase == Phase::AwaitHello {
+                    self.close(i, app_close(code), code.name());
+                }
             }
         }
     }
@@ -616,6 +660,83 @@ mod tests {
         let e =
             ctx_run(&json!({"type":"pose","room":"r1","landmarks":lm}).to_string()).unwrap_err();
         assert!(e.contains('x') || e.contains("range"), "{e}");
+    }
+
+    #[test]
+    fn numbers_too_large_for_their_field_are_refused_not_cut() {
+        let lm: Vec<Value> = (0..33).map(|_| json!({"x": 0.5, "y": 0.5})).collect();
+        let pose = |extra: Value| {
+            let mut v = json!({"type": "pose", "room": "r1", "landmarks": lm});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            v.to_string()
+        };
+        let audio = |extra: Value| {
+            let mut v = json!({"type": "audio", "room": "r1", "samples": [0, 0]});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            v.to_string()
+        };
+        for (text, want) in [
+            (
+                pose(json!({"seq": (1u64 << 33) + 9})),
+                "\"seq\" is 8589934601, out of range",
+            ),
+            (
+                pose(json!({"person": 1u64 << 40})),
+                "\"person\" is 1099511627776",
+            ),
+            (pose(json!({"seq": -1})), "\"seq\" is -1"),
+            (
+                pose(json!({"timestamp_us": 1e30})),
+                "\"timestamp_us\" is 1e+30, out of range",
+            ),
+            (
+                audio(json!({"seq": (1u64 << 32) + 3})),
+                "\"seq\" is 4294967299",
+            ),
+            (
+                audio(json!({"sample_rate": 1u64 << 32})),
+                "\"sample_rate\" is 4294967296",
+            ),
+            (audio(json!({"channels": 256})), "\"channels\" is 256"),
+            (audio(json!({"channels": 0})), "1 (mono) or 2 (stereo)"),
+            (
+                json!({"type": "hello", "minor": 256}).to_string(),
+                "\"minor\" is 256",
+            ),
+            (
+                json!({"type": "hello", "token": 5}).to_string(),
+                "\"token\" must be a string",
+            ),
+            (
+                json!({"type": "kick", "room": "r1", "member": 65536}).to_string(),
+                "\"member\" is 65536",
+            ),
+            (
+                json!({"type": "set_role", "room": "r1", "member": 70000, "role": "viewer"})
+                    .to_string(),
+                "\"member\" is 70000",
+            ),
+            (
+                json!({"type": "ping", "t0_us": 2e19}).to_string(),
+                "\"t0_us\" is",
+            ),
+        ] {
+            let e = ctx_run(&text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        // The largest values that fit go through as they are.
+        let bytes = ctx_run(&pose(json!({"seq": u32::MAX, "person": u32::MAX}))).unwrap();
+        let p = Packet::new_checked(&bytes[..]).unwrap();
+        assert_eq!(p.header().seq, u32::MAX);
+        let bytes = ctx_run(&audio(json!({"seq": u32::MAX, "channels": 2}))).unwrap();
+        assert_eq!(
+            Packet::new_checked(&bytes[..]).unwrap().header().seq,
+            u32::MAX
+        );
     }
 
     #[test]

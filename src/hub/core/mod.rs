@@ -56,7 +56,7 @@
 //!   plus the monotonic time since, both in microseconds so that an expiry is
 //!   seen within a microsecond of the second it names; a simulation sets it like
 //!   any other input.
-//! - The driver answers HTTP (`/metrics`, `/healthz`, `/report`, `/rooms`, the
+//! - The driver answers HTTP (`/metrics`, `/healthz`, `/readyz`, `/report`, `/rooms`, the
 //!   viewer) from what the core shows ([`stats`](Core::stats),
 //!   [`gauges`](Core::gauges), [`rooms`](Core::rooms)); the core only sees
 //!   connections that completed the WebSocket upgrade.
@@ -91,6 +91,7 @@ use crate::room::{RoomConfig, RoomRegistry};
 use crate::token::TokenKey;
 
 use super::config::{ConfigError, HubConfig};
+use super::log_limit::{LogKind, LogLimiter};
 use super::metrics::{DropReason, Fault, Gauges, HubStats};
 use arena::Arena;
 use json::JsonEdge;
@@ -296,6 +297,8 @@ struct Inner {
     room_counts: Vec<RoomCounts>,
     last_sample_us: u64,
     next_tick: u64,
+    /// The warnings about peers, each kind a few lines per window.
+    log_limit: LogLimiter,
 }
 
 /// A room's counters for `GET /rooms`.
@@ -375,6 +378,7 @@ impl Core {
             room_counts: vec![RoomCounts::default(); cfg.max_rooms + 1],
             last_sample_us: now,
             next_tick: now,
+            log_limit: LogLimiter::new(),
             now,
             wall_us: unix_us,
             wall_at_us: now,

@@ -6,15 +6,19 @@
 //! frame, takes no more messages, and asks the driver to shut the write half
 //! once everything is written ([`Event::Shutdown`]); the driver reports the
 //! peer's end, or the linger deadline (housekeeping) ends it
-//! ([`Event::Close`]). The transmit side — the bytes lent to the driver and the
-//! accounting of what it wrote — is here too.
+//! ([`Event::Close`]). The peer's close frame is answered here too: its code
+//! echoed when RFC 6455 §7.4 lets it be sent, a malformed one refused (an
+//! `error` saying what is wrong, then 1002, or 1007 for a reason that is not
+//! UTF-8), as is a text message that is not UTF-8 (1007). The transmit side —
+//! the bytes lent to the driver and the accounting of what it wrote — is here
+//! too.
 
 use crate::proto::{ErrorCode, ErrorMsg, Header, LeaveReason, Message, encode_control};
 use crate::room::{ConnId, RoomHandle};
 use crate::ws::{self, FrameKind};
 
 use super::link::Phase;
-use super::{Event, Fault, Inner, LINGER_US, json};
+use super::{Event, Fault, Inner, LINGER_US, LogKind, json, reason};
 
 impl Inner {
     /// Lists connection `i` among those with new output, once.
@@ -117,12 +121,71 @@ impl Inner {
     pub(super) fn overflowed(&mut self, i: usize) {
         self.stats.count_fault(Fault::SlowConsumer);
         self.stats.count_error(ErrorCode::SLOW_CONSUMER);
-        log::warn!(
+        let line = format_args!(
             "connection {i} ({}): its control buffer ({} bytes) is full; the peer is not reading; closing",
-            self.links[i].peer,
-            self.cfg.control_buffer
+            self.links[i].peer, self.cfg.control_buffer
         );
+        self.log_limit.warn(LogKind::SlowConsumer, self.now, line);
         self.teardown(i, LeaveReason::TimedOut);
+    }
+
+    /// The peer's close frame: its code is echoed if it is one a peer may send
+    /// (RFC 6455 §7.4: 1000–1003, 1007–1014, 3000–4999; no code at all is
+    /// answered with 1000). A malformed one is a protocol error: an `error`
+    /// (`bad_message`) says what is wrong, then the close frame carries 1002 —
+    /// or 1007 when the reason is not UTF-8 (§8.1).
+    pub(super) fn on_ws_close(&mut self, i: usize, payload: &[u8]) {
+        let (ws_code, why) = match payload {
+            [] => return self.close(i, ws::close_code::NORMAL, ""),
+            [_] => (
+                ws::close_code::PROTOCOL_ERROR,
+                reason(format_args!(
+                    "a close frame's payload of 1 byte: it must be empty or start with a 2-byte status code (RFC 6455 §5.5.1)"
+                )),
+            ),
+            [a, b, rest @ ..] => {
+                let code = u16::from_be_bytes([*a, *b]);
+                match core::str::from_utf8(rest) {
+                    Err(_) => (
+                        ws::close_code::INVALID_PAYLOAD,
+                        reason(format_args!(
+                            "the close frame's reason is not valid UTF-8 (RFC 6455 §5.5.1): send UTF-8 text, or no reason"
+                        )),
+                    ),
+                    Ok(text) if matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) => {
+                        log::debug!("connection {i}: peer closed ({code} {text})");
+                        return self.close(i, code, "");
+                    }
+                    Ok(_) => (
+                        ws::close_code::PROTOCOL_ERROR,
+                        reason(format_args!(
+                            "close code {code} may not be sent by a peer (RFC 6455 §7.4): use 1000 (normal), 1001 (going away) or an application code 3000-4999"
+                        )),
+                    ),
+                }
+            }
+        };
+        self.refuse_and_close(i, ws_code, &why);
+    }
+
+    /// A text message that is not UTF-8: refused and closed with 1007 (RFC 6455
+    /// §8.1 fails the connection).
+    pub(super) fn invalid_text(&mut self, i: usize) {
+        self.refuse_and_close(
+            i,
+            ws::close_code::INVALID_PAYLOAD,
+            "a text message that is not valid UTF-8 (RFC 6455 §8.1): JSON mode's messages are UTF-8 JSON text, the protocol's are binary messages",
+        );
+    }
+
+    /// A WebSocket-level refusal that ends the connection: counted, logged, an
+    /// `error` (`bad_message`) with `why`, then a close frame with `ws_code`.
+    fn refuse_and_close(&mut self, i: usize, ws_code: u16, why: &str) {
+        self.stats.count_fault(Fault::WebSocket);
+        let line = format_args!("connection {i} ({}): {why}; closing", self.links[i].peer);
+        self.log_limit.warn(LogKind::WebSocket, self.now, line);
+        self.send_error(i, ErrorCode::BAD_MESSAGE, 0, why);
+        self.close(i, ws_code, why);
     }
 
     /// Sends a close frame, stops taking messages, and closes once it is written

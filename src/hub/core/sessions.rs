@@ -20,7 +20,7 @@ use crate::token::{Claims, TokenError};
 
 use super::link::Phase;
 use super::relay::KeyframeSlot;
-use super::{HubConfig, Inner, app_close, reason};
+use super::{HubConfig, Inner, LogKind, app_close, reason};
 
 /// A room this session is in, with what the relay needs per message.
 #[derive(Clone, Copy, Debug)]
@@ -174,10 +174,9 @@ impl Inner {
                     _ => ErrorCode::TOKEN_INVALID,
                 };
                 let r = reason(format_args!("{e}"));
-                log::warn!(
-                    "connection {i} ({}): hello refused: {r}",
-                    self.links[i].peer
-                );
+                let peer = self.links[i].peer;
+                let line = format_args!("connection {i} ({peer}): hello refused: {r}");
+                self.log_limit.warn(LogKind::HelloRefused, self.now, line);
                 self.send_error(i, code, Kind::Hello as u8, &r);
                 return self.close(i, app_close(code), code.name());
             }

@@ -2,9 +2,11 @@
 //! is read (at most 8 KiB, within the handshake timeout; bytes that cannot be
 //! HTTP are refused at once) and is either a WebSocket upgrade (checked and
 //! answered by tungstenite's server handshake, then handed to the core with the
-//! bytes that came behind it), `GET /healthz`, `/metrics`, `/report`, `/rooms`,
-//! a file of the browser front end, or something the hub refuses with a
-//! sentence saying what it is. Pages are answered from what the core shows.
+//! bytes that came behind it), `GET /healthz` (liveness: the loop runs),
+//! `/readyz` (readiness: a new session would be taken), `/metrics`, `/report`,
+//! `/rooms`, a file of the browser front end, or something the hub refuses with
+//! a sentence saying what it is. An upgrade the core has no slot for is refused
+//! with `503` and that sentence. Pages are answered from what the core shows.
 //! Runs once per connection, so it may allocate.
 
 use std::io::{self, Read, Write};
@@ -16,7 +18,7 @@ use crate::hub::core::{LINGER_US, SUBPROTOCOL, offers_json};
 use crate::hub::metrics::{self, Fault};
 
 use super::sockets::Phase;
-use super::{Driver, MAX_HTTP_HEAD};
+use super::{Driver, LogKind, MAX_HTTP_HEAD};
 
 /// What a request head asks for.
 pub enum Request {
@@ -24,8 +26,10 @@ pub enum Request {
     /// answer, and whether the client chose JSON mode (the `poselink.json`
     /// subprotocol, then named in the answer).
     Upgrade(Vec<u8>, bool),
-    /// `GET /healthz`.
+    /// `GET /healthz`: liveness, answered `200` whenever the loop runs.
     Healthz,
+    /// `GET /readyz`: readiness, `200` while a new session would be taken.
+    Readyz,
     /// `GET /metrics`.
     Metrics,
     /// `GET /report`: the performance monitor's JSON report.
@@ -55,6 +59,7 @@ pub fn parse_request(head: &[u8]) -> Request {
     if !wants_upgrade {
         return match req.uri().path() {
             "/healthz" => Request::Healthz,
+            "/readyz" => Request::Readyz,
             "/metrics" => Request::Metrics,
             "/report" => Request::Report,
             "/rooms" => Request::Rooms,
@@ -138,7 +143,10 @@ impl Driver {
         let peer = slot.peer;
         if first[0] != crate::tls::record::HANDSHAKE {
             self.core.stats_mut().count_fault(Fault::TlsMismatch);
-            log::warn!("socket {s} ({peer}): a plain (not TLS) client on the TLS port, refused");
+            let line = format_args!(
+                "socket {s} ({peer}): a plain (not TLS) client on the TLS port, refused"
+            );
+            self.log_limit.warn(LogKind::Tls, now, line);
             self.http_refuse(
                 s,
                 400,
@@ -226,7 +234,9 @@ impl Driver {
             Some(p) => self.on_http_request(s, p + 4, now),
             None if tls_hello => {
                 self.core.stats_mut().count_fault(Fault::TlsMismatch);
-                log::warn!("socket {s} ({peer}): a TLS client on this plain port, refused");
+                let line =
+                    format_args!("socket {s} ({peer}): a TLS client on this plain port, refused");
+                self.log_limit.warn(LogKind::Tls, now, line);
                 // In clear: a TLS client cannot read it, but its error then
                 // says the peer does not speak TLS, and `curl -v` shows it.
                 self.http_refuse(
@@ -238,7 +248,8 @@ impl Driver {
                 )
             }
             None if invalid => {
-                log::warn!("socket {s} ({peer}): not an HTTP request");
+                let line = format_args!("socket {s} ({peer}): not an HTTP request");
+                self.log_limit.warn(LogKind::BadHttp, now, line);
                 self.http_refuse(
                     s,
                     400,
@@ -274,6 +285,19 @@ impl Driver {
             Request::Healthz => {
                 self.http_answer(s, 200, "OK", "text/plain; charset=utf-8", b"ok\n", now)
             }
+            Request::Readyz => {
+                let (max, used) = (self.cfg.max_connections, self.core.connections());
+                if used < max {
+                    let body = format!("ready: {} of {max} connection slots free\n", max - used);
+                    self.http_answer(s, 200, "OK", "text/plain; charset=utf-8", body.as_bytes(), now)
+                } else {
+                    let body = format!(
+                        "not ready: all {max} connection slots hold WebSocket connections, so a new session would be refused; send clients to another hub, or raise max_connections\n"
+                    );
+                    let ctype = "text/plain; charset=utf-8";
+                    self.http_answer(s, 503, "Service Unavailable", ctype, body.as_bytes(), now)
+                }
+            }
             Request::Metrics if self.cfg.metrics => {
                 let mut body = String::with_capacity(8 * 1024);
                 let mut gauges = self.core.gauges();
@@ -301,14 +325,13 @@ impl Driver {
                 s,
                 404,
                 "Not Found",
-                "This is a poselink hub: connect a WebSocket client, or open / (the rooms) or /view/ROOM in a browser, or GET /metrics, /report, /rooms or /healthz.",
+                "This is a poselink hub: connect a WebSocket client, or open / (the rooms) or /view/ROOM in a browser, or GET /metrics, /report, /rooms, /healthz or /readyz.",
                 now,
             ),
             Request::Bad(why) => {
-                log::warn!(
-                    "socket {s} ({}): not a WebSocket upgrade: {why}",
-                    self.slots[s].peer
-                );
+                let peer = self.slots[s].peer;
+                let line = format_args!("socket {s} ({peer}): not a WebSocket upgrade: {why}");
+                self.log_limit.warn(LogKind::BadHttp, now, line);
                 let body = format!(
                     "This is a poselink hub; the request is not a WebSocket upgrade ({why}). Connect with a WebSocket client (RFC 6455).\n"
                 );
@@ -323,10 +346,22 @@ impl Driver {
         let c = match self.core.handle_open(now, self.slots[s].peer, json) {
             Ok(c) => c,
             Err(e) => {
-                // The core has a slot for every socket; say so if not.
-                log::warn!("socket {s}: {e}");
+                // Every connection slot holds a session; this socket has one
+                // of the HTTP-only slots: say why in a 503.
+                let peer = self.slots[s].peer;
+                let line = format_args!("socket {s} ({peer}): upgrade refused: {e}");
+                self.log_limit.warn(LogKind::HubFull, now, line);
                 self.core.stats_mut().count_fault(Fault::HubFull);
-                return self.close_slot(s);
+                let body = format!("hub_full: {e}.\n");
+                let ctype = "text/plain; charset=utf-8";
+                return self.http_answer(
+                    s,
+                    503,
+                    "Service Unavailable",
+                    ctype,
+                    body.as_bytes(),
+                    now,
+                );
             }
         };
         self.slot_of[c.index()] = s as u32 + 1;
@@ -429,6 +464,10 @@ mod tests {
         assert!(matches!(
             parse_request(b"GET /healthz HTTP/1.1\r\n\r\n"),
             Request::Healthz
+        ));
+        assert!(matches!(
+            parse_request(b"GET /readyz HTTP/1.1\r\n\r\n"),
+            Request::Readyz
         ));
         assert!(matches!(
             parse_request(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"),

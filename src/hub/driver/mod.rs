@@ -2,7 +2,7 @@
 //! clock or `/proc`. One thread, one `mio` loop, a slot table of sockets sized at
 //! start-up (the token of a socket is its slot's index). It accepts connections,
 //! reads each HTTP request head and answers it — the WebSocket upgrade
-//! (tungstenite's handshake), `/healthz`, `/metrics`, `/report`, `/rooms` and the
+//! (tungstenite's handshake), `/healthz`, `/readyz`, `/metrics`, `/report`, `/rooms` and the
 //! viewer's files, from what the core shows — and hands an upgraded connection
 //! to the [`Core`], which decides everything else. From then on the driver only
 //! moves bytes: it reads into the buffer the core lends and says how much came;
@@ -42,6 +42,7 @@ use crate::token::TokenKey;
 
 use super::HubConfig;
 use super::core::{Closed, Core, LINGER_US};
+use super::log_limit::{LogKind, LogLimiter};
 use super::metrics::{Fault, HubStats};
 use sockets::{Phase, Slot};
 
@@ -53,6 +54,12 @@ const TICK_US: u64 = 20_000;
 const SAMPLE_US: u64 = 1_000_000;
 /// The longest HTTP request head accepted.
 const MAX_HTTP_HEAD: usize = 8 * 1024;
+/// Socket slots beyond `max_connections`, for HTTP only: a hub whose every
+/// connection slot holds a WebSocket session still answers `/healthz`,
+/// `/readyz` and `/metrics`, and refuses an upgrade with a `503` and a reason
+/// rather than a silent close. (An upgrade is refused by the core's table, which
+/// has `max_connections` slots; these only carry requests that end in an answer.)
+const HTTP_SPARE_SLOTS: usize = 4;
 
 /// Stops a running hub, or has it reload its TLS certificate, from any thread.
 #[derive(Clone, Debug)]
@@ -140,19 +147,21 @@ impl Hub {
             );
         }
         let now = clock.now_us();
+        let sockets = config.max_connections + HTTP_SPARE_SLOTS;
         let driver = Driver {
-            slots: (0..config.max_connections).map(|_| Slot::new()).collect(),
-            heads: vec![0u8; config.max_connections * MAX_HTTP_HEAD].into_boxed_slice(),
+            slots: (0..sockets).map(|_| Slot::new()).collect(),
+            heads: vec![0u8; sockets * MAX_HTTP_HEAD].into_boxed_slice(),
             head_scratch: vec![0u8; MAX_HTTP_HEAD].into_boxed_slice(),
-            free: (0..config.max_connections as u32).rev().collect(),
+            free: (0..sockets as u32).rev().collect(),
             slot_of: vec![0u32; config.max_connections].into_boxed_slice(),
             open: 0,
-            again: Vec::with_capacity(config.max_connections),
-            again_next: Vec::with_capacity(config.max_connections),
-            to_flush: Vec::with_capacity(config.max_connections),
+            again: Vec::with_capacity(sockets),
+            again_next: Vec::with_capacity(sockets),
+            to_flush: Vec::with_capacity(sockets),
             system: LinuxStats::new(),
             next_sample_us: now,
             next_tick_us: now,
+            log_limit: LogLimiter::new(),
             core,
             clock,
             registry,
@@ -316,6 +325,9 @@ struct Driver {
     system: LinuxStats,
     next_sample_us: u64,
     next_tick_us: u64,
+    /// The warnings about sockets and HTTP requests, each kind a few lines per
+    /// window (the core has its own for the connections it holds).
+    log_limit: LogLimiter,
 }
 
 impl Driver {
@@ -353,6 +365,7 @@ impl Driver {
         }
         if now >= self.next_tick_us {
             self.next_tick_us = now + TICK_US;
+            self.log_limit.flush_to_log(now);
             let handshake = self.cfg.handshake_timeout_ms * 1000;
             for s in 0..self.slots.len() {
                 let slot = &self.slots[s];

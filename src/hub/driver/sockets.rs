@@ -22,7 +22,7 @@ use crate::hub::core::{Closed, ConnId, Event};
 use crate::hub::metrics::Fault;
 use crate::tls::{Stream, TlsError};
 
-use super::Driver;
+use super::{Driver, LogKind};
 
 /// Bytes read from one connection before the loop turns to the others.
 const READ_BUDGET: usize = 256 * 1024;
@@ -108,10 +108,13 @@ impl Driver {
                 Ok((mut stream, peer)) => {
                     let Some(s) = self.free.pop() else {
                         self.core.stats_mut().count_fault(Fault::HubFull);
-                        log::warn!(
-                            "refused {peer}: all {} connection slots are in use",
-                            self.cfg.max_connections
+                        let line = format_args!(
+                            "refused {peer}: all {} sockets are in use ({} connection slots and {} for HTTP requests)",
+                            self.slots.len(),
+                            self.cfg.max_connections,
+                            self.slots.len() - self.cfg.max_connections
                         );
+                        self.log_limit.warn(LogKind::HubFull, now, line);
                         let _ = stream.write(
                             b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 67\r\nConnection: close\r\n\r\nThe hub holds its maximum number of connections; try again later.\r\n",
                         );
@@ -123,7 +126,8 @@ impl Driver {
                         self.registry
                             .register(&mut stream, Token(i), Interest::READABLE)
                     {
-                        log::warn!("cannot register {peer}: {e}");
+                        let line = format_args!("cannot register {peer}: {e}");
+                        self.log_limit.warn(LogKind::Accept, now, line);
                         self.free.push(s);
                         continue;
                     }
@@ -148,7 +152,8 @@ impl Driver {
                 Err(e) => {
                     // EMFILE and friends: leave the rest in the backlog for the next
                     // readiness event rather than spinning.
-                    log::warn!("accept failed: {e}");
+                    let line = format_args!("accept failed: {e}");
+                    self.log_limit.warn(LogKind::Accept, now, line);
                     return;
                 }
             }
@@ -253,7 +258,9 @@ impl Driver {
         let peer = self.slots[s].peer;
         if e.get_ref().is_some_and(|r| r.is::<TlsError>()) {
             self.core.stats_mut().count_fault(Fault::Tls);
-            log::warn!("socket {s} ({peer}): TLS failed, closed: {e}");
+            let now = self.clock.now_us();
+            let line = format_args!("socket {s} ({peer}): TLS failed, closed: {e}");
+            self.log_limit.warn(LogKind::Tls, now, line);
         } else if e.kind() == io::ErrorKind::UnexpectedEof {
             self.core.stats_mut().count_fault(Fault::Tls);
             log::info!("socket {s} ({peer}): {e}");

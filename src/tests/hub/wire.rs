@@ -285,3 +285,264 @@ fn a_json_client_shares_a_room_with_binary_members() {
     );
     assert!(!sim.peers[j].shut);
 }
+
+/// The JSON texts among what peer `p` got (the rest is dropped).
+fn json_texts(sim: &mut Sim, p: usize) -> Vec<Value> {
+    sim.take(p)
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Text(t) => Some(serde_json::from_str(&t).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A malformed close frame is a protocol error: an error saying what is wrong
+/// comes first, then the close frame with 1002 (or 1007 for a reason that is
+/// not UTF-8). A valid code is echoed, with no error.
+#[test]
+fn malformed_close_frames_get_an_error_then_1002_or_1007() {
+    let mut sim = Sim::dev();
+    let with_code = |code: u16, reason: &[u8]| {
+        let mut v = code.to_be_bytes().to_vec();
+        v.extend_from_slice(reason);
+        v
+    };
+    let mut cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (vec![0x03], 1002, "payload of 1 byte"),
+        (with_code(1000, b"ok \xff\xfe"), 1007, "not valid UTF-8"),
+    ];
+    for code in [0, 999, 1004, 1005, 1006, 1015, 2000, 2999, 5000, 65535] {
+        cases.push((with_code(code, b""), 1002, "may not be sent by a peer"));
+    }
+    for (payload, want_close, want_reason) in &cases {
+        let p = sim.session();
+        let f = sim.frame(p, FrameKind::Close, true, payload);
+        sim.write(p, &f);
+        let frames = sim.take(p);
+        let errors: Vec<_> = frames.iter().filter_map(Frame::error).collect();
+        assert_eq!(errors.len(), 1, "{payload:?}: {frames:?}");
+        assert_eq!(errors[0].0, BAD_MESSAGE, "{payload:?}");
+        assert!(errors[0].2.contains(want_reason), "{payload:?}: {errors:?}");
+        assert!(errors[0].2.contains("RFC 6455"), "{errors:?}");
+        match frames.last() {
+            Some(Frame::Close(code, why)) => {
+                assert_eq!(code, want_close, "{payload:?}");
+                assert!(why.contains(want_reason), "{why}");
+            }
+            other => panic!("{payload:?}: no close last: {other:?}"),
+        }
+        sim.hang_up(p);
+    }
+    assert_eq!(
+        sim.core.stats().faults_of(Fault::WebSocket),
+        cases.len() as u64
+    );
+    for code in [1000, 1001, 1003, 1007, 1014, 3000, 4999] {
+        let p = sim.session();
+        let f = sim.frame(
+            p,
+            FrameKind::Close,
+            true,
+            &with_code(code, "bye ✓".as_bytes()),
+        );
+        sim.write(p, &f);
+        let frames = sim.take(p);
+        assert!(frames.iter().all(|f| f.error().is_none()), "{frames:?}");
+        assert!(
+            matches!(frames.last(), Some(Frame::Close(c, _)) if *c == code),
+            "{code}: {frames:?}"
+        );
+        sim.hang_up(p);
+    }
+}
+
+/// Text that is not UTF-8 fails the connection with 1007 (RFC 6455 §8.1), after
+/// an error, for a JSON client and a binary one alike; the check is on the
+/// whole message, so a character split over two fragments is fine.
+#[test]
+fn text_that_is_not_utf8_is_refused_and_closed_with_1007() {
+    let mut sim = Sim::dev();
+    // A JSON client, before and after its hello; a binary session.
+    let before = sim.connect_with(true);
+    let after = sim.connect_with(true);
+    let f = sim.frame(after, FrameKind::Text, true, br#"{"type":"hello"}"#);
+    sim.write(after, &f);
+    assert_eq!(json_texts(&mut sim, after)[0]["type"], "welcome");
+    let binary = sim.session();
+    for p in [before, after, binary] {
+        let f = sim.frame(
+            p,
+            FrameKind::Text,
+            true,
+            b"{\"type\":\"ping\",\"x\":\"\xc3\x28\"}",
+        );
+        sim.write(p, &f);
+        let frames = sim.take(p);
+        let error = frames
+            .iter()
+            .find_map(|f| match f {
+                Frame::Text(t) => {
+                    Some(serde_json::from_str::<Value>(t).unwrap()["reason"].to_string())
+                }
+                f => f.error().map(|e| e.2),
+            })
+            .unwrap_or_else(|| panic!("no error: {frames:?}"));
+        assert!(error.contains("not valid UTF-8"), "{error}");
+        assert!(
+            matches!(frames.last(), Some(Frame::Close(1007, _))),
+            "{frames:?}"
+        );
+    }
+    // "é" (c3 a9) split over two fragments is one valid message.
+    let j = sim.connect_with(true);
+    let text = "{\"type\":\"hello\",\"client\":\"caf\u{e9}\"}".as_bytes();
+    let cut = text.iter().position(|&b| b == 0xc3).unwrap() + 1;
+    let mut bytes = sim.frame(j, FrameKind::Text, false, &text[..cut]);
+    bytes.extend(sim.frame(j, FrameKind::Continuation, true, &text[cut..]));
+    sim.write(j, &bytes);
+    assert_eq!(json_texts(&mut sim, j)[0]["type"], "welcome");
+}
+
+/// A malformed first message from a JSON client ends the connection as a
+/// binary client's does: the error (`bad_message`, with the reason), then 4001.
+/// After the hello, a malformed message is refused and the session goes on.
+#[test]
+fn a_malformed_first_json_message_is_refused_and_closed_with_4001() {
+    let mut sim = Sim::dev();
+    let long_token = json!({"type": "hello", "token": "t".repeat(3000)}).to_string();
+    for (text, want) in [
+        ("{".to_string(), "not valid JSON"),
+        (json!({"type": "dance"}).to_string(), "unknown message type"),
+        (
+            json!({"type": "hello", "minor": 300}).to_string(),
+            "\"minor\" is 300",
+        ),
+        (long_token, "token"),
+    ] {
+        let p = sim.connect_with(true);
+        let f = sim.frame(p, FrameKind::Text, true, text.as_bytes());
+        sim.write(p, &f);
+        let frames = sim.take(p);
+        let Some(Frame::Text(t)) = frames.first() else {
+            panic!("{text:.40}: no error first: {frames:?}")
+        };
+        let e: Value = serde_json::from_str(t).unwrap();
+        assert_eq!(
+            (e["type"].as_str(), e["name"].as_str()),
+            (Some("error"), Some("bad_message"))
+        );
+        assert!(
+            e["reason"].as_str().unwrap().contains(want),
+            "{text:.40}: {e}"
+        );
+        assert!(
+            matches!(frames.last(), Some(Frame::Close(4001, _))),
+            "{text:.40}: {frames:?}"
+        );
+    }
+    let p = sim.connect_with(true);
+    let f = sim.frame(p, FrameKind::Text, true, br#"{"type":"hello"}"#);
+    sim.write(p, &f);
+    json_texts(&mut sim, p);
+    let f = sim.frame(p, FrameKind::Text, true, b"{");
+    sim.write(p, &f);
+    let f = sim.frame(p, FrameKind::Text, true, br#"{"type":"ping","t0_us":7}"#);
+    sim.write(p, &f);
+    let frames = sim.take(p);
+    assert!(
+        frames.iter().all(|f| !matches!(f, Frame::Close(..))),
+        "{frames:?}"
+    );
+    let types: Vec<Value> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Text(t) => Some(serde_json::from_str::<Value>(t).unwrap()["type"].clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(types, [json!("error"), json!("pong")]);
+}
+
+/// The warnings logged on this thread (a simulation runs on its test's thread,
+/// so tests running beside it do not mix in).
+mod captured {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LINES: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::Level::Warn
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                LINES.with(|l| l.borrow_mut().push(r.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    /// Starts capturing (the logger is installed once per test binary).
+    pub fn start() {
+        if log::set_logger(&CAPTURE).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
+        assert!(
+            log::max_level() >= log::LevelFilter::Warn,
+            "another logger filters warnings out"
+        );
+        take();
+    }
+
+    /// The lines captured since the last call.
+    pub fn take() -> Vec<String> {
+        LINES.with(|l| core::mem::take(&mut *l.borrow_mut()))
+    }
+}
+
+/// 300 malformed messages in a burst are refused one by one (300 errors to the
+/// peer, 300 counted), but the log gets a few lines and then, when the window
+/// is over, one line with the count of the rest.
+#[test]
+fn a_burst_of_refusals_logs_a_few_lines_and_a_count() {
+    captured::start();
+    let mut sim = Sim::new(config());
+    let p = sim.session();
+    let _ = captured::take();
+    let garbage = [
+        0x10u8, 0x0c, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef,
+    ];
+    let mut errors = 0;
+    for _ in 0..6 {
+        // 50 at a time, so that the errors fit the control buffer.
+        let mut bytes = Vec::new();
+        for _ in 0..50 {
+            bytes.extend(sim.frame(p, FrameKind::Binary, true, &garbage));
+        }
+        sim.write(p, &bytes);
+        errors += sim.take_errors(p).len();
+    }
+    assert_eq!(errors, 300, "every refusal is answered");
+    let lines = captured::take();
+    let refused = lines
+        .iter()
+        .filter(|l| l.contains("refused a message"))
+        .count();
+    assert_eq!(refused, 10, "{lines:#?}");
+    // The housekeeping timer says the count once the window is over.
+    sim.advance(10_100);
+    let lines = captured::take();
+    let counts: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("more refused messages"))
+        .collect();
+    assert_eq!(counts.len(), 1, "{lines:#?}");
+    assert!(counts[0].contains("290 more"), "{}", counts[0]);
+}

@@ -48,12 +48,7 @@ fn websocket_protocol_violations_close_with_1002() {
         (
             "a close with a 1-byte payload",
             frame(FIN | OP_CLOSE, &[3]),
-            false,
-        ),
-        (
-            "a close with a reason that is not UTF-8",
-            frame(FIN | OP_CLOSE, &[3, 232, 0xff, 0xfe]),
-            false,
+            true,
         ),
     ];
     for (k, (what, bytes, error)) in cases.iter().enumerate() {
@@ -80,6 +75,36 @@ fn websocket_protocol_violations_close_with_1002() {
         "{ws_before} -> {ws_after}"
     );
 
+    // A close reason or a text message that is not UTF-8: an error, then 1007
+    // (RFC 6455 §8.1), before the hello and in a session.
+    for (k, (what, bytes)) in [
+        (
+            "a close with a reason that is not UTF-8",
+            frame(FIN | OP_CLOSE, &[3, 232, 0xff, 0xfe]),
+        ),
+        (
+            "a text message that is not UTF-8",
+            frame(FIN | OP_TEXT, b"{\xc3\x28}"),
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for session in [false, true] {
+            let mut r = Raw::upgraded(hub.addr);
+            if session {
+                r.hello();
+            }
+            assert!(r.write(bytes), "{what}");
+            let o = expect_refused(&mut r, what, Some(BAD_MESSAGE), 1007);
+            assert!(
+                o.errors().iter().any(|e| e.2.contains("not valid UTF-8")),
+                "{what} ({k}): {o:?}"
+            );
+            assert_hub_still_serves(&hub);
+        }
+    }
+
     // A well-formed close is answered with the same code, and the hub lets go.
     let mut r = Raw::upgraded(hub.addr);
     r.hello();
@@ -94,7 +119,7 @@ fn websocket_protocol_violations_close_with_1002() {
 
 /// RFC 6455 §7.4: 1005, 1006 and 1015 must never be sent in a close frame, and
 /// codes below 1000 are not used; a close frame carrying one is a protocol error,
-/// answered with 1002 (not echoed).
+/// answered with an error naming the code, then 1002 (not echoed).
 #[test]
 fn close_frames_with_invalid_codes_get_1002() {
     let hub = TestHub::dev();
@@ -102,7 +127,18 @@ fn close_frames_with_invalid_codes_get_1002() {
         let mut r = Raw::upgraded(hub.addr);
         r.hello();
         assert!(r.write(&frame(FIN | OP_CLOSE, &code.to_be_bytes())));
-        expect_refused(&mut r, &format!("close code {code}"), None, 1002);
+        let o = expect_refused(
+            &mut r,
+            &format!("close code {code}"),
+            Some(BAD_MESSAGE),
+            1002,
+        );
+        assert!(
+            o.errors()
+                .iter()
+                .any(|e| e.2.contains(&format!("close code {code} "))),
+            "{o:?}"
+        );
         assert_hub_still_serves(&hub);
     }
 }

@@ -58,8 +58,23 @@ pub struct HubConfig {
     pub rate_bytes: u64,
     /// Bytes a connection may send in a burst. Default 1 MiB.
     pub burst_bytes: u64,
-    /// Messages refused for flooding, in a row, before the connection is closed. Default 2000.
-    pub flood_close_after: u64,
+    /// Messages refused at the rate limits within `flood_window_ms` that close
+    /// the connection (4012 `RATE_LIMITED`): a rate of refusals, whatever the
+    /// sender interleaves. Default 1000 (a second's worth of `rate_messages`
+    /// over the limit).
+    pub flood_close_messages: u64,
+    /// Bytes refused at the rate limits within `flood_window_ms` that close the
+    /// connection. Default 4 MiB (a second's worth of `rate_bytes`).
+    pub flood_close_bytes: u64,
+    /// The sliding window over which refusals are counted, ms. Default 1000.
+    pub flood_window_ms: u64,
+    /// Deprecated: the old name of `flood_close_messages` (it counted refusals
+    /// in a row, which one accepted message reset). Still read, with a warning.
+    pub flood_close_after: Option<u64>,
+    /// Bytes the hub reads from one connection per loop turn before it turns
+    /// to the others; a connection over its rate limits gets at most 4 KiB.
+    /// Default 262 144.
+    pub read_budget: usize,
     /// HS256 secret for tokens (at least 32 bytes). Prefer `secret_file` or the
     /// `POSELINK_SECRET` environment variable over writing it into a file.
     pub secret: Option<String>,
@@ -113,7 +128,11 @@ impl Default for HubConfig {
             burst_messages: 500,
             rate_bytes: 4 << 20,
             burst_bytes: 1 << 20,
-            flood_close_after: 2_000,
+            flood_close_messages: 1_000,
+            flood_close_bytes: 4 << 20,
+            flood_window_ms: 1_000,
+            flood_close_after: None,
+            read_budget: 256 * 1024,
             secret: None,
             secret_file: None,
             tls_cert: None,
@@ -143,8 +162,25 @@ impl std::error::Error for ConfigError {}
 
 impl HubConfig {
     /// Reads a configuration from TOML text (keys as the field names).
+    /// A deprecated key is taken over into its new name, with a warning.
     pub fn from_toml(text: &str) -> Result<HubConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        let mut cfg: HubConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        cfg.take_deprecated();
+        Ok(cfg)
+    }
+
+    /// Moves deprecated keys' values to their new names (the new name wins when
+    /// both are set), warning once for each.
+    pub fn take_deprecated(&mut self) {
+        if let Some(n) = self.flood_close_after.take() {
+            if self.flood_close_messages == HubConfig::default().flood_close_messages {
+                self.flood_close_messages = n;
+            }
+            log::warn!(
+                "hub configuration: `flood_close_after` is deprecated; it is read as `flood_close_messages = {}` (refusals within `flood_window_ms`, not in a row): rename it",
+                self.flood_close_messages
+            );
+        }
     }
 
     /// The performance monitor's settings: ten one-second slots and the alert
@@ -207,6 +243,15 @@ impl HubConfig {
         }
         if self.rate_messages == 0 || self.burst_messages == 0 || self.rate_bytes == 0 {
             return err("rate limits must be positive");
+        }
+        if self.flood_close_messages == 0 || self.flood_close_bytes == 0 {
+            return err("flood_close_messages and flood_close_bytes must be positive");
+        }
+        if self.flood_window_ms < 10 || self.flood_window_ms > 60_000 {
+            return err("flood_window_ms must be 10 to 60000");
+        }
+        if self.read_budget < 4096 {
+            return err("read_budget must be at least 4096 bytes");
         }
         if self.burst_bytes < self.max_message as u64 {
             return err(

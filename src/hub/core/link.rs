@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 
-use crate::rate::TokenBucket;
+use crate::rate::{TokenBucket, WindowCounter};
 use crate::ws::{self, FrameKind};
 
 use super::HubConfig;
@@ -63,7 +63,10 @@ pub(super) struct Link {
     // Limits.
     pub msg_bucket: TokenBucket,
     pub byte_bucket: TokenBucket,
-    pub flood_refused: u64,
+    /// Messages, and their bytes, refused at the rate limits over the last
+    /// `flood_window_ms`.
+    pub refused_msgs: WindowCounter,
+    pub refused_bytes: WindowCounter,
     pub last_rate_error_us: u64,
 }
 
@@ -89,7 +92,8 @@ impl Link {
             close_deadline_us: 0,
             msg_bucket: TokenBucket::new(1, 1, 0),
             byte_bucket: TokenBucket::new(1, 1, 0),
-            flood_refused: 0,
+            refused_msgs: WindowCounter::new(1, 0),
+            refused_bytes: WindowCounter::new(1, 0),
             last_rate_error_us: 0,
         }
     }
@@ -112,7 +116,8 @@ impl Link {
         self.close_deadline_us = 0;
         self.msg_bucket = TokenBucket::new(cfg.rate_messages, cfg.burst_messages, now);
         self.byte_bucket = TokenBucket::new(cfg.rate_bytes, cfg.burst_bytes, now);
-        self.flood_refused = 0;
+        self.refused_msgs = WindowCounter::new(cfg.flood_window_ms * 1000, now);
+        self.refused_bytes = WindowCounter::new(cfg.flood_window_ms * 1000, now);
         self.last_rate_error_us = 0;
     }
 

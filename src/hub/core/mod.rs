@@ -103,6 +103,9 @@ use sessions::{Resumable, Session};
 const TICK_US: u64 = 20_000;
 /// How long a closing connection may take to read our last words, µs.
 pub(crate) const LINGER_US: u64 = 1_000_000;
+/// What the driver reads per loop turn from a connection over its rate limits
+/// ([`Core::read_budget`]), bytes.
+pub const OVER_RATE_READ: usize = 4096;
 /// Application close codes: 4000 + the protocol error code.
 const APP_CLOSE_BASE: u16 = 4000;
 
@@ -425,6 +428,23 @@ impl Core {
         match self.inner.links.get(conn.index()) {
             Some(l) if l.phase != Phase::Free => self.rx.spare(conn.index()),
             _ => &mut [],
+        }
+    }
+
+    /// Bytes the driver should read from `conn` in this loop turn before it
+    /// turns to the others: `read_budget`, or [`OVER_RATE_READ`] while the
+    /// connection has messages refused at its rate limits within the flood
+    /// window — a flooder's bytes are left in its socket (where TCP slows it
+    /// down) rather than framed and refused here.
+    pub fn read_budget(&mut self, now: u64, conn: ConnId) -> usize {
+        let budget = self.inner.cfg.read_budget;
+        let Some(l) = self.inner.links.get_mut(conn.index()) else {
+            return budget;
+        };
+        if l.phase != Phase::Free && l.refused_msgs.count(now) > 0 {
+            OVER_RATE_READ.min(budget)
+        } else {
+            budget
         }
     }
 

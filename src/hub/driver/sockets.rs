@@ -24,8 +24,6 @@ use crate::tls::{Stream, TlsError};
 
 use super::Driver;
 
-/// Bytes read from one connection before the loop turns to the others.
-const READ_BUDGET: usize = 256 * 1024;
 /// Slices lent for one `writev`.
 const MAX_SLICES: usize = 32;
 
@@ -200,10 +198,14 @@ impl Driver {
     }
 
     /// Reads an upgraded connection into the buffer the core lends.
+    /// At most the core's read budget for it per loop turn (`read_budget`, far
+    /// less for a connection over its rate limits), so that one socket cannot
+    /// hold the loop; the rest waits for the next turn.
     fn read_ws(&mut self, s: usize, c: ConnId, now: u64) {
+        let budget = self.core.read_budget(now, c);
         let mut total = 0;
         loop {
-            if total >= READ_BUDGET {
+            if total >= budget {
                 return self.push_again(s);
             }
             let slot = &mut self.slots[s];
@@ -211,6 +213,8 @@ impl Driver {
                 return;
             };
             let buf = self.core.recv_buffer(c);
+            let buf_len = buf.len().min(budget - total);
+            let buf = &mut buf[..buf_len];
             let asked = buf.len();
             if asked == 0 {
                 return self.push_again(s);
@@ -270,7 +274,7 @@ impl Driver {
         };
         let mut total = 0;
         loop {
-            if total >= READ_BUDGET {
+            if total >= self.cfg.read_budget {
                 return self.push_again(s);
             }
             match stream.read(&mut self.head_scratch) {

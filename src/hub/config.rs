@@ -34,6 +34,19 @@ pub struct HubConfig {
     pub max_rooms_per_connection: usize,
     /// How long an empty room is kept so a rebooting board gets it back, ms. Default 30 000.
     pub room_grace_ms: u64,
+    /// How long an empty room is kept that no user but its creator ever joined,
+    /// ms (a longer value is cut to `room_grace_ms`). Default 5000.
+    pub unshared_room_grace_ms: u64,
+    /// Rooms one user (a token's `sub`; each anonymous connection is a user of
+    /// its own) may have created that exist at once, empty ones in their grace
+    /// period included. Default 64.
+    pub max_rooms_created_per_user: usize,
+    /// Rooms one connection may have created that exist at once. Default 16.
+    pub max_rooms_created_per_connection: usize,
+    /// Rooms one connection may create per minute, sustained. Default 60.
+    pub room_creations_per_minute: u64,
+    /// Rooms one connection may create in a burst. Default 10.
+    pub room_creation_burst: u64,
     /// Largest WebSocket message accepted, bytes (checked before buffering). Default 65 536.
     pub max_message: usize,
     /// Time allowed for the HTTP upgrade and then for the hello, ms. Default 5000.
@@ -117,6 +130,11 @@ impl Default for HubConfig {
             max_members: 64,
             max_rooms_per_connection: 16,
             room_grace_ms: 30_000,
+            unshared_room_grace_ms: 5_000,
+            max_rooms_created_per_user: 64,
+            max_rooms_created_per_connection: 16,
+            room_creations_per_minute: 60,
+            room_creation_burst: 10,
             max_message: MAX_MESSAGE_LEN,
             handshake_timeout_ms: 5_000,
             heartbeat_ms: 5_000,
@@ -223,6 +241,14 @@ impl HubConfig {
         if self.max_rooms_per_connection == 0 || self.max_rooms_per_connection > 256 {
             return err("max_rooms_per_connection must be 1 to 256");
         }
+        if self.max_rooms_created_per_user == 0 || self.max_rooms_created_per_connection == 0 {
+            return err(
+                "max_rooms_created_per_user and max_rooms_created_per_connection must be at least 1",
+            );
+        }
+        if self.room_creations_per_minute == 0 || self.room_creation_burst == 0 {
+            return err("room_creations_per_minute and room_creation_burst must be at least 1");
+        }
         if self.max_message < 4096 || self.max_message > MAX_MESSAGE_LEN {
             return err("max_message must be 4096 to 65536 bytes");
         }
@@ -269,5 +295,47 @@ impl HubConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deprecated_flood_key_is_read_as_its_new_name() {
+        let cfg = HubConfig::from_toml("dev = true\nflood_close_after = 300\n").unwrap();
+        assert_eq!(cfg.flood_close_messages, 300);
+        assert_eq!(cfg.flood_close_after, None, "taken over");
+        cfg.validate().unwrap();
+        // The new name wins when both are given.
+        let both = "flood_close_after = 300\nflood_close_messages = 50\n";
+        assert_eq!(HubConfig::from_toml(both).unwrap().flood_close_messages, 50);
+    }
+
+    #[test]
+    fn creation_limits_and_flood_window_are_checked() {
+        let ok = HubConfig::local_dev();
+        ok.validate().unwrap();
+        for bad in [
+            HubConfig {
+                max_rooms_created_per_user: 0,
+                ..ok.clone()
+            },
+            HubConfig {
+                room_creations_per_minute: 0,
+                ..ok.clone()
+            },
+            HubConfig {
+                flood_window_ms: 0,
+                ..ok.clone()
+            },
+            HubConfig {
+                read_budget: 100,
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

@@ -16,6 +16,10 @@ use crate::ws::{self, FrameKind};
 use super::HubConfig;
 use super::pool::Pool;
 
+/// Tokens one room creation takes from [`Link::room_bucket`], which refills at
+/// `room_creations_per_minute` tokens a second: a minute's worth a room.
+pub(super) const ROOM_TOKENS: u64 = 60;
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -68,6 +72,8 @@ pub(super) struct Link {
     pub refused_msgs: WindowCounter,
     pub refused_bytes: WindowCounter,
     pub last_rate_error_us: u64,
+    /// Rooms this connection may create: [`ROOM_TOKENS`] tokens a room.
+    pub room_bucket: TokenBucket,
 }
 
 impl Link {
@@ -95,6 +101,7 @@ impl Link {
             refused_msgs: WindowCounter::new(1, 0),
             refused_bytes: WindowCounter::new(1, 0),
             last_rate_error_us: 0,
+            room_bucket: TokenBucket::new(1, 1, 0),
         }
     }
 
@@ -119,6 +126,11 @@ impl Link {
         self.refused_msgs = WindowCounter::new(cfg.flood_window_ms * 1000, now);
         self.refused_bytes = WindowCounter::new(cfg.flood_window_ms * 1000, now);
         self.last_rate_error_us = 0;
+        self.room_bucket = TokenBucket::new(
+            cfg.room_creations_per_minute,
+            cfg.room_creation_burst.saturating_mul(ROOM_TOKENS),
+            now,
+        );
     }
 
     /// Media blocks or control bytes waiting.

@@ -347,6 +347,7 @@ impl Core {
             max_rooms: cfg.max_rooms,
             max_members: cfg.max_members,
             grace_us: cfg.room_grace_ms * 1000,
+            unshared_grace_us: cfg.unshared_room_grace_ms.min(cfg.room_grace_ms) * 1000,
         });
         let resync_words = n.div_ceil(64);
         let inner = Inner {

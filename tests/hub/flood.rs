@@ -46,9 +46,14 @@ fn ping_frames(sender: u16, n: usize) -> Vec<u8> {
 
 /// Writes `frames` into the flooder's socket until the hub closes it, `stop` is
 /// set, or the bounds run out; returns how many batches went.
-fn flood(mut tcp: std::net::TcpStream, frames: Vec<u8>, stop: Arc<AtomicBool>) -> JoinHandle<usize> {
+fn flood(
+    mut tcp: std::net::TcpStream,
+    frames: Vec<u8>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<usize> {
     std::thread::spawn(move || {
-        tcp.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+        tcp.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let end = Instant::now() + FLOOD_FOR;
         let mut sent = 0;
         while sent < FLOOD_BATCHES && Instant::now() < end && !stop.load(Ordering::Relaxed) {

@@ -118,7 +118,10 @@ fn a_flooder_that_lets_messages_through_is_closed_within_a_second() {
         sim.take(p);
     }
     let budget = sim.core.config().read_budget;
-    assert_eq!(sim.core.read_budget(sim.now, sim.peers[flooder].conn), budget);
+    assert_eq!(
+        sim.core.read_budget(sim.now, sim.peers[flooder].conn),
+        budget
+    );
     let mut poses = Poses::new(10);
     let mut sent = Vec::new();
     let mut first_refusal_ms = None;
@@ -139,8 +142,7 @@ fn a_flooder_that_lets_messages_through_is_closed_within_a_second() {
                 })
                 .collect();
             sim.write(flooder, &burst);
-            if first_refusal_ms.is_none()
-                && sim.core.stats().drops_of(DropReason::RateLimited) > 0
+            if first_refusal_ms.is_none() && sim.core.stats().drops_of(DropReason::RateLimited) > 0
             {
                 first_refusal_ms = Some(ms);
                 throttled = sim.core.read_budget(sim.now, sim.peers[flooder].conn) < budget;
@@ -161,10 +163,16 @@ fn a_flooder_that_lets_messages_through_is_closed_within_a_second() {
         closed - first <= 1_000,
         "over the rate from {first} ms, closed at {closed} ms"
     );
-    assert!(throttled, "once over its rate the flooder is read sparingly");
+    assert!(
+        throttled,
+        "once over its rate the flooder is read sparingly"
+    );
     let frames = sim.take(flooder);
     let passed = pongs(&frames).len();
-    assert!(passed > 500, "messages kept passing during the flood: {passed}");
+    assert!(
+        passed > 500,
+        "messages kept passing during the flood: {passed}"
+    );
     let close = frames.iter().find_map(|f| match f {
         Frame::Close(code, why) => Some((*code, why.clone())),
         _ => None,

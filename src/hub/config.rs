@@ -85,8 +85,8 @@ pub struct HubConfig {
     /// in a row, which one accepted message reset). Still read, with a warning.
     pub flood_close_after: Option<u64>,
     /// Bytes the hub reads from one connection per loop turn before it turns
-    /// to the others; a connection over its rate limits gets at most 4 KiB.
-    /// Default 262 144.
+    /// to the others; a connection with refusals in its flood window gets 4 KiB
+    /// per 20 ms tick instead. Default 262 144.
     pub read_budget: usize,
     /// HS256 secret for tokens (at least 32 bytes). Prefer `secret_file` or the
     /// `POSELINK_SECRET` environment variable over writing it into a file.

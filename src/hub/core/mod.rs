@@ -103,8 +103,8 @@ use sessions::{Resumable, Session};
 const TICK_US: u64 = 20_000;
 /// How long a closing connection may take to read our last words, µs.
 pub(crate) const LINGER_US: u64 = 1_000_000;
-/// What the driver reads per loop turn from a connection over its rate limits
-/// ([`Core::read_budget`]), bytes.
+/// What the driver reads from a connection over its rate limits before it
+/// waits for its next tick ([`Core::read_budget`]), bytes.
 pub const OVER_RATE_READ: usize = 4096;
 /// Application close codes: 4000 + the protocol error code.
 const APP_CLOSE_BASE: u16 = 4000;
@@ -433,10 +433,11 @@ impl Core {
     }
 
     /// Bytes the driver should read from `conn` in this loop turn before it
-    /// turns to the others: `read_budget`, or [`OVER_RATE_READ`] while the
-    /// connection has messages refused at its rate limits within the flood
-    /// window — a flooder's bytes are left in its socket (where TCP slows it
-    /// down) rather than framed and refused here.
+    /// turns to the others: `read_budget`; or, while the connection has
+    /// messages refused at its rate limits within the flood window,
+    /// [`OVER_RATE_READ`] (the hub's driver then reads it again only at its
+    /// next 20 ms tick) — a flooder's bytes are left in its socket, where TCP
+    /// slows it down, rather than framed and refused here.
     pub fn read_budget(&mut self, now: u64, conn: ConnId) -> usize {
         let budget = self.inner.cfg.read_budget;
         let Some(l) = self.inner.links.get_mut(conn.index()) else {

@@ -149,6 +149,7 @@ impl Hub {
             open: 0,
             again: Vec::with_capacity(config.max_connections),
             again_next: Vec::with_capacity(config.max_connections),
+            later: Vec::with_capacity(config.max_connections),
             to_flush: Vec::with_capacity(config.max_connections),
             system: LinuxStats::new(),
             next_sample_us: now,
@@ -310,6 +311,8 @@ struct Driver {
     open: usize,
     again: Vec<u32>,
     again_next: Vec<u32>,
+    /// Connections over their rate limits, read again at the next tick.
+    later: Vec<u32>,
     to_flush: Vec<u32>,
     /// The process's CPU, memory and SoC temperature, sampled once a second
     /// into the core (allocation-free).
@@ -353,6 +356,7 @@ impl Driver {
         }
         if now >= self.next_tick_us {
             self.next_tick_us = now + TICK_US;
+            self.release_later();
             let handshake = self.cfg.handshake_timeout_ms * 1000;
             for s in 0..self.slots.len() {
                 let slot = &self.slots[s];

@@ -7,7 +7,7 @@
 //! rate limits, not its TLS layer). Set-up and flooding allocate freely: the
 //! flooders are the load's adversary, not part of what is measured.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,20 +117,35 @@ impl Flooders {
     }
 }
 
-/// Writes `batch` until `stop`, or until the hub closes the connection.
+/// Writes `batch` until `stop`, or until the hub closes the connection: its
+/// side ends (it shuts its write half right after its close frame) or a write
+/// fails. Between batches, what the hub sent is read and dropped.
 fn flood(mut s: TcpStream, batch: &[u8], stop: &AtomicBool) -> Flooded {
     let start = Instant::now();
     let mut out = Flooded::default();
+    let mut sink = vec![0u8; 16 * 1024];
+    let _ = s.set_read_timeout(Some(Duration::from_millis(1)));
+    let quiet = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+        )
+    };
     while !stop.load(Ordering::Relaxed) {
         match s.write_all(batch) {
             Ok(()) => out.messages += BATCH as u64,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => {
-                out.closed_after = Some(start.elapsed());
-                break;
-            }
+            Err(e) if quiet(&e) => {}
+            Err(_) => break,
         }
+        match s.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if quiet(&e) => {}
+            Err(_) => break,
+        }
+    }
+    if !stop.load(Ordering::Relaxed) {
+        out.closed_after = Some(start.elapsed());
     }
     out
 }

@@ -614,6 +614,31 @@ mod tests {
         assert!(r.wall >= Duration::from_millis(900), "{:?}", r.wall);
     }
 
+    /// Flooders beside a small load: the hub closes them, the members lose
+    /// nothing (real sockets on 127.0.0.1; bounded by the run's 1.5 s).
+    #[test]
+    fn flooders_are_closed_and_the_members_lose_nothing() {
+        let (handle, addr, join) = Hub::spawn(HubConfig::local_dev()).unwrap();
+        let cfg = LoadConfig {
+            rooms: 2,
+            members: 2,
+            hz: 30,
+            duration: Duration::from_millis(1_500),
+            drain: Duration::from_millis(500),
+            flooders: 2,
+            ..LoadConfig::default()
+        };
+        let mut load = LoadGen::connect(addr, &cfg).unwrap();
+        let r = load.run().unwrap();
+        drop(load);
+        handle.shutdown();
+        join.join().unwrap().unwrap();
+        assert_eq!(r.flooders, 2);
+        assert_eq!(r.flooders_closed, 2, "{r:?}");
+        assert!(r.flood_messages > 0);
+        assert_eq!(r.delivered, r.expected, "{r:?}");
+    }
+
     #[test]
     fn a_refused_hello_is_a_refusal_with_the_hubs_reason() {
         let (handle, addr, join) = Hub::spawn(HubConfig {

@@ -34,6 +34,19 @@ pub struct HubConfig {
     pub max_rooms_per_connection: usize,
     /// How long an empty room is kept so a rebooting board gets it back, ms. Default 30 000.
     pub room_grace_ms: u64,
+    /// How long an empty room is kept that no user but its creator ever joined,
+    /// ms (a longer value is cut to `room_grace_ms`). Default 5000.
+    pub unshared_room_grace_ms: u64,
+    /// Rooms one user (a token's `sub`; each anonymous connection is a user of
+    /// its own) may have created that exist at once, empty ones in their grace
+    /// period included. Default 64.
+    pub max_rooms_created_per_user: usize,
+    /// Rooms one connection may have created that exist at once. Default 16.
+    pub max_rooms_created_per_connection: usize,
+    /// Rooms one connection may create per minute, sustained. Default 60.
+    pub room_creations_per_minute: u64,
+    /// Rooms one connection may create in a burst. Default 10.
+    pub room_creation_burst: u64,
     /// Largest WebSocket message accepted, bytes (checked before buffering). Default 65 536.
     pub max_message: usize,
     /// Time allowed for the HTTP upgrade and then for the hello, ms. Default 5000.
@@ -58,8 +71,23 @@ pub struct HubConfig {
     pub rate_bytes: u64,
     /// Bytes a connection may send in a burst. Default 1 MiB.
     pub burst_bytes: u64,
-    /// Messages refused for flooding, in a row, before the connection is closed. Default 2000.
-    pub flood_close_after: u64,
+    /// Messages refused at the rate limits within `flood_window_ms` that close
+    /// the connection (4012 `RATE_LIMITED`): a rate of refusals, whatever the
+    /// sender interleaves. Default 1000 (a second's worth of `rate_messages`
+    /// over the limit).
+    pub flood_close_messages: u64,
+    /// Bytes refused at the rate limits within `flood_window_ms` that close the
+    /// connection. Default 4 MiB (a second's worth of `rate_bytes`).
+    pub flood_close_bytes: u64,
+    /// The sliding window over which refusals are counted, ms. Default 1000.
+    pub flood_window_ms: u64,
+    /// Deprecated: the old name of `flood_close_messages` (it counted refusals
+    /// in a row, which one accepted message reset). Still read, with a warning.
+    pub flood_close_after: Option<u64>,
+    /// Bytes the hub reads from one connection per loop turn before it turns
+    /// to the others; a connection with refusals in its flood window gets 4 KiB
+    /// per 20 ms tick instead. Default 262 144.
+    pub read_budget: usize,
     /// HS256 secret for tokens (at least 32 bytes). Prefer `secret_file` or the
     /// `POSELINK_SECRET` environment variable over writing it into a file.
     pub secret: Option<String>,
@@ -102,6 +130,11 @@ impl Default for HubConfig {
             max_members: 64,
             max_rooms_per_connection: 16,
             room_grace_ms: 30_000,
+            unshared_room_grace_ms: 5_000,
+            max_rooms_created_per_user: 64,
+            max_rooms_created_per_connection: 16,
+            room_creations_per_minute: 60,
+            room_creation_burst: 10,
             max_message: MAX_MESSAGE_LEN,
             handshake_timeout_ms: 5_000,
             heartbeat_ms: 5_000,
@@ -113,7 +146,11 @@ impl Default for HubConfig {
             burst_messages: 500,
             rate_bytes: 4 << 20,
             burst_bytes: 1 << 20,
-            flood_close_after: 2_000,
+            flood_close_messages: 1_000,
+            flood_close_bytes: 4 << 20,
+            flood_window_ms: 1_000,
+            flood_close_after: None,
+            read_budget: 256 * 1024,
             secret: None,
             secret_file: None,
             tls_cert: None,
@@ -143,8 +180,25 @@ impl std::error::Error for ConfigError {}
 
 impl HubConfig {
     /// Reads a configuration from TOML text (keys as the field names).
+    /// A deprecated key is taken over into its new name, with a warning.
     pub fn from_toml(text: &str) -> Result<HubConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+        let mut cfg: HubConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        cfg.take_deprecated();
+        Ok(cfg)
+    }
+
+    /// Moves deprecated keys' values to their new names (the new name wins when
+    /// both are set), warning once for each.
+    pub fn take_deprecated(&mut self) {
+        if let Some(n) = self.flood_close_after.take() {
+            if self.flood_close_messages == HubConfig::default().flood_close_messages {
+                self.flood_close_messages = n;
+            }
+            log::warn!(
+                "hub configuration: `flood_close_after` is deprecated; it is read as `flood_close_messages = {}` (refusals within `flood_window_ms`, not in a row): rename it",
+                self.flood_close_messages
+            );
+        }
     }
 
     /// The performance monitor's settings: ten one-second slots and the alert
@@ -187,6 +241,14 @@ impl HubConfig {
         if self.max_rooms_per_connection == 0 || self.max_rooms_per_connection > 256 {
             return err("max_rooms_per_connection must be 1 to 256");
         }
+        if self.max_rooms_created_per_user == 0 || self.max_rooms_created_per_connection == 0 {
+            return err(
+                "max_rooms_created_per_user and max_rooms_created_per_connection must be at least 1",
+            );
+        }
+        if self.room_creations_per_minute == 0 || self.room_creation_burst == 0 {
+            return err("room_creations_per_minute and room_creation_burst must be at least 1");
+        }
         if self.max_message < 4096 || self.max_message > MAX_MESSAGE_LEN {
             return err("max_message must be 4096 to 65536 bytes");
         }
@@ -208,6 +270,15 @@ impl HubConfig {
         if self.rate_messages == 0 || self.burst_messages == 0 || self.rate_bytes == 0 {
             return err("rate limits must be positive");
         }
+        if self.flood_close_messages == 0 || self.flood_close_bytes == 0 {
+            return err("flood_close_messages and flood_close_bytes must be positive");
+        }
+        if self.flood_window_ms < 10 || self.flood_window_ms > 60_000 {
+            return err("flood_window_ms must be 10 to 60000");
+        }
+        if self.read_budget < 4096 {
+            return err("read_budget must be at least 4096 bytes");
+        }
         if self.burst_bytes < self.max_message as u64 {
             return err(
                 "burst_bytes must be at least max_message, or a largest message could never pass",
@@ -224,5 +295,47 @@ impl HubConfig {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deprecated_flood_key_is_read_as_its_new_name() {
+        let cfg = HubConfig::from_toml("dev = true\nflood_close_after = 300\n").unwrap();
+        assert_eq!(cfg.flood_close_messages, 300);
+        assert_eq!(cfg.flood_close_after, None, "taken over");
+        cfg.validate().unwrap();
+        // The new name wins when both are given.
+        let both = "flood_close_after = 300\nflood_close_messages = 50\n";
+        assert_eq!(HubConfig::from_toml(both).unwrap().flood_close_messages, 50);
+    }
+
+    #[test]
+    fn creation_limits_and_flood_window_are_checked() {
+        let ok = HubConfig::local_dev();
+        ok.validate().unwrap();
+        for bad in [
+            HubConfig {
+                max_rooms_created_per_user: 0,
+                ..ok.clone()
+            },
+            HubConfig {
+                room_creations_per_minute: 0,
+                ..ok.clone()
+            },
+            HubConfig {
+                flood_window_ms: 0,
+                ..ok.clone()
+            },
+            HubConfig {
+                read_budget: 100,
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

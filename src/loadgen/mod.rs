@@ -43,6 +43,7 @@
 //! # Ok::<(), poselink::loadgen::LoadError>(())
 //! ```
 
+mod flood;
 mod schedule;
 mod setup;
 mod worker;
@@ -103,6 +104,11 @@ pub struct LoadConfig {
     /// TLS (`wss://`): the PEM certificate(s) of the CA to trust; None for
     /// plain `ws://`. Default None.
     pub tls_ca: Option<String>,
+    /// Flooders beside the members: connections that say hello and then
+    /// write pings as fast as they can for the whole run, to see what a flood
+    /// costs the members' latency and how soon the hub closes a flooder. Plain
+    /// `ws://` only. Default 0.
+    pub flooders: usize,
 }
 
 impl Default for LoadConfig {
@@ -119,6 +125,7 @@ impl Default for LoadConfig {
             drain: Duration::from_secs(2),
             seed: 1,
             tls_ca: None,
+            flooders: 0,
         }
     }
 }
@@ -191,6 +198,9 @@ impl LoadConfig {
         }
         if self.duration > Duration::from_secs(24 * 3600) {
             return bad("duration must be at most 24 hours".into());
+        }
+        if self.flooders > 64 || (self.flooders > 0 && self.tls_ca.is_some()) {
+            return bad("flooders: at most 64, on a plain ws:// hub".into());
         }
         Ok(())
     }
@@ -283,6 +293,14 @@ pub struct LoadReport {
     pub cpu: Duration,
     /// Wall time from the first deadline to the end of the wait for stragglers.
     pub wall: Duration,
+    /// Flooders that ran beside the load.
+    pub flooders: usize,
+    /// Flooders the hub closed during the run.
+    pub flooders_closed: usize,
+    /// The longest a flooder the hub closed stayed connected after it began.
+    pub flooder_closed_after: Option<Duration>,
+    /// Pings the flooders wrote.
+    pub flood_messages: u64,
 }
 
 impl LoadReport {
@@ -309,6 +327,7 @@ impl LoadReport {
 /// member id and its room. Dropping it closes every connection.
 pub struct LoadGen {
     cfg: LoadConfig,
+    addr: SocketAddr,
     commands: Vec<mpsc::Sender<Command>>,
     results: mpsc::Receiver<WorkerMsg>,
     threads: Vec<JoinHandle<()>>,
@@ -335,6 +354,7 @@ impl LoadGen {
         let (res_tx, results) = mpsc::channel();
         let mut load = LoadGen {
             cfg: cfg.clone(),
+            addr,
             commands: Vec::with_capacity(t),
             results,
             threads: Vec::with_capacity(t),
@@ -401,6 +421,10 @@ impl LoadGen {
             ));
         }
         self.ran = true;
+        let flooders = match self.cfg.flooders {
+            0 => None,
+            n => Some(flood::Flooders::connect(self.addr, n, &self.cfg.token)?),
+        };
         let start_us = MonotonicClock::new().now_us() + 50_000;
         for c in &self.commands {
             c.send(Command::Start(start_us)).map_err(|_| {
@@ -439,7 +463,18 @@ impl LoadGen {
             first_problem: None,
             cpu: Duration::ZERO,
             wall: Duration::ZERO,
+            flooders: self.cfg.flooders,
+            flooders_closed: 0,
+            flooder_closed_after: None,
+            flood_messages: 0,
         };
+        for f in flooders.map(flood::Flooders::finish).unwrap_or_default() {
+            out.flood_messages += f.messages;
+            if let Some(after) = f.closed_after {
+                out.flooders_closed += 1;
+                out.flooder_closed_after = out.flooder_closed_after.max(Some(after));
+            }
+        }
         for r in reports {
             out.pose_sent += r.pose_sent;
             out.audio_sent += r.audio_sent;
@@ -577,6 +612,31 @@ mod tests {
         assert!((1930..1960).contains(&(r.audio_bytes / r.audio_sent)));
         assert!(r.cpu > Duration::ZERO);
         assert!(r.wall >= Duration::from_millis(900), "{:?}", r.wall);
+    }
+
+    /// Flooders beside a small load: the hub closes them, the members lose
+    /// nothing (real sockets on 127.0.0.1; bounded by the run's 1.5 s).
+    #[test]
+    fn flooders_are_closed_and_the_members_lose_nothing() {
+        let (handle, addr, join) = Hub::spawn(HubConfig::local_dev()).unwrap();
+        let cfg = LoadConfig {
+            rooms: 2,
+            members: 2,
+            hz: 30,
+            duration: Duration::from_millis(1_500),
+            drain: Duration::from_millis(500),
+            flooders: 2,
+            ..LoadConfig::default()
+        };
+        let mut load = LoadGen::connect(addr, &cfg).unwrap();
+        let r = load.run().unwrap();
+        drop(load);
+        handle.shutdown();
+        join.join().unwrap().unwrap();
+        assert_eq!(r.flooders, 2);
+        assert_eq!(r.flooders_closed, 2, "{r:?}");
+        assert!(r.flood_messages > 0);
+        assert_eq!(r.delivered, r.expected, "{r:?}");
     }
 
     #[test]

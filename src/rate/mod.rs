@@ -1,8 +1,10 @@
 //! Rate limiting, sans-IO: a token bucket that says whether `n` units (bytes for
 //! the edge engine's bandwidth limit, messages for the hub's flood limit) may go
-//! now, and if not, how long until they may. The caller passes the time, so the
-//! same code runs under a real clock and a simulated one. Integer arithmetic only
-//! (no floats, no allocation), `no_std`.
+//! now, and if not, how long until they may; and a sliding-window counter that
+//! says how many events happened over the last window (the hub counts refusals
+//! with it, to close a sustained flooder whatever it interleaves). The caller
+//! passes the time, so the same code runs under a real clock and a simulated
+//! one. Integer arithmetic only (no floats, no allocation), `no_std`.
 
 /// Scale of the internal token count: one token is a million micro-tokens, so a
 /// refill of `rate` tokens per second adds exactly `rate` micro-tokens per
@@ -107,6 +109,72 @@ impl TokenBucket {
     }
 }
 
+/// Events counted over a sliding window of `window_us`: the count of the current
+/// fixed window plus the previous window's, weighted by how much of it the
+/// sliding window still covers (the two-bucket estimate rate limiters in
+/// proxies use). Two counters, whatever the event rate; a burst older than two
+/// windows is forgotten entirely.
+///
+/// ```
+/// use poselink::rate::WindowCounter;
+/// let mut w = WindowCounter::new(1_000_000, 0); // one second
+/// assert_eq!(w.add(100, 0), 100);
+/// // Half a second into the next window, half of the previous one still counts.
+/// assert_eq!(w.count(1_500_000), 50);
+/// assert_eq!(w.add(10, 1_500_000), 60);
+/// assert_eq!(w.count(3_000_000), 0);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowCounter {
+    window_us: u64,
+    /// Start of the current fixed window.
+    start_us: u64,
+    current: u64,
+    previous: u64,
+}
+
+impl WindowCounter {
+    /// An empty counter over windows of `window_us` (at least 1), starting at
+    /// `now_us`.
+    pub const fn new(window_us: u64, now_us: u64) -> Self {
+        WindowCounter {
+            window_us: if window_us == 0 { 1 } else { window_us },
+            start_us: now_us,
+            current: 0,
+            previous: 0,
+        }
+    }
+
+    fn roll(&mut self, now_us: u64) {
+        // A clock that goes backwards stays in the current window.
+        let elapsed = now_us.saturating_sub(self.start_us);
+        if elapsed < self.window_us {
+            return;
+        }
+        let windows = elapsed / self.window_us;
+        self.previous = if windows == 1 { self.current } else { 0 };
+        self.current = 0;
+        self.start_us += windows * self.window_us;
+    }
+
+    /// Events over the window ending at `now_us` (an estimate: the previous
+    /// fixed window's events are taken as spread evenly over it).
+    pub fn count(&mut self, now_us: u64) -> u64 {
+        self.roll(now_us);
+        let into = now_us.saturating_sub(self.start_us) as u128;
+        let w = self.window_us as u128;
+        let carried = self.previous as u128 * (w - into) / w;
+        self.current.saturating_add(carried as u64)
+    }
+
+    /// Counts `n` events at `now_us`; returns [`count`](Self::count) after them.
+    pub fn add(&mut self, n: u64, now_us: u64) -> u64 {
+        self.roll(now_us);
+        self.current = self.current.saturating_add(n);
+        self.count(now_us)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +242,30 @@ mod tests {
         assert!(b.try_take(u64::MAX / MICRO, u64::MAX));
         let mut b = TokenBucket::new(1, 1, 0);
         assert_eq!(b.wait_us(u64::MAX, 0), u64::MAX);
+    }
+
+    #[test]
+    fn a_window_forgets_slowly_then_entirely() {
+        let mut w = WindowCounter::new(1_000, 0);
+        for t in 0..1_000 {
+            w.add(1, t);
+        }
+        assert_eq!(w.count(999), 1_000);
+        // A quarter into the next window, three quarters of the last still count.
+        assert_eq!(w.count(1_250), 750);
+        assert_eq!(w.count(1_999), 1);
+        assert_eq!(w.count(2_000), 0);
+        // A steady 1 event/µs reads as the window's length, within one event.
+        let mut w = WindowCounter::new(1_000, 0);
+        let mut last = 0;
+        for t in 0..10_000 {
+            last = w.add(1, t);
+        }
+        assert!(last.abs_diff(1_000) <= 1, "{last}");
+        // Backwards clocks and a zero window do not break it.
+        assert!(w.count(5) >= last);
+        let mut z = WindowCounter::new(0, 0);
+        assert_eq!(z.add(3, 0), 3);
+        assert_eq!(z.count(2), 0);
     }
 }

@@ -1,6 +1,9 @@
 //! The room registry (the seed's RoomManager), sans-IO: which rooms exist, who is in
 //! each with which role, what each role may do, and when an empty room is cleaned
-//! up. The hub's core calls it with connection ids, user ids and the time;
+//! up (soon when only its creator's user was ever in it, after the grace period
+//! when others were). It remembers who created each room, so that the hub's core
+//! can hold users and connections to quotas of rooms created. The core calls it
+//! with connection ids, user ids and the time;
 //! it answers with outcomes and typed refusals and never touches a socket or a
 //! clock. Every table is sized by [`RoomConfig`] when the registry is made and only
 //! reused after that; joins and leaves are control-path operations (a scan over at
@@ -107,6 +110,10 @@ pub struct RoomConfig {
     /// How long an empty room is kept, in microseconds, so that a rebooting board
     /// gets its room back (default 30 s).
     pub grace_us: u64,
+    /// How long an empty room is kept that no user but its creator ever joined,
+    /// in microseconds (default 5 s): rooms made and left by one client alone
+    /// do not hold the table for the whole grace period.
+    pub unshared_grace_us: u64,
 }
 
 impl Default for RoomConfig {
@@ -115,6 +122,7 @@ impl Default for RoomConfig {
             max_rooms: 1024,
             max_members: 64,
             grace_us: 30_000_000,
+            unshared_grace_us: 5_000_000,
         }
     }
 }
@@ -192,6 +200,12 @@ struct Room {
     members: Vec<Member>,
     /// When the last member left, while the room is empty.
     empty_since: Option<u64>,
+    /// The user who created the room.
+    creator: Name,
+    /// The connection that created it, while that connection is open.
+    creator_conn: Option<ConnId>,
+    /// A user other than the creator has joined it.
+    shared: bool,
 }
 
 /// Rooms, members and roles.
@@ -226,6 +240,9 @@ impl RoomRegistry {
                 name: Name::new(),
                 members: Vec::with_capacity(config.max_members),
                 empty_since: None,
+                creator: Name::new(),
+                creator_conn: None,
+                shared: false,
             })
             .collect();
         RoomRegistry {
@@ -320,6 +337,9 @@ impl RoomRegistry {
                 r.name = Name::try_from(name).map_err(|_| RoomError::BadName)?;
                 r.members.clear();
                 r.empty_since = None;
+                r.creator.clone_from(&user);
+                r.creator_conn = Some(conn);
+                r.shared = false;
                 self.live += 1;
                 (RoomHandle(slot as u16 + 1), true)
             }
@@ -336,6 +356,9 @@ impl RoomRegistry {
         }
         if r.members.len() >= max {
             return Err(RoomError::RoomFull);
+        }
+        if r.creator != user {
+            r.shared = true;
         }
         r.members.push(Member {
             conn,
@@ -381,6 +404,11 @@ impl RoomRegistry {
         now_us: u64,
         mut left: impl FnMut(RoomHandle, &Member),
     ) {
+        for r in self.rooms.iter_mut() {
+            if r.creator_conn == Some(conn) {
+                r.creator_conn = None;
+            }
+        }
         for handle in (1..=self.rooms.len() as u16).map(RoomHandle) {
             // `leave` changes nothing where `conn` is not a member.
             if let Ok(m) = self.leave(handle, conn, now_us) {
@@ -449,15 +477,47 @@ impl RoomRegistry {
         }
         r.in_use = false;
         r.empty_since = None;
+        r.creator_conn = None;
         self.live -= 1;
         Ok(())
     }
 
-    /// Removes rooms that have been empty for the grace period; returns how many.
+    /// Rooms that exist and were created by `user` (empty ones in their grace
+    /// period included).
+    pub fn created_by_user(&self, user: &str) -> usize {
+        self.rooms
+            .iter()
+            .filter(|r| r.in_use && r.creator.as_str() == user)
+            .count()
+    }
+
+    /// Rooms that exist and were created by connection `conn` (while it is
+    /// open: [`leave_all`](Self::leave_all) forgets it).
+    pub fn created_by_conn(&self, conn: ConnId) -> usize {
+        self.rooms
+            .iter()
+            .filter(|r| r.in_use && r.creator_conn == Some(conn))
+            .count()
+    }
+
+    /// Whether a user other than the room's creator ever joined it (its grace
+    /// period, once empty, is then `grace_us`, else `unshared_grace_us`).
+    pub fn is_shared(&self, handle: RoomHandle) -> bool {
+        self.room(handle).is_some_and(|r| r.shared)
+    }
+
+    /// Removes rooms that have been empty for their grace period (`grace_us`,
+    /// or `unshared_grace_us` for a room only its creator ever joined);
+    /// returns how many.
     pub fn expire(&mut self, now_us: u64) -> usize {
-        let grace = self.config.grace_us;
+        let (shared_grace, unshared_grace) = (self.config.grace_us, self.config.unshared_grace_us);
         let mut removed = 0;
         for r in self.rooms.iter_mut().filter(|r| r.in_use) {
+            let grace = if r.shared {
+                shared_grace
+            } else {
+                unshared_grace
+            };
             if let Some(since) = r.empty_since
                 && now_us.saturating_sub(since) >= grace
             {
@@ -484,6 +544,7 @@ mod tests {
             max_rooms: 2,
             max_members: 3,
             grace_us: 1_000,
+            unshared_grace_us: 1_000,
         })
     }
 
@@ -587,6 +648,41 @@ mod tests {
             r.join("gym", c(1), 10, "ana", Role::Member, false),
             Err(RoomError::NoSuchRoom)
         );
+    }
+
+    #[test]
+    fn rooms_only_their_creator_joined_go_sooner_and_creators_are_counted() {
+        let mut r = RoomRegistry::new(RoomConfig {
+            max_rooms: 4,
+            max_members: 3,
+            grace_us: 30_000,
+            unshared_grace_us: 2_000,
+        });
+        let alone = r.join("alone", c(1), 10, "ana", Role::Owner, true).unwrap();
+        let shared = r
+            .join("shared", c(1), 10, "ana", Role::Owner, true)
+            .unwrap();
+        // Another connection of the same user does not share a room; another user does.
+        r.join("alone", c(2), 11, "ana", Role::Member, false)
+            .unwrap();
+        r.join("shared", c(3), 12, "bo", Role::Member, false)
+            .unwrap();
+        assert!(!r.is_shared(alone.handle) && r.is_shared(shared.handle));
+        assert_eq!(r.created_by_user("ana"), 2);
+        assert_eq!(r.created_by_user("bo"), 0);
+        assert_eq!(r.created_by_conn(c(1)), 2);
+        for conn in [c(1), c(2), c(3)] {
+            r.leave_all(conn, 1_000, |_, _| {});
+        }
+        // The connection is gone; the user's rooms still count until they expire.
+        assert_eq!(r.created_by_conn(c(1)), 0);
+        assert_eq!(r.created_by_user("ana"), 2);
+        assert_eq!(r.expire(2_999), 0);
+        assert_eq!(r.expire(3_000), 1);
+        assert_eq!(r.find("alone"), None);
+        assert_eq!(r.expire(30_999), 0);
+        assert_eq!(r.expire(31_000), 1);
+        assert_eq!(r.created_by_user("ana"), 0);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`auth`]: tokens, the first message, the hello timeout, what a token lets a join do;
 //! - [`bad_input`]: garbage, framing violations, floods, vanishing peers, shutdown;
 //! - [`capacity`]: the connection table's limit;
+//! - [`flood`]: a flooder closed within seconds beside an honest pair;
 //! - [`json`]: JSON mode beside a binary engine;
 //! - [`load`]: a stuck receiver beside a fast one; 500 connections;
 //! - [`resume`]: a session resumed after a reconnect;
@@ -21,6 +22,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod capacity;
+mod flood;
 mod json;
 mod load;
 mod resume;

@@ -95,6 +95,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub tls: bool,
 
+    /// Flooders beside the load: connections that write pings as fast as they can for the
+    /// whole run (plain ws:// only); the table shows how soon the hub closed them, and the
+    /// members' latency shows what the flood cost
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub flooders: usize,
+
     /// With --hub wss://…: the PEM file of the CA the hub's certificate is from
     #[arg(long, value_name = "FILE", requires = "hub")]
     pub ca_file: Option<std::path::PathBuf>,
@@ -254,6 +260,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         threads: args.threads.unwrap_or(0),
         token: args.token.clone().unwrap_or_default(),
         tls_ca,
+        flooders: args.flooders,
         ..LoadConfig::default()
     };
     base.validate().map_err(load_error)?;
@@ -674,6 +681,16 @@ fn print_table(run: &Run, target: &Target) {
         grouped(r.delivered)
     );
     println!("| loss | {} |", r.loss());
+    if r.flooders > 0 {
+        println!(
+            "| flooders closed by the hub | {} of {} ({} pings written; the last closed after {}) |",
+            r.flooders_closed,
+            r.flooders,
+            grouped(r.flood_messages),
+            r.flooder_closed_after
+                .map_or("-".to_string(), |d| format!("{} ms", d.as_millis()))
+        );
+    }
     println!(
         "| latency p50 / p95 / p99 / max | {} / {} / {} / {} µs |",
         l.quantile(0.5),

@@ -1,10 +1,13 @@
 //! What arrived, and where it goes. WebSocket control frames are answered here
 //! (a ping with a pong, within the message rate; a close echoed by the RFC 6455
 //! rules); a framing error closes the connection. A data message passes the
-//! flood limits first — messages and bytes per second, refused (counted) over
-//! them, the connection closed with 4012 after `flood_close_after` refusals in a
-//! row — then the envelope's checks, and goes to the hello (before the session),
-//! the relay (pose, audio) or the control handlers. Text messages are JSON mode's
+//! flood limits first, on its wire bytes and before anything is parsed or
+//! translated — messages and bytes per second, refused (counted) over them, the
+//! connection closed with 4012 once the refusals within `flood_window_ms` pass
+//! `flood_close_messages` or `flood_close_bytes` (a rate of refusals, so a
+//! flooder gains nothing by letting a message through now and then) — then the
+//! envelope's checks, and goes to the hello (before the session), the relay
+//! (pose, audio) or the control handlers. Text messages are JSON mode's
 //! (translated in `json`) or refused.
 
 use crate::proto::{self, ErrorCode, Header, Kind, Message, Packet, Pong};
@@ -59,6 +62,9 @@ impl Inner {
     ) {
         self.stats.bytes_in += bytes.len() as u64;
         self.stats.monitor.record_in(self.now, bytes.len());
+        if !self.within_flood_limits(i, bytes.len() as u64) {
+            return;
+        }
         if kind == FrameKind::Text && core::str::from_utf8(bytes).is_err() {
             return self.invalid_text(i);
         }
@@ -78,11 +84,9 @@ impl Inner {
         self.on_binary(i, bytes, &mut space.parse);
     }
 
-    /// A protocol message from `i` (binary, or translated from JSON).
+    /// A protocol message from `i` (binary, or translated from JSON), within
+    /// the flood limits.
     pub(super) fn on_binary(&mut self, i: usize, bytes: &[u8], parse: &mut [u8]) {
-        if !self.within_flood_limits(i, bytes.len() as u64) {
-            return;
-        }
         let packet = match Packet::new_checked(bytes) {
             Ok(p) => p,
             Err(e) => return self.refuse_bad(i, bytes.get(1).copied().unwrap_or(0), e),
@@ -105,24 +109,31 @@ impl Inner {
     }
 
     /// Flood control, before any parsing: takes the message's share of `i`'s
-    /// rate limits, or refuses it (an error at most once a second, a close after
-    /// `flood_close_after` refusals in a row).
+    /// rate limits, or refuses it: counted in the flood window, an error at most
+    /// once a second, and a close once the window's refusals pass
+    /// `flood_close_messages` or `flood_close_bytes`.
     fn within_flood_limits(&mut self, i: usize, len: u64) -> bool {
         let now = self.now;
         let link = &mut self.links[i];
         if link.msg_bucket.available(now) >= 1 && link.byte_bucket.available(now) >= len {
             link.msg_bucket.try_take(1, now);
             link.byte_bucket.try_take(len, now);
-            link.flood_refused = 0;
             return true;
         }
-        link.flood_refused += 1;
+        let msgs = link.refused_msgs.add(1, now);
+        let bytes = link.refused_bytes.add(len, now);
         self.stats.count_drop(DropReason::RateLimited);
-        let refused = link.flood_refused;
-        let (rate_messages, rate_bytes) = (self.cfg.rate_messages, self.cfg.rate_bytes);
-        if refused > self.cfg.flood_close_after {
+        let cfg = &self.cfg;
+        let (rate_messages, rate_bytes, window) =
+            (cfg.rate_messages, cfg.rate_bytes, cfg.flood_window_ms);
+        if msgs > cfg.flood_close_messages || bytes > cfg.flood_close_bytes {
+            let (limit, what) = if msgs > cfg.flood_close_messages {
+                ("flood_close_messages", cfg.flood_close_messages)
+            } else {
+                ("flood_close_bytes", cfg.flood_close_bytes)
+            };
             let r = reason(format_args!(
-                "{refused} messages in a row over the rate limit ({rate_messages} messages/s, {rate_bytes} bytes/s); closing"
+                "flooding: {msgs} messages ({bytes} bytes) refused over the rate limit ({rate_messages} messages/s, {rate_bytes} bytes/s) within {window} ms, past {limit} = {what}; closing"
             ));
             let line = format_args!("connection {i} ({}): {r}", link.peer);
             self.log_limit.warn(LogKind::Flooding, now, line);

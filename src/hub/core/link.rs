@@ -10,11 +10,15 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 
-use crate::rate::TokenBucket;
+use crate::rate::{TokenBucket, WindowCounter};
 use crate::ws::{self, FrameKind};
 
 use super::HubConfig;
 use super::pool::Pool;
+
+/// Tokens one room creation takes from [`Link::room_bucket`], which refills at
+/// `room_creations_per_minute` tokens a second: a minute's worth a room.
+pub(super) const ROOM_TOKENS: u64 = 60;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +67,13 @@ pub(super) struct Link {
     // Limits.
     pub msg_bucket: TokenBucket,
     pub byte_bucket: TokenBucket,
-    pub flood_refused: u64,
+    /// Messages, and their bytes, refused at the rate limits over the last
+    /// `flood_window_ms`.
+    pub refused_msgs: WindowCounter,
+    pub refused_bytes: WindowCounter,
     pub last_rate_error_us: u64,
+    /// Rooms this connection may create: [`ROOM_TOKENS`] tokens a room.
+    pub room_bucket: TokenBucket,
 }
 
 impl Link {
@@ -89,8 +98,10 @@ impl Link {
             close_deadline_us: 0,
             msg_bucket: TokenBucket::new(1, 1, 0),
             byte_bucket: TokenBucket::new(1, 1, 0),
-            flood_refused: 0,
+            refused_msgs: WindowCounter::new(1, 0),
+            refused_bytes: WindowCounter::new(1, 0),
             last_rate_error_us: 0,
+            room_bucket: TokenBucket::new(1, 1, 0),
         }
     }
 
@@ -112,8 +123,14 @@ impl Link {
         self.close_deadline_us = 0;
         self.msg_bucket = TokenBucket::new(cfg.rate_messages, cfg.burst_messages, now);
         self.byte_bucket = TokenBucket::new(cfg.rate_bytes, cfg.burst_bytes, now);
-        self.flood_refused = 0;
+        self.refused_msgs = WindowCounter::new(cfg.flood_window_ms * 1000, now);
+        self.refused_bytes = WindowCounter::new(cfg.flood_window_ms * 1000, now);
         self.last_rate_error_us = 0;
+        self.room_bucket = TokenBucket::new(
+            cfg.room_creations_per_minute,
+            cfg.room_creation_burst.saturating_mul(ROOM_TOKENS),
+            now,
+        );
     }
 
     /// Media blocks or control bytes waiting.

@@ -104,6 +104,9 @@ use sessions::{Resumable, Session};
 const TICK_US: u64 = 20_000;
 /// How long a closing connection may take to read our last words, µs.
 pub(crate) const LINGER_US: u64 = 1_000_000;
+/// What the driver reads from a connection over its rate limits before it
+/// waits for its next tick ([`Core::read_budget`]), bytes.
+pub const OVER_RATE_READ: usize = 4096;
 /// Application close codes: 4000 + the protocol error code.
 const APP_CLOSE_BASE: u16 = 4000;
 
@@ -347,6 +350,7 @@ impl Core {
             max_rooms: cfg.max_rooms,
             max_members: cfg.max_members,
             grace_us: cfg.room_grace_ms * 1000,
+            unshared_grace_us: cfg.unshared_room_grace_ms.min(cfg.room_grace_ms) * 1000,
         });
         let resync_words = n.div_ceil(64);
         let inner = Inner {
@@ -429,6 +433,24 @@ impl Core {
         match self.inner.links.get(conn.index()) {
             Some(l) if l.phase != Phase::Free => self.rx.spare(conn.index()),
             _ => &mut [],
+        }
+    }
+
+    /// Bytes the driver should read from `conn` in this loop turn before it
+    /// turns to the others: `read_budget`; or, while the connection has
+    /// messages refused at its rate limits within the flood window,
+    /// [`OVER_RATE_READ`] (the hub's driver then reads it again only at its
+    /// next 20 ms tick) — a flooder's bytes are left in its socket, where TCP
+    /// slows it down, rather than framed and refused here.
+    pub fn read_budget(&mut self, now: u64, conn: ConnId) -> usize {
+        let budget = self.inner.cfg.read_budget;
+        let Some(l) = self.inner.links.get_mut(conn.index()) else {
+            return budget;
+        };
+        if l.phase != Phase::Free && l.refused_msgs.count(now) > 0 {
+            OVER_RATE_READ.min(budget)
+        } else {
+            budget
         }
     }
 

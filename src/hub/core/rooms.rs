@@ -1,9 +1,13 @@
 //! Rooms, as sessions see them: join (checked against the token's grants, then
 //! answered with a snapshot of the members, announced to the others, and
 //! followed by every publisher's cached keyframe), leave, role changes and kicks
-//! (owners only, never above the target's own token), closing a room. The
-//! registry (`crate::room`) keeps who is where; this file turns its outcomes
-//! into messages, and its refusals into protocol errors.
+//! (owners only, never above the target's own token), closing a room. A join
+//! that would create a room passes the creation limits first: the quotas of
+//! rooms created that still exist, per connection and per user (`HUB_FULL`),
+//! and the connection's rate of creation (`RATE_LIMITED`), so that no one
+//! client can fill the room table. The registry (`crate::room`) keeps who is
+//! where and who created what; this file turns its outcomes into messages, and
+//! its refusals into protocol errors.
 
 use crate::proto::{
     CloseRoom, ErrorCode, Header, Kick, Kind, LeaveReason, MemberInfo, MemberJoined, MemberLeft,
@@ -11,6 +15,7 @@ use crate::proto::{
 };
 use crate::room::{ConnId, RoomError, RoomHandle};
 
+use super::link::ROOM_TOKENS;
 use super::sessions::Membership;
 use super::{Inner, RoomCounts, reason};
 
@@ -37,10 +42,8 @@ impl Inner {
             },
         };
         let s = &self.sessions[i];
-        let already = self
-            .rooms
-            .find(room)
-            .is_some_and(|h| s.membership(h).is_some());
+        let existing = self.rooms.find(room);
+        let already = existing.is_some_and(|h| s.membership(h).is_some());
         if !already && s.rooms.len() >= self.cfg.max_rooms_per_connection {
             let r = reason(format_args!(
                 "this connection is in {} rooms, the most one connection may join; leave one first",
@@ -50,10 +53,16 @@ impl Inner {
         }
         let (member, user) = (s.member, s.user.clone());
         let me = ConnId::new(i as u32);
+        if existing.is_none() && may_create && !self.may_create_room(i, &user) {
+            return;
+        }
         let joined = match self.rooms.join(room, me, member, &user, role, may_create) {
             Ok(j) => j,
             Err(e) => return self.room_error(i, about, e),
         };
+        if joined.created {
+            self.links[i].room_bucket.try_take(ROOM_TOKENS, self.now);
+        }
         let h = joined.handle;
         let s = &mut self.sessions[i];
         match s.membership_mut(h) {
@@ -115,6 +124,42 @@ impl Inner {
         }
         self.request_owed_keyframes();
         self.mark_output(i);
+    }
+
+    /// Whether connection `i` (of `user`) may create one more room: within the
+    /// quotas of rooms created (per connection, per user) and the rate of
+    /// creation. If not, it is told which limit, and what to do.
+    fn may_create_room(&mut self, i: usize, user: &str) -> bool {
+        let about = Kind::Join as u8;
+        let cfg = &self.cfg;
+        let unshared_s = cfg.unshared_room_grace_ms.min(cfg.room_grace_ms) / 1000;
+        let by_conn = self.rooms.created_by_conn(ConnId::new(i as u32));
+        if by_conn >= cfg.max_rooms_created_per_connection {
+            let r = reason(format_args!(
+                "this connection created {by_conn} rooms that still exist, the most one connection may (max_rooms_created_per_connection); join an existing room, or close or leave one of yours (an empty room only you joined goes after {unshared_s} s)"
+            ));
+            self.send_error(i, ErrorCode::HUB_FULL, about, &r);
+            return false;
+        }
+        let by_user = self.rooms.created_by_user(user);
+        if by_user >= cfg.max_rooms_created_per_user {
+            let r = reason(format_args!(
+                "user {user} created {by_user} rooms that still exist, the most one user may (max_rooms_created_per_user); join an existing room, or close or leave one of yours (an empty room only you joined goes after {unshared_s} s)"
+            ));
+            self.send_error(i, ErrorCode::HUB_FULL, about, &r);
+            return false;
+        }
+        let (per_minute, burst) = (cfg.room_creations_per_minute, cfg.room_creation_burst);
+        let wait_us = self.links[i].room_bucket.wait_us(ROOM_TOKENS, self.now);
+        if wait_us > 0 {
+            let wait_ms = wait_us.div_ceil(1000);
+            let r = reason(format_args!(
+                "rooms created too fast: one connection may create {per_minute} a minute, {burst} at once (room_creations_per_minute); try again in {wait_ms} ms, or join an existing room"
+            ));
+            self.send_error(i, ErrorCode::RATE_LIMITED, about, &r);
+            return false;
+        }
+        true
     }
 
     /// The room's members, to the joiner (control path: the list allocates).

@@ -157,6 +157,7 @@ impl Hub {
             open: 0,
             again: Vec::with_capacity(sockets),
             again_next: Vec::with_capacity(sockets),
+            later: Vec::with_capacity(sockets),
             to_flush: Vec::with_capacity(sockets),
             system: LinuxStats::new(),
             next_sample_us: now,
@@ -319,6 +320,8 @@ struct Driver {
     open: usize,
     again: Vec<u32>,
     again_next: Vec<u32>,
+    /// Connections over their rate limits, read again at the next tick.
+    later: Vec<u32>,
     to_flush: Vec<u32>,
     /// The process's CPU, memory and SoC temperature, sampled once a second
     /// into the core (allocation-free).
@@ -366,6 +369,7 @@ impl Driver {
         if now >= self.next_tick_us {
             self.next_tick_us = now + TICK_US;
             self.log_limit.flush_to_log(now);
+            self.release_later();
             let handshake = self.cfg.handshake_timeout_ms * 1000;
             for s in 0..self.slots.len() {
                 let slot = &self.slots[s];

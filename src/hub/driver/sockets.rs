@@ -24,8 +24,6 @@ use crate::tls::{Stream, TlsError};
 
 use super::{Driver, LogKind};
 
-/// Bytes read from one connection before the loop turns to the others.
-const READ_BUDGET: usize = 256 * 1024;
 /// Slices lent for one `writev`.
 const MAX_SLICES: usize = 32;
 
@@ -67,6 +65,9 @@ pub(super) struct Slot {
     pub(super) flush_queued: bool,
     /// Listed to be read again next round.
     pub(super) in_again: bool,
+    /// Over its rate limits and its small read budget spent: listed to be read
+    /// again at the next tick, not before (readiness events wait for it).
+    pub(super) in_later: bool,
     /// The last readiness event said the peer closed its side: read to the end.
     pub(super) hup: bool,
     pub(super) write_shut: bool,
@@ -87,6 +88,7 @@ impl Slot {
             want_write: false,
             flush_queued: false,
             in_again: false,
+            in_later: false,
             hup: false,
             write_shut: false,
         }
@@ -168,6 +170,10 @@ impl Driver {
             // With the peer's FIN already here, read to the end: a short read
             // would not see it, and no new edge comes.
             slot.hup = ev.is_read_closed() || ev.is_error();
+            if slot.in_later && matches!(slot.phase, Phase::Ws(_)) {
+                // Read at the next tick, with the rest of the throttled.
+                return;
+            }
             self.on_readable(s, now);
         }
         if ev.is_writable() {
@@ -193,6 +199,28 @@ impl Driver {
         }
     }
 
+    /// Reads slot `s` again at the next tick (a connection over its rate
+    /// limits spent its small budget).
+    fn push_later(&mut self, s: usize) {
+        let slot = &mut self.slots[s];
+        if !slot.in_later {
+            slot.in_later = true;
+            self.later.push(s as u32);
+        }
+    }
+
+    /// The tick: the throttled connections are read again.
+    pub(super) fn release_later(&mut self) {
+        for k in 0..self.later.len() {
+            let s = self.later[k] as usize;
+            self.slots[s].in_later = false;
+            if matches!(self.slots[s].phase, Phase::Ws(_)) {
+                self.push_again(s);
+            }
+        }
+        self.later.clear();
+    }
+
     pub(super) fn read_again(&mut self, now: u64) {
         std::mem::swap(&mut self.again, &mut self.again_next);
         self.again.clear();
@@ -205,17 +233,29 @@ impl Driver {
     }
 
     /// Reads an upgraded connection into the buffer the core lends.
+    /// At most the core's read budget for it per loop turn (`read_budget`), so
+    /// that one socket cannot hold the loop; the rest waits for the next turn.
+    /// A connection over its rate limits gets a small budget per tick instead:
+    /// its bytes wait in its socket, where TCP slows the sender down.
     fn read_ws(&mut self, s: usize, c: ConnId, now: u64) {
+        let budget = self.core.read_budget(now, c);
+        let throttled = budget < self.cfg.read_budget;
         let mut total = 0;
         loop {
-            if total >= READ_BUDGET {
-                return self.push_again(s);
+            if total >= budget {
+                return if throttled {
+                    self.push_later(s)
+                } else {
+                    self.push_again(s)
+                };
             }
             let slot = &mut self.slots[s];
             let Some(stream) = slot.stream.as_mut() else {
                 return;
             };
             let buf = self.core.recv_buffer(c);
+            let buf_len = buf.len().min(budget - total);
+            let buf = &mut buf[..buf_len];
             let asked = buf.len();
             if asked == 0 {
                 return self.push_again(s);
@@ -277,7 +317,7 @@ impl Driver {
         };
         let mut total = 0;
         loop {
-            if total >= READ_BUDGET {
+            if total >= self.cfg.read_budget {
                 return self.push_again(s);
             }
             match stream.read(&mut self.head_scratch) {

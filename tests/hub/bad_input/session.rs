@@ -149,7 +149,7 @@ fn a_flood_is_rate_limited_then_closed_and_others_are_unaffected() {
     let hub = TestHub::start(HubConfig {
         rate_messages: 50,
         burst_messages: 20,
-        flood_close_after: 200,
+        flood_close_messages: 200,
         ..HubConfig::local_dev()
     });
     // A calm pair, in a room, throughout.

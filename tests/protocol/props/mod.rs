@@ -493,5 +493,8 @@ fn config(cases: u32) -> ProptestConfig {
     }
 }
 
+// The WebSocket framing and the tokens are std-only modules of the library.
+#[cfg(feature = "std")]
+mod framing;
 mod no_panic;
 mod round_trip;

@@ -229,8 +229,7 @@ fn pip_install(spec: &str) -> bool {
 /// Runs the whole test suite with the `ci` profile (see the workspace's
 /// Cargo.toml): every crate, every test binary, doc tests.
 fn test(extra: &[String]) -> Result<(), String> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let status = cargo()
         .args(["test", "--workspace", "--profile", "ci"])
         .args(extra)
         .status()
@@ -240,6 +239,28 @@ fn test(extra: &[String]) -> Result<(), String> {
     } else {
         Err(format!("the tests failed ({status})"))
     }
+}
+
+/// A `cargo` command as if typed in a shell: without the variables `cargo run`
+/// set for this program (`CARGO_PKG_NAME=xtask`, `CARGO_MANIFEST_DIR`, …).
+/// Build scripts such as ring's ask to be rerun when those change, so a cargo
+/// started from here with them would rebuild ring, rustls and everything above
+/// them, and the next cargo started from a shell (`.ci/cross`) all of it again.
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(&*name);
+        }
+    }
+    cmd
 }
 
 /// The workspace's root (xtask lives one level below it).
@@ -302,9 +323,8 @@ fn pytest(extra: &[String]) -> Result<(), String> {
             "pip install maturin pytest numpy (into target/pyenv)",
         )?;
     }
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run(
-        Command::new(&cargo).current_dir(&root).args([
+        cargo().current_dir(&root).args([
             "build",
             "--workspace",
             "--profile",

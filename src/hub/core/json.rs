@@ -388,6 +388,12 @@ pub fn pose_to_json(
     .to_string()
 }
 
+/// The most bytes the JSON text of stored audio block `b` can take, with its
+/// frame header: every sample at its longest (`-32768,`), plus the fields.
+fn json_bound(pool: &super::pool::Pool, b: u32) -> usize {
+    pool.bytes(b).len() / 2 * 7 + 320
+}
+
 /// An audio chunk as JSON text (samples as integers).
 pub fn audio_to_json(header: &Header, a: &AudioPayload<'_>, room: Option<&str>) -> String {
     let samples: Vec<i16> = a
@@ -494,10 +500,24 @@ impl Inner {
 
     /// A media message for a JSON receiver: translated to JSON text (once per
     /// fan-out, for every JSON receiver of the room; `live`: this is the
-    /// fan-out, not a cached keyframe) and written to its control FIFO; dropped
-    /// and counted when that has no room (a slow JSON receiver loses media,
-    /// never control).
+    /// fan-out, not a cached keyframe) and written to its control FIFO. Pose
+    /// that finds no room there is dropped and counted (the hub's decoder for
+    /// the stream has moved on; the next keyframe resyncs). Audio that finds no
+    /// room, or finds audio already waiting, waits in the receiver's media
+    /// queue as the binary block, bounded by `queue_depth` like a binary
+    /// receiver's (the oldest dropped and counted), and is translated as the
+    /// FIFO drains ([`json_refill`](Self::json_refill)): a JSON receiver gets the
+    /// audio a binary one gets.
     pub(super) fn enqueue_json_media(&mut self, r: usize, b: u32, live: bool) {
+        let meta = self.pool.meta(b);
+        if meta.audio && !self.links[r].data.is_empty() {
+            return self.queue_json_audio(r, b);
+        }
+        if meta.audio
+            && self.links[r].ctrl_room(self.cfg.control_buffer) < json_bound(&self.pool, b)
+        {
+            return self.queue_json_audio(r, b);
+        }
         let text = match &self.json.media {
             Some((blk, t)) if *blk == b && live => t.clone(),
             _ => {
@@ -511,7 +531,6 @@ impl Inner {
         let Some(text) = text else {
             return;
         };
-        let meta = self.pool.meta(b);
         if self.links[r].ctrl_room(self.cfg.control_buffer) < text.len() + 16 {
             if let Some(rc) = self.room_counts.get_mut(meta.room.index()) {
                 rc.drops += 1;
@@ -526,6 +545,61 @@ impl Inner {
         if self.push_ctrl_frame(r, FrameKind::Text, text.as_bytes()) {
             self.stats.delivered += 1;
             self.stats.messages_out += 1;
+        }
+    }
+
+    /// Audio block `b` waits in JSON receiver `r`'s media queue; when the queue
+    /// holds `queue_depth` already, its oldest is dropped and counted.
+    fn queue_json_audio(&mut self, r: usize, b: u32) {
+        let depth = self.cfg.queue_depth;
+        let link = &mut self.links[r];
+        if link.data.len() >= depth
+            && let Some(old) = link.data.pop_front()
+        {
+            let room = self.pool.meta(old).room;
+            self.pool.release(old);
+            if let Some(rc) = self.room_counts.get_mut(room.index()) {
+                rc.drops += 1;
+            }
+            self.stats.count_drop(DropReason::SlowAudio);
+        }
+        let link = &mut self.links[r];
+        if !link.has_output() {
+            link.last_progress_us = self.now;
+        }
+        link.data.push_back(b);
+        self.pool.acquire(b);
+        self.mark_output(r);
+    }
+
+    /// Moves the audio waiting in JSON receiver `r`'s media queue into its
+    /// control FIFO, translated, oldest first, while the FIFO has room for the
+    /// next (or is empty: a chunk too large for an empty FIFO is dropped and
+    /// counted, so audio never waits behind an empty FIFO).
+    pub(super) fn json_refill(&mut self, r: usize) {
+        while let Some(&b) = self.links[r].data.front() {
+            let link = &self.links[r];
+            let empty = link.ctrl_head == link.ctrl_tail;
+            if !empty && link.ctrl_room(self.cfg.control_buffer) < json_bound(&self.pool, b) {
+                return;
+            }
+            let text = self.media_to_json(b, false);
+            self.links[r].data.pop_front();
+            let room = self.pool.meta(b).room;
+            self.pool.release(b);
+            let pushed = text.is_some_and(|t| {
+                t.len() + 16 <= self.cfg.control_buffer
+                    && self.push_ctrl_frame(r, FrameKind::Text, t.as_bytes())
+            });
+            if pushed {
+                self.stats.delivered += 1;
+                self.stats.messages_out += 1;
+            } else {
+                if let Some(rc) = self.room_counts.get_mut(room.index()) {
+                    rc.drops += 1;
+                }
+                self.stats.count_drop(DropReason::SlowAudio);
+            }
         }
     }
 

@@ -133,7 +133,9 @@ impl Link {
         );
     }
 
-    /// Media blocks or control bytes waiting.
+    /// Media blocks or control bytes waiting. (A JSON connection with media
+    /// waiting for translation always has control bytes waiting too: the
+    /// media wait only while its control FIFO is not empty.)
     pub fn has_output(&self) -> bool {
         self.partial.is_some() || self.ctrl_head != self.ctrl_tail || !self.data.is_empty()
     }
@@ -173,7 +175,9 @@ impl Link {
 
     /// Lends the outbound side for one vectored write: the rest of a partly
     /// written media frame, then the control frames, then media frames, as many
-    /// as `slices` holds. Returns how many slices it filled.
+    /// as `slices` holds. Returns how many slices it filled. A JSON connection's
+    /// media queue holds binary blocks waiting to be translated into its control
+    /// FIFO (see `json_refill`): they are never lent.
     pub fn transmit<'a>(
         &self,
         ctrl: &'a [u8],
@@ -192,7 +196,7 @@ impl Link {
             k += 1;
         }
         for &b in self.data.iter() {
-            if k == slices.len() {
+            if k == slices.len() || self.json {
                 break;
             }
             slices[k] = IoSlice::new(pool.bytes(b));
@@ -225,7 +229,7 @@ impl Link {
             self.ctrl_head = 0;
             self.ctrl_tail = 0;
         }
-        while left > 0 {
+        while left > 0 && !self.json {
             // More than was lent is a driver's mistake; ignore the excess.
             let Some(b) = self.data.pop_front() else {
                 return;

@@ -261,6 +261,10 @@ impl Inner {
         if n > 0 {
             link.last_progress_us = now;
         }
+        if link.json && !link.data.is_empty() {
+            self.json_refill(i);
+        }
+        let link = &mut self.links[i];
         if !link.has_output() && link.close_when_flushed && !link.shutdown_asked {
             link.shutdown_asked = true;
             self.events.push_back(Event::Shutdown(conn));

@@ -198,6 +198,8 @@ pub struct Gauges {
     pub blocks: usize,
     /// Media messages queued over all receivers.
     pub queued: usize,
+    /// The hub's memory ceiling, bytes (0: not known to whoever renders).
+    pub memory_ceiling: u64,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -247,6 +249,14 @@ pub fn render(stats: &HubStats, g: &Gauges, now_us: u64, out: &mut String) {
         "Relay message blocks reserved.",
         g.blocks as f64,
     );
+    if g.memory_ceiling > 0 {
+        gauge(
+            out,
+            "poselink_memory_ceiling_bytes",
+            "The most resident memory this hub can hold for its configuration (stated at start).",
+            g.memory_ceiling as f64,
+        );
+    }
     gauge(
         out,
         "poselink_queued_messages",

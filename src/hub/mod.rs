@@ -41,9 +41,11 @@ mod config;
 pub mod core;
 mod driver;
 mod log_limit;
+mod memory;
 mod metrics;
 
 pub use self::core::{BLOCK, MAX_MEDIA};
 pub use config::{ConfigError, HubConfig};
 pub use driver::{Hub, HubHandle, HubReport};
+pub use memory::{MemoryCeiling, resident_base};
 pub use metrics::{DropReason, Fault, Gauges, HubStats, LATENCY_BUCKETS_US, RelayLatency};

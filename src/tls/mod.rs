@@ -26,6 +26,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 
+pub(crate) use link::BUFFER_BYTES;
 pub use link::TlsLink;
 pub use stream::Stream;
 

@@ -7,7 +7,9 @@
 //!   thread's allocations);
 //! - [`engine`]: 10 000 `send_pose` calls through the engine to the hub, and
 //!   10 000 frames and chunks received and taken with `poll_event` (every
-//!   thread's allocations: the app's, the engines', the in-process hub's).
+//!   thread's allocations: the app's, the engines', the in-process hub's);
+//! - [`memory`]: what a hub allocates at start-up, against the tables its
+//!   stated memory ceiling counts.
 //!
 //! The allocator counts a thread that asked to be counted, or every thread while
 //! a test asks for that; the tests take turns ([`counting::turn`]), so one
@@ -21,6 +23,8 @@ mod common;
 mod engine;
 #[cfg(feature = "std")]
 mod hub;
+#[cfg(feature = "std")]
+mod memory;
 
 /// The counting allocator and the turn the tests take.
 pub mod counting {
@@ -39,12 +43,25 @@ pub mod counting {
         static THIS_THREAD: Cell<bool> = const { Cell::new(false) };
     }
 
-    fn note() {
+    /// Bytes allocated and freed by counted threads (net: what they hold).
+    static BYTES_IN: AtomicU64 = AtomicU64::new(0);
+    static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+
+    fn counted() -> bool {
         // `try_with`: the allocator runs while thread-locals are torn down too.
-        let counted = EVERY_THREAD.load(Ordering::Relaxed)
-            || THIS_THREAD.try_with(Cell::get).unwrap_or(false);
-        if counted {
+        EVERY_THREAD.load(Ordering::Relaxed) || THIS_THREAD.try_with(Cell::get).unwrap_or(false)
+    }
+
+    fn note() {
+        if counted() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn bytes(allocated: usize, freed: usize) {
+        if counted() {
+            BYTES_IN.fetch_add(allocated as u64, Ordering::Relaxed);
+            BYTES_OUT.fetch_add(freed as u64, Ordering::Relaxed);
         }
     }
 
@@ -53,17 +70,21 @@ pub mod counting {
     unsafe impl GlobalAlloc for CountingAlloc {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             note();
+            bytes(layout.size(), 0);
             unsafe { System.alloc(layout) }
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             note();
+            bytes(layout.size(), 0);
             unsafe { System.alloc_zeroed(layout) }
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             note();
+            bytes(new_size, layout.size());
             unsafe { System.realloc(ptr, layout, new_size) }
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            bytes(0, layout.size());
             unsafe { System.dealloc(ptr, layout) }
         }
     }
@@ -84,6 +105,14 @@ pub mod counting {
     /// Counts (or stops counting) every thread's allocations.
     pub fn every_thread(on: bool) {
         EVERY_THREAD.store(on, Ordering::SeqCst);
+    }
+
+    /// Bytes the counted threads hold: allocated minus freed since the process
+    /// started (wrapping: compare two readings).
+    pub fn held_bytes() -> u64 {
+        BYTES_IN
+            .load(Ordering::SeqCst)
+            .wrapping_sub(BYTES_OUT.load(Ordering::SeqCst))
     }
 
     /// Allocations counted since the process started.

@@ -10,6 +10,7 @@
 //! - [`flood`]: a flooder closed within seconds beside an honest pair;
 //! - [`json`]: JSON mode beside a binary engine;
 //! - [`load`]: a stuck receiver beside a fast one; 500 connections;
+//! - [`memory`]: every slot filled, the stated memory ceiling holds;
 //! - [`resume`]: a session resumed after a reconnect;
 //! - [`rooms`]: sessions, rooms, roles, the relay, keyframes, audio acks, limits;
 //! - [`signal`]: the `poselink hub` binary and SIGTERM;
@@ -25,6 +26,7 @@ mod capacity;
 mod flood;
 mod json;
 mod load;
+mod memory;
 mod resume;
 mod rooms;
 mod signal;

@@ -418,7 +418,7 @@ pub fn translation_error(reason: &str) -> (ErrorCode, String) {
 }
 
 /// Pose decoders the hub keeps for JSON receivers, at most.
-const JSON_DECODERS: usize = 1024;
+pub(super) const JSON_DECODERS: usize = 1024;
 
 /// What the core keeps for JSON mode: nothing until a JSON client comes.
 pub(super) struct JsonEdge {

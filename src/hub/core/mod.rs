@@ -66,6 +66,7 @@ mod dispatch;
 mod housekeeping;
 mod json;
 mod link;
+mod memory;
 mod output;
 mod pool;
 mod receive;
@@ -96,6 +97,7 @@ use super::metrics::{DropReason, Fault, Gauges, HubStats};
 use arena::Arena;
 use json::JsonEdge;
 use link::{Link, Phase};
+pub(crate) use memory::{json_bytes, table_bytes};
 use pool::Pool;
 use receive::{Item, Receive};
 use sessions::{Resumable, Session};
@@ -620,6 +622,7 @@ impl Core {
             blocks_in_use: inner.pool.in_use(),
             blocks: inner.pool.capacity(),
             queued: inner.queued(),
+            memory_ceiling: 0,
         }
     }
 

@@ -48,6 +48,10 @@ impl RxState {
     }
 }
 
+/// Receive buffer bytes beyond `max_message`: one more frame header, and a
+/// control frame (header and payload) that may arrive between fragments.
+pub(super) const RX_EXTRA: usize = 14 + 14 + 125;
+
 /// Every connection's receive buffer and framing state.
 pub(super) struct Receive {
     buffers: Arena,
@@ -60,7 +64,7 @@ impl Receive {
     /// Buffers for `slots` connections taking messages of up to `max_message`
     /// bytes.
     pub fn new(slots: usize, max_message: usize) -> Receive {
-        let size = max_message + 14 + 14 + 125;
+        let size = max_message + RX_EXTRA;
         Receive {
             buffers: Arena::new(slots, size),
             state: vec![RxState::new(max_message); slots].into_boxed_slice(),

@@ -302,6 +302,7 @@ impl Driver {
                 let mut body = String::with_capacity(8 * 1024);
                 let mut gauges = self.core.gauges();
                 gauges.connections = self.open;
+                gauges.memory_ceiling = self.ceiling.total();
                 metrics::render(self.core.stats(), &gauges, now, &mut body);
                 let ctype = "text/plain; version=0.0.4; charset=utf-8";
                 self.http_answer(s, 200, "OK", ctype, body.as_bytes(), now);

@@ -43,6 +43,7 @@ use crate::token::TokenKey;
 use super::HubConfig;
 use super::core::{Closed, Core, LINGER_US};
 use super::log_limit::{LogKind, LogLimiter};
+use super::memory::{MemoryCeiling, resident_base};
 use super::metrics::{Fault, HubStats};
 use sockets::{Phase, Slot};
 
@@ -60,6 +61,24 @@ const MAX_HTTP_HEAD: usize = 8 * 1024;
 /// rather than a silent close. (An upgrade is refused by the core's table, which
 /// has `max_connections` slots; these only carry requests that end in an answer.)
 const HTTP_SPARE_SLOTS: usize = 4;
+
+/// What the driver allocates at start-up for `cfg` (bytes, an upper bound),
+/// the sockets it serves at most, and the largest HTTP answer one socket may
+/// hold while writing it (a copy of the biggest page, or `/rooms` with every
+/// room listed, or `/metrics`).
+pub(crate) fn table_bytes(cfg: &HubConfig) -> (usize, usize, usize) {
+    let sockets = cfg.max_connections + HTTP_SPARE_SLOTS;
+    let per_socket = core::mem::size_of::<Slot>() + MAX_HTTP_HEAD + 5 * core::mem::size_of::<u32>();
+    let tables = sockets * per_socket
+        + MAX_HTTP_HEAD
+        + cfg.max_connections * core::mem::size_of::<u32>()
+        + 1024 * core::mem::size_of::<mio::event::Event>();
+    // `/rooms`: a name of up to 64 bytes and four numbers per room; `/metrics`
+    // and `/report`: fixed sets of lines.
+    let rooms = 64 + cfg.max_rooms * 192;
+    let answer = 512 + web::largest().max(rooms).max(64 * 1024);
+    (tables, sockets, answer)
+}
 
 /// Stops a running hub, or has it reload its TLS certificate, from any thread.
 #[derive(Clone, Debug)]
@@ -163,6 +182,7 @@ impl Hub {
             next_sample_us: now,
             next_tick_us: now,
             log_limit: LogLimiter::new(),
+            ceiling: MemoryCeiling::for_config(&config, tls.is_some(), resident_base()),
             core,
             clock,
             registry,
@@ -176,6 +196,12 @@ impl Hub {
             handle,
             driver,
         })
+    }
+
+    /// The most resident memory this hub can hold, computed from its
+    /// configuration when it was bound (and logged when it starts).
+    pub fn memory_ceiling(&self) -> MemoryCeiling {
+        self.driver.ceiling
     }
 
     /// The address the hub listens on (the OS-chosen port when bound to port 0).
@@ -205,6 +231,14 @@ impl Hub {
             d.cfg.max_connections,
             d.cfg.max_rooms
         );
+        if d.ceiling.base == 0 {
+            log::info!(
+                "memory: {} (this system does not say what the process holds besides; add that)",
+                d.ceiling
+            );
+        } else {
+            log::info!("memory: {}", d.ceiling);
+        }
         loop {
             let now = d.clock.now_us();
             let timeout = if d.again.is_empty() {
@@ -323,6 +357,8 @@ struct Driver {
     /// Connections over their rate limits, read again at the next tick.
     later: Vec<u32>,
     to_flush: Vec<u32>,
+    /// The most resident memory this hub can hold (stated at start, in `/metrics`).
+    ceiling: MemoryCeiling,
     /// The process's CPU, memory and SoC temperature, sampled once a second
     /// into the core (allocation-free).
     system: LinuxStats,

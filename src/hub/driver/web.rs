@@ -41,6 +41,15 @@ static MODULE: Asset = Asset {
     content_type: JS,
 };
 
+/// The largest file served, bytes (what one socket's answer may copy).
+pub fn largest() -> usize {
+    [&INDEX, &INDEX_JS, &VIEWER, &VIEWER_JS, &VIEWER_CSS, &MODULE]
+        .iter()
+        .map(|a| a.body.len())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The file for a request path (without its query), if the front end has one.
 pub fn asset(path: &str) -> Option<&'static Asset> {
     Some(match path {

@@ -152,15 +152,34 @@ impl Inner {
     }
 
     /// Answers a message that breaks the protocol. Before the hello, or for an
-    /// unknown major version, the connection is closed too.
+    /// unknown major version, the connection is closed too. Answers are
+    /// limited per connection (`link::BAD_ANSWERS_BURST`): past the limit a
+    /// malformed message is refused and counted without one, and the next
+    /// answer says how many went unanswered.
     pub(super) fn refuse_bad(&mut self, i: usize, about: u8, e: proto::Error) {
         let code = bad_message_code(e);
-        let r = reason(format_args!("{e}"));
-        let peer = self.links[i].peer;
-        let line = format_args!("connection {i} ({peer}): refused a message: {r}");
+        let closing =
+            code == ErrorCode::UNSUPPORTED_VERSION || self.links[i].phase == Phase::AwaitHello;
+        let link = &mut self.links[i];
+        let peer = link.peer;
+        let line = format_args!("connection {i} ({peer}): refused a message: {e}");
         self.log_limit.warn(LogKind::BadMessage, self.now, line);
+        if !closing && !link.bad_answers.try_take(1, self.now) {
+            // Answered in a sample: the next answer says how many were not.
+            link.bad_unanswered = link.bad_unanswered.saturating_add(1);
+            self.stats.count_error(code);
+            return;
+        }
+        let unanswered = core::mem::take(&mut link.bad_unanswered);
+        let r = if unanswered == 0 {
+            reason(format_args!("{e}"))
+        } else {
+            reason(format_args!(
+                "{e} ({unanswered} more malformed messages were refused before this one without an answer)"
+            ))
+        };
         self.send_error(i, code, about, &r);
-        if code == ErrorCode::UNSUPPORTED_VERSION || self.links[i].phase == Phase::AwaitHello {
+        if closing {
             self.close(i, app_close(code), code.name());
         }
     }

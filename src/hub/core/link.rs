@@ -20,6 +20,15 @@ use super::pool::Pool;
 /// `room_creations_per_minute` tokens a second: a minute's worth a room.
 pub(super) const ROOM_TOKENS: u64 = 60;
 
+/// Malformed messages answered with an `error` at once; beyond that, answers
+/// refill at [`BAD_ANSWERS_PER_S`]. A peer sending garbage in bulk gets a
+/// sample of answers (the next one saying how many went unanswered) instead of
+/// one per message, which would fill its control buffer and close it as a slow
+/// consumer without a word.
+pub(super) const BAD_ANSWERS_BURST: u64 = 16;
+/// See [`BAD_ANSWERS_BURST`].
+pub(super) const BAD_ANSWERS_PER_S: u64 = 4;
+
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -74,6 +83,11 @@ pub(super) struct Link {
     pub last_rate_error_us: u64,
     /// Rooms this connection may create: [`ROOM_TOKENS`] tokens a room.
     pub room_bucket: TokenBucket,
+    /// Answers to this connection's malformed messages: [`BAD_ANSWERS_BURST`]
+    /// at once, [`BAD_ANSWERS_PER_S`] a second after that.
+    pub bad_answers: TokenBucket,
+    /// Malformed messages refused without an answer since the last answer.
+    pub bad_unanswered: u32,
 }
 
 impl Link {
@@ -102,6 +116,8 @@ impl Link {
             refused_bytes: WindowCounter::new(1, 0),
             last_rate_error_us: 0,
             room_bucket: TokenBucket::new(1, 1, 0),
+            bad_answers: TokenBucket::new(1, 1, 0),
+            bad_unanswered: 0,
         }
     }
 
@@ -131,6 +147,8 @@ impl Link {
             cfg.room_creation_burst.saturating_mul(ROOM_TOKENS),
             now,
         );
+        self.bad_answers = TokenBucket::new(BAD_ANSWERS_PER_S, BAD_ANSWERS_BURST, now);
+        self.bad_unanswered = 0;
     }
 
     /// Media blocks or control bytes waiting. (A JSON connection with media

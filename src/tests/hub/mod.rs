@@ -2,6 +2,7 @@
 //! peers in memory, on a clock the test advances (no sockets, no sleeps, no
 //! threads). `util` is the harness; the rest go by concern.
 
+mod bad_bursts;
 mod json_audio;
 mod quotas;
 mod relay;

@@ -49,10 +49,12 @@ pub enum LogKind {
     Tls,
     /// A socket error while accepting.
     Accept,
+    /// The relay pool had no block for a message (cannot happen by its sizing).
+    PoolExhausted,
 }
 
 /// How many kinds there are.
-const KINDS: usize = LogKind::Accept as usize + 1;
+const KINDS: usize = LogKind::PoolExhausted as usize + 1;
 
 impl LogKind {
     /// What the lines of this kind are about, for the count of those held back.
@@ -70,6 +72,7 @@ impl LogKind {
             LogKind::BadHttp => "refused HTTP requests",
             LogKind::Tls => "TLS refusals",
             LogKind::Accept => "accept errors",
+            LogKind::PoolExhausted => "messages dropped for an exhausted relay pool",
         }
     }
 }
@@ -194,6 +197,7 @@ const KIND_OF: [LogKind; KINDS] = [
     LogKind::BadHttp,
     LogKind::Tls,
     LogKind::Accept,
+    LogKind::PoolExhausted,
 ];
 
 #[cfg(test)]

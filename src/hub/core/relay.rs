@@ -19,7 +19,7 @@ use crate::ws::{self, FrameKind};
 
 use super::link::Phase;
 use super::pool::{MAX_MEDIA, Meta};
-use super::{DropReason, Inner, reason};
+use super::{DropReason, Inner, LogKind, reason};
 
 /// Keyframe requests to one publisher at most this often, µs.
 const KEYFRAME_REQUEST_GAP_US: u64 = 100_000;
@@ -119,7 +119,8 @@ impl Inner {
         };
         let Some(block) = self.pool.store(&head[..hl], bytes, meta, self.now) else {
             // Cannot happen by the pool's sizing; count it rather than panic.
-            log::warn!("relay pool exhausted; dropping a message from connection {i}");
+            let line = format_args!("relay pool exhausted; dropping a message from connection {i}");
+            self.log_limit.warn(LogKind::PoolExhausted, self.now, line);
             self.stats.count_drop(if audio {
                 DropReason::SlowAudio
             } else {

@@ -12,12 +12,20 @@
 //!
 //! The per-second figures come from one [`PerformanceMonitor`] per device with a
 //! two-second window; the report's from monitors whose window spans the whole run.
+//!
+//! Here: the arguments, the hub and the run's orchestration (devices, receiver,
+//! the once-a-second tick). The devices' capture thread is in `capture`, the live
+//! table in `table`, the hub's HTTP figures in `hub_metrics`, the closing report in
+//! `report`.
 
+mod capture;
+mod hub_metrics;
 mod report;
+mod table;
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,16 +33,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use clap::Args;
-use poselink::engine::{
-    EngineConfig, EngineHandle, EngineMetrics, EngineReport, Event, Priority, RoomId, SendError,
-};
+use poselink::engine::{EngineConfig, EngineHandle, EngineMetrics, EngineReport, Event, RoomId};
 use poselink::hub::{Hub, HubConfig, HubHandle, HubReport};
 use poselink::monitor::{MonitorConfig, PerformanceMonitor};
-use poselink::proto::{AudioChunk, PoseFrame, Role};
-use poselink_hal::{
-    AudioBlock, AudioSource, Clock, LinuxStats, MonotonicClock, PoseSample, PoseSource,
-    SyntheticAudio, SyntheticConfig, SyntheticPose, SystemStats,
-};
+use poselink::proto::Role;
+use poselink_hal::{Clock, LinuxStats, MonotonicClock, SystemStats};
 use serde_json::{Value, json};
 
 use crate::CliError;
@@ -42,7 +45,10 @@ use crate::send_cmd::{
     describe_event, engine_drops, join_or_stop, parse_duration, start_engine, stop_engine,
     stop_flag,
 };
+use capture::capture_loop;
+use hub_metrics::{http_get, hub_figures, metrics_addr_of};
 use report::{build_report, finish};
+use table::Table;
 
 /// `poselink demo`'s arguments (the help text is the [`crate::Command::Demo`] variant's).
 #[derive(Args, Debug)]
@@ -218,36 +224,6 @@ fn stop_hub(
 ) -> Option<HubReport> {
     handle.shutdown();
     thread.join().ok().and_then(|r| r.ok())
-}
-
-/// `host:port` of a `ws://host:port/...` URL, for its `/metrics`.
-fn metrics_addr_of(url: &str) -> Option<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    let rest = url.strip_prefix("ws://")?;
-    let hostport = rest.split('/').next()?;
-    hostport.to_socket_addrs().ok()?.next()
-}
-
-/// `GET path` on the hub's port; the body, or `None` (no hub metrics: an
-/// external hub with `metrics = false`, or not reachable).
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(1_000)))
-        .ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// What the run produced: the report (JSON) and whether nothing was lost.
@@ -525,25 +501,6 @@ fn run_with_hub(
     ))
 }
 
-/// The hub's line of the table from its `/metrics`: loop CPU since the last
-/// second, deliveries and drops so far.
-fn hub_figures(body: &str, now: u64, prev: &mut Option<(u64, f64)>) -> Option<String> {
-    let cpu = metric(body, "poselink_loop_cpu_seconds_total")
-        .or_else(|| metric(body, "process_cpu_seconds_total"))?;
-    let delivered = metric(body, "poselink_delivered_total").unwrap_or(0.0);
-    let drops: f64 = body
-        .lines()
-        .filter(|l| l.starts_with("poselink_drops_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    let pct = prev.map(|(t, c)| (cpu - c) / ((now - t) as f64 / 1e6) * 100.0);
-    *prev = Some((now, cpu));
-    Some(format!(
-        "hub: loop CPU {}  delivered {delivered:.0}  dropped {drops:.0}",
-        pct.map_or("–".into(), |p| format!("{p:.1} %")),
-    ))
-}
-
 fn on_receiver_event(
     e: Event,
     clock: &MonotonicClock,
@@ -572,204 +529,5 @@ fn on_receiver_event(
             None => *unknown += 1,
         },
         _ => {}
-    }
-}
-
-fn capture_loop(
-    devices: Vec<(EngineHandle, RoomId, Arc<Submitted>)>,
-    fps: f64,
-    audio: bool,
-    stop: &AtomicBool,
-) {
-    let clock = MonotonicClock::new();
-    let n = devices.len().max(1) as u64;
-    let period = ((1e6 / fps).round() as u64).max(1);
-    let start = clock.now_us();
-    let mut poses: Vec<SyntheticPose> = (0..devices.len())
-        .map(|d| {
-            SyntheticPose::new(SyntheticConfig {
-                seed: d as u64,
-                fps: fps as f32,
-                ..SyntheticConfig::default()
-            })
-        })
-        .collect();
-    let mut tones: Vec<SyntheticAudio> = (0..devices.len())
-        .map(|_| SyntheticAudio::new(start))
-        .collect();
-    // Spread the devices over the frame period, as independent cameras are.
-    let mut next_pose: Vec<u64> = (0..n).map(|d| start + d * period / n).collect();
-    let mut next_audio: Vec<u64> = next_pose.clone();
-    let mut seq = vec![0u32; devices.len()];
-    let mut audio_seq = vec![0u32; devices.len()];
-    let mut sample = PoseSample::zeroed();
-    let mut block = AudioBlock::zeroed();
-    let mut chunk = AudioChunk::silence(48_000, 1, 0);
-    while !stop.load(Ordering::Relaxed) {
-        let now = clock.now_us();
-        let mut wake = now + 10_000;
-        for (d, (engine, room, counts)) in devices.iter().enumerate() {
-            if now >= next_pose[d] {
-                poses[d]
-                    .next_pose(&mut sample)
-                    .unwrap_or_else(|never| match never {});
-                seq[d] += 1;
-                let mut frame = PoseFrame::from_arrays(seq[d], 0, now, &sample.landmarks);
-                frame.clamp_to_range();
-                match engine.send_pose(&frame, *room, Priority::NORMAL) {
-                    Ok(()) => counts.poses.fetch_add(1, Ordering::Relaxed),
-                    Err(SendError::ShutDown) => return,
-                    Err(_) => counts.refused.fetch_add(1, Ordering::Relaxed),
-                };
-                next_pose[d] += period;
-                if now > next_pose[d] + 1_000_000 {
-                    next_pose[d] = now + period; // the machine stalled: no burst
-                }
-            }
-            if audio && now >= next_audio[d] {
-                tones[d]
-                    .next_audio(&mut block)
-                    .unwrap_or_else(|never| match never {});
-                let len = block.len.min(chunk.samples.len());
-                chunk.sample_rate = block.sample_rate;
-                chunk.channels = block.channels;
-                chunk.len = len as u16;
-                chunk.samples[..len].copy_from_slice(&block.samples[..len]);
-                audio_seq[d] += 1;
-                chunk.seq = audio_seq[d];
-                chunk.capture_ts_us = now;
-                match engine.send_audio(&chunk, *room, Priority::HIGH) {
-                    Ok(()) => counts.audio.fetch_add(1, Ordering::Relaxed),
-                    Err(SendError::ShutDown) => return,
-                    Err(_) => counts.refused.fetch_add(1, Ordering::Relaxed),
-                };
-                next_audio[d] += block.duration_us().max(1_000);
-                if now > next_audio[d] + 1_000_000 {
-                    next_audio[d] = now + block.duration_us().max(1_000);
-                }
-            }
-            wake = wake.min(next_pose[d]);
-            if audio {
-                wake = wake.min(next_audio[d]);
-            }
-        }
-        let now = clock.now_us();
-        if wake > now {
-            std::thread::sleep(Duration::from_micros(wake - now));
-        }
-    }
-}
-
-/// The live table.
-struct Table {
-    on: bool,
-    redraw: bool,
-    lines_drawn: usize,
-    notes: Vec<String>,
-}
-
-impl Table {
-    fn new(on: bool, terminal: bool) -> Table {
-        Table {
-            on,
-            redraw: terminal,
-            lines_drawn: 0,
-            notes: Vec::new(),
-        }
-    }
-
-    /// A line printed above the next table (and kept in the scroll-back).
-    fn note(&mut self, line: String) {
-        self.notes.push(line);
-    }
-
-    fn print(
-        &mut self,
-        now: u64,
-        elapsed_us: u64,
-        devices: &mut [Device],
-        snap: &poselink_hal::Snapshot,
-        hub: Option<String>,
-    ) {
-        let mut out = String::new();
-        use std::fmt::Write as _;
-        let now_wall = elapsed_us as f64 / 1e6;
-        let mut totals = (0.0, 0.0, 0u64);
-        let _ = writeln!(
-            out,
-            "t = {now_wall:5.1} s  {:<8} {:>7} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6} {:>8}",
-            "device",
-            "room",
-            "fps sent",
-            "fps recv",
-            "p50 ms",
-            "p99 ms",
-            "B/frame",
-            "drops",
-            "CPU %"
-        );
-        for d in devices.iter_mut() {
-            let m = d.engine.metrics();
-            let dt = 1.0; // the table is printed once a second
-            let fps_sent = (m.poses_sent - d.last.poses_sent) as f64 / dt;
-            let fps_recv = (d.poses_received - d.last_recv) as f64 / dt;
-            let lat = d.live.get_performance_metrics(now);
-            let p50 = get(&lat, "latency_p50_ms");
-            let p99 = get(&lat, "latency_p99_ms");
-            let bpf = (m.poses_sent > 0).then(|| m.pose_bytes_sent as f64 / m.poses_sent as f64);
-            let drops = engine_drops(&m) + m.poses_sent.saturating_sub(d.poses_received);
-            let cpu =
-                (m.thread_cpu_us.saturating_sub(d.last.thread_cpu_us)) as f64 / 1e6 / dt * 100.0;
-            let f = |v: Option<f64>, p: usize| v.map_or("–".into(), |v| format!("{v:.p$}"));
-            let _ = writeln!(
-                out,
-                "              {:<8} {:>7} {:>9.1} {:>9.1} {:>8} {:>8} {:>8} {:>6} {:>8.1}",
-                d.name,
-                format!("demo-{}", d.room),
-                fps_sent,
-                fps_recv,
-                f(p50, 2),
-                f(p99, 2),
-                f(bpf, 0),
-                drops,
-                cpu
-            );
-            totals.0 += fps_sent;
-            totals.1 += fps_recv;
-            totals.2 += drops;
-            d.last = m;
-            d.last_recv = d.poses_received;
-        }
-        let _ = writeln!(
-            out,
-            "              {:<8} {:>7} {:>9.1} {:>9.1} {:>8} {:>8} {:>8} {:>6}",
-            "all", "", totals.0, totals.1, "", "", "", totals.2
-        );
-        let _ = writeln!(
-            out,
-            "  process: CPU {}  memory {}   {}",
-            snap.process_cpu_percent
-                .map_or("–".into(), |c| format!("{c:.1} %")),
-            snap.process_rss_bytes
-                .map_or("–".into(), |b| format!("{:.1} MB", b as f64 / 1e6)),
-            hub.unwrap_or_default()
-        );
-        if !self.on {
-            return;
-        }
-        let mut stdout = std::io::stdout().lock();
-        if self.redraw && self.lines_drawn > 0 {
-            // Move up over the previous table and clear to the end of the screen.
-            let _ = write!(stdout, "\x1b[{}A\x1b[J", self.lines_drawn);
-        }
-        for note in self.notes.drain(..) {
-            let _ = writeln!(stdout, "{note}");
-        }
-        let _ = write!(stdout, "{out}");
-        if !self.redraw {
-            let _ = writeln!(stdout);
-        }
-        let _ = stdout.flush();
-        self.lines_drawn = out.lines().count();
     }
 }

@@ -15,6 +15,7 @@ mod demo_cmd;
 mod hub_cmd;
 mod secret;
 mod send_cmd;
+mod session;
 mod token_cmd;
 mod watch_cmd;
 

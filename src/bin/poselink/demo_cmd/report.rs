@@ -1,6 +1,7 @@
 //! The demo's closing report: the JSON document built from the monitor, every
 //! device's counters, the receiver's and the hub's figures, and its summary.
 
+use super::hub_metrics::metric;
 use super::*;
 
 #[allow(clippy::too_many_arguments)]

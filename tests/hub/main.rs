@@ -10,7 +10,7 @@
 //! - [`flood`]: a flooder closed within seconds beside an honest pair;
 //! - [`json`]: JSON mode beside a binary engine;
 //! - [`load`]: a stuck receiver beside a fast one; 500 connections;
-//! - [`memory`]: every slot filled, the stated memory ceiling holds;
+//! - [`memory`]: every slot filled, the stated memory ceiling holds; churn gives everything back;
 //! - [`resume`]: a session resumed after a reconnect;
 //! - [`rooms`]: sessions, rooms, roles, the relay, keyframes, audio acks, limits;
 //! - [`signal`]: the `poselink hub` binary and SIGTERM;

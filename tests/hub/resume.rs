@@ -19,6 +19,7 @@ fn hello_resume(c: &mut Client, resume: u64) -> (u16, u64) {
             token: "",
             resume,
             client: "resume-test",
+            stream: 0,
         }),
     );
     let w = c

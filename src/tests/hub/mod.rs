@@ -6,5 +6,6 @@ mod quotas;
 mod relay;
 mod rooms;
 mod sessions;
+mod takeover;
 mod util;
 mod wire;

@@ -113,6 +113,8 @@ pub struct SessionStats {
     pub audio_gaps: u64,
     /// Sent audio chunks lost (see [`Event::AudioLost`]).
     pub audio_lost: u64,
+    /// Audio chunks sent again after reconnects (replays from the window).
+    pub audio_replayed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -331,6 +333,7 @@ impl Session {
     /// The transport took `n` bytes of [`poll_transmit`](Self::poll_transmit).
     pub fn handle_written(&mut self, n: usize) {
         self.core.tx.consume(n);
+        self.core.continue_replays();
     }
 
     /// Free space of the receive buffer, to read into; then
@@ -476,10 +479,10 @@ impl Session {
     // ---- sending ------------------------------------------------------------------
 
     /// Whether media may be sent: a session is open and no room is waiting for
-    /// its rejoin after a reconnect (audio then keeps its order behind the
-    /// replay).
+    /// its rejoin after a reconnect or for the rest of its replay (which a full
+    /// transmit buffer held back): audio keeps its order behind the replay.
     pub fn can_send(&self) -> bool {
-        self.core.is_ready() && !self.core.rooms.restoring()
+        self.core.is_ready() && !self.core.rooms.restoring() && !self.core.replays_pending()
     }
 
     /// Bytes queued and not yet written.

@@ -331,6 +331,7 @@ impl Core {
                     }
                 }
                 let (restored, replayed) = self.joined(id, header.room, s.your_role);
+                self.stats.audio_replayed += u64::from(replayed);
                 Surface::Joined {
                     room,
                     restored,

@@ -102,6 +102,9 @@ pub struct AudioReplay {
     /// Sequence numbers of messages that left the window unacknowledged on the
     /// open connection, oldest first (capacity: the window's, allocated once).
     at_risk: VecDeque<u32>,
+    /// After a reconnect, the first kept message not yet sent again (the
+    /// transmit buffer was full), if any.
+    resend_next: Option<u32>,
 }
 
 impl core::fmt::Debug for AudioReplay {
@@ -137,6 +140,7 @@ impl AudioReplay {
             evicted: 0,
             acked_through: None,
             at_risk: VecDeque::with_capacity(capacity),
+            resend_next: None,
         }
     }
 
@@ -232,6 +236,7 @@ impl AudioReplay {
         self.ring.clear();
         self.acked_through = None;
         self.at_risk.clear();
+        self.resend_next = None;
     }
 
     /// Messages kept (sent, not acknowledged, not evicted).
@@ -263,6 +268,48 @@ impl AudioReplay {
                 send(message);
             }
         }
+    }
+
+    /// After a reconnect: every kept message is to be sent again, oldest first,
+    /// by [`resend`](Self::resend).
+    pub fn begin_resend(&mut self) {
+        self.resend_next = self.ring.first().map(|k| k.seq);
+    }
+
+    /// Whether kept messages wait to be sent again (a [`resend`](Self::resend)
+    /// stopped at a full transmit buffer): new audio must wait behind them.
+    pub fn resend_pending(&self) -> bool {
+        self.resend_next.is_some()
+    }
+
+    /// Sends again, oldest first, the kept messages not yet sent again since
+    /// [`begin_resend`](Self::begin_resend), readdressed to room handle `room`
+    /// and member id `sender` (see [`readdress`]): `send` returns false when
+    /// it has no room for one, and the rest wait for the next call. Returns how
+    /// many were sent. A message that does not pass [`Packet::new_checked`]
+    /// is skipped.
+    pub fn resend(&mut self, room: u16, sender: u16, mut send: impl FnMut(&[u8]) -> bool) -> u32 {
+        let Some(from) = self.resend_next else {
+            return 0;
+        };
+        let mut sent = 0;
+        for k in self.ring.iter_mut() {
+            if !serial_le(from, k.seq) {
+                continue; // sent again already
+            }
+            let len = k.len as usize;
+            let message = &mut k.bytes[..len];
+            if readdress(message, room, sender).is_err() {
+                continue;
+            }
+            if !send(message) {
+                self.resend_next = Some(k.seq);
+                return sent;
+            }
+            sent += 1;
+        }
+        self.resend_next = None;
+        sent
     }
 
     /// Messages lost since construction: evicted unacknowledged (by age, for
@@ -391,6 +438,35 @@ mod tests {
         assert_eq!(r.connection_lost(), 2);
         assert_eq!((r.evicted(), r.at_risk(), seqs(&r)), (2, 0, vec![5, 6, 7]));
         assert_eq!(r.connection_lost(), 0, "counted once");
+    }
+
+    #[test]
+    fn a_resend_stopped_by_a_full_buffer_goes_on_later_in_order() {
+        let mut r = AudioReplay::new(8, u64::MAX);
+        for seq in 1..=5 {
+            r.push(seq, seq as u64, &audio(seq, seq as u64, 100, 7, 3));
+        }
+        assert!(!r.resend_pending());
+        r.begin_resend();
+        let mut sent = Vec::new();
+        let mut room_for = 2;
+        let n = r.resend(9, 12, |m| {
+            if room_for == 0 {
+                return false;
+            }
+            room_for -= 1;
+            sent.push(parse(m).0.seq);
+            true
+        });
+        assert_eq!((n, r.resend_pending()), (2, true));
+        r.ack(1); // the hub relayed the first
+        let n = r.resend(9, 12, |m| {
+            sent.push(parse(m).0.seq);
+            true
+        });
+        assert_eq!((n, r.resend_pending()), (3, false));
+        assert_eq!(sent, [1, 2, 3, 4, 5], "each once, in order");
+        assert_eq!(r.resend(9, 12, |_| true), 0);
     }
 
     #[test]

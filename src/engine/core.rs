@@ -57,6 +57,8 @@ pub(crate) struct EngineCore {
     ring_drops_seen: u64,
     /// Received messages and bytes already given to the monitor.
     seen_in: (u64, u64),
+    /// The session's `audio_replayed` when last counted.
+    replayed_seen: u64,
 }
 
 impl AppSide {
@@ -111,10 +113,9 @@ impl AppSide {
                 restored,
                 replayed,
             } => {
-                if replayed > 0 {
-                    c.add(Counter::AudioReplayed, replayed.into());
-                    c.add(Counter::AudioSent, replayed.into());
-                }
+                // Replays are counted from the session's stats (a replay a
+                // full transmit buffer held back goes on later).
+                let _ = replayed;
                 let members: Vec<MemberSummary> = members
                     .iter_with_streams()
                     .map(|(m, stream)| MemberSummary::with_stream(m, stream))
@@ -271,6 +272,7 @@ impl EngineCore {
             next_sample_us: now,
             ring_drops_seen: 0,
             seen_in: (0, 0),
+            replayed_seen: 0,
         }
     }
 
@@ -369,6 +371,12 @@ impl EngineCore {
         c.set(Counter::BytesReceived, stats.bytes_in);
         c.set(Counter::AudioDuplicates, stats.audio_duplicates);
         c.set(Counter::AudioGaps, stats.audio_gaps);
+        let replayed = stats.audio_replayed - self.replayed_seen;
+        if replayed > 0 {
+            self.replayed_seen = stats.audio_replayed;
+            c.add(Counter::AudioReplayed, replayed);
+            c.add(Counter::AudioSent, replayed);
+        }
     }
 
     /// Timers, received media due, and sending: everything after the reads.

@@ -539,6 +539,7 @@ mod tests {
             member: 12,
             role: Role::Viewer,
             user: "browser-1".into(),
+            stream: 0,
         };
         let e = flat(&Event::MemberJoined {
             room: RoomId(2),

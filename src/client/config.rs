@@ -90,7 +90,8 @@ pub struct SessionConfig {
     /// How long a join waits for the hub's answer, µs. Default 5 s.
     pub join_timeout_us: u64,
     /// Audio kept for replay until acknowledged, µs of capture time; 0 keeps
-    /// none (no replay after a reconnect). Default 2 s.
+    /// none (no replay after a reconnect). Default 3 s: two heartbeats (the
+    /// time to notice a dead connection) and the hub's acknowledgement delay.
     pub audio_window_us: u64,
     /// The pose codec's settings.
     pub encoder: EncoderConfig,
@@ -118,7 +119,7 @@ impl Default for SessionConfig {
             reconnect_max_us: 5_000_000,
             connect_timeout_us: 3_000_000,
             join_timeout_us: 5_000_000,
-            audio_window_us: 2_000_000,
+            audio_window_us: 3_000_000,
             encoder: EncoderConfig::default(),
             receive: Receive::Decode { decoders: 64 },
             tx_capacity: 128 * 1024,

@@ -84,6 +84,9 @@ pub enum Event<'a> {
         room: RoomId,
         /// Who.
         member: MemberInfo<'a>,
+        /// The member's stream id (0: it gave none), the same after each of
+        /// its reconnects.
+        stream: u64,
     },
     /// Someone left a room we are in.
     MemberLeft {
@@ -112,6 +115,16 @@ pub enum Event<'a> {
         room: RoomId,
         /// The highest chunk sequence number acknowledged.
         seq: u32,
+    },
+    /// The connection was lost with audio chunks of `room` unacknowledged that
+    /// had already left the replay window (it holds `audio_window_us`): they
+    /// cannot be sent again. The hub may have relayed some of them before the
+    /// loss, so this is at most what receivers miss.
+    AudioLost {
+        /// The room.
+        room: RoomId,
+        /// How many chunks.
+        count: u32,
     },
     /// A decoded pose frame from another member ([`Receive::Decode`](super::Receive::Decode)).
     Pose {

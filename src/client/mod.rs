@@ -104,6 +104,17 @@ pub struct SessionStats {
     pub bytes_in: u64,
     /// Frames skipped because they were larger than the receive buffer.
     pub skipped: u64,
+    /// Received audio chunks dropped as duplicates: a publisher's replay after
+    /// its reconnect of chunks that had reached us already.
+    pub audio_duplicates: u64,
+    /// Audio chunks missing from the received streams: sequence numbers
+    /// skipped over within a publisher's stream (the chunks that will not
+    /// come; a later replay of one of them is not counted again).
+    pub audio_gaps: u64,
+    /// Sent audio chunks lost (see [`Event::AudioLost`]).
+    pub audio_lost: u64,
+    /// Audio chunks sent again after reconnects (replays from the window).
+    pub audio_replayed: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +138,7 @@ enum Note {
     ConnectFailed,
     Reconnecting(u32, u64),
     RoomLeft(RoomId, LeaveReason),
+    AudioLost(RoomId, u32),
     JoinTimedOut(RoomId),
 }
 
@@ -173,6 +185,8 @@ struct Core {
     rng: u64,
     member: u16,
     resume: u64,
+    /// Our stream id, for the hello: the same for the session's whole life.
+    stream: u64,
     connections: u64,
     last_rx_us: u64,
     last_ping_us: u64,
@@ -187,12 +201,10 @@ struct Core {
     compressor: Compressor,
     rooms: Rooms,
     rx_streams: Vec<RxStream>,
-    /// (room, publisher identity, last audio seq) for duplicate detection. The
-    /// identity is the hash of the member's user id where known (stable across
-    /// the publisher's reconnects, when its member id changes), else its id.
-    rx_audio: Vec<(RoomId, u64, u32)>,
-    /// (room, member id, user id hash) of the members of joined rooms.
-    members: Vec<(RoomId, u16, u64)>,
+    /// Received audio streams, for duplicate and gap detection.
+    rx_audio: Vec<receive::RxAudio>,
+    /// (room, member id, user id hash, stream id) of the members of joined rooms.
+    members: Vec<(RoomId, u16, u64, u64)>,
     notes: VecDeque<Note>,
     /// The last disconnection's reason.
     reason: String,
@@ -217,6 +229,7 @@ impl Session {
             rng: cfg.seed | 1,
             member: 0,
             resume: 0,
+            stream: stream_id(cfg.seed),
             connections: 0,
             last_rx_us: now,
             last_ping_us: now,
@@ -274,6 +287,7 @@ impl Session {
             token: &token,
             resume: c.resume,
             client: &client,
+            stream: c.stream,
         });
         c.send_control(now, 0, &hello);
         c.cfg.token = token;
@@ -319,6 +333,7 @@ impl Session {
     /// The transport took `n` bytes of [`poll_transmit`](Self::poll_transmit).
     pub fn handle_written(&mut self, n: usize) {
         self.core.tx.consume(n);
+        self.core.continue_replays();
     }
 
     /// Free space of the receive buffer, to read into; then
@@ -464,10 +479,10 @@ impl Session {
     // ---- sending ------------------------------------------------------------------
 
     /// Whether media may be sent: a session is open and no room is waiting for
-    /// its rejoin after a reconnect (audio then keeps its order behind the
-    /// replay).
+    /// its rejoin after a reconnect or for the rest of its replay (which a full
+    /// transmit buffer held back): audio keeps its order behind the replay.
     pub fn can_send(&self) -> bool {
-        self.core.is_ready() && !self.core.rooms.restoring()
+        self.core.is_ready() && !self.core.rooms.restoring() && !self.core.replays_pending()
     }
 
     /// Bytes queued and not yet written.
@@ -538,6 +553,23 @@ impl Session {
         self.core.member
     }
 
+    /// Our stream id (sent in every hello; receivers know our media by it
+    /// across our reconnects): derived from [`SessionConfig::seed`], non-zero,
+    /// below 2^53 ([`proto::MAX_STREAM_ID`]).
+    pub fn stream_id(&self) -> u64 {
+        self.core.stream
+    }
+
+    /// The stream id of member `member` of `room`, as the hub told us (0 if it
+    /// gave none, or if the member is unknown).
+    pub fn stream_of(&self, room: RoomId, member: u16) -> u64 {
+        self.core
+            .members
+            .iter()
+            .find(|m| m.0 == room && m.1 == member)
+            .map_or(0, |m| m.3)
+    }
+
     /// Whether a session is open (welcomed).
     pub fn is_connected(&self) -> bool {
         self.core.is_ready()
@@ -583,6 +615,17 @@ impl Session {
         c.tx.clear();
         self.rx.clear();
         c.rooms.forget_handles();
+        // Chunks that left the replay window unacknowledged cannot come back now.
+        for id in 0..c.rooms.slots.len() {
+            let n = c.rooms.slots[id]
+                .replay
+                .as_mut()
+                .map_or(0, |r| r.connection_lost());
+            if n > 0 {
+                c.stats.audio_lost += n as u64;
+                c.note(Note::AudioLost(RoomId(id as u16), n));
+            }
+        }
         c.reason.clear();
         let _ = c.reason.write_fmt(why);
         if was == Phase::Ready {
@@ -612,6 +655,16 @@ impl Session {
             c.note(Note::Reconnecting(c.backoff.attempt(), delay));
         }
     }
+}
+
+/// A stream id from the session's seed (splitmix64): non-zero, below 2^53 so
+/// that JSON readers hold it exactly.
+fn stream_id(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z & proto::MAX_STREAM_ID).max(1)
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary.
@@ -685,6 +738,7 @@ impl Core {
             Note::Reconnecting(attempt, delay_us) => Event::Reconnecting { attempt, delay_us },
             Note::RoomLeft(room, reason) => Event::RoomLeft { room, reason },
             Note::JoinTimedOut(room) => Event::JoinTimedOut { room },
+            Note::AudioLost(room, count) => Event::AudioLost { room, count },
         }
     }
 }

@@ -33,6 +33,18 @@ pub(super) struct RxStream {
     asked: bool,
 }
 
+/// A received audio stream: the last chunk number seen, for duplicate and gap
+/// detection. A publisher is known by (user id hash, stream id) where it gave a
+/// stream id — the same after its reconnects and across hub restarts, when its
+/// member id changes; scoped by user, so that another user cannot make us drop
+/// someone's audio by claiming their stream id — else by its member id.
+pub(super) struct RxAudio {
+    room: RoomId,
+    who: u64,
+    stream: u64,
+    last: u32,
+}
+
 /// What a handled message surfaces as.
 #[derive(Clone, Copy)]
 enum Surface {
@@ -206,6 +218,7 @@ impl Core {
                 Event::MemberJoined {
                     room,
                     member: j.member,
+                    stream: j.stream,
                 }
             }
             (Surface::HubError, Some(Message::Error(e))) => Event::HubError {
@@ -311,12 +324,14 @@ impl Core {
                 };
                 let room = RoomId(id as u16);
                 self.members.retain(|m| m.0 != room);
-                for m in s.members.iter() {
+                for (m, stream) in s.members.iter_with_streams() {
                     if self.members.len() < self.members.capacity() {
-                        self.members.push((room, m.member, user_hash(m.user)));
+                        self.members
+                            .push((room, m.member, user_hash(m.user), stream));
                     }
                 }
                 let (restored, replayed) = self.joined(id, header.room, s.your_role);
+                self.stats.audio_replayed += u64::from(replayed);
                 Surface::Joined {
                     room,
                     restored,
@@ -328,8 +343,10 @@ impl Core {
                     return Surface::Nothing;
                 };
                 let m = j.member;
+                self.members.retain(|x| !(x.0 == room && x.1 == m.member));
                 if self.members.len() < self.members.capacity() {
-                    self.members.push((room, m.member, user_hash(m.user)));
+                    self.members
+                        .push((room, m.member, user_hash(m.user), j.stream));
                 }
                 Surface::MemberJoined { room }
             }
@@ -370,6 +387,11 @@ impl Core {
                         log::warn!("room {name} could not be restored: {}", e.reason);
                     }
                     return Surface::Refused { room, restoring };
+                }
+                if e.code == ErrorCode::SESSION_RESUMED {
+                    // Another connection took this session over: resuming it
+                    // again would take it back.
+                    self.resume = 0;
                 }
                 log::warn!(
                     "the hub reports {} ({}): {}",
@@ -447,29 +469,37 @@ impl Core {
     }
 
     /// Whether audio chunk `seq` of `sender` in `room` came before (publishers
-    /// replay after their reconnects, under a new member id).
+    /// replay after their reconnects, under a new member id after a hub
+    /// restart); counts duplicates and the chunks skipped over.
     fn is_duplicate(&mut self, room: RoomId, sender: u16, seq: u32) -> bool {
-        let who = self
-            .members
-            .iter()
-            .find(|m| m.0 == room && m.1 == sender)
-            .map_or(sender as u64, |m| m.2);
+        let (who, stream) = match self.members.iter().find(|m| m.0 == room && m.1 == sender) {
+            Some(&(_, _, user, stream)) if stream != 0 => (user, stream),
+            _ => (sender as u64, 0),
+        };
         match self
             .rx_audio
             .iter_mut()
-            .find(|(r, s, _)| *r == room && *s == who)
+            .find(|a| a.room == room && a.who == who && a.stream == stream)
         {
-            Some((_, _, last)) => {
-                if (seq.wrapping_sub(*last) as i32) <= 0 {
+            Some(a) => {
+                let ahead = seq.wrapping_sub(a.last) as i32;
+                if ahead <= 0 {
+                    self.stats.audio_duplicates += 1;
                     return true;
                 }
-                *last = seq;
+                self.stats.audio_gaps += (ahead - 1) as u64;
+                a.last = seq;
             }
             None => {
                 if self.rx_audio.len() == self.rx_audio.capacity() && !self.rx_audio.is_empty() {
                     self.rx_audio.remove(0);
                 }
-                self.rx_audio.push((room, who, seq));
+                self.rx_audio.push(RxAudio {
+                    room,
+                    who,
+                    stream,
+                    last: seq,
+                });
             }
         }
         false

@@ -4,13 +4,22 @@
 //! again, readdressed to the new session's room handle and member id, and the hub
 //! drops the ones it had already relayed as duplicates. The window is bounded
 //! twice: by a number of slots, fixed at construction and allocated once, and by
-//! age, since audio older than the window is no longer worth replaying. What falls
-//! out unacknowledged is counted: it is audio a reconnect cannot bring back.
+//! age, since audio older than the window is no longer worth replaying.
+//!
+//! A message that falls out unacknowledged is not lost yet: it was sent on a
+//! connection that is still open, and the hub's acknowledgement may simply not
+//! have come back (after a reconnect the engine sends the audio that waited,
+//! seconds of it at once, faster than acknowledgements return). Its sequence
+//! number is kept, and it counts as lost only if the connection is lost before
+//! the hub acknowledges it ([`AudioReplay::connection_lost`]): audio a
+//! reconnect cannot bring back.
 //!
 //! The slots are a `ringbuf` ring of fixed-size items (one message each, in send
 //! order): `try_push` keeps a message, `skip` forgets the oldest, `iter_mut`
 //! readdresses in place. The ring's storage is reserved, not touched, at
 //! construction, so its pages become resident only as the window first fills.
+
+use std::collections::VecDeque;
 
 use ringbuf::LocalRb;
 use ringbuf::storage::Heap;
@@ -90,6 +99,12 @@ pub struct AudioReplay {
     window_us: u64,
     evicted: u64,
     acked_through: Option<u32>,
+    /// Sequence numbers of messages that left the window unacknowledged on the
+    /// open connection, oldest first (capacity: the window's, allocated once).
+    at_risk: VecDeque<u32>,
+    /// After a reconnect, the first kept message not yet sent again (the
+    /// transmit buffer was full), if any.
+    resend_next: Option<u32>,
 }
 
 impl core::fmt::Debug for AudioReplay {
@@ -100,6 +115,7 @@ impl core::fmt::Debug for AudioReplay {
             .field("window_us", &self.window_us)
             .field("evicted", &self.evicted)
             .field("acked_through", &self.acked_through)
+            .field("at_risk", &self.at_risk.len())
             .finish()
     }
 }
@@ -123,31 +139,39 @@ impl AudioReplay {
             window_us,
             evicted: 0,
             acked_through: None,
+            at_risk: VecDeque::with_capacity(capacity),
+            resend_next: None,
         }
     }
 
     /// Keeps a copy of `message`, the encoded audio message of chunk `seq`
-    /// captured at `ts_us`, until it is acknowledged. First evicts, oldest first,
-    /// the messages captured more than the window before `ts_us`, then the oldest
-    /// one if every slot is taken. Returns how many unacknowledged messages that
-    /// lost (counted in [`evicted`](Self::evicted) too); a message longer than
-    /// `MAX_SLOT` (no audio message is) cannot be kept and counts as lost.
+    /// captured at `ts_us`, until it is acknowledged. First lets go, oldest
+    /// first, of the messages captured more than the window before `ts_us`, then
+    /// of the oldest one if every slot is taken: those are remembered as at
+    /// risk (lost if the connection is lost before their acknowledgement). Returns
+    /// how many messages are lost for certain now (counted in
+    /// [`evicted`](Self::evicted) too): one longer than `MAX_SLOT` (no audio
+    /// message is), which cannot be kept, and, should more than a window's
+    /// worth be at risk at once, the oldest of those.
     pub fn push(&mut self, seq: u32, ts_us: u64, message: &[u8]) -> usize {
         let mut lost = 0;
-        while self
+        while let Some(k) = self
             .ring
             .first()
-            .is_some_and(|k| ts_us.saturating_sub(k.ts_us) > self.window_us)
+            .filter(|k| ts_us.saturating_sub(k.ts_us) > self.window_us)
         {
+            let old = k.seq;
             self.ring.skip(1);
-            lost += 1;
+            lost += self.risk(old);
         }
         if message.len() > MAX_SLOT {
             lost += 1;
         } else {
-            if self.ring.is_full() {
+            if let Some(old) = self.ring.first().map(|k| k.seq)
+                && self.ring.is_full()
+            {
                 self.ring.skip(1);
-                lost += 1;
+                lost += self.risk(old);
             }
             let mut kept = Kept {
                 seq,
@@ -163,6 +187,33 @@ impl AudioReplay {
         lost
     }
 
+    /// Remembers that `seq` left the window unacknowledged; 1 if that pushed
+    /// the oldest such out of the (full) list, which then counts as lost.
+    fn risk(&mut self, seq: u32) -> usize {
+        let full = self.at_risk.len() == self.at_risk.capacity();
+        if full {
+            self.at_risk.pop_front();
+        }
+        self.at_risk.push_back(seq);
+        full as usize
+    }
+
+    /// The connection the kept messages were sent on is gone: the messages
+    /// that had left the window unacknowledged cannot be sent again. Returns
+    /// how many (counted in [`evicted`](Self::evicted)); the rest are sent again
+    /// by [`unacked_mut_for_resend`](Self::unacked_mut_for_resend).
+    pub fn connection_lost(&mut self) -> u32 {
+        let n = self.at_risk.len();
+        self.at_risk.clear();
+        self.evicted += n as u64;
+        n as u32
+    }
+
+    /// Messages that left the window unacknowledged on the open connection.
+    pub fn at_risk(&self) -> usize {
+        self.at_risk.len()
+    }
+
     /// The hub acknowledged every chunk up to and including `seq`: forgets them
     /// (serial-number order, so across the wrap from `u32::MAX` to 0). An
     /// acknowledgement older than one already received changes nothing.
@@ -174,6 +225,9 @@ impl AudioReplay {
         while self.ring.first().is_some_and(|k| serial_le(k.seq, seq)) {
             self.ring.skip(1);
         }
+        while self.at_risk.front().is_some_and(|&k| serial_le(k, seq)) {
+            self.at_risk.pop_front();
+        }
     }
 
     /// Forgets every kept message and the last acknowledgement, for a new stream
@@ -181,6 +235,8 @@ impl AudioReplay {
     pub fn clear(&mut self) {
         self.ring.clear();
         self.acked_through = None;
+        self.at_risk.clear();
+        self.resend_next = None;
     }
 
     /// Messages kept (sent, not acknowledged, not evicted).
@@ -214,8 +270,51 @@ impl AudioReplay {
         }
     }
 
-    /// Unacknowledged messages evicted since construction (by age, for room, or
-    /// too long to keep): audio a reconnect could not replay.
+    /// After a reconnect: every kept message is to be sent again, oldest first,
+    /// by [`resend`](Self::resend).
+    pub fn begin_resend(&mut self) {
+        self.resend_next = self.ring.first().map(|k| k.seq);
+    }
+
+    /// Whether kept messages wait to be sent again (a [`resend`](Self::resend)
+    /// stopped at a full transmit buffer): new audio must wait behind them.
+    pub fn resend_pending(&self) -> bool {
+        self.resend_next.is_some()
+    }
+
+    /// Sends again, oldest first, the kept messages not yet sent again since
+    /// [`begin_resend`](Self::begin_resend), readdressed to room handle `room`
+    /// and member id `sender` (see [`readdress`]): `send` returns false when
+    /// it has no room for one, and the rest wait for the next call. Returns how
+    /// many were sent. A message that does not pass [`Packet::new_checked`]
+    /// is skipped.
+    pub fn resend(&mut self, room: u16, sender: u16, mut send: impl FnMut(&[u8]) -> bool) -> u32 {
+        let Some(from) = self.resend_next else {
+            return 0;
+        };
+        let mut sent = 0;
+        for k in self.ring.iter_mut() {
+            if !serial_le(from, k.seq) {
+                continue; // sent again already
+            }
+            let len = k.len as usize;
+            let message = &mut k.bytes[..len];
+            if readdress(message, room, sender).is_err() {
+                continue;
+            }
+            if !send(message) {
+                self.resend_next = Some(k.seq);
+                return sent;
+            }
+            sent += 1;
+        }
+        self.resend_next = None;
+        sent
+    }
+
+    /// Messages lost since construction: evicted unacknowledged (by age, for
+    /// room) and then not acknowledged before their connection was lost, or too
+    /// long to keep: audio a reconnect could not replay.
     pub fn evicted(&self) -> u64 {
         self.evicted
     }
@@ -320,18 +419,65 @@ mod tests {
         for seq in 0..3 {
             assert_eq!(r.push(seq, seq as u64, &m), 0);
         }
-        assert_eq!(r.push(3, 3, &m), 1);
-        assert_eq!(seqs(&r), [1, 2, 3]);
-        assert_eq!(r.push(4, 4, &m), 1);
-        assert_eq!(seqs(&r), [2, 3, 4]);
-        assert_eq!(r.evicted(), 2);
-        // The ring wraps around its slots and keeps the order.
+        // Out of the window, not lost: the connection is still open.
+        assert_eq!(r.push(3, 3, &m), 0);
+        assert_eq!((seqs(&r), r.at_risk()), (vec![1, 2, 3], 1));
+        assert_eq!(r.push(4, 4, &m), 0);
+        assert_eq!((seqs(&r), r.at_risk(), r.evicted()), (vec![2, 3, 4], 2, 0));
+        // The ring wraps around its slots and keeps the order; an
+        // acknowledgement clears what it covers, at risk or kept.
         r.ack(2);
+        assert_eq!(r.at_risk(), 0);
         assert_eq!(r.push(5, 5, &m), 0);
         assert_eq!(seqs(&r), [3, 4, 5]);
-        assert_eq!(r.push(6, 6, &m), 1);
-        assert_eq!(r.push(7, 7, &m), 1);
-        assert_eq!((seqs(&r), r.evicted()), (vec![5, 6, 7], 4));
+        assert_eq!(r.push(6, 6, &m), 0);
+        assert_eq!(r.push(7, 7, &m), 0);
+        assert_eq!((seqs(&r), r.at_risk()), (vec![5, 6, 7], 2));
+        // The connection is lost before chunks 3 and 4 were acknowledged: they
+        // cannot be replayed. Chunk 5 on can.
+        assert_eq!(r.connection_lost(), 2);
+        assert_eq!((r.evicted(), r.at_risk(), seqs(&r)), (2, 0, vec![5, 6, 7]));
+        assert_eq!(r.connection_lost(), 0, "counted once");
+    }
+
+    #[test]
+    fn a_resend_stopped_by_a_full_buffer_goes_on_later_in_order() {
+        let mut r = AudioReplay::new(8, u64::MAX);
+        for seq in 1..=5 {
+            r.push(seq, seq as u64, &audio(seq, seq as u64, 100, 7, 3));
+        }
+        assert!(!r.resend_pending());
+        r.begin_resend();
+        let mut sent = Vec::new();
+        let mut room_for = 2;
+        let n = r.resend(9, 12, |m| {
+            if room_for == 0 {
+                return false;
+            }
+            room_for -= 1;
+            sent.push(parse(m).0.seq);
+            true
+        });
+        assert_eq!((n, r.resend_pending()), (2, true));
+        r.ack(1); // the hub relayed the first
+        let n = r.resend(9, 12, |m| {
+            sent.push(parse(m).0.seq);
+            true
+        });
+        assert_eq!((n, r.resend_pending()), (3, false));
+        assert_eq!(sent, [1, 2, 3, 4, 5], "each once, in order");
+        assert_eq!(r.resend(9, 12, |_| true), 0);
+    }
+
+    #[test]
+    fn more_at_risk_than_a_window_counts_the_oldest_as_lost() {
+        let m = audio(0, 0, 100, 1, 1);
+        let mut r = AudioReplay::new(2, u64::MAX);
+        let lost: usize = (0..6).map(|seq| r.push(seq, seq as u64, &m)).sum();
+        // 0..=3 left the window; the list of those at risk holds 2.
+        assert_eq!((lost, r.at_risk(), r.evicted()), (2, 2, 2));
+        r.ack(5);
+        assert_eq!((r.at_risk(), r.connection_lost(), r.evicted()), (0, 0, 2));
     }
 
     #[test]
@@ -343,21 +489,26 @@ mod tests {
         }
         // At 130 ms, chunks 0 (0 ms) and 1 (20 ms) are more than 100 ms old;
         // chunk 2 (40 ms) is 90 ms old.
-        assert_eq!(r.push(5, 130_000, &m), 2);
-        assert_eq!(seqs(&r), [2, 3, 4, 5]);
+        assert_eq!(r.push(5, 130_000, &m), 0);
+        assert_eq!((seqs(&r), r.at_risk()), (vec![2, 3, 4, 5], 2));
         // Exactly the window's age is still inside it.
         assert_eq!(r.push(6, 140_000, &m), 0);
-        assert_eq!(r.push(7, 140_001, &m), 1);
-        assert_eq!((seqs(&r), r.evicted()), (vec![3, 4, 5, 6, 7], 3));
+        assert_eq!(r.at_risk(), 2);
+        assert_eq!(r.push(7, 140_001, &m), 0);
+        assert_eq!((seqs(&r), r.at_risk()), (vec![3, 4, 5, 6, 7], 3));
         // A long gap empties the window; a timestamp that goes backwards evicts
         // nothing.
-        assert_eq!(r.push(8, 10_000_000, &m), 5);
+        assert_eq!(r.push(8, 10_000_000, &m), 0);
         assert_eq!(r.push(9, 5_000, &m), 0);
-        assert_eq!((seqs(&r), r.evicted()), (vec![8, 9], 8));
+        assert_eq!((seqs(&r), r.at_risk()), (vec![8, 9], 8));
+        // The hub acknowledges through 4: those were relayed, not lost.
+        r.ack(4);
+        assert_eq!((seqs(&r), r.at_risk()), (vec![8, 9], 3));
+        assert_eq!((r.connection_lost(), r.evicted()), (3, 3));
         // Acknowledged chunks are not lost when their time passes.
         r.ack(9);
         assert_eq!(r.push(10, 20_000_000, &m), 0);
-        assert_eq!(r.evicted(), 8);
+        assert_eq!((r.at_risk(), r.evicted()), (0, 3));
     }
 
     #[test]
@@ -459,8 +610,9 @@ mod tests {
         for (seq, m) in (1..=6).zip(&originals) {
             r.push(seq, seq as u64 * 20_000, m);
         }
-        assert_eq!(r.evicted(), 2);
+        assert_eq!((r.at_risk(), r.evicted()), (2, 0));
         r.ack(3);
+        assert_eq!(r.at_risk(), 0);
         let mut sent = Vec::new();
         r.unacked_mut_for_resend(9, 12, |m| sent.push(m.to_vec()));
         assert_eq!(sent.len(), 3);

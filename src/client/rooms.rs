@@ -181,16 +181,49 @@ impl Core {
         }
         let mut replayed = 0u32;
         if let Some(replay) = r.replay.as_mut() {
-            replay.unacked_mut_for_resend(handle, member, |msg| {
-                if tx.push_frame(FrameKind::Binary, msg, next_mask(rng)) {
-                    replayed += 1;
-                }
+            replay.begin_resend();
+            replayed = replay.resend(handle, member, |msg| {
+                tx.push_frame(FrameKind::Binary, msg, next_mask(rng))
             });
         }
         if replayed > 0 {
             log::info!("replayed {replayed} unacknowledged audio chunks");
         }
         (restored, replayed)
+    }
+
+    /// Goes on with the replays that a full transmit buffer stopped (after
+    /// bytes were written); counts what went in the session's stats.
+    pub(super) fn continue_replays(&mut self) {
+        if !self.is_ready() {
+            return;
+        }
+        let member = self.member;
+        let Core {
+            rooms,
+            tx,
+            rng,
+            stats,
+            ..
+        } = self;
+        for r in rooms.slots.iter_mut().filter(|r| r.in_use) {
+            let (Some(handle), Some(replay)) = (r.handle, r.replay.as_mut()) else {
+                continue;
+            };
+            if replay.resend_pending() {
+                let n = replay.resend(handle, member, |msg| {
+                    tx.push_frame(FrameKind::Binary, msg, next_mask(rng))
+                });
+                stats.audio_replayed += u64::from(n);
+            }
+        }
+    }
+
+    /// A room's replay has not all gone yet: new audio waits behind it.
+    pub(super) fn replays_pending(&self) -> bool {
+        self.rooms.slots.iter().any(|r| {
+            r.in_use && r.handle.is_some() && r.replay.as_ref().is_some_and(|p| p.resend_pending())
+        })
     }
 
     /// The oldest unanswered join was refused: the room is given up. Returns it

@@ -40,7 +40,11 @@ pub struct EngineConfig {
     /// Audio chunks that may wait in the hand-over ring. Default 128.
     pub audio_ring: usize,
     /// Entries of the send queue (audio waits here while the connection is down).
-    /// Default 192.
+    /// Default 464: 400 entries of 20 ms audio chunks, 8 s, which covers an
+    /// outage up to the longest reconnect wait (`reconnect_max_ms`, 5 s) plus a
+    /// connect (`connect_timeout_ms`, 3 s), and room for pose frames. Audio
+    /// beyond it is evicted (counted as `evicted`): size it with
+    /// [`EngineConfig::queue_for_outage`] when you change those settings.
     pub queue_capacity: usize,
     /// Pose frames older than this when their turn comes are dropped, ms. Default 100.
     pub max_pose_age_ms: u64,
@@ -54,7 +58,11 @@ pub struct EngineConfig {
     pub reconnect_max_ms: u64,
     /// Time allowed to connect, upgrade and be welcomed, ms. Default 3000.
     pub connect_timeout_ms: u64,
-    /// Audio kept for replay until acknowledged, ms of capture time. Default 2000.
+    /// Sent audio kept for replay until the hub acknowledges it, ms of capture
+    /// time. It covers the audio sent on a connection before its loss is
+    /// noticed (two heartbeats) plus the hub's acknowledgement delay. Default
+    /// 3000. (Audio captured while the connection is down waits in the send
+    /// queue instead: see `queue_capacity`.)
     pub audio_window_ms: u64,
     /// Events that may wait for the app (beyond it the oldest are dropped, counted). Default 1024.
     pub events_capacity: usize,
@@ -95,16 +103,16 @@ impl Default for EngineConfig {
             max_persons: 4,
             pose_ring: 64,
             audio_ring: 128,
-            // Two seconds of 20 ms audio chunks plus a pose frame per stream: audio
-            // submitted while the connection is down waits here.
-            queue_capacity: 192,
+            // Audio submitted while the connection is down waits here: see
+            // queue_for_outage.
+            queue_capacity: Self::queue_for_outage(5000 + 3000),
             max_pose_age_ms: 100,
             bandwidth_bytes_per_sec: 0,
             heartbeat_ms: 1000,
             reconnect_min_ms: 100,
             reconnect_max_ms: 5000,
             connect_timeout_ms: 3000,
-            audio_window_ms: 2000,
+            audio_window_ms: 3000,
             events_capacity: 1024,
             join_timeout_ms: 5000,
             encoder: EncoderConfig::default(),
@@ -124,6 +132,20 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// A send queue capacity that holds `outage_ms` of 20 ms audio chunks of
+    /// one room, plus 64 entries for pose frames (one per stream waits: a newer
+    /// frame replaces an older one). For an outage up to the longest reconnect
+    /// wait plus a connect, give `reconnect_max_ms + connect_timeout_ms`.
+    ///
+    /// ```
+    /// use poselink::engine::EngineConfig;
+    /// let d = EngineConfig::default();
+    /// assert_eq!(d.queue_capacity, EngineConfig::queue_for_outage(d.reconnect_max_ms + d.connect_timeout_ms));
+    /// ```
+    pub const fn queue_for_outage(outage_ms: u64) -> usize {
+        (outage_ms / 20) as usize + 64
+    }
+
     /// The client session's part of the settings; `seed` seeds its masks and
     /// backoff jitter.
     pub(super) fn session(&self, seed: u64) -> SessionConfig {

@@ -57,6 +57,8 @@ pub(crate) struct EngineCore {
     ring_drops_seen: u64,
     /// Received messages and bytes already given to the monitor.
     seen_in: (u64, u64),
+    /// The session's `audio_replayed` when last counted.
+    replayed_seen: u64,
 }
 
 impl AppSide {
@@ -111,11 +113,13 @@ impl AppSide {
                 restored,
                 replayed,
             } => {
-                if replayed > 0 {
-                    c.add(Counter::AudioReplayed, replayed.into());
-                    c.add(Counter::AudioSent, replayed.into());
-                }
-                let members: Vec<MemberSummary> = members.iter().map(MemberSummary::from).collect();
+                // Replays are counted from the session's stats (a replay a
+                // full transmit buffer held back goes on later).
+                let _ = replayed;
+                let members: Vec<MemberSummary> = members
+                    .iter_with_streams()
+                    .map(|(m, stream)| MemberSummary::with_stream(m, stream))
+                    .collect();
                 if let Some(list) = self.members.get_mut(room.index()) {
                     list.clone_from(&members);
                 }
@@ -155,8 +159,19 @@ impl AppSide {
                 }
                 self.emit(Event::RoomLeft { room, reason })
             }
-            client::Event::MemberJoined { room, member } => {
-                let member = MemberSummary::from(member);
+            client::Event::AudioLost { room, count } => {
+                self.drop(Counter::AudioLost, count.into());
+                self.emit(Event::AudioLost {
+                    room,
+                    count: count.into(),
+                });
+            }
+            client::Event::MemberJoined {
+                room,
+                member,
+                stream,
+            } => {
+                let member = MemberSummary::with_stream(member, stream);
                 if let Some(list) = self.members.get_mut(room.index()) {
                     list.retain(|m| m.member != member.member);
                     list.push(member.clone());
@@ -257,6 +272,7 @@ impl EngineCore {
             next_sample_us: now,
             ring_drops_seen: 0,
             seen_in: (0, 0),
+            replayed_seen: 0,
         }
     }
 
@@ -353,6 +369,14 @@ impl EngineCore {
         let c = &self.app.shared.counters;
         c.set(Counter::MessagesReceived, stats.messages_in);
         c.set(Counter::BytesReceived, stats.bytes_in);
+        c.set(Counter::AudioDuplicates, stats.audio_duplicates);
+        c.set(Counter::AudioGaps, stats.audio_gaps);
+        let replayed = stats.audio_replayed - self.replayed_seen;
+        if replayed > 0 {
+            self.replayed_seen = stats.audio_replayed;
+            c.add(Counter::AudioReplayed, replayed);
+            c.add(Counter::AudioSent, replayed);
+        }
     }
 
     /// Timers, received media due, and sending: everything after the reads.
@@ -394,6 +418,9 @@ impl EngineCore {
     fn send_item(&mut self, room: RoomId, item: &Item, now: u64) {
         let sent = match item {
             Item::Pose(frame) => self.session.send_pose(room, frame).map(|n| (n, 0)),
+            // `lost`: only what cannot be kept for replay at all; what leaves
+            // the window unacknowledged is counted if the connection is lost
+            // before its acknowledgement (client::Event::AudioLost).
             Item::Audio(chunk) => self
                 .session
                 .send_audio(room, chunk)

@@ -18,14 +18,30 @@ pub struct MemberSummary {
     pub role: Role,
     /// The member's user id.
     pub user: String,
+    /// The member's stream id: the same after each of its reconnects (when its
+    /// member id may change), so (user, stream) names one publisher for good;
+    /// 0 if it gave none (an older client, a JSON client).
+    pub stream: u64,
+}
+
+impl MemberSummary {
+    /// A summary of `m`, whose stream id is `stream`.
+    pub fn with_stream(m: MemberInfo<'_>, stream: u64) -> Self {
+        MemberSummary {
+            stream,
+            ..MemberSummary::from(m)
+        }
+    }
 }
 
 impl From<MemberInfo<'_>> for MemberSummary {
+    /// A summary with stream id 0 (unknown).
     fn from(m: MemberInfo<'_>) -> Self {
         MemberSummary {
             member: m.member,
             role: m.role,
             user: m.user.to_string(),
+            stream: 0,
         }
     }
 }
@@ -139,8 +155,10 @@ pub enum Event {
         /// The chunk.
         chunk: AudioChunk,
     },
-    /// Audio chunks that left the replay window unacknowledged (lost if the
-    /// connection was down).
+    /// Audio chunks lost to a reconnect: the connection was lost before the
+    /// hub acknowledged them, and they had left the replay window
+    /// ([`EngineConfig::audio_window_ms`](super::EngineConfig::audio_window_ms)),
+    /// so they were not sent again. At most what receivers miss.
     AudioLost {
         /// The room.
         room: RoomId,

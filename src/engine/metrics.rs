@@ -71,7 +71,7 @@ macro_rules! counters {
 }
 
 /// Counters in the table.
-const COUNT: usize = 22;
+const COUNT: usize = 24;
 
 counters! {
     /// Pose frames handed over by the app.
@@ -102,7 +102,9 @@ counters! {
     DropsStale => drops_stale, Some("stale");
     /// Frames for a room not joined.
     DropsNoRoom => drops_no_room, Some("no_room");
-    /// Audio chunks that left the replay window unacknowledged.
+    /// Audio chunks lost to a reconnect: sent, not acknowledged by the hub
+    /// before the connection was lost, and out of the replay window by then
+    /// (at most what receivers miss: the hub may have relayed some).
     AudioLost => audio_lost, Some("audio_lost");
     /// Events dropped because the app did not take them.
     EventsDropped => events_dropped, None;
@@ -113,8 +115,14 @@ counters! {
     BytesReceived => bytes_received, None;
     /// Pose frames received and decoded.
     PosesReceived => poses_received, None;
-    /// Audio chunks received.
+    /// Audio chunks received (duplicates removed).
     AudioReceived => audio_received, None;
+    /// Received audio chunks dropped as duplicates (a publisher's replay after
+    /// its reconnect of chunks that had come already).
+    AudioDuplicates => audio_duplicates, None;
+    /// Audio chunks missing from the received streams (sequence numbers
+    /// skipped within a publisher's stream).
+    AudioGaps => audio_gaps, None;
     /// Connections made after the first.
     Reconnects => reconnects, None;
     /// The last round trip to the hub, µs.

@@ -55,6 +55,7 @@ fn messages(token: &str) -> (Vec<u8>, Vec<u8>) {
         token,
         resume: 0,
         client: "poselink-flooder",
+        stream: 0,
     });
     let n = encode_control(&Header::new(Kind::Hello, 0, 0, 0, 0), &hello, &mut buf)
         .expect("a hello fits");

@@ -13,11 +13,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Error;
 use super::audio::{AUDIO_CHUNK_CAPACITY, AudioChunk};
 use super::compress::plain_payload;
 use super::pose::LANDMARK_COUNT;
-use super::wire::{Flags, Header, Kind, Packet, Reader, seal};
-use super::{Compressor, Error};
+use super::wire::{Flags, Header, Kind, Packet, Reader};
 
 /// The longest room or user name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -144,6 +144,9 @@ impl ErrorCode {
     pub const GOING_AWAY: ErrorCode = ErrorCode(15);
     /// An unexpected fault on the other side.
     pub const INTERNAL: ErrorCode = ErrorCode(16);
+    /// Minor 1: another connection resumed this session (presented its resume
+    /// id); this one is closed. The client should not resume it again.
+    pub const SESSION_RESUMED: ErrorCode = ErrorCode(17);
 
     /// A short name for logs and metrics.
     pub const fn name(self) -> &'static str {
@@ -164,14 +167,15 @@ impl ErrorCode {
             14 => "slow_consumer",
             15 => "going_away",
             16 => "internal",
+            17 => "session_resumed",
             _ => "unknown",
         }
     }
 }
 
-/// Client → hub, first message: protocol minor version, token, and the resume id
-/// of a previous session (0 for none).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Client → hub, first message: protocol minor version, token, the resume id of
+/// a previous session (0 for none) and, from minor 1, the client's stream id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hello<'a> {
     /// The client's protocol minor version.
     pub minor: u8,
@@ -181,7 +185,25 @@ pub struct Hello<'a> {
     pub resume: u64,
     /// Free-form client name and version, for the hub's logs.
     pub client: &'a str,
+    /// The client's stream id (minor 1, appended): a random non-zero number
+    /// below 2^53 that the client keeps for its whole life, across reconnects
+    /// and hub restarts, so that receivers know its media after it came back
+    /// under another member id. 0: none given (an older client); not written.
+    pub stream: u64,
 }
+
+/// The fields of [`Hello`] that minor 0 defined (the stream id follows them).
+#[derive(Serialize, Deserialize)]
+pub(super) struct HelloHead<'a> {
+    pub(super) minor: u8,
+    pub(super) token: &'a str,
+    pub(super) resume: u64,
+    pub(super) client: &'a str,
+}
+
+/// The largest stream id: ids stay below 2^53 so that JSON readers (whose
+/// numbers are doubles) hold them exactly.
+pub const MAX_STREAM_ID: u64 = (1 << 53) - 1;
 
 /// Hub → client: the session is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,10 +252,10 @@ pub struct MemberInfo<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-struct SnapshotHead<'a> {
-    name: &'a str,
-    your_role: Role,
-    count: u16,
+pub(super) struct SnapshotHead<'a> {
+    pub(super) name: &'a str,
+    pub(super) your_role: Role,
+    pub(super) count: u16,
 }
 
 /// Hub → client after a join: the room's handle (in the header), name, the joiner's
@@ -253,6 +275,8 @@ pub struct RoomSnapshot<'a> {
 pub struct Members<'a> {
     count: u16,
     bytes: &'a [u8],
+    /// `count` stream ids (varints) after the list (minor 1), or empty.
+    streams: &'a [u8],
 }
 
 impl<'a> Members<'a> {
@@ -275,14 +299,46 @@ impl<'a> Members<'a> {
             Some(m)
         })
     }
+
+    /// The members in order with their stream ids (0 for a member that gave
+    /// none, and for every member in a snapshot from a minor-0 hub).
+    pub fn iter_with_streams(&self) -> impl Iterator<Item = (MemberInfo<'a>, u64)> + 'a {
+        let mut ids = self.streams;
+        self.iter().map(move |m| {
+            let id = match postcard::take_from_bytes::<u64>(ids) {
+                Ok((id, r)) => {
+                    ids = r;
+                    id
+                }
+                Err(_) => 0,
+            };
+            (m, id)
+        })
+    }
+
+    /// The encoded member list and stream ids, for re-encoding.
+    pub(super) fn raw(&self) -> (u16, &'a [u8], &'a [u8]) {
+        (self.count, self.bytes, self.streams)
+    }
+}
+
+/// The value of an appended `u64` field (postcard varint) at the start of
+/// `rest`, or 0 where an older peer wrote none; and what follows it.
+pub(super) fn appended_u64(rest: &[u8]) -> Result<(u64, &[u8]), Error> {
+    if rest.is_empty() {
+        return Ok((0, rest));
+    }
+    Ok(postcard::take_from_bytes::<u64>(rest)?)
 }
 
 /// Hub → members: someone joined (room in the header).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemberJoined<'a> {
     /// Who.
-    #[serde(borrow)]
     pub member: MemberInfo<'a>,
+    /// The member's stream id from its hello (minor 1, appended after the
+    /// member); 0 if it gave none, and then not written.
+    pub stream: u64,
 }
 
 /// Hub → members: someone left (room in the header).
@@ -539,10 +595,17 @@ impl<'a> Message<'a> {
         }
         Ok(match header.kind {
             Kind::Hello => {
-                let m: Hello = pc(payload)?;
-                check_len(m.token, MAX_TOKEN_LEN, "the hello's token (too long)")?;
-                check_len(m.client, MAX_NAME_LEN, "the hello's client name (too long)")?;
-                Message::Hello(m)
+                let (h, rest) = postcard::take_from_bytes::<HelloHead>(payload)?;
+                check_len(h.token, MAX_TOKEN_LEN, "the hello's token (too long)")?;
+                check_len(h.client, MAX_NAME_LEN, "the hello's client name (too long)")?;
+                let (stream, _) = appended_u64(rest)?;
+                Message::Hello(Hello {
+                    minor: h.minor,
+                    token: h.token,
+                    resume: h.resume,
+                    client: h.client,
+                    stream,
+                })
             }
             Kind::Welcome => {
                 let m: Welcome = pc(payload)?;
@@ -570,19 +633,26 @@ impl<'a> Message<'a> {
                     r = tail;
                 }
                 let used = rest.len() - r.len();
+                // Minor 1 appends one stream id per member; a minor-0 hub none.
+                let ids = r;
+                for _ in 0..if r.is_empty() { 0 } else { head.count } {
+                    r = postcard::take_from_bytes::<u64>(r)?.1;
+                }
                 Message::RoomSnapshot(RoomSnapshot {
                     name: head.name,
                     your_role: head.your_role,
                     members: Members {
                         count: head.count,
                         bytes: &rest[..used],
+                        streams: &ids[..ids.len() - r.len()],
                     },
                 })
             }
             Kind::MemberJoined => {
-                let m: MemberJoined = pc(payload)?;
-                validate_name(m.member.user, "user id")?;
-                Message::MemberJoined(m)
+                let (member, rest) = postcard::take_from_bytes::<MemberInfo>(payload)?;
+                validate_name(member.user, "user id")?;
+                let (stream, _) = appended_u64(rest)?;
+                Message::MemberJoined(MemberJoined { member, stream })
             }
             Kind::MemberLeft => Message::MemberLeft(pc(payload)?),
             Kind::RoleChanged => Message::RoleChanged(pc(payload)?),
@@ -695,160 +765,12 @@ fn parse_audio(payload: &[u8]) -> Result<AudioPayload<'_>, Error> {
     })
 }
 
-/// Encodes a control message (every kind but pose and audio, which have their own
-/// encoders) with `header` into `out`; returns the message length.
-///
-/// ```
-/// use poselink::proto::{encode_control, Header, Join, Kind, Message, Role};
-/// let mut buf = [0u8; 128];
-/// let join = Message::Join(Join { room: "studio-1", role: Role::Member });
-/// let n = encode_control(&Header::new(Kind::Join, 0, 4, 2, 0), &join, &mut buf).unwrap();
-/// assert!(n < 32);
-/// ```
-pub fn encode_control(header: &Header, msg: &Message<'_>, out: &mut [u8]) -> Result<usize, Error> {
-    let mut h = *header;
-    h.kind = msg.kind();
-    h.flags = Flags::NONE;
-    let start = h.emit(out)?;
-    let body = &mut out[start..];
-    fn pc<T: Serialize>(v: &T, b: &mut [u8]) -> Result<usize, Error> {
-        postcard::to_slice(v, b)
-            .map(|s| s.len())
-            .map_err(|_| Error::BufferTooSmall { needed: 0 })
-    }
-    let n = match msg {
-        Message::Hello(m) => pc(m, body)?,
-        Message::Welcome(m) => pc(m, body)?,
-        Message::Join(m) => pc(m, body)?,
-        Message::Leave(m) => pc(m, body)?,
-        Message::RoomSnapshot(m) => {
-            let head = SnapshotHead {
-                name: m.name,
-                your_role: m.your_role,
-                count: m.members.count,
-            };
-            let n = pc(&head, body)?;
-            let tail = m.members.bytes;
-            if body.len() < n + tail.len() {
-                return Err(Error::BufferTooSmall {
-                    needed: start + n + tail.len() + 4,
-                });
-            }
-            body[n..n + tail.len()].copy_from_slice(tail);
-            n + tail.len()
-        }
-        Message::MemberJoined(m) => pc(m, body)?,
-        Message::MemberLeft(m) => pc(m, body)?,
-        Message::RoleChanged(m) => pc(m, body)?,
-        Message::Kick(m) => pc(m, body)?,
-        Message::CloseRoom(m) => pc(m, body)?,
-        Message::Error(m) => pc(m, body)?,
-        Message::Ping(m) => pc(m, body)?,
-        Message::Pong(m) => pc(m, body)?,
-        Message::Ack(m) => pc(m, body)?,
-        Message::NeedsKeyframe(m) => pc(m, body)?,
-        Message::Pose(_) | Message::Audio(_) => {
-            return Err(Error::Malformed {
-                what: "a media message given to encode_control (use the pose or audio encoder)",
-            });
-        }
-    };
-    // Refuse to send what every receiver would refuse (a bad name, an overlong
-    // reason): control messages are rare, so checking by parsing costs nothing
-    // that matters and keeps the two directions from drifting apart.
-    Message::parse_payload(&h, &out[start..start + n])?;
-    seal(out, start + n)
-}
-
-/// Encodes a room snapshot from the hub's member list (`header.room` is the handle).
-///
-/// ```
-/// use poselink::proto::{encode_snapshot, Header, Kind, MemberInfo, Message, Packet, Role};
-/// let members = [MemberInfo { member: 1, role: Role::Owner, user: "ana" },
-///                MemberInfo { member: 2, role: Role::Viewer, user: "bo" }];
-/// let mut buf = [0u8; 256];
-/// let n = encode_snapshot(&Header::new(Kind::RoomSnapshot, 3, 0, 1, 0), "gym", Role::Viewer, &members, &mut buf).unwrap();
-/// let p = Packet::new_checked(&buf[..n]).unwrap();
-/// let mut s = [0u8; 0];
-/// let Message::RoomSnapshot(snap) = Message::parse(&p, &mut s).unwrap() else { panic!() };
-/// assert_eq!(snap.members.iter().nth(1).unwrap().user, "bo");
-/// ```
-pub fn encode_snapshot(
-    header: &Header,
-    name: &str,
-    your_role: Role,
-    members: &[MemberInfo<'_>],
-    out: &mut [u8],
-) -> Result<usize, Error> {
-    let count = u16::try_from(members.len()).map_err(|_| Error::Malformed {
-        what: "the member list (more than 65535 members)",
-    })?;
-    let mut h = *header;
-    h.kind = Kind::RoomSnapshot;
-    h.flags = Flags::NONE;
-    let mut pos = h.emit(out)?;
-    let head = SnapshotHead {
-        name,
-        your_role,
-        count,
-    };
-    let full = |_| Error::BufferTooSmall { needed: 0 };
-    pos += postcard::to_slice(&head, &mut out[pos..])
-        .map_err(full)?
-        .len();
-    for m in members {
-        pos += postcard::to_slice(m, &mut out[pos..]).map_err(full)?.len();
-    }
-    let start = h.buffer_len();
-    Message::parse_payload(&h, &out[start..pos])?;
-    seal(out, pos)
-}
-
-/// Encodes an audio chunk for `room` from `sender` into `out`, compressing the
-/// payload if the compressor finds that worth it; returns the message length.
-///
-/// ```
-/// use poselink::proto::{encode_audio, AudioChunk, Compressor, Message, Packet};
-/// let mut chunk = AudioChunk::silence(48_000, 1, 960);
-/// chunk.seq = 9;
-/// let mut c = Compressor::new(usize::MAX); // no compression
-/// let mut buf = [0u8; 2048];
-/// let n = encode_audio(&chunk, 2, 5, &mut c, &mut buf).unwrap();
-/// let p = Packet::new_checked(&buf[..n]).unwrap();
-/// assert_eq!(p.header().seq, 9);
-/// ```
-pub fn encode_audio(
-    chunk: &AudioChunk,
-    room: u16,
-    sender: u16,
-    compressor: &mut Compressor,
-    out: &mut [u8],
-) -> Result<usize, Error> {
-    chunk.validate()?;
-    let header = Header::new(Kind::Audio, room, sender, chunk.seq, chunk.capture_ts_us);
-    let start = header.emit(out)?;
-    let pcm = chunk.pcm();
-    let need = start + 1 + 1 + 5 + 5 + pcm.len() * 2 + 4;
-    if out.len() < need {
-        return Err(Error::BufferTooSmall { needed: need });
-    }
-    let mut pos = start;
-    pos += super::wire::put_varint(&mut out[pos..], 0); // PCM16
-    out[pos] = chunk.channels;
-    pos += 1;
-    pos += super::wire::put_varint(&mut out[pos..], chunk.sample_rate as u64);
-    pos += super::wire::put_varint(&mut out[pos..], pcm.len() as u64);
-    for (dst, s) in out[pos..pos + pcm.len() * 2].chunks_exact_mut(2).zip(pcm) {
-        dst.copy_from_slice(&s.to_le_bytes());
-    }
-    pos += pcm.len() * 2;
-    let n = compressor.finish_payload(out, start, pos - start);
-    seal(out, start + n)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::Packet;
+    use super::super::{
+        Compressor, Packet, encode_audio, encode_control, encode_snapshot,
+        encode_snapshot_with_streams, seal,
+    };
     use super::*;
 
     fn round_trip(msg: Message<'_>) {
@@ -868,6 +790,14 @@ mod tests {
             token: "eyJ.a.b",
             resume: 99,
             client: "capture/1.0",
+            stream: 0,
+        }));
+        round_trip(Message::Hello(Hello {
+            minor: 1,
+            token: "",
+            resume: 0,
+            client: "capture/1.1",
+            stream: MAX_STREAM_ID,
         }));
         round_trip(Message::Welcome(Welcome {
             minor: 0,
@@ -889,6 +819,15 @@ mod tests {
                 role: Role::Viewer,
                 user: "browser",
             },
+            stream: 0,
+        }));
+        round_trip(Message::MemberJoined(MemberJoined {
+            member: MemberInfo {
+                member: 4,
+                role: Role::Member,
+                user: "pi-4",
+            },
+            stream: 1 << 40,
         }));
         round_trip(Message::MemberLeft(MemberLeft {
             member: 3,
@@ -960,6 +899,90 @@ mod tests {
         assert_eq!(&again[..m], &buf[..n]);
     }
 
+    /// Minor 1's stream ids: appended after what minor 0 defined, so a minor-0
+    /// decoder (which stops at its last field) reads the rest unchanged, and a
+    /// minor-1 decoder reads a minor-0 message as stream 0.
+    #[test]
+    fn stream_ids_are_appended_and_optional() {
+        let mut buf = [0u8; 256];
+        let h = Header::new(Kind::Hello, 0, 0, 1, 0);
+        let hello = Hello {
+            minor: 1,
+            token: "t",
+            resume: 5,
+            client: "c",
+            stream: 0x1234_5678,
+        };
+        let n = encode_control(&h, &Message::Hello(hello), &mut buf).unwrap();
+        let start = h.buffer_len();
+        let payload = &buf[start..n - 4];
+        // What a minor-0 peer decodes: the head, the stream id left over.
+        let (head, rest) = postcard::take_from_bytes::<HelloHead>(payload).unwrap();
+        assert_eq!((head.token, head.resume, head.client), ("t", 5, "c"));
+        assert_eq!(postcard::from_bytes::<u64>(rest).unwrap(), 0x1234_5678);
+        let id_len = rest.len();
+        // Stream 0 is not written: the bytes are minor 0's.
+        let zero = Hello { stream: 0, ..hello };
+        let m = encode_control(&h, &Message::Hello(zero), &mut buf).unwrap();
+        assert_eq!(m, n - id_len);
+        let p = Packet::new_checked(&buf[..m]).unwrap();
+        assert_eq!(Message::parse(&p, &mut []).unwrap(), Message::Hello(zero));
+
+        // member_joined: the same.
+        let who = MemberInfo {
+            member: 7,
+            role: Role::Member,
+            user: "pi",
+        };
+        let h = Header::new(Kind::MemberJoined, 2, 0, 1, 0);
+        let joined = MemberJoined {
+            member: who,
+            stream: 99,
+        };
+        let n = encode_control(&h, &Message::MemberJoined(joined), &mut buf).unwrap();
+        let payload = &buf[h.buffer_len()..n - 4];
+        let (old, rest) = postcard::take_from_bytes::<MemberInfo>(payload).unwrap();
+        assert_eq!((old, postcard::from_bytes::<u64>(rest).unwrap()), (who, 99));
+
+        // The snapshot: ids after the list, one per member; none if all are 0.
+        let members = [who, MemberInfo { member: 8, ..who }];
+        let h = Header::new(Kind::RoomSnapshot, 3, 0, 1, 0);
+        let with =
+            encode_snapshot_with_streams(&h, "gym", Role::Viewer, &members, &[0, 300], &mut buf)
+                .unwrap();
+        let p = Packet::new_checked(&buf[..with]).unwrap();
+        let msg = Message::parse(&p, &mut []).unwrap();
+        let Message::RoomSnapshot(snap) = msg else {
+            panic!("not a snapshot")
+        };
+        let got: Vec<(u16, u64)> = snap
+            .members
+            .iter_with_streams()
+            .map(|(m, s)| (m.member, s))
+            .collect();
+        assert_eq!(got, [(7, 0), (8, 300)]);
+        let mut again = [0u8; 256];
+        let m = encode_control(&h, &msg, &mut again).unwrap();
+        assert_eq!(
+            &again[..m],
+            &buf[..with],
+            "the parsed view re-encodes the same"
+        );
+        let without = encode_snapshot(&h, "gym", Role::Viewer, &members, &mut again).unwrap();
+        assert_eq!(with - without, 1 + 2, "two varints: 0 and 300");
+        let p = Packet::new_checked(&again[..without]).unwrap();
+        let Message::RoomSnapshot(snap) = Message::parse(&p, &mut []).unwrap() else {
+            panic!("not a snapshot")
+        };
+        assert!(snap.members.iter_with_streams().all(|(_, s)| s == 0));
+        // A truncated id list is refused.
+        let mut cut = buf;
+        let body = with - 4 - 1;
+        seal(&mut cut, body).unwrap();
+        let p = Packet::new_checked(&cut[..body + 4]).unwrap();
+        assert!(Message::parse(&p, &mut []).is_err());
+    }
+
     #[test]
     fn bad_names_and_lengths_are_refused_both_ways() {
         let mut buf = [0u8; 4096];
@@ -1002,6 +1025,7 @@ mod tests {
             token: &long,
             resume: 0,
             client: "c",
+            stream: 0,
         });
         assert!(matches!(
             encode_control(&h, &hello, &mut buf),

@@ -317,6 +317,7 @@ impl Client {
             token,
             resume: 0,
             client: "test",
+            stream: 0,
         });
         self.send(0, &hello);
         let got = self.recv_until(Duration::from_secs(5), |g| {

@@ -57,6 +57,7 @@ fn hello(c: &mut Client, token: &str) -> Result<Welcomed, (u16, u8, String)> {
             token,
             resume: 0,
             client: "hub_auth",
+            stream: 0,
         }),
     );
     let g = c

@@ -19,6 +19,7 @@ fn hello_resume(c: &mut Client, resume: u64) -> (u16, u64) {
             token: "",
             resume,
             client: "resume-test",
+            stream: 0,
         }),
     );
     let w = c
@@ -99,4 +100,43 @@ fn a_resumed_publisher_keeps_its_member_id_and_its_replayed_audio_is_deduplicate
     let mut p3 = Client::connect(hub.addr);
     let (member3, _) = hello_resume(&mut p3, resume);
     assert_ne!(member3, member);
+}
+
+/// Issue #17 item 7: the publisher's old connection is still open (the hub has
+/// not noticed it died) when it resumes from a new one: the hub closes the old
+/// connection, saying why, and the new one gets the member id and the audio
+/// positions at once.
+#[test]
+fn a_resume_takes_over_a_session_whose_connection_is_still_open() {
+    let hub = TestHub::dev();
+    let mut rx = Client::session(hub.addr, "");
+    rx.join("takeover", Role::Viewer).unwrap();
+
+    let mut old = Client::connect(hub.addr);
+    let (member, resume) = hello_resume(&mut old, 0);
+    let h = old.join("takeover", Role::Member).unwrap();
+    for seq in 1..=3 {
+        old.send_bytes(&audio_message(h, member, seq));
+    }
+    assert_eq!(audio_seqs(&mut rx, 3), [1, 2, 3]);
+
+    // `old` stays connected; a new connection presents its resume id.
+    let mut new = Client::connect(hub.addr);
+    let (member2, _) = hello_resume(&mut new, resume);
+    assert_eq!(member2, member, "the member id comes back at once");
+    let e = old
+        .recv_until(T, |g| g.kind() == Kind::Error)
+        .expect("the old connection is told");
+    let (code, why) = e.error().expect("an error");
+    assert_eq!(code, poselink::proto::ErrorCode::SESSION_RESUMED.0);
+    assert!(why.contains("resumed from another connection"), "{why}");
+    let (close, _) = old.expect_close(T);
+    assert_eq!(close, 4000 + poselink::proto::ErrorCode::SESSION_RESUMED.0);
+
+    // The replay of 2 and 3 (their acks, say, were lost) is dropped; 4 goes on.
+    let h2 = new.join("takeover", Role::Member).unwrap();
+    for seq in 2..=4 {
+        new.send_bytes(&audio_message(h2, member2, seq));
+    }
+    assert_eq!(audio_seqs(&mut rx, 1), [4]);
 }

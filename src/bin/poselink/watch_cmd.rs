@@ -42,7 +42,12 @@ use crate::send_cmd::{
                   chunk numbers.\n\n\
                   --record writes one stream: the first sender whose media arrives (its first person's \
                   poses and its audio), with the sender's capture timestamps, in the format of \
-                  docs/RECORDING.md; `poselink send --source replay --file FILE` plays it back.\n\
+                  docs/RECORDING.md; `poselink send --source replay --file FILE` plays it back. The \
+                  sender is followed by its user and stream id, so the recording goes on when it \
+                  reconnects under another member id (a hub restart).\n\
+                  Reconnects: watch retries every 50 to 250 ms, so that it is back in the room \
+                  soon after a restarted hub is up; audio a sender replays before then is relayed \
+                  without it.\n\
                   Exit status: 0 after --duration or SIGINT/SIGTERM, 1 on a runtime error, 2 on a \
                   usage error or when the hub refuses the hello or the join."
 )]
@@ -177,12 +182,21 @@ impl Sender {
     }
 }
 
+/// Who a sender is for `--record`: its user and stream id, which stay the same
+/// when it reconnects under another member id (a hub restart); its member id if
+/// it gave no stream id (an older sender).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Publisher {
+    Stream(String, u64),
+    Member(u16),
+}
+
 /// The stream `--record` writes.
 struct Recording {
     path: PathBuf,
     rec: Recorder<BufWriter<File>>,
-    /// The sender recorded and its person (chosen by the first media to arrive).
-    sender: Option<u16>,
+    /// The publisher recorded and its person (chosen by the first media to arrive).
+    sender: Option<Publisher>,
     person: Option<u32>,
     sample: PoseSample,
     block: Box<AudioBlock>,
@@ -197,11 +211,17 @@ impl Recording {
     }
 
     /// Picks the sender on its first media; true when it is the recorded one.
-    fn wants(&mut self, sender: u16) -> bool {
-        *self.sender.get_or_insert(sender) == sender
+    fn wants(&mut self, sender: Publisher) -> bool {
+        match &self.sender {
+            Some(s) => *s == sender,
+            None => {
+                self.sender = Some(sender);
+                true
+            }
+        }
     }
 
-    fn pose(&mut self, sender: u16, frame: &PoseFrame) -> Result<bool, CliError> {
+    fn pose(&mut self, sender: Publisher, frame: &PoseFrame) -> Result<bool, CliError> {
         let first = self.sender.is_none();
         if !self.wants(sender) || *self.person.get_or_insert(frame.person) != frame.person {
             return Ok(false);
@@ -216,7 +236,7 @@ impl Recording {
         Ok(first)
     }
 
-    fn audio(&mut self, sender: u16, chunk: &AudioChunk) -> Result<bool, CliError> {
+    fn audio(&mut self, sender: Publisher, chunk: &AudioChunk) -> Result<bool, CliError> {
         let first = self.sender.is_none();
         if !self.wants(sender) {
             return Ok(false);
@@ -266,6 +286,12 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
             .map(|p| p.to_string_lossy().into_owned()),
         token: args.token.clone(),
         client: "poselink-watch".into(),
+        // Back quickly after a hub restart: the senders send the audio that
+        // waited during the outage as soon as they are back, and the hub
+        // relays it only to who is in the room by then. A viewer retrying
+        // every 50 to 250 ms (jittered) costs a dead hub nothing.
+        reconnect_min_ms: 50,
+        reconnect_max_ms: 250,
         ..EngineConfig::default()
     };
     let (engine, thread) = start_engine(cfg)?;
@@ -335,7 +361,10 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         println!(
             "summary: recorded {poses} pose frames and {audio} audio chunks{} to {} ({bytes} bytes)",
             r.sender
-                .map(|s| format!(" of sender {s}"))
+                .map(|s| match s {
+                    Publisher::Stream(user, id) => format!(" of sender {user} (stream {id})"),
+                    Publisher::Member(m) => format!(" of sender {m}"),
+                })
                 .unwrap_or_default(),
             r.path.display()
         );
@@ -359,6 +388,14 @@ impl State {
             .map_or_else(|| "?".to_string(), |m| m.user.clone())
     }
 
+    /// Who member `id` is, for `--record`.
+    fn publisher(&self, id: u16) -> Publisher {
+        match self.members.get(&id) {
+            Some(m) if m.stream != 0 => Publisher::Stream(m.user.clone(), m.stream),
+            _ => Publisher::Member(id),
+        }
+    }
+
     fn sender(&mut self, id: u16) -> &mut Sender {
         let user = self.user(id);
         let s = self.senders.entry(id).or_default();
@@ -374,8 +411,9 @@ impl State {
         match ev {
             Event::Pose { sender, frame, .. } => {
                 self.sender(sender).on_pose(&frame, now);
+                let publisher = self.publisher(sender);
                 if let Some(r) = self.recording.as_mut()
-                    && r.pose(sender, &frame)?
+                    && r.pose(publisher, &frame)?
                 {
                     println!(
                         "{} recording sender {sender}: person {} and its audio",
@@ -386,8 +424,9 @@ impl State {
             }
             Event::Audio { sender, chunk, .. } => {
                 self.sender(sender).on_audio(&chunk, now);
+                let publisher = self.publisher(sender);
                 if let Some(r) = self.recording.as_mut()
-                    && r.audio(sender, &chunk)?
+                    && r.audio(publisher, &chunk)?
                 {
                     println!(
                         "{} recording sender {sender}: its audio and its first person's poses",

@@ -156,6 +156,7 @@ pub fn to_binary(text: &[u8], ctx: &mut Inbound<'_>, out: &mut [u8]) -> Result<u
                 token: opt_str(&o, "token", "")?,
                 resume: uint(&o, "resume", Some(0))?,
                 client: opt_str(&o, "client", "json-client")?,
+                stream: uint_to(&o, "stream", Some(0), proto::MAX_STREAM_ID)?,
             });
             control(&msg, 0, now, out)
         }
@@ -320,13 +321,16 @@ pub fn control_to_json(
         }),
         Message::RoomSnapshot(s) => json!({
             "type": "room_snapshot", "room": s.name, "your_role": s.your_role.name(),
-            "members": s.members.iter().map(|m| json!({
-                "member": m.member, "role": m.role.name(), "user": m.user,
+            "members": s.members.iter_with_streams().map(|(m, stream)| json!({
+                "member": m.member, "role": m.role.name(), "user": m.user, "stream": stream,
             })).collect::<Vec<_>>(),
         }),
         Message::MemberJoined(m) => json!({
             "type": "member_joined", "room": room(),
-            "member": { "member": m.member.member, "role": m.member.role.name(), "user": m.member.user },
+            "member": {
+                "member": m.member.member, "role": m.member.role.name(), "user": m.member.user,
+                "stream": m.stream,
+            },
         }),
         Message::MemberLeft(m) => json!({
             "type": "member_left", "room": room(), "member": m.member,

@@ -208,7 +208,7 @@ pub struct RoomInfo<'a> {
 /// let conn = core.handle_open(1_000, "127.0.0.1:50000".parse().unwrap(), false).unwrap();
 ///
 /// // The client's hello, as one masked binary frame, lands in the receive buffer.
-/// let hello = Message::Hello(Hello { minor: 0, token: "", resume: 0, client: "doc" });
+/// let hello = Message::Hello(Hello { minor: 0, token: "", resume: 0, client: "doc", stream: 0 });
 /// let mut msg = [0u8; 256];
 /// let len = encode_control(&Header::new(Kind::Hello, 0, 0, 1, 0), &hello, &mut msg).unwrap();
 /// let mask = [1, 2, 3, 4];

@@ -11,7 +11,7 @@
 
 use crate::proto::{
     CloseRoom, ErrorCode, Header, Kick, Kind, LeaveReason, MemberInfo, MemberJoined, MemberLeft,
-    Message, Role, RoleChanged, encode_snapshot,
+    Message, Role, RoleChanged, encode_snapshot_with_streams,
 };
 use crate::room::{ConnId, RoomError, RoomHandle};
 
@@ -94,7 +94,10 @@ impl Inner {
             self.broadcast(
                 h,
                 Some(i),
-                &Message::MemberJoined(MemberJoined { member: info }),
+                &Message::MemberJoined(MemberJoined {
+                    member: info,
+                    stream: self.sessions[i].stream,
+                }),
             );
         }
         if joined.created
@@ -174,9 +177,16 @@ impl Inner {
                 user: &m.user,
             })
             .collect();
+        let streams: Vec<u64> = self
+            .rooms
+            .members(h)
+            .iter()
+            .map(|m| self.sessions[m.conn.index()].stream)
+            .collect();
         let seq = self.links[i].ctrl_seq;
         let header = Header::new(Kind::RoomSnapshot, h.to_wire(), 0, seq, self.now);
-        let encoded = encode_snapshot(&header, room, role, &infos, &mut self.out);
+        let encoded =
+            encode_snapshot_with_streams(&header, room, role, &infos, &streams, &mut self.out);
         drop(infos);
         match encoded {
             Ok(n) => {

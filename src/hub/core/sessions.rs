@@ -51,6 +51,9 @@ pub(super) struct Session {
     pub last_keyframe_request_us: u64,
     /// The id this session's welcome gave for resuming it.
     pub resume_id: u64,
+    /// The client's stream id from its hello (0: none given), told to the
+    /// members of its rooms.
+    pub stream: u64,
     /// From a resumed session: (room, last audio seq) to restore on rejoin.
     pub resumed_audio: Vec<(RoomHandle, u32)>,
     /// JSON mode: sequence numbers for pose and audio that give none.
@@ -71,6 +74,7 @@ impl Session {
             keyframes: Vec::with_capacity(cfg.keyframe_slots),
             last_keyframe_request_us: 0,
             resume_id: 0,
+            stream: 0,
             resumed_audio: Vec::with_capacity(cfg.max_rooms_per_connection),
             json_pose_seq: 0,
             json_audio_seq: 0,
@@ -86,6 +90,7 @@ impl Session {
         self.rooms.clear();
         self.resync.fill(0);
         self.last_keyframe_request_us = 0;
+        self.stream = 0;
         self.json_pose_seq = 0;
         self.json_audio_seq = 0;
     }
@@ -181,6 +186,12 @@ impl Inner {
                 return self.close(i, app_close(code), code.name());
             }
         };
+        // A resume of a session whose connection is still open (the client
+        // gave up on it before the hub noticed): that connection is closed, and
+        // its session kept for this one to resume.
+        if hello.resume != 0 {
+            self.take_over(i, hello.resume, claims.as_ref().map(|c| c.sub.as_str()));
+        }
         // A resumed session keeps its member id (if still free) and its audio
         // sequence numbers.
         let resumed = if hello.resume == 0 {
@@ -226,6 +237,7 @@ impl Inner {
             }
         }
         s.claims = claims;
+        s.stream = hello.stream;
         s.resumed_audio.clear();
         if let Some(k) = resumed {
             s.resumed_audio.extend_from_slice(&self.resumable[k].audio);
@@ -257,6 +269,30 @@ impl Inner {
             max_message: self.cfg.max_message as u32,
         });
         self.send_control(i, RoomHandle::NONE, &welcome);
+    }
+
+    /// Closes the open session (not `i`'s) whose resume id is `resume`, if it
+    /// is `user`'s (any user's where the hub runs without tokens), so that
+    /// connection `i` resumes it now rather than after the old connection
+    /// times out. The old connection is told why.
+    fn take_over(&mut self, i: usize, resume: u64, user: Option<&str>) {
+        let Some(j) = (0..self.sessions.len()).find(|&j| {
+            j != i
+                && self.links[j].phase == Phase::Session
+                && self.sessions[j].resume_id == resume
+                && user.is_none_or(|u| self.sessions[j].user.as_str() == u)
+        }) else {
+            return;
+        };
+        let member = self.sessions[j].member;
+        log::info!(
+            "session {member} resumed by connection {i} from {}; closing its old connection {j}",
+            self.links[i].peer
+        );
+        let code = ErrorCode::SESSION_RESUMED;
+        let why = "this session was resumed from another connection";
+        self.send_error(j, code, Kind::Hello as u8, why);
+        self.close(j, app_close(code), "session resumed elsewhere");
     }
 
     fn assign_member(&mut self, i: usize) -> Option<u16> {

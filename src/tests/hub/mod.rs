@@ -9,5 +9,6 @@ mod quotas;
 mod relay;
 mod rooms;
 mod sessions;
+mod takeover;
 mod util;
 mod wire;

@@ -32,6 +32,7 @@ fn a_valid_token_is_welcomed_with_its_user_and_a_resume_id() {
         token: &token,
         resume: 0,
         client: "sim",
+        stream: 0,
     };
     sim.send(p, 0, &Message::Hello(hello));
     let welcome = sim.next_msg(p, |k| k == Kind::Welcome).expect("a welcome");

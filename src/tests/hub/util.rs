@@ -321,6 +321,7 @@ impl Sim {
             token,
             resume,
             client: "sim",
+            stream: 0,
         });
         self.send(p, 0, &hello);
         let got = self

@@ -218,6 +218,7 @@ fn a_fragmented_hello_with_a_ping_between_is_assembled() {
         token: "",
         resume: 0,
         client: "fragments",
+        stream: 0,
     });
     let n = encode_control(&Header::new(Kind::Hello, 0, 0, 1, 0), &msg, &mut hello).unwrap();
     hello.truncate(n);

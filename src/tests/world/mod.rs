@@ -16,6 +16,7 @@
 mod liveness;
 mod owner;
 mod replay;
+mod streams;
 
 use std::io::IoSlice;
 use std::net::SocketAddr;

@@ -135,6 +135,7 @@ fn hello_msg(client: &str) -> Vec<u8> {
         token: "",
         resume: 0,
         client,
+        stream: 0,
     });
     encode(&hello, 0, 0, 1)
 }

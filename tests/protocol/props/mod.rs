@@ -253,6 +253,7 @@ impl Ctl {
                 token,
                 resume: *resume,
                 client,
+                stream: 0,
             }),
             Ctl::Welcome(
                 minor,
@@ -279,6 +280,7 @@ impl Ctl {
                     role: *role,
                     user,
                 },
+                stream: 0,
             }),
             Ctl::MemberLeft(member, reason) => Message::MemberLeft(MemberLeft {
                 member: *member,

@@ -276,6 +276,7 @@ pub(super) fn refusals(v: &mut Vectors) {
                 token: &long_token,
                 resume: 0,
                 client: "c",
+                stream: 0,
             }),
         ),
         (
@@ -285,6 +286,7 @@ pub(super) fn refusals(v: &mut Vectors) {
                 token: "",
                 resume: 0,
                 client: &long_client,
+                stream: 0,
             }),
         ),
         (
@@ -303,6 +305,7 @@ pub(super) fn refusals(v: &mut Vectors) {
                     role: Role::Owner,
                     user: "a/b c",
                 },
+                stream: 0,
             }),
         ),
     ];

@@ -144,6 +144,7 @@ pub(super) fn control_messages() -> Vec<(Header, Vec<u8>)> {
                 token: "",
                 resume: 0,
                 client: "poselink-viewer/1.0",
+                stream: 0,
             }),
         ),
         (
@@ -153,6 +154,7 @@ pub(super) fn control_messages() -> Vec<(Header, Vec<u8>)> {
                 token: &long_token,
                 resume: u64::MAX,
                 client: "ünïcode client ✓",
+                stream: 0,
             }),
         ),
         (
@@ -187,7 +189,10 @@ pub(super) fn control_messages() -> Vec<(Header, Vec<u8>)> {
         ),
         (
             Header::new(Kind::MemberJoined, 3, 0, 5, 2000),
-            Message::MemberJoined(MemberJoined { member: members[1] }),
+            Message::MemberJoined(MemberJoined {
+                member: members[1],
+                stream: 0,
+            }),
         ),
         (
             Header::new(Kind::RoleChanged, 3, 0, 9, 2004),

@@ -5,6 +5,7 @@
 //!
 //! - [`basic`]: join, publish pose and audio, receive them in another engine;
 //! - [`network`]: reconnect and restore, the bandwidth limit, priorities;
+//! - [`outage`]: a 2 s hub outage: audio exactly once, counts that agree;
 //! - [`tls`]: the same over `wss://`, and certificates refused by name.
 #![cfg(feature = "std")]
 
@@ -13,4 +14,5 @@ mod common;
 
 mod basic;
 mod network;
+mod outage;
 mod tls;

@@ -6,6 +6,7 @@
 //! - [`basic`]: join, publish pose and audio, receive them in another engine;
 //! - [`network`]: reconnect and restore, the bandwidth limit, priorities;
 //! - [`outage`]: a 2 s hub outage: audio exactly once, counts that agree;
+//! - [`seed_load`]: the seed's 1 000-send CPU and memory figures;
 //! - [`tls`]: the same over `wss://`, and certificates refused by name.
 #![cfg(feature = "std")]
 
@@ -15,4 +16,5 @@ mod common;
 mod basic;
 mod network;
 mod outage;
+mod seed_load;
 mod tls;

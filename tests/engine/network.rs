@@ -46,7 +46,7 @@ fn chunk(seq: u32, ts: u64) -> AudioChunk {
 
 /// A TCP forwarder the test can hold shut: while `open` is false, connections are
 /// accepted and closed at once (like a hub that is not there yet).
-fn forwarder(upstream: SocketAddr, open: Arc<AtomicBool>) -> SocketAddr {
+pub(crate) fn forwarder(upstream: SocketAddr, open: Arc<AtomicBool>) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {

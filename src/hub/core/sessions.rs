@@ -232,6 +232,14 @@ impl Inner {
             Some(cl) => {
                 let _ = s.user.push_str(&cl.sub);
             }
+            // Anonymous (dev) access: a client that gave a stream id is named
+            // after it, so it keeps its name across reconnects and hub restarts
+            // (receivers know a stream by user and stream id); else after its
+            // member id.
+            None if hello.stream != 0 => {
+                let short = (hello.stream >> 32) as u32 ^ hello.stream as u32;
+                let _ = write!(s.user, "anon-{short:08x}");
+            }
             None => {
                 let _ = write!(s.user, "anon-{member}");
             }

@@ -162,3 +162,38 @@ fn snapshots_list_every_members_stream_id() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// In dev mode an anonymous client that gives a stream id is named after it:
+/// the same user after its reconnect, under a new member id, so receivers
+/// still know its stream; one that gives none is named after its member id.
+#[test]
+fn an_anonymous_client_is_named_after_its_stream_id() {
+    let mut sim = Sim::dev();
+    let welcome_user = |sim: &mut Sim, stream: u64| {
+        let p = sim.connect();
+        let hello = Message::Hello(Hello {
+            minor: 1,
+            token: "",
+            resume: 0,
+            client: "sim",
+            stream,
+        });
+        sim.send(p, 0, &hello);
+        let got = sim.next_msg(p, |k| k == Kind::Welcome).expect("welcome");
+        let (member, user) = got
+            .with(|m| match m {
+                Message::Welcome(w) => (w.member, w.user.to_string()),
+                _ => unreachable!(),
+            })
+            .unwrap();
+        (p, member, user)
+    };
+    let (p, m1, first) = welcome_user(&mut sim, 0x1234_5678_9abc_def0);
+    assert_eq!(first, format!("anon-{:08x}", 0x1234_5678u32 ^ 0x9abc_def0));
+    sim.hang_up(p);
+    let (_, m2, again) = welcome_user(&mut sim, 0x1234_5678_9abc_def0);
+    assert_ne!(m1, m2, "a new member id");
+    assert_eq!(again, first, "the same name");
+    let (_, m3, plain) = welcome_user(&mut sim, 0);
+    assert_eq!(plain, format!("anon-{m3}"));
+}

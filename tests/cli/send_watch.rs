@@ -326,3 +326,92 @@ fn send_needs_a_recording_to_replay() {
     assert!(stderr.contains("not a poselink recording"), "{stderr}");
     std::fs::remove_file(&garbage).unwrap();
 }
+
+/// The sender's summary figure after `key` (e.g. "audio chunks ").
+fn summary_number(out: &str, key: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.contains("summary:"))
+        .unwrap_or_else(|| panic!("no summary in:\n{out}"));
+    number_after(line, key).unwrap_or_else(|| panic!("no {key:?} in {line}")) as u64
+}
+
+/// `watch --record` across a hub restart: the sender comes back under a new
+/// member id (its way back held shut until the watcher is in the room again:
+/// the hub relays to the members present), and the recording keeps following
+/// it by its stream id — it holds every audio chunk the sender sent, once
+/// (its replays removed).
+#[test]
+fn watch_records_its_sender_across_a_hub_restart() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let hub = TestHub::dev();
+    let addr = hub.addr;
+    let open = Arc::new(AtomicBool::new(true));
+    let via = crate::common::forwarder(addr, Arc::clone(&open));
+    let rec = temp_path("watch-restart.rec");
+    let rec_str = rec.to_str().unwrap();
+    let mut watch = Proc::spawn(&[
+        "watch",
+        "--hub",
+        &format!("ws://{addr}/"),
+        "--room",
+        "r",
+        "--duration",
+        "6",
+        "--record",
+        rec_str,
+    ]);
+    watch.wait_line("members:");
+    let send = Proc::spawn(&[
+        "send",
+        "--hub",
+        &format!("ws://{via}/"),
+        "--room",
+        "r",
+        "--fps",
+        "30",
+        "--audio",
+        "--duration",
+        "4",
+    ]);
+    std::thread::sleep(Duration::from_millis(1_500));
+    open.store(false, Ordering::Release);
+    hub.stop();
+    std::thread::sleep(Duration::from_millis(500));
+    let hub2 = TestHub::start(poselink::hub::HubConfig {
+        listen: addr,
+        ..poselink::hub::HubConfig::local_dev()
+    });
+    // The watcher is back in the room: its member list is printed again.
+    watch.wait_line("members:");
+    open.store(true, Ordering::Release);
+
+    let (status, send_out, send_err) = send.finish();
+    assert!(status.success(), "send: {status}\n{send_out}\n{send_err}");
+    let (status, watch_out, watch_err) = watch.finish();
+    assert!(
+        status.success(),
+        "watch: {status}\n{watch_out}\n{watch_err}"
+    );
+    drop(hub2);
+    // Chunks written, replays included, and the replays.
+    let sent =
+        summary_number(&send_out, "audio chunks ") - summary_number(&send_out, "submitted (");
+    let mut src = ReplaySource::open(&rec).expect("the recording opens");
+    let mut block = AudioBlock::zeroed();
+    let mut recorded = 0u64;
+    while src.next_audio(&mut block).is_ok() {
+        recorded += 1;
+    }
+    assert!(
+        send_out.contains("reconnects 1"),
+        "the sender reconnected:\n{send_out}"
+    );
+    assert!(sent >= 150, "{send_out}");
+    assert_eq!(
+        recorded, sent,
+        "every chunk the sender sent recorded once\nsend:\n{send_out}\nwatch:\n{watch_out}"
+    );
+}

@@ -3,8 +3,6 @@
 //! chunk delivered once and in order), the bandwidth limit, and the priority
 //! order of drops.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -42,42 +40,6 @@ fn chunk(seq: u32, ts: u64) -> AudioChunk {
         *s = x as i16;
     }
     c
-}
-
-/// A TCP forwarder the test can hold shut: while `open` is false, connections are
-/// accepted and closed at once (like a hub that is not there yet).
-pub(crate) fn forwarder(upstream: SocketAddr, open: Arc<AtomicBool>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for down in l.incoming().take(200) {
-            let Ok(down) = down else { continue };
-            if !open.load(Ordering::Acquire) {
-                continue; // dropped: closed at once
-            }
-            let Ok(up) = TcpStream::connect(upstream) else {
-                continue;
-            };
-            let _ = up.set_nodelay(true);
-            let _ = down.set_nodelay(true);
-            for (mut from, mut to) in [
-                (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                (up, down),
-            ] {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16 * 1024];
-                    while let Ok(n) = from.read(&mut buf) {
-                        if n == 0 || to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                    let _ = from.shutdown(std::net::Shutdown::Both);
-                });
-            }
-        }
-    });
-    addr
 }
 
 /// What the receiver saw of a hub restart.

@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::network::forwarder;
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::hub::HubConfig;
 use poselink::proto::{AudioChunk, Role};

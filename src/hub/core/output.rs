@@ -13,7 +13,9 @@
 //! the bytes lent to the driver and the accounting of what it wrote — is here
 //! too.
 
-use crate::proto::{ErrorCode, ErrorMsg, Header, LeaveReason, Message, encode_control};
+use crate::proto::{
+    ErrorCode, ErrorMsg, Header, LeaveReason, MAX_REASON_LEN, Message, encode_control,
+};
 use crate::room::{ConnId, RoomHandle};
 use crate::ws::{self, FrameKind};
 
@@ -92,13 +94,19 @@ impl Inner {
         }
     }
 
-    /// Sends an error report to `i` (and counts it).
+    /// Sends an error report to `i` (and counts it). A reason longer than the
+    /// protocol allows (it may quote what the peer sent) is cut, on a character
+    /// boundary, to fit: an error is never lost to its own length.
     pub(super) fn send_error(&mut self, i: usize, code: ErrorCode, about: u8, why: &str) {
         self.stats.count_error(code);
+        let mut end = why.len().min(MAX_REASON_LEN);
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
         let msg = Message::Error(ErrorMsg {
             code,
             about,
-            reason: why,
+            reason: &why[..end],
         });
         self.send_control(i, RoomHandle::NONE, &msg);
     }

@@ -652,3 +652,30 @@ fn a_burst_of_refusals_logs_a_few_lines_and_a_count() {
     assert_eq!(counts.len(), 1, "{lines:#?}");
     assert!(counts[0].contains("290 more"), "{}", counts[0]);
 }
+
+/// A refusal that quotes what a JSON client sent (an unknown type, a room, a
+/// role) is cut to the protocol's reason length, never lost to it (found by
+/// the `json_mode` fuzz target: past 256 bytes the error did not encode and
+/// the client got no answer).
+#[test]
+fn a_json_refusal_quoting_a_long_string_is_cut_not_lost() {
+    let mut sim = Sim::dev();
+    let j = sim.connect_with(true);
+    let hello = sim.frame(j, FrameKind::Text, true, br#"{"type":"hello"}"#);
+    sim.write(j, &hello);
+    assert_eq!(json_texts(&mut sim, j)[0]["type"], "welcome");
+    let long = "x".repeat(240);
+    for text in [
+        format!(r#"{{"type":"{long}"}}"#),
+        format!(r#"{{"type":"kick","room":"{long}","member":1}}"#),
+        format!(r#"{{"type":"join","room":"r1","role":"{long}"}}"#),
+    ] {
+        let f = sim.frame(j, FrameKind::Text, true, text.as_bytes());
+        sim.write(j, &f);
+        let got = json_texts(&mut sim, j);
+        assert_eq!(got.len(), 1, "{text}: {got:?}");
+        assert_eq!(got[0]["type"], "error", "{got:?}");
+        let reason = got[0]["reason"].as_str().unwrap();
+        assert!(reason.len() <= 256 && reason.len() > 100, "{reason}");
+    }
+}

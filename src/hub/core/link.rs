@@ -62,6 +62,9 @@ pub(super) struct Link {
     pub queued_for_output: bool,
     /// After the outbound side empties: ask the driver to shut the write half.
     pub close_when_flushed: bool,
+    /// A close frame's payload (and its length) waiting for the media queued
+    /// before it to be written: nothing may follow a close frame.
+    pub close_after_media: Option<([u8; 125], u8)>,
     /// That was asked.
     pub shutdown_asked: bool,
 
@@ -104,6 +107,7 @@ impl Link {
             ctrl_seq: 0,
             queued_for_output: false,
             close_when_flushed: false,
+            close_after_media: None,
             shutdown_asked: false,
             opened_us: 0,
             last_rx_us: 0,
@@ -131,6 +135,7 @@ impl Link {
         self.ctrl_tail = 0;
         self.ctrl_seq = 0;
         self.close_when_flushed = false;
+        self.close_after_media = None;
         self.shutdown_asked = false;
         self.opened_us = now;
         self.last_rx_us = now;
@@ -275,6 +280,7 @@ impl Link {
         }
         self.ctrl_head = 0;
         self.ctrl_tail = 0;
+        self.close_after_media = None;
     }
 }
 

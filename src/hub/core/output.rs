@@ -3,8 +3,9 @@
 //! whole WebSocket frames, to the receiver's control FIFO — translated to JSON
 //! text first for a JSON client. Control is never dropped: a receiver whose FIFO
 //! is full is not reading, and is closed (`overflowed`). A close sends a close
-//! frame, takes no more messages, and asks the driver to shut the write half
-//! once everything is written ([`Event::Shutdown`]); the driver reports the
+//! frame (after the media already queued for the peer: nothing may follow a
+//! close frame), takes no more messages, and asks the driver to shut the write
+//! half once everything is written ([`Event::Shutdown`]); the driver reports the
 //! peer's end, or the linger deadline (housekeeping) ends it
 //! ([`Event::Close`]). The peer's close frame is answered here too: its code
 //! echoed when RFC 6455 §7.4 lets it be sent, a malformed one refused (an
@@ -210,9 +211,16 @@ impl Inner {
         }
         let mut payload = [0u8; 125];
         let n = ws::close_payload(&mut payload, code, why);
-        if !self.push_ctrl_frame(i, FrameKind::Close, &payload[..n]) {
-            // Not even the close frame fits: the peer is not reading.
-            return self.overflowed(i);
+        let link = &mut self.links[i];
+        if link.data.is_empty() && link.partial.is_none() {
+            if !self.push_ctrl_frame(i, FrameKind::Close, &payload[..n]) {
+                // Not even the close frame fits: the peer is not reading.
+                return self.overflowed(i);
+            }
+        } else {
+            // Media queued before the close go first (control frames already
+            // go before media): the close frame follows the last of them.
+            link.close_after_media = Some((payload, n as u8));
         }
         let link = &mut self.links[i];
         link.close_when_flushed = true;
@@ -271,6 +279,14 @@ impl Inner {
         }
         if link.json && !link.data.is_empty() {
             self.json_refill(i);
+        }
+        let link = &mut self.links[i];
+        if link.data.is_empty()
+            && link.partial.is_none()
+            && let Some((payload, n)) = link.close_after_media.take()
+            && !self.push_ctrl_frame(i, FrameKind::Close, &payload[..n as usize])
+        {
+            return self.overflowed(i);
         }
         let link = &mut self.links[i];
         if !link.has_output() && link.close_when_flushed && !link.shutdown_asked {

@@ -351,3 +351,41 @@ fn audio_is_acknowledged_and_duplicates_are_dropped() {
         .collect();
     assert_eq!(seqs, [4]);
 }
+
+/// A hub shutting down closes each connection after the media already queued
+/// for it: a receiver that was behind gets its queued audio, then the close
+/// frame, last (nothing may follow a close frame). The publisher was told
+/// those chunks were relayed; they are not lost behind the close.
+#[test]
+fn a_close_goes_after_the_media_queued_before_it() {
+    let mut sim = Sim::dev();
+    let (p, h) = sim.member_of("drain", Role::Member);
+    let (r, _) = sim.member_of("drain", Role::Viewer);
+    let member = sim.peers[p].member;
+    sim.take(p);
+    sim.take(r);
+    sim.peers[r].window = 0;
+    for seq in 1..=5 {
+        sim.send_bytes(p, &audio(h, member, seq));
+    }
+    sim.core.handle_shutdown(sim.now);
+    sim.pump();
+    sim.peers[r].window = usize::MAX;
+    sim.pump();
+    let frames = sim.take(r);
+    let seqs: Vec<u32> = frames
+        .iter()
+        .filter(|f| f.kind() == Some(Kind::Audio))
+        .map(|f| f.header().unwrap().seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        [1, 2, 3, 4, 5],
+        "the queued audio is written: {frames:?}"
+    );
+    assert!(
+        matches!(frames.last(), Some(Frame::Close(1001, _))),
+        "the close frame comes last: {frames:?}"
+    );
+    assert!(sim.peers[r].shut, "then the write half is shut");
+}

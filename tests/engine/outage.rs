@@ -25,7 +25,7 @@ use poselink::proto::{AudioChunk, Role};
 use poselink_hal::{Clock, MonotonicClock};
 
 #[test]
-#[ignore = "lost chunks 52-127 once in two runs of the whole suite (never when run alone, also under CPU load); kept out of CI until the cause is found: run with --ignored"]
+#[ignore = "loses the chunks sent as the hub goes away (76 before the close-after-media fix, 6 after) in about 1 run in 4 of the whole engine suite, never seen alone; cause not found yet: run with --include-ignored"]
 fn a_two_second_outage_loses_no_audio_and_the_counts_agree() {
     let cfg = HubConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

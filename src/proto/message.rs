@@ -955,12 +955,12 @@ mod tests {
         let Message::RoomSnapshot(snap) = msg else {
             panic!("not a snapshot")
         };
-        let got: Vec<(u16, u64)> = snap
+        let got: heapless::Vec<(u16, u64), 4> = snap
             .members
             .iter_with_streams()
             .map(|(m, s)| (m.member, s))
             .collect();
-        assert_eq!(got, [(7, 0), (8, 300)]);
+        assert_eq!(got[..], [(7, 0), (8, 300)]);
         let mut again = [0u8; 256];
         let m = encode_control(&h, &msg, &mut again).unwrap();
         assert_eq!(

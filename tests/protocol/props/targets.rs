@@ -67,7 +67,7 @@ fn control_payload() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(config(2000))]
 
     #[test]
     fn control_random_payloads_never_panic(data in prop::collection::vec(any::<u8>(), 0..300)) {
@@ -100,7 +100,7 @@ fn control_kinds_are_every_kind_but_media() {
 // ---------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(config(2000))]
 
     /// Random limits and operation sequences: the registry agrees with the
     /// model after every operation.
@@ -167,7 +167,7 @@ fn upgrade_lines() -> impl Strategy<Value = (Vec<u8>, bool)> {
 }
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(config(2000))]
 
     #[test]
     fn http_random_heads_never_panic(data in prop::collection::vec(any::<u8>(), 0..400)) {
@@ -239,7 +239,7 @@ fn json_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config(200))]
+    #![proptest_config(config(400))]
 
     #[test]
     fn json_clients_never_break_the_hub(

@@ -44,6 +44,43 @@ mod log_limit;
 mod memory;
 mod metrics;
 
+/// Entry points for the fuzz targets in `fuzz/` (docs/FUZZING.md), not an API:
+/// the driver's request-head classifier, reachable without a socket.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// What the hub's port answers a complete request head with.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum HttpAnswer {
+        /// A WebSocket upgrade: the `101 Switching Protocols` answer's bytes, and
+        /// whether the client chose JSON mode.
+        Upgrade(Vec<u8>, bool),
+        /// A page of the hub: `healthz`, `readyz`, `metrics`, `report`, `rooms`
+        /// or `asset` (a file of the browser front end).
+        Page(&'static str),
+        /// A plain GET of another path.
+        NotFound,
+        /// Not HTTP, or an upgrade that breaks RFC 6455: why.
+        Bad(String),
+    }
+
+    /// Classifies a complete request head (through the blank line) as the
+    /// hub's driver does.
+    pub fn classify_request(head: &[u8]) -> HttpAnswer {
+        use super::driver::http::{Request, parse_request};
+        match parse_request(head) {
+            Request::Upgrade(answer, json) => HttpAnswer::Upgrade(answer, json),
+            Request::Healthz => HttpAnswer::Page("healthz"),
+            Request::Readyz => HttpAnswer::Page("readyz"),
+            Request::Metrics => HttpAnswer::Page("metrics"),
+            Request::Report => HttpAnswer::Page("report"),
+            Request::Rooms => HttpAnswer::Page("rooms"),
+            Request::Asset(_) => HttpAnswer::Page("asset"),
+            Request::NotFound => HttpAnswer::NotFound,
+            Request::Bad(why) => HttpAnswer::Bad(why),
+        }
+    }
+}
+
 pub use self::core::{BLOCK, MAX_MEDIA};
 pub use config::{ConfigError, HubConfig};
 pub use driver::{Hub, HubHandle, HubReport};

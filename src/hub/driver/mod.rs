@@ -23,7 +23,7 @@
 //! - `http`: a request head until the upgrade, and the pages;
 //! - `web`: the browser front end's files.
 
-mod http;
+pub(super) mod http;
 mod sockets;
 mod web;
 

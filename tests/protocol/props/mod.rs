@@ -500,3 +500,6 @@ fn config(cases: u32) -> ProptestConfig {
 mod framing;
 mod no_panic;
 mod round_trip;
+// The hub, the room registry and the WebSocket upgrade are std-only too.
+#[cfg(feature = "std")]
+mod targets;

@@ -279,10 +279,9 @@ fn json_harness_relays_and_refuses() {
 /// Found by `json_mode` (docs/FUZZING.md, "Findings"): the hub's refusal of a
 /// JSON text quotes the text's unknown `"type"` (or the `"room"` it is not a
 /// member of, or the unknown `"role"`) in full; past 256 bytes the error does
-/// not encode and the client gets no answer at all. Ignored until the hub
-/// cuts the sentence to fit (`src/hub/core/json.rs`, `translation_error`).
+/// not encode and the client got no answer at all. The hub now cuts an
+/// error's sentence to fit (`send_error`).
 #[test]
-#[ignore = "the hub sends no error when its sentence passes 256 bytes"]
 fn json_refusals_quoting_long_strings_still_get_an_error() {
     let long = "x".repeat(120);
     let unanswered = [

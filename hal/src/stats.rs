@@ -345,8 +345,16 @@ fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     utime.checked_add(stime)
 }
 
-/// The value of a `Key:   1234 kB` line, in bytes.
-fn parse_kb_field(text: &str, key: &str) -> Option<u64> {
+/// The value of a `Key:   1234 kB` line of a `/proc` status file, in bytes
+/// (`None` where the key is missing or its value is not a number of kB).
+///
+/// ```
+/// use poselink_hal::stats::parse_kb_field;
+/// let status = "Name:\tposelink\nVmRSS:\t  12 kB\n";
+/// assert_eq!(parse_kb_field(status, "VmRSS"), Some(12 * 1024));
+/// assert_eq!(parse_kb_field(status, "RssAnon"), None);
+/// ```
+pub fn parse_kb_field(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let value = line.strip_prefix(key)?.strip_prefix(':')?;
         let mut parts = value.split_ascii_whitespace();

@@ -101,12 +101,7 @@ impl fmt::Display for MemoryCeiling {
 pub fn resident_base() -> u64 {
     let anon = std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("RssAnon:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kib| kib * 1024);
+        .and_then(|s| poselink_hal::stats::parse_kb_field(&s, "RssAnon"));
     let files = std::fs::read_to_string("/proc/self/maps").ok().map(|maps| {
         maps.lines()
             .filter_map(|l| {

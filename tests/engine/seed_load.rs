@@ -15,11 +15,7 @@ use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfi
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    poselink_hal::stats::parse_kb_field(&status, "VmRSS").unwrap() / 1024
 }
 
 #[test]

@@ -9,8 +9,7 @@
 //! half of its tables became resident. And churn over real sockets gives every
 //! resource back.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::common::{Client, Conn, TlsFiles, audio_message};
@@ -21,11 +20,7 @@ const CHUNKS: u32 = 1000;
 
 fn status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    poselink_hal::stats::parse_kb_field(&status, key).unwrap() / 1024
 }
 
 /// Shrinks the client's socket receive buffer, so a client that does not read
@@ -96,31 +91,15 @@ fn wave(addr: std::net::SocketAddr, ca: &str, wave: usize) {
 /// A `poselink hub --dev` process on a free loopback port with `args`: the
 /// child, its address, its stated memory ceiling and tables (bytes).
 fn spawn_hub(args: &[&std::ffi::OsStr]) -> (std::process::Child, std::net::SocketAddr, u64, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_poselink"))
-        .args(["hub", "--dev", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut addr, mut ceiling, mut tables) = (None, None, None);
+    let (mut child, rx, log) = crate::signal::spawn_hub(args);
+    let addr = crate::signal::address(&log);
+    let (mut ceiling, mut tables) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while addr.is_none() || ceiling.is_none() {
+    while ceiling.is_none() {
         let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
             let _ = child.kill();
-            panic!("the hub did not state its address and memory ceiling");
+            panic!("the hub did not state its memory ceiling");
         };
-        if let Some(rest) = line.split("hub listening on ").nth(1) {
-            addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
-        }
         if let Some(rest) = line.split("memory: at most ").nth(1) {
             let bytes = rest.split('(').nth(1).and_then(|r| r.split(' ').next());
             ceiling = bytes.and_then(|b| b.parse::<u64>().ok());
@@ -131,7 +110,7 @@ fn spawn_hub(args: &[&std::ffi::OsStr]) -> (std::process::Child, std::net::Socke
     // The rest of its log is not read: drain it so the hub never blocks on it.
     std::thread::spawn(move || for _ in rx {});
     let tables = (tables.expect("the tables' size in the memory line") * 1048576.0) as u64;
-    (child, addr.unwrap(), ceiling.unwrap(), tables)
+    (child, addr, ceiling.unwrap(), tables)
 }
 
 #[test]
@@ -151,12 +130,12 @@ fn a_hub_with_every_slot_filled_stays_under_its_stated_memory_ceiling() {
         files.key.as_os_str(),
     ]);
     let pid = child.id();
-    let start_kib = status_kib(pid, "VmRSS:");
+    let start_kib = status_kib(pid, "VmRSS");
     for w in 0..2 {
         wave(addr, &files.ca_pem, w);
     }
-    let peak = status_kib(pid, "VmHWM:") * 1024;
-    let now = status_kib(pid, "VmRSS:") * 1024;
+    let peak = status_kib(pid, "VmHWM") * 1024;
+    let now = status_kib(pid, "VmRSS") * 1024;
     let _ = child.kill();
     let _ = child.wait();
     eprintln!(
@@ -246,7 +225,7 @@ fn two_thousand_churned_connections_give_every_resource_back() {
             publisher.send_bytes(&audio_message(h, pm, sent));
         }
         if k == 199 {
-            after_warmup = status_kib(pid, "VmRSS:");
+            after_warmup = status_kib(pid, "VmRSS");
         }
     }
     // The closes are seen, the churn's rooms wait out their grace period.
@@ -258,7 +237,7 @@ fn two_thousand_churned_connections_give_every_resource_back() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let end = status_kib(pid, "VmRSS:");
+    let end = status_kib(pid, "VmRSS");
     let mut got = 0;
     while viewer
         .recv_until(Duration::from_secs(2), |g| {

@@ -12,7 +12,7 @@ use poselink::proto::Role;
 
 /// `poselink hub --dev --listen 127.0.0.1:0 ARGS`, its stderr as lines on a
 /// channel, and the lines up to the one with its address.
-fn spawn_hub(
+pub(crate) fn spawn_hub(
     args: &[&std::ffi::OsStr],
 ) -> (
     std::process::Child,
@@ -50,7 +50,7 @@ fn spawn_hub(
 }
 
 /// The address in the hub's "listening on" line (the last of `log`).
-fn address(log: &[String]) -> std::net::SocketAddr {
+pub(crate) fn address(log: &[String]) -> std::net::SocketAddr {
     let line = log.last().unwrap();
     let rest = line.split("hub listening on ").nth(1).unwrap();
     rest.split_whitespace().next().unwrap().parse().unwrap()

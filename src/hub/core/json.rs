@@ -515,12 +515,12 @@ impl Inner {
     pub(super) fn enqueue_json_media(&mut self, r: usize, b: u32, live: bool) {
         let meta = self.pool.meta(b);
         if meta.audio && !self.links[r].data.is_empty() {
-            return self.queue_json_audio(r, b);
+            return self.push_media(r, b);
         }
         if meta.audio
             && self.links[r].ctrl_room(self.cfg.control_buffer) < json_bound(&self.pool, b)
         {
-            return self.queue_json_audio(r, b);
+            return self.push_media(r, b);
         }
         let text = match &self.json.media {
             Some((blk, t)) if *blk == b && live => t.clone(),
@@ -550,30 +550,6 @@ impl Inner {
             self.stats.delivered += 1;
             self.stats.messages_out += 1;
         }
-    }
-
-    /// Audio block `b` waits in JSON receiver `r`'s media queue; when the queue
-    /// holds `queue_depth` already, its oldest is dropped and counted.
-    fn queue_json_audio(&mut self, r: usize, b: u32) {
-        let depth = self.cfg.queue_depth;
-        let link = &mut self.links[r];
-        if link.data.len() >= depth
-            && let Some(old) = link.data.pop_front()
-        {
-            let room = self.pool.meta(old).room;
-            self.pool.release(old);
-            if let Some(rc) = self.room_counts.get_mut(room.index()) {
-                rc.drops += 1;
-            }
-            self.stats.count_drop(DropReason::SlowAudio);
-        }
-        let link = &mut self.links[r];
-        if !link.has_output() {
-            link.last_progress_us = self.now;
-        }
-        link.data.push_back(b);
-        self.pool.acquire(b);
-        self.mark_output(r);
     }
 
     /// Moves the audio waiting in JSON receiver `r`'s media queue into its

@@ -195,6 +195,15 @@ impl Inner {
         if self.links[r].json {
             return self.enqueue_json_media(r, b, live);
         }
+        self.push_media(r, b);
+    }
+
+    /// Puts block `b` at the back of receiver `r`'s media queue; when the
+    /// queue holds `queue_depth` already, the oldest pose goes (or, with no pose
+    /// queued, the oldest audio), counted, and the receiver waits for that
+    /// publisher's next keyframe. (A JSON receiver's queue holds only audio
+    /// waiting for translation.)
+    pub(super) fn push_media(&mut self, r: usize, b: u32) {
         let depth = self.cfg.queue_depth;
         let link = &mut self.links[r];
         if link.data.len() >= depth {

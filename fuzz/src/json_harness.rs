@@ -331,17 +331,30 @@ impl Sim {
 
     /// Bytes from a peer reach the core, in as many reads as they take.
     fn feed(&mut self, json: bool, mut bytes: &[u8]) {
-        let peer = if json { &self.json } else { &self.bin };
-        let conn = peer.conn;
+        let conn = if json { self.json.conn } else { self.bin.conn };
         for _ in 0..1_000 {
-            if bytes.is_empty() || peer.closed {
+            let closed = if json {
+                self.json.closed
+            } else {
+                self.bin.closed
+            };
+            if bytes.is_empty() || closed {
                 return;
             }
             let buf = self.core.recv_buffer(conn);
             let n = buf.len().min(bytes.len());
             assert!(n > 0, "the core lends no receive buffer");
             buf[..n].copy_from_slice(&bytes[..n]);
-            self.core.handle_received(self.now, conn, n);
+            let mut more = self.core.handle_received(self.now, conn, n);
+            // A receiver's queue filled: its output goes first, then the rest.
+            for _ in 0..10_000 {
+                if !more {
+                    break;
+                }
+                self.pump();
+                more = self.core.handle_received(self.now, conn, 0);
+            }
+            assert!(!more, "the core held bytes back 10 000 times");
             bytes = &bytes[n..];
         }
         panic!("more than 1000 reads");

@@ -13,6 +13,13 @@
 //! again: the hub relays to the members present, so chunks a publisher sends
 //! before a receiver is back never reach that receiver (a bound the docs
 //! state; `watch` retries within 250 ms to keep it short).
+//!
+//! The publisher's backlog (the chunks of the outage and of its backoff, up
+//! to ~200) reaches the new hub in one burst, more than a receiver's media
+//! queue holds: the hub writes the receiver's queue out as it fills rather
+//! than pushing its oldest chunks out (it lost up to 83 here when every
+//! message of a read was relayed before anything was written, while the
+//! publisher counted them acknowledged).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +32,6 @@ use poselink::proto::{AudioChunk, Role};
 use poselink_hal::{Clock, MonotonicClock};
 
 #[test]
-#[ignore = "loses the chunks sent as the hub goes away (76 before the close-after-media fix, 6 after) in about 1 run in 4 of the whole engine suite, never seen alone; cause not found yet: run with --include-ignored"]
 fn a_two_second_outage_loses_no_audio_and_the_counts_agree() {
     let cfg = HubConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -99,7 +99,7 @@ use json::JsonEdge;
 use link::{Link, Phase};
 pub(crate) use memory::{json_bytes, table_bytes};
 use pool::Pool;
-use receive::{Item, Receive};
+use receive::{Flow, Item, Receive};
 use sessions::{Resumable, Session};
 
 /// Housekeeping (timeouts, heartbeats, acknowledgements, room expiry) period, µs.
@@ -216,7 +216,8 @@ pub struct RoomInfo<'a> {
 /// let hl = write_client_header(buf, FrameKind::Binary, true, len, mask).unwrap();
 /// buf[hl..hl + len].copy_from_slice(&msg[..len]);
 /// mask_payload(&mut buf[hl..hl + len], mask);
-/// core.handle_received(2_000, conn, hl + len);
+/// let more = core.handle_received(2_000, conn, hl + len);
+/// assert!(!more, "no receiver's queue filled: nothing held back");
 ///
 /// // The welcome waits for that connection: lent for one vectored write.
 /// assert_eq!(core.poll_output(), Some(conn));
@@ -282,6 +283,10 @@ struct Inner {
     /// driver has seen those before `output_at`.
     output: Vec<u32>,
     output_at: usize,
+    /// A receiver's media queue filled while a message was handled: the
+    /// sender's remaining messages wait until the driver has written output
+    /// ([`Core::handle_received`] returns `true`).
+    output_due: bool,
     events: VecDeque<Event>,
     pool: Pool,
     rooms: RoomRegistry,
@@ -364,6 +369,7 @@ impl Core {
             sessions_open: 0,
             output: Vec::with_capacity(2 * n),
             output_at: 0,
+            output_due: false,
             events: VecDeque::with_capacity(2 * n + 16),
             pool: Pool::new(blocks),
             rooms,
@@ -458,17 +464,32 @@ impl Core {
 
     /// `n` bytes arrived at the start of what [`recv_buffer`](Self::recv_buffer)
     /// lent. Every whole frame is handled now; a partial one waits for more.
-    pub fn handle_received(&mut self, now: u64, conn: ConnId, n: usize) {
+    ///
+    /// Returns `true` when it stopped early because a receiver's media queue
+    /// filled (`queue_depth`) while relaying: write the output due
+    /// ([`poll_output`](Self::poll_output) …) and call again with `n = 0` for
+    /// the rest. A burst from one sender (seconds of audio queued through an
+    /// outage, sent at once on reconnect) then reaches a receiver whose socket
+    /// takes it, instead of pushing that receiver's oldest media out of a
+    /// queue nobody has tried to write yet; only a receiver whose socket stays
+    /// full loses media (the slow-receiver rule). Each call handles at least
+    /// one message, so calling until it returns `false` ends.
+    #[must_use = "true: write the output due, then call again with n = 0"]
+    pub fn handle_received(&mut self, now: u64, conn: ConnId, n: usize) -> bool {
         let i = conn.index();
         let inner = &mut self.inner;
         inner.now = now;
+        inner.output_due = false;
         let Some(link) = inner.links.get_mut(i) else {
-            return;
+            return false;
         };
         match link.phase {
-            Phase::Free => return,
+            Phase::Free => return false,
             // Closing: read and discard until the peer closes or the linger ends.
-            Phase::Closing => return self.rx.discard(i),
+            Phase::Closing => {
+                self.rx.discard(i);
+                return false;
+            }
             Phase::AwaitHello | Phase::Session => {}
         }
         if n > 0 {
@@ -476,14 +497,23 @@ impl Core {
         }
         self.rx.filled(i, n);
         let Core { rx, space, inner } = self;
+        let mut paused = false;
         rx.parse(i, |item| {
             match item {
                 Item::Control(kind, payload) => inner.on_ws_control(i, kind, payload),
                 Item::Message(kind, bytes) => inner.on_ws_message(i, kind, bytes, space),
                 Item::Error(e) => inner.ws_fail(i, e),
             }
-            inner.takes_frames(i)
+            if !inner.takes_frames(i) {
+                Flow::Stop
+            } else if std::mem::take(&mut inner.output_due) {
+                paused = true;
+                Flow::Pause
+            } else {
+                Flow::Go
+            }
         });
+        paused
     }
 
     /// The next connection with output added since it was last returned: write

@@ -5,7 +5,9 @@
 //! that followed the previous one, never parsed twice); a control frame that
 //! arrives between fragments is handled and cut out. What a frame means is not
 //! decided here: each whole message, control frame or framing error is handed to
-//! the caller's closure, which says whether the connection still takes frames.
+//! the caller's closure, which says whether the connection still takes frames,
+//! or that parsing should pause (the rest kept for a later call) while output is
+//! written.
 //!
 //! A buffer holds a whole message of `max_message` bytes, one more frame header,
 //! and a control frame that may arrive between fragments; anything larger is
@@ -23,6 +25,17 @@ pub(super) enum Item<'a> {
     Message(FrameKind, &'a mut [u8]),
     /// A framing rule broken: the connection must be closed.
     Error(WsError),
+}
+
+/// What the caller of [`Receive::parse`] wants after an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flow {
+    /// Go on with the next frame.
+    Go,
+    /// Stop here and keep the rest for the next `parse` (output is due first).
+    Pause,
+    /// The connection takes no more frames: drop the rest.
+    Stop,
 }
 
 /// One connection's framing state.
@@ -99,15 +112,16 @@ impl Receive {
     }
 
     /// Hands every whole frame in connection `i`'s buffer to `on`, in order,
-    /// until `on` says the connection takes no more (its bytes are then
-    /// dropped) or only part of a frame is left (it waits for more).
-    pub fn parse(&mut self, i: usize, mut on: impl FnMut(Item<'_>) -> bool) {
+    /// until `on` says the connection takes no more ([`Flow::Stop`]: its bytes
+    /// are then dropped) or to pause ([`Flow::Pause`]: the rest waits for the
+    /// next call), or only part of a frame is left (it waits for more).
+    pub fn parse(&mut self, i: usize, mut on: impl FnMut(Item<'_>) -> Flow) {
         let max = self.max_message;
         let st = &mut self.state[i];
         let rx = self.buffers.get_mut(i);
         let (mut rx_len, mut scan, mut asm_len) = (st.len, st.scan, st.asm_len);
-        let mut go_on = true;
-        while go_on {
+        let mut flow = Flow::Go;
+        while flow == Flow::Go {
             let frame = match ws::parse_frame(&mut rx[scan..rx_len], max) {
                 Ok(Parsed::Frame(f)) => f,
                 Ok(Parsed::Need(n)) => {
@@ -116,18 +130,18 @@ impl Receive {
                     // over the limit can outgrow that.
                     if asm_len + n > rx.len() {
                         let len = (asm_len + n) as u64;
-                        go_on = on(Item::Error(WsError::TooLarge { len, max }));
+                        flow = on(Item::Error(WsError::TooLarge { len, max }));
                     }
                     break;
                 }
                 Err(e) => {
-                    go_on = on(Item::Error(e));
+                    flow = on(Item::Error(e));
                     break;
                 }
             };
             let (h, p) = (scan + frame.header_len, scan + frame.len());
             if frame.kind.is_control() {
-                go_on = on(Item::Control(frame.kind, &rx[h..p]));
+                flow = on(Item::Control(frame.kind, &rx[h..p]));
                 if asm_len > 0 {
                     // Cut it out from between the fragments.
                     rx.copy_within(p..rx_len, scan);
@@ -143,13 +157,13 @@ impl Receive {
             {
                 Ok(d) => d,
                 Err(e) => {
-                    go_on = on(Item::Error(e));
+                    flow = on(Item::Error(e));
                     break;
                 }
             };
             if frame.fin && asm_len == 0 {
                 if let Some((kind, _)) = done {
-                    go_on = on(Item::Message(kind, &mut rx[h..p]));
+                    flow = on(Item::Message(kind, &mut rx[h..p]));
                 }
                 scan = p;
                 continue;
@@ -166,7 +180,7 @@ impl Receive {
             asm_len += frame.payload_len;
             scan = asm_len;
             if let Some((kind, total)) = done {
-                go_on = on(Item::Message(kind, &mut rx[..total]));
+                flow = on(Item::Message(kind, &mut rx[..total]));
                 rx.copy_within(total..rx_len, 0);
                 rx_len -= total;
                 asm_len = 0;
@@ -178,7 +192,7 @@ impl Receive {
             rx_len -= scan;
             scan = 0;
         }
-        if go_on {
+        if flow != Flow::Stop {
             st.len = rx_len;
             st.scan = scan;
             st.asm_len = asm_len;
@@ -219,7 +233,7 @@ mod tests {
                 Item::Message(k, m) => (format!("{k:?}"), m.to_vec()),
                 Item::Error(e) => (format!("error: {e}"), Vec::new()),
             });
-            true
+            Flow::Go
         });
         got
     }
@@ -264,9 +278,46 @@ mod tests {
         let mut seen = 0;
         rx.parse(0, |_| {
             seen += 1;
-            false
+            Flow::Stop
         });
         assert_eq!(seen, 1, "no frame after the closure said stop");
         assert_eq!(rx.spare(0).len(), rx.size);
+    }
+
+    #[test]
+    fn a_pause_keeps_the_rest_for_the_next_call() {
+        let mut rx = Receive::new(1, 4096);
+        let mut bytes = frame(FrameKind::Binary, true, b"one");
+        bytes.extend(frame(FrameKind::Binary, false, b"tw"));
+        bytes.extend(frame(FrameKind::Ping, true, b"p"));
+        bytes.extend(frame(FrameKind::Continuation, true, b"o"));
+        bytes.extend(frame(FrameKind::Binary, true, b"three"));
+        bytes.extend(frame(FrameKind::Binary, false, b"fo"));
+        feed(&mut rx, &bytes);
+        // Pause after every item: each call hands out exactly one.
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let before = got.len();
+            rx.parse(0, |item| {
+                match item {
+                    Item::Message(_, m) => got.push(m.to_vec()),
+                    Item::Control(_, p) => got.push(p.to_vec()),
+                    Item::Error(e) => panic!("{e}"),
+                }
+                Flow::Pause
+            });
+            if got.len() == before {
+                break;
+            }
+        }
+        let want: Vec<&[u8]> = vec![b"one", b"p", b"two", b"three"];
+        assert_eq!(got, want);
+        // The unfinished message is kept and completed by later bytes.
+        feed(&mut rx, &frame(FrameKind::Continuation, true, b"ur"));
+        assert_eq!(
+            items(&mut rx),
+            vec![("Binary".to_string(), b"four".to_vec())]
+        );
+        assert_eq!(rx.spare(0).len(), rx.size, "the buffer is empty again");
     }
 }

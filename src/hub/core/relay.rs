@@ -202,11 +202,13 @@ impl Inner {
     /// queue holds `queue_depth` already, the oldest pose goes (or, with no pose
     /// queued, the oldest audio), counted, and the receiver waits for that
     /// publisher's next keyframe. (A JSON receiver's queue holds only audio
-    /// waiting for translation.)
+    /// waiting for translation.) A queue that fills from below asks for its
+    /// output to be written before the sender's next message is handled.
     pub(super) fn push_media(&mut self, r: usize, b: u32) {
         let depth = self.cfg.queue_depth;
         let link = &mut self.links[r];
-        if link.data.len() >= depth {
+        let was_full = link.data.len() >= depth;
+        if was_full {
             let pool = &self.pool;
             let victim = link
                 .data
@@ -233,6 +235,11 @@ impl Inner {
             link.last_progress_us = self.now;
         }
         link.data.push_back(b);
+        if !was_full && link.data.len() == depth {
+            // Full from below: the sender's next messages wait until the
+            // driver has tried this receiver's socket (see `handle_received`).
+            self.output_due = true;
+        }
         self.pool.acquire(b);
         self.mark_output(r);
     }

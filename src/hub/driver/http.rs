@@ -384,8 +384,7 @@ impl Driver {
         slot.head_len = 0;
         self.queue_flush(s);
         if n > 0 {
-            self.core.handle_received(now, c, n);
-            self.drain_events();
+            self.receive(now, c, n);
         }
         // More may have come right behind the request than was read.
         if self.slots[s].phase == Phase::Ws(c) {

@@ -270,8 +270,7 @@ impl Driver {
                     total += n;
                     // A TLS read ends at a record: more may wait behind it.
                     let hup = slot.hup || stream.is_tls();
-                    self.core.handle_received(now, c, n);
-                    self.drain_events();
+                    self.receive(now, c, n);
                     if self.slots[s].phase != Phase::Ws(c) {
                         return;
                     }
@@ -290,6 +289,20 @@ impl Driver {
                     return self.close_slot(s);
                 }
             }
+        }
+    }
+
+    /// Hands `n` bytes read for connection `c` to the core. When a receiver's
+    /// queue fills on the way, the core holds the rest back: what is due is
+    /// written first, then the core goes on (each round handles at least one
+    /// message, so this ends).
+    pub(super) fn receive(&mut self, now: u64, c: ConnId, n: usize) {
+        let mut more = self.core.handle_received(now, c, n);
+        self.drain_events();
+        while more {
+            self.flush_all();
+            more = self.core.handle_received(now, c, 0);
+            self.drain_events();
         }
     }
 

@@ -126,3 +126,37 @@ fn a_json_viewer_drops_the_oldest_audio_beyond_its_queue_and_counts_them() {
         "every chunk is delivered or counted"
     );
 }
+
+/// A burst larger than the queue, in one read, to viewers whose sockets take
+/// what they are given (seconds of audio a publisher queued through an outage
+/// and sends at once on reconnect): the hub writes each viewer's queue out as
+/// it fills instead of pushing its oldest chunks out, so both viewers get all
+/// 40 in order and nothing is dropped. (It pushed out the oldest 32 of 40 here
+/// when every message of a read was relayed before any output was written.)
+#[test]
+fn a_burst_beyond_the_queue_reaches_viewers_that_read() {
+    let (mut sim, p, h, b, j) = room_with_json_viewer(8);
+    let member = sim.peers[p].member;
+    let mut bytes = Vec::new();
+    for seq in 1..=40 {
+        let m = audio(h, member, seq);
+        bytes.extend(sim.frame(p, FrameKind::Binary, true, &m));
+    }
+    sim.feed(p, &bytes);
+    sim.pump();
+    let want: Vec<u32> = (1..=40).collect();
+    assert_eq!(audio_seqs_binary(&mut sim, b), want);
+    assert_eq!(audio_seqs_json(&mut sim, j), want);
+    assert_eq!(sim.core.stats().drops_of(DropReason::SlowAudio), 0);
+    // The publisher's acknowledgement (at the next tick) covers every chunk:
+    // each was relayed.
+    sim.advance(100);
+    let acked = sim
+        .take(p)
+        .iter()
+        .filter_map(super::util::ack)
+        .filter(|&(_, kind, _)| kind == Kind::Audio as u8)
+        .map(|(_, _, seq)| seq)
+        .max();
+    assert_eq!(acked, Some(40));
+}

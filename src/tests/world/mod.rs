@@ -345,48 +345,18 @@ impl World {
         }
     }
 
-    /// What the hub's driver does in one turn: reads, timers, transport events,
-    /// one write per connection with output.
-    fn hub_turn(&mut self) {
-        let now = self.now;
-        let Some(hub) = self.hub.as_mut() else {
-            return;
-        };
-        for eng in &mut self.engines {
-            let Some(l) = eng.link.as_mut() else {
-                continue;
-            };
-            let bytes = std::mem::take(&mut l.to_hub);
-            let mut fed = 0;
-            for _ in 0..10_000 {
-                if fed == bytes.len() {
-                    break;
-                }
-                let buf = hub.recv_buffer(l.conn);
-                if buf.is_empty() {
-                    break; // closing: the core takes nothing more
-                }
-                let n = buf.len().min(bytes.len() - fed);
-                buf[..n].copy_from_slice(&bytes[fed..fed + n]);
-                hub.handle_received(now, l.conn, n);
-                fed += n;
-            }
-        }
-        if hub.poll_timeout().is_some_and(|t| t <= now) {
-            hub.handle_timeout(now);
-        }
-        // One write per connection with output (the whole of it: the simulated
-        // socket is never full).
+    /// One write per hub connection with output (the whole of it: the
+    /// simulated socket is never full).
+    fn write_hub_output(hub: &mut Core, engines: &mut [SimEngine], orphans: &[ConnId], now: u64) {
         while let Some(conn) = hub.poll_output() {
-            if self.orphans.contains(&conn) {
+            if orphans.contains(&conn) {
                 let mut slices = [IoSlice::new(&[]); 64];
                 let k = hub.poll_transmit(conn, &mut slices);
                 let n = slices[..k].iter().map(|s| s.len()).sum();
                 hub.handle_written(now, conn, n);
                 continue;
             }
-            let Some(l) = self
-                .engines
+            let Some(l) = engines
                 .iter_mut()
                 .filter_map(|e| e.link.as_mut())
                 .find(|l| l.conn == conn)
@@ -402,6 +372,50 @@ impl World {
             }
             hub.handle_written(now, conn, n);
         }
+    }
+
+    /// What the hub's driver does in one turn: reads, timers, transport events,
+    /// one write per connection with output.
+    fn hub_turn(&mut self) {
+        let now = self.now;
+        let Some(hub) = self.hub.as_mut() else {
+            return;
+        };
+        for e in 0..self.engines.len() {
+            let Some(l) = self.engines[e].link.as_mut() else {
+                continue;
+            };
+            let conn = l.conn;
+            let bytes = std::mem::take(&mut l.to_hub);
+            let mut fed = 0;
+            for _ in 0..10_000 {
+                if fed == bytes.len() {
+                    break;
+                }
+                let buf = hub.recv_buffer(conn);
+                if buf.is_empty() {
+                    break; // closing: the core takes nothing more
+                }
+                let n = buf.len().min(bytes.len() - fed);
+                buf[..n].copy_from_slice(&bytes[fed..fed + n]);
+                let mut more = hub.handle_received(now, conn, n);
+                // A receiver's queue filled: the hub's output is written
+                // first, as its driver does, then the rest of these bytes.
+                for _ in 0..10_000 {
+                    if !more {
+                        break;
+                    }
+                    Self::write_hub_output(hub, &mut self.engines, &self.orphans, now);
+                    more = hub.handle_received(now, conn, 0);
+                }
+                assert!(!more, "the hub held bytes back 10 000 times");
+                fed += n;
+            }
+        }
+        if hub.poll_timeout().is_some_and(|t| t <= now) {
+            hub.handle_timeout(now);
+        }
+        Self::write_hub_output(hub, &mut self.engines, &self.orphans, now);
         while let Some(ev) = hub.poll_event() {
             let conn = ev.conn();
             if let Some(k) = self.orphans.iter().position(|&c| c == conn) {

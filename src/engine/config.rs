@@ -45,6 +45,8 @@ pub struct EngineConfig {
     /// connect (`connect_timeout_ms`, 3 s), and room for pose frames. Audio
     /// beyond it is evicted (counted as `evicted`): size it with
     /// [`EngineConfig::queue_for_outage`] when you change those settings.
+    /// Its ~2 KiB slots are reserved at start-up and become resident only as
+    /// the queue first fills (an outage), not before.
     pub queue_capacity: usize,
     /// Pose frames older than this when their turn comes are dropped, ms. Default 100.
     pub max_pose_age_ms: u64,

@@ -3,7 +3,10 @@
 //! themselves, and the token bucket of the bandwidth limit. The queue holds slab
 //! indices, so a push or a pop moves no frame; the slab has one slot more than
 //! the queue, because a push into a full queue needs the newcomer's slot before
-//! the queue says which entry it gives up.
+//! the queue says which entry it gives up. The slab's memory is reserved at
+//! start-up and its slots are written the first time they are needed (freed
+//! slots are reused first): a queue sized for seconds of outage (~2 KiB a slot)
+//! costs resident memory only as far as it has ever filled.
 
 use crate::proto::{AudioChunk, PoseFrame};
 use crate::queue::{Entry, EntryKind, Pushed, SendQueue};
@@ -24,8 +27,13 @@ pub(super) enum Item {
 /// The send queue, its items and the bandwidth limit.
 pub(super) struct Outbox {
     queue: SendQueue<u16>,
+    /// Items by slot; grows (within its reserved capacity, never moving) up to
+    /// `slots` as slots are first used.
     slab: Vec<Item>,
+    /// Slots in the slab, used before and free now.
     free: Vec<u16>,
+    /// The slab's size: one slot per queue entry, and one more.
+    slots: usize,
     bucket: Option<TokenBucket>,
     /// Bytes sent beyond what the bucket held (a frame larger than the estimate).
     debt: u64,
@@ -44,8 +52,9 @@ impl Outbox {
         let slots = capacity.max(1);
         Outbox {
             queue: SendQueue::new(slots, max_pose_age_us),
-            slab: (0..=slots).map(|_| Item::Free).collect(),
-            free: (0..=slots as u16).rev().collect(),
+            slab: Vec::with_capacity(slots + 1),
+            free: Vec::with_capacity(slots + 1),
+            slots: slots + 1,
             bucket: (bytes_per_sec > 0).then(|| bucket_for(bytes_per_sec, now)),
             debt: 0,
             stale: Vec::with_capacity(slots),
@@ -80,10 +89,18 @@ impl Outbox {
         };
         // The slab has a slot per queue entry; when the queue is full the push
         // below frees one, so take the slot only after making sure one is free.
-        let Some(slot) = self.free.pop() else {
-            return Some(Counter::DropsRefused);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = item;
+                slot
+            }
+            None if self.slab.len() < self.slots => {
+                // Within the capacity reserved at start-up: no allocation.
+                self.slab.push(item);
+                (self.slab.len() - 1) as u16
+            }
+            None => return Some(Counter::DropsRefused),
         };
-        self.slab[slot as usize] = item;
         let entry = Entry {
             item: slot,
             kind,

@@ -36,12 +36,14 @@
 //! the settings and counters they share.
 
 mod decoder;
+mod dispatch;
 mod encoder;
 mod model;
 
 use super::compress::DEFAULT_COMPRESS_THRESHOLD;
 
 pub use decoder::PoseDecoder;
+pub use dispatch::{CodecPath, codec_path, force_codec_path};
 pub use encoder::PoseEncoder;
 pub use model::{COORD_MAX_ERROR, COORD_SCALE, MAX_POSE_MESSAGE_LEN, SCORE_MAX_ERROR, SCORE_SCALE};
 

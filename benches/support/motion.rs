@@ -28,12 +28,14 @@
 //! x, y are the normalised image coordinates; z is the depth relative to the hip
 //! midpoint on x's scale, as BlazePose gives it.
 //!
-//! **The estimator noise**, per landmark and frame, independent (MediaPipe's own
-//! smoothing filter would only make it smoother, so this is the harder case):
-//! Gaussian jitter of 5 mm (σ) on x and y and 15 mm on z at the subject's distance;
-//! visibility 0.98 ± 0.01 and presence 0.995 ± 0.003 (clipped to 1); and visibility
-//! drops — each frame each landmark has a 0.3 % chance of being lost for 10 to 40
-//! frames, with visibility near 0.2 and three times the jitter meanwhile.
+//! **The estimator noise**, per landmark and frame, independent: Gaussian jitter
+//! of 5 mm (σ) on x and y and 15 mm on z at the subject's distance; visibility
+//! 0.98 ± 0.01 and presence 0.995 ± 0.003 (clipped to 1); and visibility drops —
+//! each frame each landmark has a 0.3 % chance of being lost for 10 to 40 frames,
+//! with visibility near 0.2 and three times the jitter meanwhile. That is
+//! [`Output::Raw`], what MediaPipe gives with its smoothing off. Capture apps get
+//! [`Output::Smoothed`] by default (video and live-stream modes): the same
+//! estimates through MediaPipe's own landmark filters ([`Smoother`]).
 
 #![allow(dead_code)]
 
@@ -55,7 +57,7 @@ pub fn motion_dir() -> PathBuf {
 /// Loads recording `file` (fetching the recordings first if they are missing) and
 /// returns its poses as BlazePose frames with estimator noise from `seed`, played
 /// forward and backward until `frames` frames at the recording's rate.
-pub fn load(file: &str, frames: usize, seed: u64) -> Vec<PoseFrame> {
+pub fn load(file: &str, frames: usize, seed: u64, output: Output) -> Vec<PoseFrame> {
     let path = motion_dir().join(file);
     if !path.exists() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-motion.sh");
@@ -70,6 +72,7 @@ pub fn load(file: &str, frames: usize, seed: u64) -> Vec<PoseFrame> {
     let bvh = Bvh::parse(&text);
     let clean = bvh.landmark_track();
     let mut noise = Noise::new(seed);
+    let mut smoother = Smoother::new(1.0 / bvh.frame_time);
     let n = clean.len();
     (0..frames)
         .map(|i| {
@@ -80,18 +83,104 @@ pub fn load(file: &str, frames: usize, seed: u64) -> Vec<PoseFrame> {
             let mut f = PoseFrame::zeroed();
             f.seq = i as u32 + 1;
             f.capture_ts_us = (i as f64 * bvh.frame_time * 1e6) as u64;
-            for (j, lm) in f.landmarks.iter_mut().enumerate() {
+            let mut raw = [[0.0f32; 5]; 33];
+            for (j, v) in raw.iter_mut().enumerate() {
                 let [x, y, z] = clean[k][j];
-                let [x, y, z, vis, pres] = noise.apply(j, x, y, z);
-                lm.x = x;
-                lm.y = y;
-                lm.z = z;
-                lm.visibility = vis;
-                lm.presence = pres;
+                *v = noise.apply(j, x, y, z);
+            }
+            if output == Output::Smoothed {
+                smoother.apply(&mut raw);
+            }
+            for (lm, v) in f.landmarks.iter_mut().zip(&raw) {
+                lm.x = v[0];
+                lm.y = v[1];
+                lm.z = v[2];
+                lm.visibility = v[3];
+                lm.presence = v[4];
             }
             f
         })
         .collect()
+}
+
+/// What the estimator hands the capture app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The per-frame estimates with their noise (MediaPipe with smoothing off).
+    Raw,
+    /// After MediaPipe's landmark smoothing (its default in video and live-stream
+    /// modes): see [`Smoother`].
+    Smoothed,
+}
+
+/// MediaPipe Pose's landmark smoothing as its pose-landmark graph configures it: a
+/// one-euro filter per coordinate (min cutoff 0.05 Hz, beta 80, derivative cutoff
+/// 1 Hz, the derivative taken from raw values) on values divided by the body's
+/// scale (the mean of its landmarks' box width and height), and an exponential
+/// low-pass filter (alpha 0.1) on visibility. Presence passes through.
+pub struct Smoother {
+    rate: f64,
+    /// Per value: last raw value, filtered value, filtered derivative.
+    state: Option<[[[f64; 3]; 3]; 33]>,
+    vis: [f64; 33],
+}
+
+impl Smoother {
+    /// A smoother for frames at `rate` per second.
+    pub fn new(rate: f64) -> Self {
+        Smoother {
+            rate,
+            state: None,
+            vis: [0.0; 33],
+        }
+    }
+
+    fn alpha(&self, cutoff: f64) -> f64 {
+        let tau = 1.0 / (std::f64::consts::TAU * cutoff);
+        1.0 / (1.0 + tau * self.rate)
+    }
+
+    /// Filters one frame of (x, y, z, visibility, presence) in place.
+    pub fn apply(&mut self, v: &mut [[f32; 5]; 33]) {
+        let (mut lo, mut hi) = ([f64::MAX; 2], [f64::MIN; 2]);
+        for l in v.iter() {
+            for k in 0..2 {
+                lo[k] = lo[k].min(l[k] as f64);
+                hi[k] = hi[k].max(l[k] as f64);
+            }
+        }
+        let scale = ((hi[0] - lo[0]) + (hi[1] - lo[1])) / 2.0;
+        let Some(state) = self.state.as_mut() else {
+            let mut st = [[[0.0; 3]; 3]; 33];
+            for (j, l) in v.iter().enumerate() {
+                for k in 0..3 {
+                    let x = l[k] as f64 / scale;
+                    st[j][k] = [x, x, 0.0];
+                }
+                self.vis[j] = l[3] as f64;
+            }
+            self.state = Some(st);
+            return;
+        };
+        let state = *state;
+        let mut next = state;
+        let alpha_d = self.alpha(1.0);
+        for (j, l) in v.iter_mut().enumerate() {
+            for k in 0..3 {
+                let x = l[k] as f64 / scale;
+                let [last_raw, last, last_d] = state[j][k];
+                let d = (x - last_raw) * self.rate;
+                let ed = last_d + alpha_d * (d - last_d);
+                let cutoff = 0.05 + 80.0 * ed.abs();
+                let y = last + self.alpha(cutoff) * (x - last);
+                next[j][k] = [x, y, ed];
+                l[k] = (y * scale) as f32;
+            }
+            self.vis[j] += 0.1 * (l[3] as f64 - self.vis[j]);
+            l[3] = self.vis[j] as f32;
+        }
+        self.state = Some(next);
+    }
 }
 
 /// Where a landmark comes from: candidate joint names (the first one the skeleton
@@ -463,4 +552,37 @@ impl Noise {
             pres.clamp(0.0, 1.0) as f32,
         ]
     }
+}
+
+/// The floor under any per-value code of the deltas that predicts each value by
+/// its previous one: the empirical entropy of each value's quantised residual over
+/// the whole recording, per value (33 × 5 distributions, each its own), summed in
+/// bytes per frame and split by kind (x, y, z, visibility, presence). An adaptive
+/// coder that knew each distribution exactly would still spend this much.
+pub fn entropy_floor(frames: &[PoseFrame]) -> [f64; 5] {
+    use std::collections::HashMap;
+    let quantised = |f: &PoseFrame, i: usize| {
+        let v = f.landmarks[i / 5].values()[i % 5];
+        let scale = if i % 5 < 3 { 2048.0 } else { 128.0 };
+        (v * scale).round() as i32
+    };
+    let mut floor = [0.0; 5];
+    for i in 0..165 {
+        let mut counts: HashMap<i32, u32> = HashMap::new();
+        for w in frames.windows(2) {
+            *counts
+                .entry(quantised(&w[1], i) - quantised(&w[0], i))
+                .or_default() += 1;
+        }
+        let n = (frames.len() - 1) as f64;
+        let bits: f64 = counts
+            .values()
+            .map(|&c| {
+                let p = c as f64 / n;
+                -p * p.log2()
+            })
+            .sum();
+        floor[i % 5] += bits / 8.0;
+    }
+    floor
 }

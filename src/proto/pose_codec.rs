@@ -32,8 +32,9 @@
 //! want the estimator's exact output.
 //!
 //! The parts: `model` (the quantisation and the prediction model both ends share),
-//! `encoder` ([`PoseEncoder`]) and `decoder` ([`PoseDecoder`]); this module holds
-//! the settings and counters they share.
+//! `encoder` ([`PoseEncoder`]), `decoder` ([`PoseDecoder`]) and `dispatch` (which
+//! build of their loops the CPU runs: [`codec_path`]); this module holds the
+//! settings and counters they share.
 
 mod decoder;
 mod dispatch;

@@ -59,6 +59,9 @@ pub fn motion_dir() -> PathBuf {
 /// forward and backward until `frames` frames at the recording's rate.
 pub fn load(file: &str, frames: usize, seed: u64, output: Output) -> Vec<PoseFrame> {
     let path = motion_dir().join(file);
+    // One fetch at a time: the tests that load recordings run on several threads.
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _fetching = FETCH.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-motion.sh");
         let ok = std::process::Command::new("sh")

@@ -4,14 +4,22 @@
 //! JSON object through serde_json. Before the timings it prints the mean bytes per
 //! frame on the wire for each encoding.
 //!
-//! Run: `cargo bench --bench codec`
+//! Run: `cargo bench --bench codec`. `POSELINK_CODEC_PATH=portable` (or `avx2`, `avx2-bmi2`)
+//! forces a build of the codec's loops (see `poselink::proto::CodecPath`), and
+//! `POSELINK_CODEC_COUNT=N` skips criterion and runs N encode + decode round trips
+//! of the synthetic motion, for instruction counts under
+//! `valgrind --tool=callgrind`. The bytes per frame of the real-motion recordings
+//! (`benches/support/motion.rs`) are printed too.
 
 use std::hint::black_box;
 
+#[path = "support/motion.rs"]
+mod motion;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use poselink::proto::{
-    AudioChunk, Compressor, EncoderConfig, MAX_PLAIN_PAYLOAD, MAX_POSE_MESSAGE_LEN, Message,
-    Packet, PoseDecoder, PoseEncoder, PoseFrame, PoseMode, encode_audio,
+    AudioChunk, CodecPath, Compressor, EncoderConfig, MAX_PLAIN_PAYLOAD, MAX_POSE_MESSAGE_LEN,
+    Message, Packet, PoseDecoder, PoseEncoder, PoseFrame, PoseMode, encode_audio, force_codec_path,
 };
 use poselink_hal::{
     AudioBlock, AudioSource, PoseSample, PoseSource, SyntheticAudio, SyntheticConfig, SyntheticPose,
@@ -85,12 +93,15 @@ fn to_json(f: &PoseFrame) -> JsonPose {
 }
 
 fn mean_bytes(mode: PoseMode) -> f64 {
+    mean_bytes_of(mode, &motion())
+}
+
+fn mean_bytes_of(mode: PoseMode, frames: &[PoseFrame]) -> f64 {
     let mut enc = PoseEncoder::new(EncoderConfig {
         mode,
         ..EncoderConfig::default()
     });
     let mut out = [0u8; MAX_POSE_MESSAGE_LEN];
-    let frames = motion();
     let total: usize = frames
         .iter()
         .map(|f| enc.encode(f, 1, 2, &mut out).unwrap())
@@ -114,9 +125,72 @@ fn report_sizes() {
         "  JSON (serde_json) : {:7.1}  (payload only)",
         json as f64 / frames.len() as f64
     );
+    println!(
+        "bytes per pose frame on real motion (60 s at 30 fps, quantised + delta), and the \
+         entropy floor of the delta bodies alone (x y z visibility presence = total):"
+    );
+    for (name, file) in motion::RECORDINGS {
+        for output in [motion::Output::Smoothed, motion::Output::Raw] {
+            let frames = motion::load(file, 1800, 1, output);
+            let f = motion::entropy_floor(&frames);
+            println!(
+                "  {name:<16} {:<10}: {:7.1}   floor {:.1} {:.1} {:.1} {:.1} {:.1} = {:.1}",
+                format!("{output:?}"),
+                mean_bytes_of(PoseMode::Quantized, &frames),
+                f[0],
+                f[1],
+                f[2],
+                f[3],
+                f[4],
+                f.iter().sum::<f64>()
+            );
+        }
+    }
+}
+
+/// Applies `POSELINK_CODEC_PATH` and says which path runs.
+fn choose_path() {
+    let forced = match std::env::var("POSELINK_CODEC_PATH").as_deref() {
+        Ok("portable") => Some(CodecPath::Portable),
+        Ok("avx2") => Some(CodecPath::Avx2),
+        Ok("avx2-bmi2") => Some(CodecPath::Avx2Bmi2),
+        Ok(other) => panic!("POSELINK_CODEC_PATH={other}: portable, avx2 or avx2-bmi2"),
+        Err(_) => None,
+    };
+    let path = force_codec_path(forced);
+    println!("pose codec path: {path:?}");
+}
+
+/// `POSELINK_CODEC_COUNT=N`: N quantised encode + decode round trips, no criterion.
+fn count_only() -> bool {
+    let Ok(n) = std::env::var("POSELINK_CODEC_COUNT") else {
+        return false;
+    };
+    let n: usize = n.parse().expect("POSELINK_CODEC_COUNT=N");
+    let mut stream = Stream::new();
+    let mut enc = PoseEncoder::new(EncoderConfig::default());
+    let mut dec = PoseDecoder::new();
+    let mut out = [0u8; MAX_POSE_MESSAGE_LEN];
+    let mut scratch = vec![0u8; MAX_PLAIN_PAYLOAD];
+    let mut sum = 0.0;
+    for _ in 0..n {
+        let f = stream.next();
+        let len = enc.encode(&f, 1, 2, &mut out).unwrap();
+        let p = Packet::new_checked(&out[..len]).unwrap();
+        let Message::Pose(pose) = Message::parse(&p, &mut scratch).unwrap() else {
+            unreachable!()
+        };
+        sum += dec.decode(&p.header(), &pose).unwrap().landmarks[0].x;
+    }
+    println!("{n} round trips ({sum})");
+    true
 }
 
 fn pose(c: &mut Criterion) {
+    choose_path();
+    if count_only() {
+        return;
+    }
     report_sizes();
     let mut g = c.benchmark_group("pose");
     g.throughput(Throughput::Elements(1));
@@ -210,6 +284,9 @@ fn pose(c: &mut Criterion) {
 }
 
 fn audio(c: &mut Criterion) {
+    if std::env::var_os("POSELINK_CODEC_COUNT").is_some() {
+        return;
+    }
     let mut g = c.benchmark_group("audio");
     g.throughput(Throughput::Elements(1));
     let mut src = SyntheticAudio::new(0);

@@ -101,8 +101,9 @@
 //! ```
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
-// No unsafe code of our own; the one exception is the `multiversion` expansion in
-// the pose codec (runtime CPU-feature dispatch), allowed there explicitly.
+// No unsafe code of our own; the one exception is the pose codec's runtime CPU
+// dispatch (calling a build compiled for AVX2 once the CPU is known to have it),
+// allowed there explicitly.
 #![deny(unsafe_code)]
 
 #[cfg(all(feature = "log", feature = "defmt"))]

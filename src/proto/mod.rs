@@ -48,8 +48,8 @@ pub use message::{
 };
 pub use pose::{COORD_MAX, COORD_MIN, LANDMARK_COUNT, Landmark, PoseFrame, landmark};
 pub use pose_codec::{
-    COORD_MAX_ERROR, COORD_SCALE, CodecStats, EncoderConfig, MAX_POSE_MESSAGE_LEN, PoseDecoder,
-    PoseEncoder, PoseMode, SCORE_MAX_ERROR, SCORE_SCALE,
+    COORD_MAX_ERROR, COORD_SCALE, CodecPath, CodecStats, EncoderConfig, MAX_POSE_MESSAGE_LEN,
+    PoseDecoder, PoseEncoder, PoseMode, SCORE_MAX_ERROR, SCORE_SCALE, codec_path, force_codec_path,
 };
 pub use wire::{
     CRC_LEN, FIXED_HEADER_LEN, Flags, Header, Kind, MAX_HEADER_LEN, MAX_MESSAGE_LEN,

@@ -32,16 +32,19 @@
 //! want the estimator's exact output.
 //!
 //! The parts: `model` (the quantisation and the prediction model both ends share),
-//! `encoder` ([`PoseEncoder`]) and `decoder` ([`PoseDecoder`]); this module holds
-//! the settings and counters they share.
+//! `encoder` ([`PoseEncoder`]), `decoder` ([`PoseDecoder`]) and `dispatch` (which
+//! build of their loops the CPU runs: [`codec_path`]); this module holds the
+//! settings and counters they share.
 
 mod decoder;
+mod dispatch;
 mod encoder;
 mod model;
 
 use super::compress::DEFAULT_COMPRESS_THRESHOLD;
 
 pub use decoder::PoseDecoder;
+pub use dispatch::{CodecPath, codec_path, force_codec_path};
 pub use encoder::PoseEncoder;
 pub use model::{COORD_MAX_ERROR, COORD_SCALE, MAX_POSE_MESSAGE_LEN, SCORE_MAX_ERROR, SCORE_SCALE};
 

@@ -5,6 +5,7 @@
 //! - [`doc`]: `docs/PROTOCOL.md`'s worked examples and tables against the codec;
 //! - [`props`]: property tests (round trips, losses, no panic on any input);
 //! - [`wire_size`]: the mean pose message size on synthetic motion;
+//! - [`real_motion`]: size and error bound on public motion-capture recordings;
 //! - [`web_decoder`]: the browser's JS module against the Rust codec (Node.js).
 //!
 //! Everything but the JS test also runs on the portable `no_std` build of the
@@ -18,6 +19,7 @@ mod wire_examples;
 
 mod doc;
 mod props;
+mod real_motion;
 mod validation;
 #[cfg(all(feature = "std", feature = "lz4"))]
 mod web_decoder;

@@ -9,6 +9,7 @@ use crate::proto::pose::PoseFrame;
 use crate::proto::wire::Header;
 
 use super::CodecStats;
+use super::dispatch::dispatched;
 use super::model::{
     COORD_QMAX, EXCESS_K_BELOW, MAX_DELTA_BODY_LEN, Model, N, NP, QMAX16, SCORE_QMAX, check,
     dequantize, for_each_flagged, unzigzag,
@@ -229,14 +230,12 @@ impl PoseDecoder {
     }
 }
 
-// Compiled twice on x86-64, like the encoder (see `encode_dispatch` in
-// `encoder.rs`).
-#[allow(unsafe_code)]
-#[multiversion::multiversion(targets("x86_64+avx2+bmi1+bmi2+lzcnt+popcnt"))]
-fn decode_dispatch(
-    dec: &mut PoseDecoder,
-    header: &Header,
-    payload: &PosePayload<'_>,
-) -> Result<(), Error> {
-    dec.decode_inner(header, payload)
+dispatched! {
+    fn decode_dispatch(
+        dec: &mut PoseDecoder,
+        header: &Header,
+        payload: &PosePayload<'_>
+    ) -> Result<(), Error> {
+        dec.decode_inner(header, payload)
+    }
 }

@@ -9,6 +9,7 @@ use crate::proto::message::{KEYFRAME_BODY_LEN, RAW_BODY_LEN};
 use crate::proto::pose::PoseFrame;
 use crate::proto::wire::{CRC_LEN, Flags, Header, Kind, put_varint, seal, varint_len};
 
+use super::dispatch::dispatched;
 use super::model::{
     EXCESS_K_BELOW, MAX_REF_BACK, Model, N, NP, check, for_each_flagged, quantize, values, zigzag,
 };
@@ -240,20 +241,14 @@ impl PoseEncoder {
     }
 }
 
-// The encoder and the decoder are compiled twice on x86-64: for the portable
-// baseline and for CPUs with AVX2 and BMI2 (shifts by a register amount without the
-// CL register, wider vectors), chosen once at run time; the latter is about 20 %
-// faster (`benches/codec.rs`). Other targets get one build for their own features.
-// The dispatch is the `multiversion` crate's, whose expansion uses `unsafe` to call
-// the feature-specific clone after checking the CPU.
-#[allow(unsafe_code)]
-#[multiversion::multiversion(targets("x86_64+avx2+bmi1+bmi2+lzcnt+popcnt"))]
-fn encode_dispatch(
-    enc: &mut PoseEncoder,
-    frame: &PoseFrame,
-    room: u16,
-    sender: u16,
-    out: &mut [u8],
-) -> Result<usize, Error> {
-    enc.encode_inner(frame, room, sender, out)
+dispatched! {
+    fn encode_dispatch(
+        enc: &mut PoseEncoder,
+        frame: &PoseFrame,
+        room: u16,
+        sender: u16,
+        out: &mut [u8]
+    ) -> Result<usize, Error> {
+        enc.encode_inner(frame, room, sender, out)
+    }
 }

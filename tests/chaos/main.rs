@@ -7,14 +7,21 @@
 //!   loss, then a partition, then the link back — pose flowing again within a
 //!   second, audio exactly once and in order. Needs root and `/dev/net/tun`
 //!   (fails saying so; `POSELINK_SKIP_NETNS=1` skips it knowingly).
+//! - [`soak`]: R = 50 rooms of 4 members at 60 fps for two minutes
+//!   (`POSELINK_SOAK_SECS` for longer) against a hub process, members leaving
+//!   and joining throughout: nothing lost, the hub's resident memory flat.
 //!
-//! Tests here take turns ([`SERIAL`]): each measures timing or memory that
-//! another's load would disturb on a small machine.
+//! The two take turns ([`SERIAL`]): each measures timing or memory that the
+//! other's load would disturb on a small machine.
 #![cfg(feature = "std")]
+
+#[path = "../common/mod.rs"]
+mod common;
 
 mod impair;
 mod netns;
 mod partition;
+mod soak;
 
 /// Held by each test for its whole run, so they never overlap.
 pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

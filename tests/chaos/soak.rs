@@ -13,12 +13,22 @@
 //! but for the moments a group is between its members.
 //!
 //! Warm-up is the first full churn cycle: it ends when every group has had
-//! its first members leave and its second join (about 28 s). From then until
-//! the first group stops, every sample of the hub's RSS must lie within 5 %
-//! of the first one (the hub allocates its tables at start-up and reuses
-//! freed connection slots first, so nothing should grow). Every group's every
-//! cycle must deliver exactly what it owed: nothing lost, unsent or
-//! misrouted, no error and no connection lost.
+//! its first members leave and its second join (about 28 s). What the hub
+//! touches per connection slot (the HTTP upgrade's buffers, kept in the slot
+//! for its next connection) becomes resident at the most connections it has
+//! held at once, and at a churn the new members may be accepted before the
+//! hub has seen the old ones go — so during warm-up the test also opens
+//! [`PEAK`] extra members at once for 2 s, more than the churn ever overlaps
+//! (one group, 40), and the hub has held its high-water mark of connections
+//! before the memory is judged. From the end of warm-up until the first group
+//! stops, every sample of the hub's RSS must lie within 5 % of the first one
+//! (the hub allocates its tables at start-up and reuses freed slots first,
+//! so nothing should grow; a leak per connection or per room would). Every
+//! group's every cycle, and the peak's run, must deliver exactly what it
+//! owed: nothing lost, unsent or misrouted, no error and no connection lost.
+//!
+//! Each group's cycles start on a fixed grid ([`PERIOD`] apart), so the
+//! groups' churns stay [`STAGGER`] apart however long the soak runs.
 //!
 //! It runs for 120 s by default (about two minutes of the test run);
 //! `POSELINK_SOAK_SECS` sets the total for a longer soak (at least 60).
@@ -43,6 +53,12 @@ const HZ: u32 = 60;
 const CYCLE: Duration = Duration::from_secs(15);
 /// Between the groups' starts (so between churns).
 const STAGGER: Duration = Duration::from_secs(3);
+/// Between the starts of one group's cycles: the cycle, and time to connect
+/// and drain (well under a second here).
+const PERIOD: Duration = Duration::from_secs(16);
+/// Extra members opened at once during warm-up (30 rooms of 4), to take the
+/// hub to more connections at once than the churn will.
+const PEAK: usize = 120;
 /// The soak's length without `POSELINK_SOAK_SECS`.
 const DEFAULT_SECS: u64 = 120;
 /// RSS may move this much from its first steady sample.
@@ -89,6 +105,15 @@ fn fifty_rooms_with_members_churning_hold_the_hubs_memory_flat_and_lose_nothing(
             })
         })
         .collect();
+    // The peak: once every group is publishing, PEAK more members for 2 s.
+    let peak = {
+        let (addr, tx) = (hub.addr, results_tx.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(STAGGER * (GROUPS as u32 - 1) + Duration::from_secs(1));
+            let run = Duration::from_secs(2);
+            run_cycle(GROUPS, 0, addr, PEAK / MEMBERS, run, &tx, || {})
+        })
+    };
     drop(results_tx);
 
     // One RSS sample a second: (seconds since the start, bytes, steady?).
@@ -117,19 +142,22 @@ fn fifty_rooms_with_members_churning_hold_the_hubs_memory_flat_and_lose_nothing(
             (start.elapsed().as_millis() % 1000) as u64,
         )));
     }
-    let group_errors: Vec<String> = groups
+    let mut group_errors: Vec<String> = groups
         .into_iter()
         .filter_map(|h| h.join().expect("a group thread").err())
         .collect();
+    group_errors.extend(peak.join().expect("the peak's thread").err());
     let cycles: Vec<Cycle> = results.try_iter().collect();
     let log = hub.last_lines(20);
     drop(hub);
 
     for c in &cycles {
+        let who = match c.group {
+            GROUPS => "warm-up peak".to_string(),
+            g => format!("group {g} cycle {}", c.cycle),
+        };
         println!(
-            "soak group {} cycle {}: {} of {} delivered, {} problems, p99 {:.2} ms",
-            c.group,
-            c.cycle,
+            "soak {who}: {} of {} delivered, {} problems, p99 {:.2} ms",
             c.delivered,
             c.expected,
             c.problems,
@@ -147,13 +175,18 @@ fn fifty_rooms_with_members_churning_hold_the_hubs_memory_flat_and_lose_nothing(
         .iter()
         .fold((0, 0), |(o, d), c| (o + c.expected, d + c.delivered));
     println!(
-        "soak: {secs} s, R = {} M = {MEMBERS} F = {HZ}, {} cycles of {} s ({} members left and joined); \
+        "soak: {secs} s, R = {} M = {MEMBERS} F = {HZ}, {} cycles of {} s ({} members left and joined, and a warm-up peak of {PEAK} more); \
          {got} of {owed} delivered; hub RSS at start of steady state {:.2} MB, over {} steady samples min {:.2} MB ({:+.2} %), max {:.2} MB ({:+.2} %); \
          peak over the run {:.2} MB",
         GROUPS * ROOMS,
-        cycles.len(),
+        cycles.iter().filter(|c| c.group < GROUPS).count(),
         CYCLE.as_secs(),
-        cycles.len().saturating_sub(GROUPS) * ROOMS * MEMBERS,
+        cycles
+            .iter()
+            .filter(|c| c.group < GROUPS && c.cycle > 0)
+            .count()
+            * ROOMS
+            * MEMBERS,
         base as f64 / 1e6,
         steady.len(),
         lo as f64 / 1e6,
@@ -167,6 +200,10 @@ fn fifty_rooms_with_members_churning_hold_the_hubs_memory_flat_and_lose_nothing(
         group_errors.is_empty(),
         "load generator errors: {group_errors:?}; hub log: {log:#?}"
     );
+    assert!(
+        cycles.iter().any(|c| c.group == GROUPS),
+        "the warm-up's peak ran"
+    );
     for g in 0..GROUPS {
         let n = cycles.iter().filter(|c| c.group == g).count();
         assert!(
@@ -177,7 +214,7 @@ fn fifty_rooms_with_members_churning_hold_the_hubs_memory_flat_and_lose_nothing(
     for c in &cycles {
         assert!(
             c.delivered == c.expected && c.problems == 0,
-            "group {} cycle {}: {} of {} delivered, {} problems (first: {:?}); hub log: {log:#?}",
+            "group {} cycle {} (group {GROUPS}: the peak): {} of {} delivered, {} problems (first: {:?}); hub log: {log:#?}",
             c.group,
             c.cycle,
             c.delivered,
@@ -203,8 +240,8 @@ fn fifty_rooms_with_members_churning_hold_the_hubs_memory_flat_and_lose_nothing(
 }
 
 /// One group's cycles until the soak's end: connect its members, publish for
-/// [`CYCLE`], close them, again. Each cycle's figures go to `results`; the
-/// group counts itself `warmed` when its second members have joined.
+/// [`CYCLE`], close them, again, each cycle [`PERIOD`] after the last began.
+/// The group counts itself `warmed` when its second members have joined.
 fn run_group(
     g: usize,
     addr: std::net::SocketAddr,
@@ -213,41 +250,61 @@ fn run_group(
     warmed: &AtomicUsize,
     results: &mpsc::Sender<Cycle>,
 ) -> Result<(), String> {
-    std::thread::sleep(STAGGER * g as u32);
-    // A cycle is CYCLE plus connecting and draining (well under 3 s here).
-    let max_cycles = (total.as_secs() / CYCLE.as_secs()) as usize + 1;
+    let max_cycles = (total.as_secs() / PERIOD.as_secs()) as usize + 1;
     for cycle in 0..max_cycles {
-        if start.elapsed() + CYCLE + Duration::from_secs(3) > total {
+        let at = STAGGER * g as u32 + PERIOD * cycle as u32;
+        if at + PERIOD > total {
             break;
         }
-        let cfg = LoadConfig {
-            rooms: ROOMS,
-            members: MEMBERS,
-            hz: HZ,
-            duration: CYCLE,
-            threads: 1,
-            room_prefix: format!("soak-{g}-"),
-            seed: (g * 1000 + cycle) as u64 + 1,
-            ..LoadConfig::default()
-        };
-        let mut load = LoadGen::connect(addr, &cfg)
-            .map_err(|e| format!("group {g} cycle {cycle}: connecting: {e}"))?;
-        if cycle == 1 {
-            warmed.fetch_add(1, Ordering::AcqRel);
+        if let Some(wait) = at.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
         }
-        let r = load
-            .run()
-            .map_err(|e| format!("group {g} cycle {cycle}: {e}"))?;
-        drop(load); // every member leaves
-        let _ = results.send(Cycle {
-            group: g,
-            cycle,
-            expected: r.expected,
-            delivered: r.delivered,
-            problems: r.unsent + r.misrouted + r.hub_errors + r.connections_lost,
-            first_problem: r.first_problem,
-            p99_us: r.latency.quantile(0.99),
-        });
+        run_cycle(g, cycle, addr, ROOMS, CYCLE, results, || {
+            if cycle == 1 {
+                warmed.fetch_add(1, Ordering::AcqRel);
+            }
+        })?;
     }
+    Ok(())
+}
+
+/// One cycle: `rooms` rooms of [`MEMBERS`] connect (hello, join), publish for
+/// `run`, and leave (their connections closed); `joined` is called once all
+/// have joined; the figures go to `results`.
+fn run_cycle(
+    g: usize,
+    cycle: usize,
+    addr: std::net::SocketAddr,
+    rooms: usize,
+    run: Duration,
+    results: &mpsc::Sender<Cycle>,
+    joined: impl FnOnce(),
+) -> Result<(), String> {
+    let cfg = LoadConfig {
+        rooms,
+        members: MEMBERS,
+        hz: HZ,
+        duration: run,
+        threads: 1,
+        room_prefix: format!("soak-{g}-"),
+        seed: (g * 1000 + cycle) as u64 + 1,
+        ..LoadConfig::default()
+    };
+    let mut load = LoadGen::connect(addr, &cfg)
+        .map_err(|e| format!("group {g} cycle {cycle}: connecting: {e}"))?;
+    joined();
+    let r = load
+        .run()
+        .map_err(|e| format!("group {g} cycle {cycle}: {e}"))?;
+    drop(load); // every member leaves
+    let _ = results.send(Cycle {
+        group: g,
+        cycle,
+        expected: r.expected,
+        delivered: r.delivered,
+        problems: r.unsent + r.misrouted + r.hub_errors + r.connections_lost,
+        first_problem: r.first_problem,
+        p99_us: r.latency.quantile(0.99),
+    });
     Ok(())
 }

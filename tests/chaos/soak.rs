@@ -13,11 +13,12 @@
 //! but for the moments a group is between its members.
 //!
 //! Warm-up is the first full churn cycle: it ends when every group has had
-//! its first members leave and its second join (about 28 s). What the hub
-//! touches per connection slot (the HTTP upgrade's buffers, kept in the slot
-//! for its next connection) becomes resident at the most connections it has
-//! held at once, and at a churn the new members may be accepted before the
-//! hub has seen the old ones go — so during warm-up the test also opens
+//! its first members leave and its second join (about 28 s). The hub's
+//! tables are reserved at start-up and become resident as traffic first
+//! touches them: per connection slot, as far as the most connections it has
+//! held at once (freed slots are reused first), and at a churn the new
+//! members may be accepted before the hub has seen the old ones go — so
+//! during warm-up the test also opens
 //! [`PEAK`] extra members at once for 2 s, more than the churn ever overlaps
 //! (one group, 40), and the hub has held its high-water mark of connections
 //! before the memory is judged. From the end of warm-up until the first group

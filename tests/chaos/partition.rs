@@ -156,6 +156,7 @@ fn partition_scenario(queue_depth: usize) {
     let impaired_at = clock.now_us();
     link.impair(DELAY, LOSS);
     std::thread::sleep(IMPAIRED);
+    let impaired_rtt_us = tx.metrics().rtt_us;
     let cut_at = clock.now_us();
     link.partition(true);
     std::thread::sleep(PARTITION);
@@ -202,8 +203,8 @@ fn partition_scenario(queue_depth: usize) {
         .find(|&&(at, _, capture)| at >= restored_at && capture >= cut_at)
         .map(|&(at, _, _)| at - restored_at);
     println!(
-        "chaos (seed {SEED}, hub queue_depth {queue_depth}): {} pose frames sent, {} received ({} clean, {} under {} ms delay + {} % loss, {} after the partition); \
-         {sent_audio} audio chunks sent, {} received in order, {} duplicates removed, {} replayed, {} gaps; \
+        "chaos (seed {SEED}, hub queue_depth {queue_depth}): {} pose frames sent, {} received ({} clean, {} under {} ms delay + {} % loss with a round trip of {:.1} ms, {} after the partition); \
+         {sent_audio} audio chunks sent, {} received, {} duplicates removed, {} replayed, {} gaps; \
          publisher reconnects {}; recovery after the {} s partition: {}; link packets forwarded {:?}, lost {:?}, cut {:?}; hub: messages in {:?}, drops {:?}; run {:.1} s",
         sent_poses,
         seen.poses.len(),
@@ -211,6 +212,7 @@ fn partition_scenario(queue_depth: usize) {
         impaired_poses,
         DELAY.as_millis(),
         LOSS * 100.0,
+        impaired_rtt_us as f64 / 1e3,
         in_phase(restored_at, u64::MAX),
         seen.audio.len(),
         mr.audio_duplicates,
@@ -230,6 +232,10 @@ fn partition_scenario(queue_depth: usize) {
     assert!(
         stats.lost.iter().sum::<u64>() > 0 && stats.cut.iter().sum::<u64>() > 0,
         "the link lost and cut packets: {stats:?}"
+    );
+    assert!(
+        impaired_rtt_us >= 2 * DELAY.as_micros() as u64,
+        "the link delayed each way: a round trip of {impaired_rtt_us} µs"
     );
     let impaired_sent = IMPAIRED.as_secs() * POSE_HZ;
     assert!(

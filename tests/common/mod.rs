@@ -546,3 +546,79 @@ pub fn forwarder(
     });
     addr
 }
+
+/// The `poselink` binary running `hub --dev` as a process of its own on a
+/// loopback port it picks, its log read on a thread (the last lines kept for
+/// a failure's message); killed on drop.
+pub struct HubProcess {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    /// The log's last lines (at most 200).
+    pub log: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>,
+}
+
+impl HubProcess {
+    /// Starts `poselink hub --dev --listen 127.0.0.1:0` with `args` after, and
+    /// waits (up to 10 s) for the line that names its address.
+    pub fn start(args: &[&str]) -> HubProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poselink"))
+            .args(["hub", "--dev", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the poselink binary starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let keep = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            // Ends when the hub's stderr closes (it exited or was killed).
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("hub listening on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+                let mut k = keep.lock().unwrap_or_else(|e| e.into_inner());
+                if k.len() == 200 {
+                    k.pop_front();
+                }
+                k.push_back(line);
+            }
+        });
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the hub did not log its address: {:?}", log.lock().unwrap());
+        };
+        HubProcess {
+            child,
+            addr: addr.parse().expect("the logged address"),
+            log,
+        }
+    }
+
+    /// The hub's resident memory now (`VmRSS` of `/proc/PID/status`), bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the hub process is running");
+        poselink_hal::stats::parse_kb_field(&status, "VmRSS").expect("a VmRSS line")
+    }
+
+    /// The log's last `n` lines, for a failure's message.
+    pub fn last_lines(&self, n: usize) -> Vec<String> {
+        let k = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        k.iter().skip(k.len().saturating_sub(n)).cloned().collect()
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

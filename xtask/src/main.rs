@@ -12,6 +12,11 @@
 //!   profile and feature set (so nothing is compiled twice) and installed into
 //!   it in place, as `maturin develop` would, then `pytest python/tests ARGS…`
 //!   against them. (maturin itself builds the wheels, in `.ci/cross`.)
+//! - `cargo xtask coverage [ARGS…]` — the Rust test suite once more, instrumented
+//!   by `cargo llvm-cov` (installed here when missing, version pinned), then the
+//!   library's line coverage and the critical path's, printed and enforced
+//!   (see `coverage.rs` and docs/COVERAGE.md). ARGS go to `cargo llvm-cov
+//!   test` (a filter, for one test binary, skips the thresholds).
 //! - `cargo xtask setup` — only the installing part.
 //! - `cargo xtask doctor` — says what is present and what is missing, installs
 //!   nothing.
@@ -25,6 +30,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
+
+mod coverage;
 
 /// One thing the test suite needs from outside the Rust toolchain.
 struct Tool {
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
             if rest.is_empty() { pytest(&[]) } else { Ok(()) }
         }),
         "pytest" => setup().and_then(|()| pytest(&rest)),
+        "coverage" => setup().and_then(|()| measure_coverage(&rest)),
         "setup" => setup(),
         "doctor" => {
             doctor();
@@ -101,6 +109,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask test [CARGO TEST ARGS…]   set up what the tests need, then run them all\n       \
                  cargo xtask pytest [PYTEST ARGS…]        only the Python package's tests\n       \
+                 cargo xtask coverage [ARGS…]             the Rust tests instrumented: line coverage, enforced\n       \
                  cargo xtask setup                        only set up\n       \
                  cargo xtask doctor                       say what is present and what is missing"
             );
@@ -369,4 +378,86 @@ fn pytest(extra: &[String]) -> Result<(), String> {
             .args(extra),
         "pytest python/tests",
     )
+}
+
+/// The Rust test suite under `cargo llvm-cov`, then the report
+/// (`target/llvm-cov/lcov.info`) read and judged. With ARGS (say `--test
+/// hub`), only those tests run and the figures are printed, not enforced: a
+/// part of the suite cannot reach the whole's coverage. `--report-only` runs
+/// no test: it reports (and judges) what the last run measured.
+///
+/// The tests run as `cargo test --workspace --profile ci` in the usual target
+/// folder, with cargo-llvm-cov's environment (`cargo llvm-cov show-env`) but
+/// its compiler wrapper set as `RUSTC_WORKSPACE_WRAPPER` rather than
+/// `RUSTC_WRAPPER`. Measured need: `cargo llvm-cov test` builds in a folder
+/// of its own, so a fresh clone compiled every dependency twice (once for it,
+/// once for the plain build `.ci/cross` and the Python tests use); only
+/// workspace crates are instrumented, so the dependencies' artifacts are the
+/// same and can be shared. Cargo counts the workspace wrapper in the workspace
+/// crates' fingerprints (and not `RUSTC_WRAPPER`), so they are rebuilt
+/// instrumented here and plain again by the next plain build, and never
+/// mixed up.
+fn measure_coverage(extra: &[String]) -> Result<(), String> {
+    let started = Instant::now();
+    let root = root();
+    // `--from FILE`: judge an LCOV report made elsewhere (`cargo llvm-cov
+    // report --lcov`), nothing else.
+    if let [flag, file] = extra
+        && flag == "--from"
+    {
+        return coverage::coverage(&root, Path::new(file));
+    }
+    coverage::install_tools(cargo)?;
+    let env = coverage::llvm_cov_env(cargo)?;
+    let with_env = |args: &[&str]| {
+        let mut cmd = cargo();
+        cmd.current_dir(&root).args(args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.env_remove("RUSTC_WRAPPER");
+        cmd
+    };
+    // `--report-only`: the report of the last run again, without running tests.
+    let report_only = extra.iter().any(|a| a == "--report-only");
+    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--report-only").collect();
+    if !report_only {
+        run(
+            &mut with_env(&["llvm-cov", "clean", "--profraw-only"]),
+            "cargo llvm-cov clean --profraw-only",
+        )?;
+        run(
+            with_env(&["test", "--workspace", "--profile", "ci"]).args(&extra),
+            "cargo test --workspace --profile ci (instrumented)",
+        )?;
+    }
+    let tested = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(root.join("target/llvm-cov"))
+        .map_err(|e| format!("cannot make target/llvm-cov: {e}"))?;
+    let lcov = root.join("target/llvm-cov/lcov.info");
+    run(
+        with_env(&[
+            "llvm-cov",
+            "report",
+            "--profile",
+            "ci",
+            "--lcov",
+            "--output-path",
+        ])
+        .arg(&lcov),
+        "cargo llvm-cov report",
+    )?;
+    println!(
+        "xtask: instrumented build and tests {tested:.0} s, report {:.0} s",
+        started.elapsed().as_secs_f64() - tested
+    );
+    let verdict = coverage::coverage(&root, &lcov);
+    if extra.is_empty() {
+        verdict
+    } else {
+        if let Err(why) = verdict {
+            println!("xtask: (a filtered run: not enforced)\n{why}");
+        }
+        Ok(())
+    }
 }

@@ -5,7 +5,9 @@
 mod bad_bursts;
 mod churn;
 mod json_audio;
+mod media_checks;
 mod quotas;
+mod read_edges;
 mod relay;
 mod rooms;
 mod sessions;

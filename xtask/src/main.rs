@@ -17,6 +17,9 @@
 //!   library's line coverage and the critical path's, printed and enforced
 //!   (see `coverage.rs` and docs/COVERAGE.md). ARGS go to `cargo llvm-cov
 //!   test` (a filter, for one test binary, skips the thresholds).
+//! - `cargo xtask plain-tests` — the few tests whose premise is the optimised
+//!   build's speed or footprint, which the instrumented run skips
+//!   (`coverage::PLAIN_ONLY_TESTS`), on the plain `ci` build.
 //! - `cargo xtask setup` — only the installing part.
 //! - `cargo xtask doctor` — says what is present and what is missing, installs
 //!   nothing.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         }),
         "pytest" => setup().and_then(|()| pytest(&rest)),
         "coverage" => setup().and_then(|()| measure_coverage(&rest)),
+        "plain-tests" => plain_tests(),
         "setup" => setup(),
         "doctor" => {
             doctor();
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask test [CARGO TEST ARGS…]   set up what the tests need, then run them all\n       \
                  cargo xtask pytest [PYTEST ARGS…]        only the Python package's tests\n       \
                  cargo xtask coverage [ARGS…]             the Rust tests instrumented: line coverage, enforced\n       \
+                 cargo xtask plain-tests                  the tests the instrumented run leaves to the plain build\n       \
                  cargo xtask setup                        only set up\n       \
                  cargo xtask doctor                       say what is present and what is missing"
             );
@@ -426,8 +431,17 @@ fn measure_coverage(extra: &[String]) -> Result<(), String> {
             &mut with_env(&["llvm-cov", "clean", "--profraw-only"]),
             "cargo llvm-cov clean --profraw-only",
         )?;
+        let mut cmd = with_env(&["test", "--workspace", "--profile", "ci", "--no-fail-fast"]);
+        cmd.args(&extra);
+        if !extra.iter().any(|a| *a == "--") {
+            cmd.arg("--");
+        }
+        cmd.arg("--exact");
+        for (_, name) in coverage::PLAIN_ONLY_TESTS {
+            cmd.args(["--skip", name]);
+        }
         run(
-            with_env(&["test", "--workspace", "--profile", "ci"]).args(&extra),
+            &mut cmd,
             "cargo test --workspace --profile ci (instrumented)",
         )?;
     }
@@ -460,4 +474,25 @@ fn measure_coverage(extra: &[String]) -> Result<(), String> {
         }
         Ok(())
     }
+}
+
+/// The tests the instrumented run skips (`coverage::PLAIN_ONLY_TESTS`), on the
+/// plain `ci` build: one `cargo test` per test binary, exact names.
+fn plain_tests() -> Result<(), String> {
+    let mut binaries: Vec<&str> = coverage::PLAIN_ONLY_TESTS.iter().map(|t| t.0).collect();
+    binaries.dedup();
+    for bin in binaries {
+        let names = coverage::PLAIN_ONLY_TESTS
+            .iter()
+            .filter(|t| t.0 == bin)
+            .map(|t| t.1);
+        run(
+            cargo()
+                .current_dir(root())
+                .args(["test", "--profile", "ci", "--test", bin, "--", "--exact"])
+                .args(names),
+            &format!("cargo test --profile ci --test {bin} (the plain-only tests)"),
+        )?;
+    }
+    Ok(())
 }

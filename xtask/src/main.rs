@@ -399,9 +399,9 @@ fn pytest(extra: &[String]) -> Result<(), String> {
 /// once for the plain build `.ci/cross` and the Python tests use); only
 /// workspace crates are instrumented, so the dependencies' artifacts are the
 /// same and can be shared. Cargo counts the workspace wrapper in the workspace
-/// crates' fingerprints (and not `RUSTC_WRAPPER`), so they are rebuilt
-/// instrumented here and plain again by the next plain build, and never
-/// mixed up.
+/// crates' metadata hash (and not `RUSTC_WRAPPER`: with it, cargo took the
+/// plain artifacts as fresh), so their instrumented and plain artifacts sit
+/// side by side under different names and are never mixed up.
 fn measure_coverage(extra: &[String]) -> Result<(), String> {
     let started = Instant::now();
     let root = root();
@@ -477,7 +477,8 @@ fn measure_coverage(extra: &[String]) -> Result<(), String> {
 }
 
 /// The tests the instrumented run skips (`coverage::PLAIN_ONLY_TESTS`), on the
-/// plain `ci` build: one `cargo test` per test binary, exact names.
+/// plain `ci` build: one `cargo test` per test binary, exact names (a
+/// workspace package with a test binary of the same name runs none of them).
 fn plain_tests() -> Result<(), String> {
     let mut binaries: Vec<&str> = coverage::PLAIN_ONLY_TESTS.iter().map(|t| t.0).collect();
     binaries.dedup();
@@ -489,7 +490,11 @@ fn plain_tests() -> Result<(), String> {
         run(
             cargo()
                 .current_dir(root())
-                .args(["test", "--profile", "ci", "--test", bin, "--", "--exact"])
+                // `--workspace`: the features unified as in the workspace's
+                // build, which is then reused (without it cargo resolved
+                // this package's features alone and rebuilt a dozen crates).
+                .args(["test", "--workspace", "--profile", "ci", "--test", bin])
+                .args(["--", "--exact"])
                 .args(names),
             &format!("cargo test --profile ci --test {bin} (the plain-only tests)"),
         )?;

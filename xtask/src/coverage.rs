@@ -195,8 +195,10 @@ impl Gap {
     }
 }
 
-/// Every excused line. An excuse that no longer excuses a missed line fails
-/// the run, so that the list only shrinks.
+/// Every excused line. An unreachable line or a counting artefact that runs
+/// fails the run (the excuse was wrong); a not-yet-tested line that runs is
+/// noted (some run now and then by timing, such as a ring filling when the
+/// loop falls behind under load), and its excuse can go once a test runs it.
 pub const EXCUSES: &[Excuse] = &[
     Excuse {
         file: "src/hub/core/relay.rs",
@@ -521,10 +523,15 @@ pub fn coverage(root: &Path, lcov: &Path) -> Result<(), String> {
             let before = missed.len();
             missed.retain(|l| !(at..=end).contains(l));
             let n = (before - missed.len()) as u64;
-            if n == 0 {
+            if n == 0 && e.kind == Gap::Untested {
+                // Some of these run now and then by timing (a loop falling
+                // behind under load): a note, not a failure.
+                notes.push(format!("the untested line at {at} ran this time"));
+            } else if n == 0 {
                 failures.push(format!(
-                    "{rel}: {name}: `{}` is run now: remove its excuse from EXCUSES (and docs/COVERAGE.md)",
-                    e.at
+                    "{rel}: {name}: `{}`, excused as {}, is run now: the excuse is wrong; remove it from EXCUSES (and docs/COVERAGE.md)",
+                    e.at,
+                    e.kind.name()
                 ));
             } else {
                 gaps[e.kind as usize] += n;

@@ -345,14 +345,6 @@ pub const EXCUSES: &[Excuse] = &[
         why: "tungstenite's header parser refuses a reserved opcode first (the Err(_) arm above; src/tests/hub/read_edges.rs sends one)",
     },
     Excuse {
-        file: "src/hub/core/dispatch.rs",
-        function: "fn within_flood_limits(",
-        at: "(\"flood_close_bytes\", cfg.flood_close_bytes)",
-        block: false,
-        kind: Gap::Untested,
-        why: "a flood closed by its bytes rather than by its messages",
-    },
-    Excuse {
         file: "src/hub/core/relay.rs",
         function: "pub(super) fn push_media(",
         at: "if let Some(old) = link.data.remove(victim) {",

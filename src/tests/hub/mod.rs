@@ -3,6 +3,7 @@
 //! threads). `util` is the harness; the rest go by concern.
 
 mod bad_bursts;
+mod byte_flood;
 mod churn;
 mod json_audio;
 mod media_checks;

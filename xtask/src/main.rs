@@ -19,7 +19,7 @@
 //!   test` (a filter, for one test binary, skips the thresholds).
 //! - `cargo xtask plain-tests` — the few tests whose premise is the optimised
 //!   build's speed or footprint, which the instrumented run skips
-//!   (`coverage::PLAIN_ONLY_TESTS`), on the plain `ci` build.
+//!   (`critical_path::PLAIN_ONLY_TESTS`), on the plain `ci` build.
 //! - `cargo xtask setup` — only the installing part.
 //! - `cargo xtask doctor` — says what is present and what is missing, installs
 //!   nothing.
@@ -35,6 +35,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 mod coverage;
+mod critical_path;
 
 /// One thing the test suite needs from outside the Rust toolchain.
 struct Tool {
@@ -438,7 +439,7 @@ fn measure_coverage(extra: &[String]) -> Result<(), String> {
         }
         // Substrings, as a name filter is (`--exact` would apply to a filter
         // given in ARGS too): each full name matches only itself.
-        for (_, name) in coverage::PLAIN_ONLY_TESTS {
+        for (_, name) in critical_path::PLAIN_ONLY_TESTS {
             cmd.args(["--skip", name]);
         }
         run(
@@ -477,14 +478,17 @@ fn measure_coverage(extra: &[String]) -> Result<(), String> {
     }
 }
 
-/// The tests the instrumented run skips (`coverage::PLAIN_ONLY_TESTS`), on the
+/// The tests the instrumented run skips (`critical_path::PLAIN_ONLY_TESTS`), on the
 /// plain `ci` build: one `cargo test` per test binary, exact names (a
 /// workspace package with a test binary of the same name runs none of them).
 fn plain_tests() -> Result<(), String> {
-    let mut binaries: Vec<&str> = coverage::PLAIN_ONLY_TESTS.iter().map(|t| t.0).collect();
+    let mut binaries: Vec<&str> = critical_path::PLAIN_ONLY_TESTS
+        .iter()
+        .map(|t| t.0)
+        .collect();
     binaries.dedup();
     for bin in binaries {
-        let names = coverage::PLAIN_ONLY_TESTS
+        let names = critical_path::PLAIN_ONLY_TESTS
             .iter()
             .filter(|t| t.0 == bin)
             .map(|t| t.1);

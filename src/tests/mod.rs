@@ -11,6 +11,7 @@
 //!
 //! Socket tests in `tests/` stay for what is about sockets.
 
+mod codec_edges;
 mod engine;
 mod hub;
 mod world;

@@ -12,6 +12,14 @@
 //!   profile and feature set (so nothing is compiled twice) and installed into
 //!   it in place, as `maturin develop` would, then `pytest python/tests ARGS…`
 //!   against them. (maturin itself builds the wheels, in `.ci/cross`.)
+//! - `cargo xtask coverage [ARGS…]` — the Rust test suite once more, instrumented
+//!   by `cargo llvm-cov` (installed here when missing, version pinned), then the
+//!   library's line coverage and the critical path's, printed and enforced
+//!   (see `coverage.rs` and docs/COVERAGE.md). ARGS go to `cargo llvm-cov
+//!   test` (a filter, for one test binary, skips the thresholds).
+//! - `cargo xtask plain-tests` — the few tests whose premise is the optimised
+//!   build's speed or footprint, which the instrumented run skips
+//!   (`critical_path::PLAIN_ONLY_TESTS`), on the plain `ci` build.
 //! - `cargo xtask setup` — only the installing part.
 //! - `cargo xtask doctor` — says what is present and what is missing, installs
 //!   nothing.
@@ -25,6 +33,9 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
+
+mod coverage;
+mod critical_path;
 
 /// One thing the test suite needs from outside the Rust toolchain.
 struct Tool {
@@ -92,6 +103,8 @@ fn main() -> ExitCode {
             if rest.is_empty() { pytest(&[]) } else { Ok(()) }
         }),
         "pytest" => setup().and_then(|()| pytest(&rest)),
+        "coverage" => setup().and_then(|()| measure_coverage(&rest)),
+        "plain-tests" => plain_tests(),
         "setup" => setup(),
         "doctor" => {
             doctor();
@@ -101,6 +114,8 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask test [CARGO TEST ARGS…]   set up what the tests need, then run them all\n       \
                  cargo xtask pytest [PYTEST ARGS…]        only the Python package's tests\n       \
+                 cargo xtask coverage [ARGS…]             the Rust tests instrumented: line coverage, enforced\n       \
+                 cargo xtask plain-tests                  the tests the instrumented run leaves to the plain build\n       \
                  cargo xtask setup                        only set up\n       \
                  cargo xtask doctor                       say what is present and what is missing"
             );
@@ -369,4 +384,125 @@ fn pytest(extra: &[String]) -> Result<(), String> {
             .args(extra),
         "pytest python/tests",
     )
+}
+
+/// The Rust test suite under `cargo llvm-cov`, then the report
+/// (`target/llvm-cov/lcov.info`) read and judged. With ARGS (say `--test
+/// hub`), only those tests run and the figures are printed, not enforced: a
+/// part of the suite cannot reach the whole's coverage. `--report-only` runs
+/// no test: it reports (and judges) what the last run measured.
+///
+/// The tests run as `cargo test --workspace --profile ci` in the usual target
+/// folder, with cargo-llvm-cov's environment (`cargo llvm-cov show-env`) but
+/// its compiler wrapper set as `RUSTC_WORKSPACE_WRAPPER` rather than
+/// `RUSTC_WRAPPER`. Measured need: `cargo llvm-cov test` builds in a folder
+/// of its own, so a fresh clone compiled every dependency twice (once for it,
+/// once for the plain build `.ci/cross` and the Python tests use); only
+/// workspace crates are instrumented, so the dependencies' artifacts are the
+/// same and can be shared. Cargo counts the workspace wrapper in the workspace
+/// crates' metadata hash (and not `RUSTC_WRAPPER`: with it, cargo took the
+/// plain artifacts as fresh), so their instrumented and plain artifacts sit
+/// side by side under different names and are never mixed up.
+fn measure_coverage(extra: &[String]) -> Result<(), String> {
+    let started = Instant::now();
+    let root = root();
+    // `--from FILE`: judge an LCOV report made elsewhere (`cargo llvm-cov
+    // report --lcov`), nothing else.
+    if let [flag, file] = extra
+        && flag == "--from"
+    {
+        return coverage::coverage(&root, Path::new(file));
+    }
+    coverage::install_tools(cargo)?;
+    let env = coverage::llvm_cov_env(cargo)?;
+    let with_env = |args: &[&str]| {
+        let mut cmd = cargo();
+        cmd.current_dir(&root).args(args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        cmd.env_remove("RUSTC_WRAPPER");
+        cmd
+    };
+    // `--report-only`: the report of the last run again, without running tests.
+    let report_only = extra.iter().any(|a| a == "--report-only");
+    let extra: Vec<&String> = extra.iter().filter(|a| *a != "--report-only").collect();
+    if !report_only {
+        run(
+            &mut with_env(&["llvm-cov", "clean", "--profraw-only"]),
+            "cargo llvm-cov clean --profraw-only",
+        )?;
+        let mut cmd = with_env(&["test", "--workspace", "--profile", "ci", "--no-fail-fast"]);
+        cmd.args(&extra);
+        if !extra.iter().any(|a| *a == "--") {
+            cmd.arg("--");
+        }
+        // Substrings, as a name filter is (`--exact` would apply to a filter
+        // given in ARGS too): each full name matches only itself.
+        for (_, name) in critical_path::PLAIN_ONLY_TESTS {
+            cmd.args(["--skip", name]);
+        }
+        run(
+            &mut cmd,
+            "cargo test --workspace --profile ci (instrumented)",
+        )?;
+    }
+    let tested = started.elapsed().as_secs_f64();
+    std::fs::create_dir_all(root.join("target/llvm-cov"))
+        .map_err(|e| format!("cannot make target/llvm-cov: {e}"))?;
+    let lcov = root.join("target/llvm-cov/lcov.info");
+    run(
+        with_env(&[
+            "llvm-cov",
+            "report",
+            "--profile",
+            "ci",
+            "--lcov",
+            "--output-path",
+        ])
+        .arg(&lcov),
+        "cargo llvm-cov report",
+    )?;
+    println!(
+        "xtask: instrumented build and tests {tested:.0} s, report {:.0} s",
+        started.elapsed().as_secs_f64() - tested
+    );
+    let verdict = coverage::coverage(&root, &lcov);
+    if extra.is_empty() {
+        verdict
+    } else {
+        if let Err(why) = verdict {
+            println!("xtask: (a filtered run: not enforced)\n{why}");
+        }
+        Ok(())
+    }
+}
+
+/// The tests the instrumented run skips (`critical_path::PLAIN_ONLY_TESTS`), on the
+/// plain `ci` build: one `cargo test` per test binary, exact names (a
+/// workspace package with a test binary of the same name runs none of them).
+fn plain_tests() -> Result<(), String> {
+    let mut binaries: Vec<&str> = critical_path::PLAIN_ONLY_TESTS
+        .iter()
+        .map(|t| t.0)
+        .collect();
+    binaries.dedup();
+    for bin in binaries {
+        let names = critical_path::PLAIN_ONLY_TESTS
+            .iter()
+            .filter(|t| t.0 == bin)
+            .map(|t| t.1);
+        run(
+            cargo()
+                .current_dir(root())
+                // `--workspace`: the features unified as in the workspace's
+                // build, which is then reused (without it cargo resolved
+                // this package's features alone and rebuilt a dozen crates).
+                .args(["test", "--workspace", "--profile", "ci", "--test", bin])
+                .args(["--", "--exact"])
+                .args(names),
+            &format!("cargo test --profile ci --test {bin} (the plain-only tests)"),
+        )?;
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! exactly once, and keyframe requests both ways. No sockets, no threads, no
 //! sleeps; every loop is bounded.
 
+mod edges;
 mod hub;
 
 use hub::FakeHub;

@@ -3,9 +3,12 @@
 //! threads). `util` is the harness; the rest go by concern.
 
 mod bad_bursts;
+mod byte_flood;
 mod churn;
 mod json_audio;
+mod media_checks;
 mod quotas;
+mod read_edges;
 mod relay;
 mod rooms;
 mod sessions;

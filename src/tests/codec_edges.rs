@@ -1,0 +1,36 @@
+//! The pose encoder handed a frame that is not valid directly, past the
+//! engine's and the session's own checks: it refuses it with the validation's
+//! own error (which landmark, which value), and its stream state is unchanged,
+//! so the next valid frame still opens with a keyframe.
+
+use crate::proto::{EncoderConfig, Error, PoseEncoder, PoseFrame};
+
+fn valid(seq: u32) -> PoseFrame {
+    let mut f = PoseFrame::zeroed();
+    f.seq = seq;
+    f.capture_ts_us = u64::from(seq) * 33_000;
+    for (i, lm) in f.landmarks.iter_mut().enumerate() {
+        lm.x = 0.2 + i as f32 / 100.0;
+        lm.y = 0.4;
+        lm.visibility = 1.0;
+        lm.presence = 1.0;
+    }
+    f
+}
+
+#[test]
+fn an_invalid_frame_is_refused_with_the_validation_error() {
+    let mut enc = PoseEncoder::new(EncoderConfig::default());
+    let mut out = [0u8; 2048];
+    for bad in [f32::NAN, f32::INFINITY, 1e9] {
+        let mut f = valid(1);
+        f.landmarks[5].y = bad;
+        let got = enc.encode(&f, 1, 2, &mut out);
+        let want = f.validate();
+        assert!(want.is_err(), "{bad} validates");
+        assert_eq!(got.map(|_| ()), want, "for {bad}");
+        assert!(!matches!(got, Err(Error::Malformed { .. })), "for {bad}");
+    }
+    assert!(enc.next_is_keyframe(1, 33_000));
+    assert!(enc.encode(&valid(1), 1, 2, &mut out).is_ok());
+}

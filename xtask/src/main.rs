@@ -6,6 +6,10 @@
 //!   example's, Python's `venv` for the Python package's), then runs
 //!   `cargo test --workspace --profile ci ARGS…` and, without ARGS, the Python
 //!   package's tests (`cargo xtask pytest`).
+//! - `cargo xtask test --coverage` — the same suite as CI runs it: the Rust
+//!   tests once, instrumented, with the coverage gate (`coverage` below), then
+//!   the Python package's tests, then the few tests the instrumented run
+//!   leaves to the plain build (`plain-tests`).
 //! - `cargo xtask pytest [ARGS…]` — the Python package's tests alone: a
 //!   virtualenv in `target/pyenv` with maturin, pytest and numpy (made once),
 //!   the extension and the hub binary built by cargo with the Rust tests' `ci`
@@ -98,6 +102,11 @@ fn main() -> ExitCode {
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
     let result = match task.as_str() {
+        // The whole suite with the Rust run instrumented: what CI runs.
+        "test" if rest.first().is_some_and(|a| a == "--coverage") => setup()
+            .and_then(|()| measure_coverage(&rest[1..]))
+            .and_then(|()| pytest(&[]))
+            .and_then(|()| plain_tests()),
         "test" => setup().and_then(|()| test(&rest)).and_then(|()| {
             // A filtered run is about Rust tests; the whole run includes Python's.
             if rest.is_empty() { pytest(&[]) } else { Ok(()) }
@@ -113,6 +122,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: cargo xtask test [CARGO TEST ARGS…]   set up what the tests need, then run them all\n       \
+                 cargo xtask test --coverage              the same, the Rust run instrumented, coverage enforced (CI)\n       \
                  cargo xtask pytest [PYTEST ARGS…]        only the Python package's tests\n       \
                  cargo xtask coverage [ARGS…]             the Rust tests instrumented: line coverage, enforced\n       \
                  cargo xtask plain-tests                  the tests the instrumented run leaves to the plain build\n       \

@@ -58,7 +58,7 @@ fn reads_for_a_closed_or_unknown_connection_change_nothing() {
     for c in [conn, unknown] {
         assert!(sim.core.recv_buffer(c).is_empty(), "{c:?}");
         // A driver that reports bytes either way anyway changes nothing.
-        sim.core.handle_received(sim.now, c, 64);
+        assert!(!sim.core.handle_received(sim.now, c, 64), "{c:?}");
         sim.core.handle_written(sim.now, c, 64);
         assert_eq!(sim.core.poll_event(), None, "{c:?}");
     }

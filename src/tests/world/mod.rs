@@ -13,6 +13,7 @@
 //! [`World::hub_up`] (the hub process dies and a new one starts with no state).
 //! No sockets, threads or sleeps; every loop is bounded by a count.
 
+mod held_loop;
 mod liveness;
 mod owner;
 mod replay;

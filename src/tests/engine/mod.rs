@@ -6,6 +6,7 @@
 
 mod edges;
 mod hub;
+mod wire_edges;
 
 use hub::FakeHub;
 

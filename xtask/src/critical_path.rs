@@ -237,14 +237,6 @@ pub const EXCUSES: &[Excuse] = &[
         why: "the victim is an index into the full queue, so remove always finds it: the closing brace is counted with the empty else",
     },
     Excuse {
-        file: "src/hub/core/output.rs",
-        function: "pub(super) fn written(",
-        at: "return self.overflowed(i);",
-        block: false,
-        kind: Gap::Untested,
-        why: "the close frame owed after queued media finds the control FIFO full",
-    },
-    Excuse {
         file: "src/hub/core/link.rs",
         function: "pub fn written(",
         at: "let Some(b) = self.data.pop_front() else {",

@@ -210,7 +210,7 @@ pub const EXCUSES: &[Excuse] = &[
         at: "Err(e) => log::warn!(",
         block: false,
         kind: Gap::Untested,
-        why: "a full transmit buffer or an encoding error",
+        why: "reachable only as TransmitFull (what send_pose validated encodes): a partial write leaves fewer bytes behind the tail than the frame needs but at least the few make_room asks for, so the buffer is not compacted and the popped frame is dropped, an audio chunk too, uncounted; a bug to fix, its test with the fix",
     },
     Excuse {
         file: "src/proto/pose_codec/encoder.rs",

@@ -511,8 +511,10 @@ impl Session {
             }
             None => return Err(SendError::TooManyPersons),
         };
+        // Room for the longest pose message: the buffer moves what waits to
+        // its front if the space behind it is shorter.
         let buf =
-            c.tx.reserve(64, proto::MAX_MESSAGE_LEN)
+            c.tx.reserve(proto::MAX_POSE_MESSAGE_LEN, proto::MAX_MESSAGE_LEN)
                 .ok_or(SendError::TransmitFull)?;
         let n = r.encoders[k]
             .1
@@ -532,9 +534,14 @@ impl Session {
         }
         let member = c.member;
         let (r, handle) = c.rooms.joined(room).ok_or(SendError::NoRoom)?;
+        // Room for this chunk's longest message (as for a pose frame above).
+        let samples = usize::from(chunk.len).min(proto::AUDIO_CHUNK_CAPACITY);
         let buf =
-            c.tx.reserve(64, proto::MAX_MESSAGE_LEN)
-                .ok_or(SendError::TransmitFull)?;
+            c.tx.reserve(
+                proto::max_audio_message_len(samples),
+                proto::MAX_MESSAGE_LEN,
+            )
+            .ok_or(SendError::TransmitFull)?;
         let n = encode_audio(chunk, handle, member, &mut c.compressor, buf)
             .map_err(full_or(SendError::Encode))?;
         let lost = match r.replay.as_mut() {

@@ -173,6 +173,17 @@ pub fn encode_snapshot_with_streams(
     seal(out, pos)
 }
 
+/// The longest message [`encode_audio`] writes for a chunk of `samples`
+/// samples (all channels): the longest envelope header, the codec, channel,
+/// rate and length fields, the PCM16 and the CRC (compression only ever
+/// shortens it). A buffer this long always takes such a chunk.
+pub const fn max_audio_message_len(samples: usize) -> usize {
+    super::wire::MAX_HEADER_LEN + 1 + 1 + 5 + 5 + 2 * samples + super::wire::CRC_LEN
+}
+
+/// [`max_audio_message_len`] of a full chunk.
+pub const MAX_AUDIO_MESSAGE_LEN: usize = max_audio_message_len(super::audio::AUDIO_CHUNK_CAPACITY);
+
 /// Encodes an audio chunk for `room` from `sender` into `out`, compressing the
 /// payload if the compressor finds that worth it; returns the message length.
 ///

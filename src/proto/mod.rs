@@ -38,7 +38,10 @@ pub use compress::{
     BACKOFF_AFTER, Compressor, DEFAULT_COMPRESS_THRESHOLD, MAX_BACKOFF, MAX_COMPRESS_INPUT,
     decompress, plain_payload,
 };
-pub use encode::{encode_audio, encode_control, encode_snapshot, encode_snapshot_with_streams};
+pub use encode::{
+    MAX_AUDIO_MESSAGE_LEN, encode_audio, encode_control, encode_snapshot,
+    encode_snapshot_with_streams, max_audio_message_len,
+};
 pub use error::{Error, Field};
 pub use message::{
     Ack, AudioCodec, AudioPayload, CloseRoom, ErrorCode, ErrorMsg, Hello, Join, KEYFRAME_BODY_LEN,

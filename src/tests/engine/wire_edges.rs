@@ -67,6 +67,47 @@ fn waiting_bytes_move_to_the_front_when_the_next_frame_does_not_fit_behind_them(
     assert_eq!(sim.session.transmit_pending(), 0);
 }
 
+/// The same with more bytes left behind the frames than the smallest message
+/// needs (196) but fewer than the next chunk does: the waiting bytes still
+/// move to the front, and the chunk is sent. (The buffer made room only for
+/// 64 bytes, the encoder then found too little behind the tail, and the
+/// session refused the chunk as `TransmitFull` with 2 146 bytes free; the
+/// engine dropped it with a warning, audio it promises to keep.)
+#[test]
+fn a_chunk_that_does_not_fit_behind_the_frames_is_not_refused_while_the_front_is_free() {
+    const CAP: usize = 4096;
+    let mut sim = Sim::new(SessionConfig {
+        tx_capacity: CAP,
+        encoder: EncoderConfig {
+            compress_threshold: usize::MAX,
+            ..EncoderConfig::default()
+        },
+        ..cfg()
+    });
+    let room = sim.session.join(0, "tx196", Role::Member).unwrap();
+    sim.run(10_000, 1_000);
+    assert!(sim.session.can_send());
+    sim.session.send_audio(room, &noise(1, 960)).unwrap();
+    let first = sim.session.transmit_pending();
+    let framing = first - 2 * 960;
+    let len = (CAP - first - 196 - framing) / 2;
+    sim.session.send_audio(room, &noise(2, len as u16)).unwrap();
+    let behind = CAP - sim.session.transmit_pending();
+    assert!(
+        (150..first).contains(&behind),
+        "{behind} bytes left behind the frames"
+    );
+    let out = sim.session.poll_transmit().to_vec();
+    sim.session.handle_written(first);
+    sim.hub.feed(sim.now, &out[..first]);
+    sim.session
+        .send_audio(room, &noise(3, 960))
+        .expect("room at the front of the buffer");
+    sim.run(2_000, 1_000);
+    let seqs: Vec<u32> = sim.hub.audio().iter().map(|a| a.0).collect();
+    assert_eq!(seqs, [1, 2, 3], "every frame intact, in order");
+}
+
 #[test]
 fn a_masked_frame_from_the_hub_ends_the_connection() {
     let mut sim = Sim::new(cfg());

@@ -499,7 +499,7 @@ fn normalise(a: V3) -> V3 {
 /// BlazePose-like estimator noise (see the module's paragraph), deterministic for a
 /// seed.
 pub struct Noise {
-    state: u64,
+    rng: fastrand::Rng,
     /// Frames left of each landmark's visibility drop.
     dropped: [u32; 33],
 }
@@ -513,18 +513,13 @@ impl Noise {
     /// Noise from `seed`.
     pub fn new(seed: u64) -> Self {
         Noise {
-            state: seed ^ 0x9e37_79b9_7f4a_7c15,
+            rng: fastrand::Rng::with_seed(seed),
             dropped: [0; 33],
         }
     }
 
     fn uniform(&mut self) -> f64 {
-        // splitmix64
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.f64()
     }
 
     fn gauss(&mut self) -> f64 {

@@ -535,10 +535,9 @@ impl Session {
         let member = c.member;
         let (r, handle) = c.rooms.joined(room).ok_or(SendError::NoRoom)?;
         // Room for this chunk's longest message (as for a pose frame above).
-        let samples = usize::from(chunk.len).min(proto::AUDIO_CHUNK_CAPACITY);
         let buf =
             c.tx.reserve(
-                proto::max_audio_message_len(samples),
+                proto::max_audio_message_len(chunk.pcm().len()),
                 proto::MAX_MESSAGE_LEN,
             )
             .ok_or(SendError::TransmitFull)?;

@@ -173,16 +173,19 @@ pub fn encode_snapshot_with_streams(
     seal(out, pos)
 }
 
-/// The longest message [`encode_audio`] writes for a chunk of `samples`
-/// samples (all channels): the longest envelope header, the codec, channel,
-/// rate and length fields, the PCM16 and the CRC (compression only ever
-/// shortens it). A buffer this long always takes such a chunk.
-pub const fn max_audio_message_len(samples: usize) -> usize {
-    super::wire::MAX_HEADER_LEN + 1 + 1 + 5 + 5 + 2 * samples + super::wire::CRC_LEN
+/// Payload bytes an uncompressed audio chunk of `samples` samples takes at most:
+/// the codec, channel, rate and length fields, then the PCM16.
+const fn audio_payload_max_len(samples: usize) -> usize {
+    1 + 1 + 5 + 5 + 2 * samples
 }
 
-/// [`max_audio_message_len`] of a full chunk.
-pub const MAX_AUDIO_MESSAGE_LEN: usize = max_audio_message_len(super::audio::AUDIO_CHUNK_CAPACITY);
+/// The longest message [`encode_audio`] writes for a chunk of `samples`
+/// samples (all channels): the longest envelope header, the payload and the
+/// CRC (compression only ever shortens it). A buffer this long always takes
+/// such a chunk.
+pub const fn max_audio_message_len(samples: usize) -> usize {
+    super::wire::MAX_HEADER_LEN + audio_payload_max_len(samples) + super::wire::CRC_LEN
+}
 
 /// Encodes an audio chunk for `room` from `sender` into `out`, compressing the
 /// payload if the compressor finds that worth it; returns the message length.
@@ -208,7 +211,7 @@ pub fn encode_audio(
     let header = Header::new(Kind::Audio, room, sender, chunk.seq, chunk.capture_ts_us);
     let start = header.emit(out)?;
     let pcm = chunk.pcm();
-    let need = start + 1 + 1 + 5 + 5 + pcm.len() * 2 + 4;
+    let need = start + audio_payload_max_len(pcm.len()) + super::wire::CRC_LEN;
     if out.len() < need {
         return Err(Error::BufferTooSmall { needed: need });
     }

@@ -39,8 +39,8 @@ pub use compress::{
     decompress, plain_payload,
 };
 pub use encode::{
-    MAX_AUDIO_MESSAGE_LEN, encode_audio, encode_control, encode_snapshot,
-    encode_snapshot_with_streams, max_audio_message_len,
+    encode_audio, encode_control, encode_snapshot, encode_snapshot_with_streams,
+    max_audio_message_len,
 };
 pub use error::{Error, Field};
 pub use message::{

@@ -547,9 +547,55 @@ pub fn forwarder(
     addr
 }
 
+/// `poselink hub --dev --listen 127.0.0.1:0 ARGS`, its stderr as lines on a
+/// channel, and the lines up to the one with its address.
+pub fn spawn_hub(
+    args: &[&std::ffi::OsStr],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    Vec<String>,
+) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poselink"))
+        .args(["hub", "--dev", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    loop {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the hub did not log its address: {log:?}");
+        };
+        let done = line.contains("hub listening on ");
+        log.push(line);
+        if done {
+            return (child, rx, log);
+        }
+    }
+}
+
+/// The address in the hub's "listening on" line (the last of `log`).
+pub fn address(log: &[String]) -> std::net::SocketAddr {
+    let line = log.last().unwrap();
+    let rest = line.split("hub listening on ").nth(1).unwrap();
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 /// The `poselink` binary running `hub --dev` as a process of its own on a
-/// loopback port it picks, its log read on a thread (the last lines kept for
-/// a failure's message); killed on drop.
+/// loopback port it picks ([`spawn_hub`]), its log read on a thread (the last
+/// lines kept for a failure's message); killed on drop.
 pub struct HubProcess {
     pub child: std::process::Child,
     pub addr: SocketAddr,
@@ -561,45 +607,24 @@ impl HubProcess {
     /// Starts `poselink hub --dev --listen 127.0.0.1:0` with `args` after, and
     /// waits (up to 10 s) for the line that names its address.
     pub fn start(args: &[&str]) -> HubProcess {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_poselink"))
-            .args(["hub", "--dev", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("the poselink binary starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let (child, lines, first) = spawn_hub(&args);
+        let addr = address(&first);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(
+            first,
+        )));
         let keep = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             // Ends when the hub's stderr closes (it exited or was killed).
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(rest) = line.split("hub listening on ").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
+            for line in lines {
                 let mut k = keep.lock().unwrap_or_else(|e| e.into_inner());
-                if k.len() == 200 {
+                if k.len() >= 200 {
                     k.pop_front();
                 }
                 k.push_back(line);
             }
         });
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the hub did not log its address: {:?}", log.lock().unwrap());
-        };
-        HubProcess {
-            child,
-            addr: addr.parse().expect("the logged address"),
-            log,
-        }
+        HubProcess { child, addr, log }
     }
 
     /// The hub's resident memory now (`VmRSS` of `/proc/PID/status`), bytes.

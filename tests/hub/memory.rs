@@ -91,8 +91,8 @@ fn wave(addr: std::net::SocketAddr, ca: &str, wave: usize) {
 /// A `poselink hub --dev` process on a free loopback port with `args`: the
 /// child, its address, its stated memory ceiling and tables (bytes).
 fn spawn_hub(args: &[&std::ffi::OsStr]) -> (std::process::Child, std::net::SocketAddr, u64, u64) {
-    let (mut child, rx, log) = crate::signal::spawn_hub(args);
-    let addr = crate::signal::address(&log);
+    let (mut child, rx, log) = crate::common::spawn_hub(args);
+    let addr = crate::common::address(&log);
     let (mut ceiling, mut tables) = (None, None);
     let deadline = Instant::now() + Duration::from_secs(10);
     while ceiling.is_none() {

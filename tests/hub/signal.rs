@@ -3,58 +3,10 @@
 //! "going away" (error and WebSocket close 1001) and the process exits 0; and
 //! SIGHUP: the TLS certificate reloaded, every session kept.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::Client;
+use crate::common::{Client, address, spawn_hub};
 use poselink::proto::Role;
-
-/// `poselink hub --dev --listen 127.0.0.1:0 ARGS`, its stderr as lines on a
-/// channel, and the lines up to the one with its address.
-pub(crate) fn spawn_hub(
-    args: &[&std::ffi::OsStr],
-) -> (
-    std::process::Child,
-    std::sync::mpsc::Receiver<String>,
-    Vec<String>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_poselink"))
-        .args(["hub", "--dev", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    loop {
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the hub did not log its address: {log:?}");
-        };
-        let done = line.contains("hub listening on ");
-        log.push(line);
-        if done {
-            return (child, rx, log);
-        }
-    }
-}
-
-/// The address in the hub's "listening on" line (the last of `log`).
-pub(crate) fn address(log: &[String]) -> std::net::SocketAddr {
-    let line = log.last().unwrap();
-    let rest = line.split("hub listening on ").nth(1).unwrap();
-    rest.split_whitespace().next().unwrap().parse().unwrap()
-}
 
 #[test]
 fn sigterm_closes_every_connection_with_going_away_and_exits_zero() {

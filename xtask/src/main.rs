@@ -496,6 +496,7 @@ fn plain_tests() -> Result<(), String> {
         .iter()
         .map(|t| t.0)
         .collect();
+    binaries.sort_unstable();
     binaries.dedup();
     for bin in binaries {
         let names = critical_path::PLAIN_ONLY_TESTS

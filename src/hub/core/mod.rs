@@ -497,8 +497,7 @@ impl Core {
         }
         self.rx.filled(i, n);
         let Core { rx, space, inner } = self;
-        let mut paused = false;
-        rx.parse(i, |item| {
+        let flow = rx.parse(i, |item| {
             match item {
                 Item::Control(kind, payload) => inner.on_ws_control(i, kind, payload),
                 Item::Message(kind, bytes) => inner.on_ws_message(i, kind, bytes, space),
@@ -507,13 +506,12 @@ impl Core {
             if !inner.takes_frames(i) {
                 Flow::Stop
             } else if std::mem::take(&mut inner.output_due) {
-                paused = true;
                 Flow::Pause
             } else {
                 Flow::Go
             }
         });
-        paused
+        flow == Flow::Pause
     }
 
     /// The next connection with output added since it was last returned: write

@@ -115,7 +115,8 @@ impl Receive {
     /// until `on` says the connection takes no more ([`Flow::Stop`]: its bytes
     /// are then dropped) or to pause ([`Flow::Pause`]: the rest waits for the
     /// next call), or only part of a frame is left (it waits for more).
-    pub fn parse(&mut self, i: usize, mut on: impl FnMut(Item<'_>) -> Flow) {
+    /// Returns the flow it ended on ([`Flow::Go`] when the bytes ran out).
+    pub fn parse(&mut self, i: usize, mut on: impl FnMut(Item<'_>) -> Flow) -> Flow {
         let max = self.max_message;
         let st = &mut self.state[i];
         let rx = self.buffers.get_mut(i);
@@ -201,6 +202,7 @@ impl Receive {
             st.scan = 0;
             st.asm_len = 0;
         }
+        flow
     }
 }
 

@@ -1,8 +1,16 @@
 //! Which build of the codec's hot loops runs. On x86-64 with `std` the encoder and
-//! the decoder are compiled twice — for the baseline (SSE2) and for AVX2 — and the
-//! CPU picks once, at the first frame; elsewhere (ARM boards, `no_std`) there is one
+//! the decoder are compiled three times — for the baseline (SSE2), for AVX2, and
+//! for AVX2 with BMI1, BMI2 and LZCNT — and the CPU picks once, at the first frame; elsewhere (ARM boards, `no_std`) there is one
 //! build, for the target's own features. Benchmarks and tests can force a path
 //! with [`force_codec_path`] to measure or check each one on any machine.
+//!
+//! Written here rather than with the `multiversion` crate (used before) for
+//! that force: `multiversion` picks a clone itself and offers no way to run
+//! another, so no test on an AVX-512 build machine could run the build an
+//! AVX2-only CPU gets — which is how a CPU lacking one of five required
+//! features silently fell to the portable build (1.44× the instructions,
+//! `BENCHMARKS.md`). The dispatch per call is one relaxed atomic load and a
+//! match.
 
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 use core::sync::atomic::{AtomicU8, Ordering};

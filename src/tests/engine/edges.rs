@@ -43,10 +43,7 @@ fn nothing_is_sent_before_the_welcome_nor_past_max_persons() {
 #[test]
 fn a_bad_message_from_the_hub_is_skipped_and_the_stream_goes_on() {
     let mut sim = Sim::new(cfg());
-    let room = sim.session.join(0, "skip", Role::Viewer).unwrap();
-    sim.run(10_000, 1_000);
-    sim.take();
-    let handle = sim.session.room_handle(room).unwrap();
+    let handle = sim.viewer_of("skip");
     let mut enc = PoseEncoder::new(EncoderConfig::default());
     let mut buf = [0u8; 2048];
     let n = enc.encode(&frame(1), handle, 42, &mut buf).unwrap();
@@ -79,10 +76,7 @@ fn the_least_recently_used_stream_is_forgotten_and_resyncs_at_a_keyframe() {
         },
         ..cfg()
     });
-    let room = sim.session.join(0, "many", Role::Viewer).unwrap();
-    sim.run(10_000, 1_000);
-    sim.take();
-    let handle = sim.session.room_handle(room).unwrap();
+    let handle = sim.viewer_of("many");
     // One more publisher than decoders, each opening with a keyframe; sender
     // 100 is the least recently used when sender 103 arrives.
     let mut encoders: Vec<PoseEncoder> = (0..=DECODERS)

@@ -124,6 +124,15 @@ impl Sim {
     fn take(&mut self) -> Vec<Seen> {
         std::mem::take(&mut self.seen)
     }
+
+    /// Joins `room` as a viewer, lets the hub answer, forgets what surfaced,
+    /// and returns the room's handle (what the hub's media carry).
+    fn viewer_of(&mut self, room: &str) -> u16 {
+        let id = self.session.join(self.now, room, Role::Viewer).unwrap();
+        self.run(10_000, 1_000);
+        self.take();
+        self.session.room_handle(id).unwrap()
+    }
 }
 
 fn cfg() -> SessionConfig {
@@ -381,10 +390,7 @@ fn needs_keyframe_forces_the_encoder() {
 #[test]
 fn an_undecodable_delta_asks_for_a_keyframe_once() {
     let mut sim = Sim::new(cfg());
-    let room = sim.session.join(0, "watch", Role::Viewer).unwrap();
-    sim.run(10_000, 1_000);
-    sim.take();
-    let handle = sim.session.room_handle(room).unwrap();
+    let handle = sim.viewer_of("watch");
     // Another member's stream: its keyframe is lost on the way, deltas arrive.
     let mut enc = PoseEncoder::new(EncoderConfig::default());
     let mut wire = vec![[0u8; 2048]; 6];
@@ -412,10 +418,7 @@ fn an_undecodable_delta_asks_for_a_keyframe_once() {
 #[test]
 fn received_audio_replayed_by_a_publisher_comes_out_once() {
     let mut sim = Sim::new(cfg());
-    let room = sim.session.join(0, "listen", Role::Viewer).unwrap();
-    sim.run(10_000, 1_000);
-    sim.take();
-    let handle = sim.session.room_handle(room).unwrap();
+    let handle = sim.viewer_of("listen");
     let mut compressor = crate::proto::Compressor::new(usize::MAX);
     let mut wire = [0u8; 4096];
     for seq in [1, 2, 3, 2, 3, 4] {

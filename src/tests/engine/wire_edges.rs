@@ -5,7 +5,7 @@
 //! that parses but does not decode.
 
 use super::{Seen, Sim, cfg, frame};
-use crate::client::{Receive, SessionConfig, Transport};
+use crate::client::{Receive, RoomId, SessionConfig, Transport};
 use crate::proto::{
     AudioChunk, Compressor, EncoderConfig, Flags, Header, KEYFRAME_BODY_LEN, Kind, PoseEncoder,
     Role, encode_audio, seal,
@@ -26,9 +26,12 @@ fn noise(seq: u32, len: u16) -> AudioChunk {
     c
 }
 
-#[test]
-fn waiting_bytes_move_to_the_front_when_the_next_frame_does_not_fit_behind_them() {
-    const CAP: usize = 4096;
+/// The transmit buffer's size in the tests of its compaction.
+const CAP: usize = 4096;
+
+/// A session with a `CAP`-byte transmit buffer and no compression, joined to
+/// `room` as a member, nothing waiting to be written.
+fn small_buffer_session(room: &str) -> (Sim, RoomId) {
     let mut sim = Sim::new(SessionConfig {
         tx_capacity: CAP,
         encoder: EncoderConfig {
@@ -37,10 +40,23 @@ fn waiting_bytes_move_to_the_front_when_the_next_frame_does_not_fit_behind_them(
         },
         ..cfg()
     });
-    let room = sim.session.join(0, "tx", Role::Member).unwrap();
+    let room = sim.session.join(0, room, Role::Member).unwrap();
     sim.run(10_000, 1_000);
     assert!(sim.session.can_send());
     assert_eq!(sim.session.transmit_pending(), 0);
+    (sim, room)
+}
+
+/// The socket takes the first `n` waiting bytes only; the hub reads them.
+fn write_only(sim: &mut Sim, n: usize) {
+    let out = sim.session.poll_transmit().to_vec();
+    sim.session.handle_written(n);
+    sim.hub.feed(sim.now, &out[..n]);
+}
+
+#[test]
+fn waiting_bytes_move_to_the_front_when_the_next_frame_does_not_fit_behind_them() {
+    let (mut sim, room) = small_buffer_session("tx");
     // Nothing is written while the buffer fills: two full chunks, then one
     // sized to leave 40 bytes behind it, too few for any frame.
     sim.session.send_audio(room, &noise(1, 960)).unwrap();
@@ -54,9 +70,7 @@ fn waiting_bytes_move_to_the_front_when_the_next_frame_does_not_fit_behind_them(
     let behind = CAP - sim.session.transmit_pending();
     assert!(behind < 64, "{behind} bytes left behind the frames");
     // The socket takes the first frame only.
-    let out = sim.session.poll_transmit().to_vec();
-    sim.session.handle_written(first);
-    sim.hub.feed(sim.now, &out[..first]);
+    write_only(&mut sim, first);
     // The next chunk fits only once the waiting frames move to the front.
     sim.session
         .send_audio(room, &noise(4, 960))
@@ -75,18 +89,7 @@ fn waiting_bytes_move_to_the_front_when_the_next_frame_does_not_fit_behind_them(
 /// engine dropped it with a warning, audio it promises to keep.)
 #[test]
 fn a_chunk_that_does_not_fit_behind_the_frames_is_not_refused_while_the_front_is_free() {
-    const CAP: usize = 4096;
-    let mut sim = Sim::new(SessionConfig {
-        tx_capacity: CAP,
-        encoder: EncoderConfig {
-            compress_threshold: usize::MAX,
-            ..EncoderConfig::default()
-        },
-        ..cfg()
-    });
-    let room = sim.session.join(0, "tx196", Role::Member).unwrap();
-    sim.run(10_000, 1_000);
-    assert!(sim.session.can_send());
+    let (mut sim, room) = small_buffer_session("tx196");
     sim.session.send_audio(room, &noise(1, 960)).unwrap();
     let first = sim.session.transmit_pending();
     let framing = first - 2 * 960;
@@ -97,9 +100,7 @@ fn a_chunk_that_does_not_fit_behind_the_frames_is_not_refused_while_the_front_is
         (150..first).contains(&behind),
         "{behind} bytes left behind the frames"
     );
-    let out = sim.session.poll_transmit().to_vec();
-    sim.session.handle_written(first);
-    sim.hub.feed(sim.now, &out[..first]);
+    write_only(&mut sim, first);
     sim.session
         .send_audio(room, &noise(3, 960))
         .expect("room at the front of the buffer");
@@ -142,10 +143,7 @@ fn past_its_bound_the_receiver_forgets_the_oldest_audio_stream() {
         },
         ..cfg()
     });
-    let room = sim.session.join(0, "ears", Role::Viewer).unwrap();
-    sim.run(10_000, 1_000);
-    sim.take();
-    let handle = sim.session.room_handle(room).unwrap();
+    let handle = sim.viewer_of("ears");
     let mut compressor = Compressor::new(usize::MAX);
     let mut wire = [0u8; 4096];
     let mut send = |sim: &mut Sim, sender: u16, seq: u32| {
@@ -176,10 +174,7 @@ fn past_its_bound_the_receiver_forgets_the_oldest_audio_stream() {
 #[test]
 fn a_keyframe_out_of_range_is_dropped_without_asking_for_another() {
     let mut sim = Sim::new(cfg());
-    let room = sim.session.join(0, "range", Role::Viewer).unwrap();
-    sim.run(10_000, 1_000);
-    sim.take();
-    let handle = sim.session.room_handle(room).unwrap();
+    let handle = sim.viewer_of("range");
     // A well-formed envelope and pose payload (person 0, a keyframe of the
     // right length) whose coordinates are all above the quantiser's range.
     let mut h = Header::new(Kind::Pose, handle, 42, 1, 16_000);

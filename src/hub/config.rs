@@ -119,6 +119,24 @@ pub struct HubConfig {
     pub alert_latency_p99_ms: u64,
     /// Warn when the SoC temperature is above this, °C; 0 turns it off. Default 80.
     pub alert_soc_temp_c: u32,
+    /// Join a cluster of hubs through this NATS server (`nats://HOST:4222`);
+    /// none: a hub alone (docs/CLUSTER.md).
+    pub cluster: Option<String>,
+    /// This hub's name in the cluster: 1 to 32 bytes of letters, digits and
+    /// `-_`, unique among the hubs. Default: `hub-` and the listening port.
+    pub node: Option<String>,
+    /// How often this hub tells the others it is alive, ms. Default 1000.
+    pub cluster_heartbeat_ms: u64,
+    /// A hub not heard from for this long is taken for dead: its members leave
+    /// every room here (`member_left`, reason `timed_out`), ms. Default 3000.
+    pub cluster_node_timeout_ms: u64,
+    /// Messages each way between the hub's loop and its broker thread: the
+    /// rings' capacity (media; control has a quarter of it). A full media ring
+    /// drops its oldest pose first, counted. Default 1024.
+    pub cluster_ring: usize,
+    /// Members of other hubs this hub may know at once (in rooms it has local
+    /// members of). Default 1024.
+    pub max_remote_members: usize,
 }
 
 impl Default for HubConfig {
@@ -162,6 +180,12 @@ impl Default for HubConfig {
             alert_memory_growth_mb: 256,
             alert_latency_p99_ms: 50,
             alert_soc_temp_c: 80,
+            cluster: None,
+            node: None,
+            cluster_heartbeat_ms: 1_000,
+            cluster_node_timeout_ms: 3_000,
+            cluster_ring: 1024,
+            max_remote_members: 1024,
         }
     }
 }
@@ -266,6 +290,33 @@ impl HubConfig {
         }
         if self.keyframe_slots == 0 || self.keyframe_slots > 64 {
             return err("keyframe_slots must be 1 to 64");
+        }
+        if let Some(url) = &self.cluster
+            && !(url.starts_with("nats://") || url.starts_with("tls://"))
+        {
+            return Err(ConfigError(format!(
+                "cluster must be a NATS URL such as nats://127.0.0.1:4222 (got {url:?})"
+            )));
+        }
+        if let Some(node) = &self.node
+            && !crate::hub::core::cluster::valid_node_name(node)
+        {
+            return Err(ConfigError(format!(
+                "node must be 1 to 32 bytes of letters, digits, `-` and `_` (got {node:?})"
+            )));
+        }
+        if self.cluster_heartbeat_ms < 50
+            || self.cluster_node_timeout_ms < 2 * self.cluster_heartbeat_ms
+        {
+            return err(
+                "cluster_heartbeat_ms must be at least 50 and cluster_node_timeout_ms at least twice it",
+            );
+        }
+        if self.cluster_ring < 16 || self.cluster_ring > 1 << 20 {
+            return err("cluster_ring must be 16 to 1048576");
+        }
+        if self.max_remote_members > 65_000 {
+            return err("max_remote_members must be at most 65000");
         }
         if self.rate_messages == 0 || self.burst_messages == 0 || self.rate_bytes == 0 {
             return err("rate limits must be positive");

@@ -51,10 +51,12 @@ pub enum LogKind {
     Accept,
     /// The relay pool had no block for a message (cannot happen by its sizing).
     PoolExhausted,
+    /// The cluster link: malformed messages from the broker, a full queue.
+    Cluster,
 }
 
 /// How many kinds there are.
-const KINDS: usize = LogKind::PoolExhausted as usize + 1;
+const KINDS: usize = LogKind::Cluster as usize + 1;
 
 impl LogKind {
     /// What the lines of this kind are about, for the count of those held back.
@@ -73,6 +75,7 @@ impl LogKind {
             LogKind::Tls => "TLS refusals",
             LogKind::Accept => "accept errors",
             LogKind::PoolExhausted => "messages dropped for an exhausted relay pool",
+            LogKind::Cluster => "cluster link warnings",
         }
     }
 }
@@ -198,6 +201,7 @@ const KIND_OF: [LogKind; KINDS] = [
     LogKind::Tls,
     LogKind::Accept,
     LogKind::PoolExhausted,
+    LogKind::Cluster,
 ];
 
 #[cfg(test)]

@@ -143,6 +143,8 @@ pub struct HubStats {
     pub rooms_expired: u64,
     /// Time from reading a media message to handing it to a receiver's socket.
     pub relay_latency: RelayLatency,
+    /// The cluster link's counters (all 0 for a hub alone).
+    pub cluster: super::core::ClusterStats,
     /// The recent view: relay latency, message and byte rates, pose fps in,
     /// system samples, drops and errors by kind, over the monitor's window.
     pub monitor: PerformanceMonitor,

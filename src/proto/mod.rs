@@ -56,7 +56,7 @@ pub use pose_codec::{
 };
 pub use wire::{
     CRC_LEN, FIXED_HEADER_LEN, Flags, Header, Kind, MAX_HEADER_LEN, MAX_MESSAGE_LEN,
-    MIN_MESSAGE_LEN, Packet, crc32, put_varint, seal, varint_len,
+    MIN_MESSAGE_LEN, Packet, crc32, put_varint, rewrite_room_sender, seal, varint_len,
 };
 
 /// The protocol major version this build speaks. (Defined here, above the

@@ -357,6 +357,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+/// Sets the room handle and sender of an encoded message in place (a hub
+/// relaying another hub's message to its own members); the CRC must be
+/// written again after. Does nothing to a buffer shorter than the fixed header.
+pub fn rewrite_room_sender(message: &mut [u8], room: u16, sender: u16) {
+    if let Some(fixed) = message.get_mut(3..FIXED_HEADER_LEN) {
+        fixed[..2].copy_from_slice(&room.to_le_bytes());
+        fixed[2..].copy_from_slice(&sender.to_le_bytes());
+    }
+}
+
 /// CRC-32 (IEEE 802.3, the one zlib and PNG use) of `bytes`.
 pub fn crc32(bytes: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();

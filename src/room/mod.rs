@@ -482,6 +482,18 @@ impl RoomRegistry {
         Ok(())
     }
 
+    /// Closes the room on behalf of the hub (an owner on another hub of a
+    /// cluster closed it): every member goes, and the room at once.
+    pub fn close_by_hub(&mut self, handle: RoomHandle) {
+        if let Some(r) = self.room_mut(handle) {
+            r.members.clear();
+            r.in_use = false;
+            r.empty_since = None;
+            r.creator_conn = None;
+            self.live -= 1;
+        }
+    }
+
     /// Rooms that exist and were created by `user` (empty ones in their grace
     /// period included).
     pub fn created_by_user(&self, user: &str) -> usize {

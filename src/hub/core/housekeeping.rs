@@ -12,6 +12,7 @@ use poselink_hal::Snapshot;
 use crate::proto::{Ack, ErrorCode, Kind, LeaveReason, Message};
 use crate::ws::{FrameKind, close_code};
 
+use super::cluster;
 use super::link::Phase;
 use super::{Fault, Inner, LogKind, app_close, reason};
 
@@ -24,6 +25,7 @@ impl Inner {
         let stuck = self.cfg.stuck_timeout_ms * 1000;
         // Counts of warnings held back in windows that are over.
         self.log_limit.flush_to_log(now);
+        self.cluster_tick();
         for i in 0..self.links.len() {
             let link = &self.links[i];
             match link.phase {
@@ -148,6 +150,9 @@ impl Inner {
     /// Tells every connection the hub is going away (an error, then a close).
     pub(super) fn shutdown(&mut self) {
         log::info!("hub shutting down: closing {} connections", self.open);
+        if self.cluster.as_deref().is_some_and(|c| c.up) {
+            self.cluster_send(cluster::ClusterTo::Nodes, &cluster::wire::Msg::Gone);
+        }
         for i in 0..self.links.len() {
             if matches!(self.links[i].phase, Phase::AwaitHello | Phase::Session) {
                 self.send_error(

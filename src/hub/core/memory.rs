@@ -29,7 +29,12 @@ pub(crate) fn table_bytes(cfg: &HubConfig) -> usize {
     let n = cfg.max_connections;
     let rooms_per_conn = cfg.max_rooms_per_connection;
     let resync_words = n.div_ceil(64);
-    let blocks = n * (cfg.queue_depth + cfg.keyframe_slots) + 1;
+    let remote_keyframes = if cfg.cluster.is_some() {
+        cfg.max_remote_members * cfg.keyframe_slots
+    } else {
+        0
+    };
+    let blocks = n * (cfg.queue_depth + cfg.keyframe_slots) + remote_keyframes + 1;
     let link = size_of::<Link>() + cfg.queue_depth * size_of::<u32>();
     let session = size_of::<Session>()
         + resync_words * size_of::<u64>()
@@ -50,7 +55,7 @@ pub(crate) fn table_bytes(cfg: &HubConfig) -> usize {
         + cfg.max_members * 2 * size_of::<(u32, RoomHandle, u32)>()
         + 16 * size_of::<Event>()
         + SMALL_TABLES;
-    n * per_conn + pool + rooms + fixed
+    n * per_conn + pool + rooms + fixed + super::cluster::Cluster::table_bytes(cfg)
 }
 
 /// Bytes the JSON edge may hold once a JSON client has used it: its parsing

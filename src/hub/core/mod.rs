@@ -62,6 +62,7 @@
 //!   connections that completed the WebSocket upgrade.
 
 mod arena;
+pub mod cluster;
 mod dispatch;
 mod housekeeping;
 mod json;
@@ -75,6 +76,7 @@ mod rooms;
 mod sessions;
 
 pub use crate::room::{ConnId, RoomHandle};
+pub use cluster::{ClusterOut, ClusterStats, ClusterTo, subject as cluster_subject};
 pub use json::SUBPROTOCOL;
 pub(crate) use json::offers_json;
 pub use pool::{BLOCK, MAX_MEDIA};
@@ -309,6 +311,8 @@ struct Inner {
     next_tick: u64,
     /// The warnings about peers, each kind a few lines per window.
     log_limit: LogLimiter,
+    /// The cluster link, when the hub is one of several.
+    cluster: Option<Box<cluster::Cluster>>,
 }
 
 /// A room's counters for `GET /rooms`.
@@ -352,7 +356,13 @@ impl Core {
         let n = cfg.max_connections;
         // Every live block is held by a bounded queue or a keyframe slot, plus the
         // one being fanned out: the pool cannot run dry.
-        let blocks = n * (cfg.queue_depth + cfg.keyframe_slots) + 1;
+        // Remote publishers' cached keyframes hold blocks too.
+        let remote_keyframes = if cfg.cluster.is_some() {
+            cfg.max_remote_members * cfg.keyframe_slots
+        } else {
+            0
+        };
+        let blocks = n * (cfg.queue_depth + cfg.keyframe_slots) + remote_keyframes + 1;
         let rooms = RoomRegistry::new(RoomConfig {
             max_rooms: cfg.max_rooms,
             max_members: cfg.max_members,
@@ -391,6 +401,7 @@ impl Core {
             last_sample_us: now,
             next_tick: now,
             log_limit: LogLimiter::new(),
+            cluster: cluster::Cluster::new(&cfg, now, unix_us),
             now,
             wall_us: unix_us,
             wall_at_us: now,
@@ -617,6 +628,48 @@ impl Core {
         inner.now = now;
         inner.wall_us = unix_us;
         inner.wall_at_us = now;
+    }
+
+    /// A message from the cluster's broker; `sid` is the one given with the
+    /// subscription it came through ([`ClusterTo::Subscribe`]), 0 for the
+    /// hub's own subject and the one every hub hears. A malformed message is
+    /// refused and counted ([`ClusterStats::malformed`]). Returns `true` when a
+    /// receiver's media queue filled from below: write the output due before
+    /// the next message, as after [`handle_received`](Self::handle_received).
+    #[must_use = "true: write the output due before the next message"]
+    pub fn handle_cluster(&mut self, now: u64, sid: u16, bytes: &[u8]) -> bool {
+        self.inner.now = now;
+        self.inner.output_due = false;
+        self.inner.on_cluster(sid, bytes, &mut self.space.parse);
+        std::mem::take(&mut self.inner.output_due)
+    }
+
+    /// The broker connection went up or down. Down: the hub relays between
+    /// its own members only; up again: it announces its members and asks the
+    /// other hubs for theirs.
+    pub fn handle_cluster_link(&mut self, now: u64, up: bool) {
+        self.inner.now = now;
+        self.inner.cluster_link(up);
+    }
+
+    /// The next message for the broker, or subscription change, oldest first.
+    /// The driver drains this after every round.
+    pub fn poll_cluster(&mut self) -> Option<ClusterOut<'_>> {
+        self.inner.cluster.as_deref_mut()?.out.pop()
+    }
+
+    /// Whether the broker connection is up (as last told), `None` when the hub
+    /// is alone.
+    pub fn cluster_up(&self) -> Option<bool> {
+        self.inner.cluster.as_deref().map(|c| c.up)
+    }
+
+    /// Members of other hubs known here, and hubs heard from.
+    pub fn cluster_gauges(&self) -> (usize, usize) {
+        self.inner
+            .cluster
+            .as_deref()
+            .map_or((0, 0), |c| (c.remotes.len() - c.free.len(), c.nodes.len()))
     }
 
     /// The hub is stopping: every connection is told "going away" (an error, then

@@ -156,6 +156,8 @@ impl Inner {
         }
         self.json.end_fan_out();
         self.pool.release(block);
+        // Once to the broker, when members of other hubs are in the room.
+        self.cluster_media(h, header.sender, bytes);
         if !self.keyframe_wanted.is_empty() {
             self.request_owed_keyframes();
         }
@@ -270,6 +272,9 @@ impl Inner {
         if self.sessions[i].membership(room).is_none() {
             return self.send_error(i, ErrorCode::NOT_MEMBER, about, "not a member of that room");
         }
+        if let Some(r) = self.remote_by_member(room, nk.publisher) {
+            return self.remote_needs_keyframe(i, r, nk.person);
+        }
         let Some(p) = self
             .conn_of_member(nk.publisher)
             .filter(|&p| self.sessions[p].membership(room).is_some())
@@ -304,6 +309,13 @@ impl Inner {
     pub(super) fn request_owed_keyframes(&mut self) {
         while let Some((p, room, person)) = self.keyframe_wanted.pop() {
             let p = p.index();
+            if p >= self.sessions.len() {
+                // A publisher on another hub: asked through the broker.
+                if let Some(r) = (p as u32).checked_sub(super::cluster::REMOTE_CONN_BASE) {
+                    self.remote_keyframe_request(r, person);
+                }
+                continue;
+            }
             let last = self.sessions[p].last_keyframe_request_us;
             if self.links[p].phase != Phase::Session
                 || self.now.saturating_sub(last) < KEYFRAME_REQUEST_GAP_US && last != 0

@@ -82,6 +82,7 @@ impl Inner {
             }
         }
         self.send_snapshot(i, h, room, role);
+        self.cluster_joined(i, h, joined.rejoined);
         if joined.rejoined {
             let msg = Message::RoleChanged(RoleChanged { member, role });
             self.broadcast(h, Some(i), &msg);
@@ -125,6 +126,7 @@ impl Inner {
                 }
             }
         }
+        self.serve_remote_keyframes(i, h);
         self.request_owed_keyframes();
         self.mark_output(i);
     }
@@ -167,7 +169,7 @@ impl Inner {
 
     /// The room's members, to the joiner (control path: the list allocates).
     fn send_snapshot(&mut self, i: usize, h: RoomHandle, room: &str, role: Role) {
-        let infos: Vec<MemberInfo<'_>> = self
+        let mut infos: Vec<MemberInfo<'_>> = self
             .rooms
             .members(h)
             .iter()
@@ -177,12 +179,24 @@ impl Inner {
                 user: &m.user,
             })
             .collect();
-        let streams: Vec<u64> = self
+        let mut streams: Vec<u64> = self
             .rooms
             .members(h)
             .iter()
             .map(|m| self.sessions[m.conn.index()].stream)
             .collect();
+        // Members on other hubs of a cluster.
+        if let Some(c) = self.cluster.as_deref() {
+            for &r in &c.by_room[h.index()] {
+                let rm = &c.remotes[r as usize];
+                infos.push(MemberInfo {
+                    member: rm.member,
+                    role: rm.role,
+                    user: &rm.user,
+                });
+                streams.push(rm.stream);
+            }
+        }
         let seq = self.links[i].ctrl_seq;
         let header = Header::new(Kind::RoomSnapshot, h.to_wire(), 0, seq, self.now);
         let encoded =
@@ -244,6 +258,9 @@ impl Inner {
     /// An owner removes a member from room `h`.
     pub(super) fn on_kick(&mut self, i: usize, h: RoomHandle, k: Kick<'_>, about: u8) {
         let me = ConnId::new(i as u32);
+        if self.remote_by_member(h, k.member).is_some() {
+            return self.kick_remote(i, h, k, about);
+        }
         match self.rooms.kick(h, me, k.member, self.now) {
             Ok(m) => {
                 let t = m.conn.index();
@@ -264,6 +281,7 @@ impl Inner {
                     k.member,
                     self.sessions[i].member
                 );
+                self.cluster_left(h, k.member, LeaveReason::Kicked);
             }
             Err(e) => self.room_error(i, about, e),
         }
@@ -272,9 +290,22 @@ impl Inner {
     /// An owner closes room `h`: every member is told, and it is gone at once.
     pub(super) fn on_close_room(&mut self, i: usize, h: RoomHandle, cr: CloseRoom<'_>, about: u8) {
         let conns: Vec<ConnId> = self.rooms.members(h).iter().map(|m| m.conn).collect();
+        let name: heapless::String<{ crate::proto::MAX_NAME_LEN }> = self
+            .rooms
+            .name(h)
+            .and_then(|n| heapless::String::try_from(n).ok())
+            .unwrap_or_default();
         match self.rooms.close(h, ConnId::new(i as u32), |_| {}) {
             Ok(()) => {
                 let r = reason(format_args!("{}", cr.reason));
+                if self.clustered() {
+                    let msg = super::cluster::wire::Msg::Close {
+                        room: &name,
+                        reason: &r,
+                    };
+                    self.cluster_send(super::cluster::ClusterTo::Room(&name), &msg);
+                    self.cluster_drop_room(h, Some(&name));
+                }
                 let msg = Message::CloseRoom(CloseRoom { reason: &r });
                 for t in conns {
                     self.send_control(t.index(), h, &msg);
@@ -284,6 +315,43 @@ impl Inner {
             }
             Err(e) => self.room_error(i, about, e),
         }
+    }
+
+    /// An owner kicks a member of another hub: the owner's right is checked
+    /// here, the kick done by the member's hub, whose `left` tells everyone.
+    fn kick_remote(&mut self, i: usize, h: RoomHandle, k: Kick<'_>, about: u8) {
+        if !self
+            .rooms
+            .role_of(h, ConnId::new(i as u32))
+            .is_some_and(|r| r.may_moderate())
+        {
+            return self.room_error(i, about, RoomError::Forbidden);
+        }
+        let Some(r) = self.remote_by_member(h, k.member) else {
+            return;
+        };
+        let Some(c) = self.cluster.as_deref() else {
+            return;
+        };
+        let rm = &c.remotes[r as usize];
+        let (node, origin) = (rm.node.clone(), rm.origin);
+        let name: heapless::String<{ crate::proto::MAX_NAME_LEN }> = self
+            .rooms
+            .name(h)
+            .and_then(|n| heapless::String::try_from(n).ok())
+            .unwrap_or_default();
+        let msg = super::cluster::wire::Msg::Kick {
+            room: &name,
+            target: &node,
+            member: origin,
+            reason: k.reason,
+        };
+        self.cluster_send(super::cluster::ClusterTo::Room(&name), &msg);
+        log::info!(
+            "member {} (of hub {node}) kicked from room {h} by {}",
+            k.member,
+            self.sessions[i].member
+        );
     }
 
     /// Removes `i` from room `h`, telling the others (and `i`, if `tell_self`).
@@ -305,6 +373,7 @@ impl Inner {
         if tell_self {
             self.send_control(i, h, &msg);
         }
+        self.cluster_left(h, member, why);
     }
 
     /// Drops `i`'s per-room state for `h` (the registry already has).

@@ -318,7 +318,7 @@ impl Inner {
     /// The connection of the session with member id `member`.
     pub(super) fn conn_of_member(&self, member: u16) -> Option<usize> {
         match self.member_conn[member as usize] {
-            0 => None,
+            0 | super::cluster::REMOTE_MEMBER => None,
             s => Some(s as usize - 1),
         }
     }
@@ -345,6 +345,7 @@ impl Inner {
                 reason: why,
             });
             self.broadcast(h, None, &msg);
+            self.cluster_left(h, member, why);
         }
         let s = &mut self.sessions[i];
         s.rooms.clear();

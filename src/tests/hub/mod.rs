@@ -6,6 +6,7 @@ mod bad_bursts;
 mod byte_flood;
 mod churn;
 mod close_after_media;
+mod cluster;
 mod json_audio;
 mod media_checks;
 mod quotas;

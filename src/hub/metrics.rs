@@ -202,6 +202,12 @@ pub struct Gauges {
     pub queued: usize,
     /// The hub's memory ceiling, bytes (0: not known to whoever renders).
     pub memory_ceiling: u64,
+    /// In a cluster: whether the broker is reachable (`None`: a hub alone).
+    pub cluster_up: Option<bool>,
+    /// In a cluster: members of other hubs known here.
+    pub remote_members: usize,
+    /// In a cluster: other hubs heard from.
+    pub cluster_nodes: usize,
 }
 
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
@@ -258,6 +264,71 @@ pub fn render(stats: &HubStats, g: &Gauges, now_us: u64, out: &mut String) {
             "The most resident memory this hub can hold for its configuration (stated at start).",
             g.memory_ceiling as f64,
         );
+    }
+    if let Some(up) = g.cluster_up {
+        gauge(
+            out,
+            "poselink_cluster_broker_up",
+            "1 while the cluster's broker is reachable; 0: relaying between this hub's own members only.",
+            up as u8 as f64,
+        );
+        gauge(
+            out,
+            "poselink_cluster_nodes",
+            "Other hubs of the cluster heard from within the node timeout.",
+            g.cluster_nodes as f64,
+        );
+        gauge(
+            out,
+            "poselink_cluster_remote_members",
+            "Members of other hubs in rooms this hub has members of.",
+            g.remote_members as f64,
+        );
+        let c = &stats.cluster;
+        for (name, help, v) in [
+            (
+                "poselink_cluster_messages_out_total",
+                "Messages queued for the broker.",
+                c.messages_out,
+            ),
+            (
+                "poselink_cluster_messages_in_total",
+                "Messages from the broker handled.",
+                c.messages_in,
+            ),
+            (
+                "poselink_cluster_malformed_total",
+                "Messages from the broker refused as malformed.",
+                c.malformed,
+            ),
+            (
+                "poselink_cluster_media_dropped_total",
+                "Media not relayed across hubs: a full queue or ring.",
+                c.media_dropped,
+            ),
+            (
+                "poselink_cluster_control_dropped_total",
+                "Control messages lost to a full queue or ring (logged).",
+                c.control_dropped,
+            ),
+            (
+                "poselink_cluster_unknown_sender_total",
+                "Media from a remote member not (yet) known here, dropped.",
+                c.unknown_sender,
+            ),
+            (
+                "poselink_cluster_nodes_lost_total",
+                "Other hubs dropped after the node timeout.",
+                c.nodes_lost,
+            ),
+            (
+                "poselink_cluster_remotes_refused_total",
+                "Remote members not taken for want of room.",
+                c.remotes_refused,
+            ),
+        ] {
+            counter(out, name, help, v);
+        }
     }
     gauge(
         out,

@@ -23,6 +23,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod capacity;
+mod cluster;
 mod flood;
 mod json;
 mod load;

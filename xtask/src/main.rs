@@ -78,6 +78,12 @@ const TOOLS: &[Tool] = &[
         install: Install::Apt(&["chromium"]),
     },
     Tool {
+        name: "nats-server",
+        needed_by: "the hub cluster's tests over a real broker (tests/hub/cluster.rs)",
+        present: || runs("nats-server", &["--version"]),
+        install: Install::Apt(&["nats-server"]),
+    },
+    Tool {
         name: "Python 3 with pip",
         needed_by: "the JSON-mode Python example's test (tests/cli/python_json.rs)",
         present: || runs("python3", &["-m", "pip", "--version"]),

@@ -95,6 +95,16 @@ pub struct HubArgs {
     #[arg(long, value_name = "MS")]
     pub room_grace_ms: Option<u64>,
 
+    /// Join a cluster of hubs through this NATS server (nats://HOST:4222); rooms then span
+    /// the hubs (docs/CLUSTER.md)
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+
+    /// This hub's name in the cluster, unique among the hubs: letters, digits, - and _
+    /// [default: hub-PORT]
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub node: Option<String>,
+
     /// Once listening, print the bound address (e.g. 127.0.0.1:41234) as one line on stdout;
     /// with --listen 127.0.0.1:0 it tells a script the port the OS chose
     #[arg(long)]
@@ -159,6 +169,19 @@ pub fn build_config(args: &HubArgs, env_secret: Option<String>) -> Result<HubCon
     );
     if args.dev {
         cfg.dev = true;
+    }
+    if let Some(url) = &args.cluster {
+        cfg.cluster = Some(url.clone());
+    }
+    if let Some(node) = &args.node {
+        cfg.node = Some(node.clone());
+    }
+    if cfg.cluster.is_some() && cfg.node.is_none() {
+        // Port 0 (the OS chooses) would name every such hub alike.
+        cfg.node = Some(match cfg.listen.port() {
+            0 => format!("hub-pid{}", std::process::id()),
+            p => format!("hub-{p}"),
+        });
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         cfg.tls_cert = Some(path_string(cert)?);

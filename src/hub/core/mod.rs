@@ -76,6 +76,7 @@ mod rooms;
 mod sessions;
 
 pub use crate::room::{ConnId, RoomHandle};
+pub use cluster::wire::is_media as is_cluster_media;
 pub use cluster::{ClusterOut, ClusterStats, ClusterTo, subject as cluster_subject};
 pub use json::SUBPROTOCOL;
 pub(crate) use json::offers_json;
@@ -704,6 +705,12 @@ impl Core {
             blocks: inner.pool.capacity(),
             queued: inner.queued(),
             memory_ceiling: 0,
+            cluster_up: inner.cluster.as_deref().map(|c| c.up),
+            remote_members: inner
+                .cluster
+                .as_deref()
+                .map_or(0, |c| c.remotes.len() - c.free.len()),
+            cluster_nodes: inner.cluster.as_deref().map_or(0, |c| c.nodes.len()),
         }
     }
 

@@ -303,6 +303,15 @@ impl Driver {
                 let mut gauges = self.core.gauges();
                 gauges.connections = self.open;
                 gauges.memory_ceiling = self.ceiling.total();
+                if let Some(link) = self.cluster.as_ref() {
+                    // Drops in the rings, beside the core's own.
+                    let (out, inn, _) = link.counts();
+                    let mut stats = self.core.stats().clone();
+                    stats.cluster.media_dropped += out + inn;
+                    metrics::render(&stats, &gauges, now, &mut body);
+                    let ctype = "text/plain; version=0.0.4; charset=utf-8";
+                    return self.http_answer(s, 200, "OK", ctype, body.as_bytes(), now);
+                }
                 metrics::render(self.core.stats(), &gauges, now, &mut body);
                 let ctype = "text/plain; version=0.0.4; charset=utf-8";
                 self.http_answer(s, 200, "OK", ctype, body.as_bytes(), now);

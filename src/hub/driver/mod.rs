@@ -23,6 +23,7 @@
 //! - `http`: a request head until the upgrade, and the pages;
 //! - `web`: the browser front end's files.
 
+mod cluster;
 pub(super) mod http;
 mod sockets;
 mod web;
@@ -69,7 +70,8 @@ const HTTP_SPARE_SLOTS: usize = 4;
 pub(crate) fn table_bytes(cfg: &HubConfig) -> (usize, usize, usize) {
     let sockets = cfg.max_connections + HTTP_SPARE_SLOTS;
     let per_socket = core::mem::size_of::<Slot>() + MAX_HTTP_HEAD + 5 * core::mem::size_of::<u32>();
-    let tables = sockets * per_socket
+    let tables = cluster::table_bytes(cfg)
+        + sockets * per_socket
         + MAX_HTTP_HEAD
         + cfg.max_connections * core::mem::size_of::<u32>()
         + 1024 * core::mem::size_of::<mio::event::Event>();
@@ -165,6 +167,7 @@ impl Hub {
                 "DEV MODE: anonymous access is on; anyone who can reach {addr} may join any room as owner. Never run --dev in production."
             );
         }
+        let cluster = cluster::ClusterLink::start(&config, Arc::clone(&handle.waker))?;
         let now = clock.now_us();
         let sockets = config.max_connections + HTTP_SPARE_SLOTS;
         let driver = Driver {
@@ -184,6 +187,7 @@ impl Hub {
             log_limit: LogLimiter::new(),
             ceiling: MemoryCeiling::for_config(&config, tls.is_some(), resident_base()),
             core,
+            cluster,
             clock,
             registry,
             tls,
@@ -260,9 +264,11 @@ impl Hub {
                 }
             }
             d.read_again(now);
+            d.cluster_in(now);
             d.flush_all();
             d.timers(d.clock.now_us());
             d.flush_all();
+            d.cluster_out();
             if self.handle.reload.swap(false, Ordering::AcqRel) {
                 d.reload_tls();
             }
@@ -334,6 +340,8 @@ fn unix_us() -> u64 {
 struct Driver {
     cfg: HubConfig,
     core: Core,
+    /// The broker thread of a hub in a cluster.
+    cluster: Option<cluster::ClusterLink>,
     clock: MonotonicClock,
     registry: Registry,
     /// The TLS configuration new connections get (None: plain ws://).
@@ -434,6 +442,34 @@ impl Driver {
 
     /// Closes every connection with "going away", waiting up to a second for the
     /// close frames to be written.
+    /// What came from the broker, into the core (bounded per turn).
+    fn cluster_in(&mut self, now: u64) {
+        let Some(link) = self.cluster.as_mut() else {
+            return;
+        };
+        link.begin(&mut self.core, now);
+        for _ in 0..cluster::ClusterLink::PER_TURN {
+            let Some(link) = self.cluster.as_mut() else {
+                return;
+            };
+            match link.receive_one(&mut self.core, now) {
+                None => return,
+                Some(true) => self.flush_all(),
+                Some(false) => {}
+            }
+        }
+        if let Some(link) = self.cluster.as_ref() {
+            link.more();
+        }
+    }
+
+    /// What the core has for the broker, into the rings.
+    fn cluster_out(&mut self) {
+        if let Some(link) = self.cluster.as_mut() {
+            link.send(&mut self.core);
+        }
+    }
+
     fn shutdown(&mut self, poll: &mut Poll, events: &mut Events) {
         log::info!("hub shutting down: closing {} sockets", self.open);
         for s in 0..self.slots.len() {
@@ -443,6 +479,11 @@ impl Driver {
         }
         let now = self.clock.now_us();
         self.core.handle_shutdown(now);
+        // The other hubs hear of it at once (their members' `member_left`).
+        self.cluster_out();
+        if let Some(link) = self.cluster.as_mut() {
+            link.stop();
+        }
         self.drain_events();
         let deadline = now + LINGER_US;
         self.flush_all();

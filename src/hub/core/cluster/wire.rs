@@ -26,6 +26,15 @@ use crate::proto::{LeaveReason, Role};
 
 /// The format byte that opens every cluster message.
 pub const FORMAT: u8 = 0xC1;
+/// The kind byte of a media message (pose or audio).
+pub const KIND_MEDIA: u8 = 7;
+
+/// Whether `bytes` is a media message (what a full ring may drop), looking at
+/// its kind byte only.
+pub fn is_media(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&FORMAT) && bytes.get(1) == Some(&KIND_MEDIA)
+}
+
 /// The longest node name, bytes.
 pub const MAX_NODE_LEN: usize = 32;
 

@@ -1,0 +1,493 @@
+//! The cluster link's thread: NATS's maintained client (`async-nats`) on a
+//! current-thread tokio runtime of its own, so that the hub's loop never waits
+//! on the broker, allocates for it or takes a lock for it. The two meet through
+//! four bounded lock-free rings (crossbeam's `ArrayQueue`), media and control
+//! each way, of fixed-size slots allocated at start-up, plus a wake each way:
+//! the loop's `mio::Waker` (only when the loop is not already due to look) and
+//! a byte on a Unix socket pair the broker thread waits on (only when it is
+//! not already due to look).
+//!
+//! A full media ring drops its oldest message, counted (`cluster_ring`
+//! decides how much a stall of the broker may hold); control is never dropped
+//! silently: out of the loop, a full control ring is counted and logged (and
+//! the heartbeat's re-announcements repair it); into the loop, the broker
+//! thread waits for room. The broker connection's state reaches the core as
+//! [`Core::handle_cluster_link`](crate::hub::core::Core::handle_cluster_link).
+
+use std::collections::HashMap;
+use std::io;
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+use futures_util::StreamExt;
+use mio::Waker;
+
+use crate::hub::HubConfig;
+use crate::hub::core::{ClusterOut, ClusterTo, Core, cluster_subject, is_cluster_media};
+
+/// The subjects' first token.
+pub(crate) const PREFIX: &str = "poselink";
+/// A slot's payload: the largest cluster message (a media message of the
+/// relay's largest size, with its room and node names and header).
+const SLOT_BYTES: usize = crate::hub::core::BLOCK + 512;
+/// The longest subject (a 64-byte room name in hex, and the prefix).
+const SUBJECT_BYTES: usize = 160;
+/// Messages the loop takes from the broker per turn before it turns to its
+/// sockets again.
+const IN_PER_TURN: usize = 1024;
+
+/// One message between the loop and the broker thread.
+struct Slot {
+    /// Out: what [`ClusterTo`] it is (0 publish, 1 subscribe, 2 unsubscribe);
+    /// in: unused.
+    op: u8,
+    /// The subscription's id (subscribe, unsubscribe; in: the one it came by).
+    sid: u16,
+    subject_len: u8,
+    subject: [u8; SUBJECT_BYTES],
+    len: u16,
+    bytes: [u8; SLOT_BYTES],
+}
+
+impl Slot {
+    fn empty() -> Box<Slot> {
+        // Built in place: a slot is too big to build on the stack and move
+        // without care in debug builds.
+        Box::new(Slot {
+            op: 0,
+            sid: 0,
+            subject_len: 0,
+            subject: [0; SUBJECT_BYTES],
+            len: 0,
+            bytes: [0; SLOT_BYTES],
+        })
+    }
+
+    fn subject(&self) -> &str {
+        core::str::from_utf8(&self.subject[..self.subject_len as usize]).unwrap_or("")
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// What the loop and the broker thread share.
+struct Shared {
+    out_media: ArrayQueue<Box<Slot>>,
+    out_ctrl: ArrayQueue<Box<Slot>>,
+    in_media: ArrayQueue<Box<Slot>>,
+    in_ctrl: ArrayQueue<Box<Slot>>,
+    /// Empty slots, so neither side allocates once running.
+    spare: ArrayQueue<Box<Slot>>,
+    /// The broker connection is up.
+    up: AtomicBool,
+    /// The loop was woken and has not looked yet.
+    loop_woken: AtomicBool,
+    /// The broker thread is to stop.
+    stop: AtomicBool,
+    /// Media the rings dropped (full), each way.
+    dropped_out: AtomicU64,
+    dropped_in: AtomicU64,
+    /// Messages published to the broker.
+    published: AtomicU64,
+    waker: Arc<Waker>,
+    /// Wakes the broker thread: a byte written here.
+    wake_tx: UnixStream,
+    /// The broker thread was woken and has not looked yet.
+    broker_woken: AtomicBool,
+}
+
+impl Shared {
+    fn wake_broker(&self) {
+        if !self.broker_woken.swap(true, Ordering::AcqRel) {
+            // Non-blocking: a full socket buffer means a wake is pending anyway.
+            let _ = (&self.wake_tx).write(&[1]);
+        }
+    }
+
+    fn wake_loop(&self) {
+        if !self.loop_woken.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    fn slot(&self) -> Option<Box<Slot>> {
+        self.spare.pop()
+    }
+}
+
+/// The loop's side of the cluster link.
+pub(super) struct ClusterLink {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    /// The broker connection's state as last given to the core.
+    told_up: bool,
+    subject: String,
+}
+
+/// Bytes the link's rings hold, for the memory ceiling.
+pub(crate) fn table_bytes(cfg: &HubConfig) -> usize {
+    if cfg.cluster.is_none() {
+        return 0;
+    }
+    slots(cfg) * (size_of::<Slot>() + 5 * size_of::<usize>())
+}
+
+fn slots(cfg: &HubConfig) -> usize {
+    // Each ring full at once, plus the few in the broker thread's hands.
+    2 * (cfg.cluster_ring + cfg.cluster_ring / 4) + 16
+}
+
+impl ClusterLink {
+    /// Starts the broker thread for `cfg.cluster`; it connects (and reconnects)
+    /// on its own, so a broker that is not there yet is no error here.
+    pub fn start(cfg: &HubConfig, waker: Arc<Waker>) -> io::Result<Option<ClusterLink>> {
+        let Some(url) = cfg.cluster.clone() else {
+            return Ok(None);
+        };
+        let node = cfg.node.clone().unwrap_or_else(|| "hub".into());
+        let (media, ctrl) = (cfg.cluster_ring, (cfg.cluster_ring / 4).max(16));
+        let total = slots(cfg);
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        let shared = Arc::new(Shared {
+            out_media: ArrayQueue::new(media),
+            out_ctrl: ArrayQueue::new(ctrl),
+            in_media: ArrayQueue::new(media),
+            in_ctrl: ArrayQueue::new(ctrl),
+            spare: ArrayQueue::new(total),
+            up: AtomicBool::new(false),
+            loop_woken: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            dropped_out: AtomicU64::new(0),
+            dropped_in: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            waker,
+            wake_tx,
+            broker_woken: AtomicBool::new(false),
+        });
+        for _ in 0..total {
+            let _ = shared.spare.push(Slot::empty());
+        }
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("poselink-cluster".into())
+            .spawn(move || broker_thread(url, node, s, wake_rx))?;
+        Ok(Some(ClusterLink {
+            shared,
+            thread: Some(thread),
+            told_up: false,
+            subject: String::with_capacity(SUBJECT_BYTES),
+        }))
+    }
+
+    /// Media dropped by the rings (out of the loop, into it), and messages
+    /// published.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let s = &self.shared;
+        (
+            s.dropped_out.load(Ordering::Relaxed),
+            s.dropped_in.load(Ordering::Relaxed),
+            s.published.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Tells the core the broker connection's state when it changed; the
+    /// start of a turn's receiving.
+    pub fn begin(&mut self, core: &mut Core, now: u64) {
+        let s = &*self.shared;
+        s.loop_woken.store(false, Ordering::Release);
+        let up = s.up.load(Ordering::Acquire);
+        if up != self.told_up {
+            self.told_up = up;
+            core.handle_cluster_link(now, up);
+        }
+    }
+
+    /// Hands the core the next message from the broker (control first):
+    /// `None` when there is none, `Some(true)` when the output due must be
+    /// written before the next.
+    pub fn receive_one(&mut self, core: &mut Core, now: u64) -> Option<bool> {
+        let s = &*self.shared;
+        let slot = s.in_ctrl.pop().or_else(|| s.in_media.pop())?;
+        let due = core.handle_cluster(now, slot.sid, slot.payload());
+        let _ = s.spare.push(slot);
+        Some(due)
+    }
+
+    /// Messages the loop takes per turn at most; when that many were taken,
+    /// [`more`](Self::more) has the loop look again at once.
+    pub const PER_TURN: usize = IN_PER_TURN;
+
+    /// Wakes the loop for another turn (more messages wait).
+    pub fn more(&self) {
+        self.shared.wake_loop();
+    }
+
+    /// Moves what the core has for the broker into the rings, and wakes the
+    /// broker thread when it did.
+    pub fn send(&mut self, core: &mut Core) {
+        let s = &*self.shared;
+        let mut any = false;
+        while let Some(out) = core.poll_cluster() {
+            any = true;
+            let ClusterOut { to, media, bytes } = out;
+            cluster_subject(PREFIX, to, &mut self.subject);
+            let Some(mut slot) = s.slot() else {
+                // Cannot happen by the spare ring's sizing; count, never block.
+                s.dropped_out.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let (op, sid) = match to {
+                ClusterTo::Subscribe { sid, .. } => (1, sid),
+                ClusterTo::Unsubscribe { sid, .. } => (2, sid),
+                _ => (0, 0),
+            };
+            slot.op = op;
+            slot.sid = sid;
+            let n = self.subject.len().min(SUBJECT_BYTES);
+            slot.subject[..n].copy_from_slice(&self.subject.as_bytes()[..n]);
+            slot.subject_len = n as u8;
+            let n = bytes.len().min(SLOT_BYTES);
+            slot.bytes[..n].copy_from_slice(&bytes[..n]);
+            slot.len = n as u16;
+            if media {
+                if let Some(old) = s.out_media.force_push(slot) {
+                    s.dropped_out.fetch_add(1, Ordering::Relaxed);
+                    let _ = s.spare.push(old);
+                }
+            } else if let Err(slot) = s.out_ctrl.push(slot) {
+                s.dropped_out.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "cluster: the control ring to the broker is full (cluster_ring); a message to {} is lost, and the hubs resynchronise at the next heartbeat",
+                    slot.subject()
+                );
+                let _ = s.spare.push(slot);
+            }
+        }
+        if any {
+            s.wake_broker();
+        }
+    }
+
+    /// Stops the broker thread (after the core's last words were sent).
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake_broker();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ClusterLink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The broker thread: connects, then moves messages both ways until told to
+/// stop.
+fn broker_thread(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!(
+                "cluster: cannot start the broker thread's runtime: {e}; this hub runs alone"
+            );
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, run(url, node, s, wake_rx));
+    // Tasks still held drop their subscriptions, which spawn their
+    // unsubscribe: inside the runtime's context.
+    let _context = rt.enter();
+    drop(local);
+}
+
+async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
+    let events = Arc::clone(&s);
+    let url_for_log = url.clone();
+    let options = async_nats::ConnectOptions::new()
+        .name(format!("poselink hub {node}"))
+        .no_echo()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        // Back within a fraction of a second of the broker's return.
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((attempts as u64 * 50).clamp(50, 250))
+        })
+        .client_capacity(4096)
+        .subscription_capacity(4096)
+        .event_callback(move |ev| {
+            let s = Arc::clone(&events);
+            async move {
+                match ev {
+                    async_nats::Event::Connected => {
+                        s.up.store(true, Ordering::Release);
+                        s.wake_loop();
+                    }
+                    async_nats::Event::Disconnected | async_nats::Event::Closed => {
+                        s.up.store(false, Ordering::Release);
+                        s.wake_loop();
+                    }
+                    other => log::warn!("cluster: broker: {other}"),
+                }
+            }
+        });
+    let client = match options.connect(url.as_str()).await {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!(
+                "cluster: cannot use the broker at {url_for_log}: {e}; this hub runs alone (check the cluster URL)"
+            );
+            return;
+        }
+    };
+    log::info!("cluster: node {node}, broker {url}");
+    // Every hub's subject and this hub's own.
+    let mut subs: HashMap<u16, tokio::task::JoinHandle<()>> = HashMap::new();
+    for (sid, subject) in [
+        (0u16, format!("{PREFIX}.nodes")),
+        (0u16, format!("{PREFIX}.node.{node}")),
+    ] {
+        let key = if subject.ends_with(".nodes") {
+            u16::MAX
+        } else {
+            u16::MAX - 1
+        };
+        subs.insert(key, forward(&client, subject, sid, &s).await);
+    }
+    let wake = match tokio::net::UnixStream::from_std(wake_rx) {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("cluster: cannot wait on the wake descriptor: {e}; this hub runs alone");
+            return;
+        }
+    };
+    loop {
+        let stopping = s.stop.load(Ordering::Acquire);
+        // Control first, then media, each in the order the loop queued it.
+        while let Some(slot) = s.out_ctrl.pop().or_else(|| s.out_media.pop()) {
+            match slot.op {
+                1 => {
+                    let subject = slot.subject().to_string();
+                    if let Some(old) =
+                        subs.insert(slot.sid, forward(&client, subject, slot.sid, &s).await)
+                    {
+                        old.abort();
+                    }
+                }
+                2 => {
+                    if let Some(old) = subs.remove(&slot.sid) {
+                        old.abort();
+                    }
+                }
+                _ => {
+                    let subject = slot.subject().to_string();
+                    let payload = slot.payload().to_vec();
+                    match client.publish(subject, payload.into()).await {
+                        Ok(()) => {
+                            s.published.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => log::debug!("cluster: publish failed: {e}"),
+                    }
+                }
+            }
+            let _ = s.spare.push(slot);
+        }
+        let _ = client.flush().await;
+        if stopping {
+            break;
+        }
+        // Wait for the loop's wake, or look again shortly (the stop flag).
+        s.broker_woken.store(false, Ordering::Release);
+        if !s.out_ctrl.is_empty() || !s.out_media.is_empty() {
+            continue;
+        }
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(100), wake.readable()).await
+        {
+            let mut buf = [0u8; 64];
+            let _ = wake.try_read(&mut buf);
+        }
+    }
+    for (_, t) in subs.drain() {
+        t.abort();
+    }
+    // Let the aborted tasks go (and unsubscribe) while the runtime runs.
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Subscribes to `subject` and forwards its messages to the loop, tagged
+/// with `sid`, until aborted. Control (every message but media) waits for
+/// room in its ring; media drops the oldest when its ring is full, counted.
+async fn forward(
+    client: &async_nats::Client,
+    subject: String,
+    sid: u16,
+    s: &Arc<Shared>,
+) -> tokio::task::JoinHandle<()> {
+    let sub = client.subscribe(subject.clone()).await;
+    let s = Arc::clone(s);
+    tokio::task::spawn_local(async move {
+        let mut sub = match sub {
+            Ok(sub) => sub,
+            Err(e) => {
+                log::error!("cluster: cannot subscribe to {subject}: {e}");
+                return;
+            }
+        };
+        while let Some(msg) = sub.next().await {
+            let Some(mut slot) = s.slot() else {
+                s.dropped_in.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let n = msg.payload.len().min(SLOT_BYTES);
+            slot.bytes[..n].copy_from_slice(&msg.payload[..n]);
+            slot.len = n as u16;
+            slot.sid = sid;
+            if is_cluster_media(&msg.payload) {
+                if let Some(old) = s.in_media.force_push(slot) {
+                    s.dropped_in.fetch_add(1, Ordering::Relaxed);
+                    let _ = s.spare.push(old);
+                }
+            } else {
+                // Control waits for room (the loop drains it first), up to a
+                // second; then it is counted and logged, never lost unsaid.
+                let mut slot = Some(slot);
+                for _ in 0..1000 {
+                    match s.in_ctrl.push(slot.take().expect("held")) {
+                        Ok(()) => break,
+                        Err(back) => {
+                            slot = Some(back);
+                            s.wake_loop();
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                }
+                if let Some(slot) = slot {
+                    s.dropped_in.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "cluster: the hub's loop took no control message for a second; one from {subject} is lost"
+                    );
+                    let _ = s.spare.push(slot);
+                }
+            }
+            s.wake_loop();
+        }
+    })
+}

@@ -208,7 +208,9 @@ pub fn stamp(clock: &MonotonicClock, start_us: u64) -> String {
 /// membership events (the commands handle those themselves).
 pub fn describe_event(ev: &Event) -> Option<String> {
     Some(match ev {
-        Event::Connected { member } => format!("connected: we are member {member}"),
+        Event::Connected { member, hub_index } => {
+            format!("connected: we are member {member} (hub {hub_index})")
+        }
         Event::Disconnected { reason } => format!("disconnected: {reason}"),
         Event::Reconnecting { attempt, delay } => format!(
             "reconnecting: attempt {attempt} in {} ms",

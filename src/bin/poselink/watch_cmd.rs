@@ -434,9 +434,12 @@ impl State {
                     );
                 }
             }
-            Event::Connected { member } => {
+            Event::Connected { member, hub_index } => {
                 self.me = Some(member);
-                println!("{} connected: we are member {member}", stamp(clock, start));
+                println!(
+                    "{} connected: we are member {member} (hub {hub_index})",
+                    stamp(clock, start)
+                );
             }
             Event::RoomJoined { members, .. } | Event::RoomRestored { members, .. } => {
                 self.members = members.into_iter().map(|m| (m.member, m)).collect();

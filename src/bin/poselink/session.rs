@@ -68,6 +68,12 @@ pub fn start_engine(
     })
 }
 
+/// The URL of the hub the engine's session is with, of the list `hubs`.
+pub fn on_hub<'a>(hubs: &'a [String], engine: &EngineHandle) -> &'a str {
+    let i = engine.metrics().hub_index as usize;
+    hubs.get(i).or(hubs.first()).map_or("?", String::as_str)
+}
+
 /// Stops an engine and waits for its thread.
 pub fn stop_engine(engine: &EngineHandle, thread: JoinHandle<EngineReport>) -> EngineReport {
     engine.shutdown();

@@ -471,6 +471,14 @@ typedef struct {
   /**
    * The hub's URL, `ws://host:port/`, or `wss://host:port/` for TLS,
    * NUL-terminated. Default `ws://127.0.0.1:7700/`. At most 1024 bytes.
+   *
+   * Failover: several URLs separated by commas (at most 8, all `ws://` or
+   * all `wss://`, none twice), e.g. `"ws://10.0.0.2:7700/,ws://10.0.0.3:7700/"`.
+   * The engine connects to the first; when a connection attempt fails or
+   * the session is lost it tries the next (round robin), rejoins its rooms
+   * there and replays the unacknowledged audio. The `CONNECTED` event's
+   * `count` is the index of the hub in this list. A bad list makes
+   * `poselink_engine_create` fail with `INVALID_ARGUMENT` and the reason.
    */
   const char *hub;
   /**
@@ -803,7 +811,9 @@ typedef struct {
    */
   uint64_t delay_ms;
   /**
-   * Audio chunks lost (`AUDIO_LOST`).
+   * Audio chunks lost (`AUDIO_LOST`), or the hub the session is open with
+   * (`CONNECTED`): the index of its URL in `config.hub`'s list, 0 for the
+   * first.
    */
   uint64_t count;
   /**

@@ -47,6 +47,14 @@ pub struct PoselinkConfig {
     pub raw_pose: u32,
     /// The hub's URL, `ws://host:port/`, or `wss://host:port/` for TLS,
     /// NUL-terminated. Default `ws://127.0.0.1:7700/`. At most 1024 bytes.
+    ///
+    /// Failover: several URLs separated by commas (at most 8, all `ws://` or
+    /// all `wss://`, none twice), e.g. `"ws://10.0.0.2:7700/,ws://10.0.0.3:7700/"`.
+    /// The engine connects to the first; when a connection attempt fails or
+    /// the session is lost it tries the next (round robin), rejoins its rooms
+    /// there and replays the unacknowledged audio. The `CONNECTED` event's
+    /// `count` is the index of the hub in this list. A bad list makes
+    /// `poselink_engine_create` fail with `INVALID_ARGUMENT` and the reason.
     pub hub: *const c_char,
     /// For `wss://`: a PEM file of certificate authorities to trust besides the
     /// system's roots (a private CA, or the hub's self-signed certificate),
@@ -291,8 +299,15 @@ impl PoselinkConfig {
             self.reconnect_min_ms,
             3_600_000,
         )?;
-        Ok(EngineConfig {
+        let hubs = EngineConfig {
             hub: hub.to_string(),
+            ..EngineConfig::default()
+        };
+        hubs.check_hubs().map_err(|e| {
+            Failure::new(PoselinkStatus::InvalidArgument, format!("config.hub: {e}"))
+        })?;
+        Ok(EngineConfig {
+            hub: hubs.hub,
             ca_file,
             token: token.to_string(),
             client,
@@ -484,6 +499,35 @@ mod tests {
         let bad = [0xffu8 as c_char, 0];
         let e = unsafe { read_str(bad.as_ptr(), 7, "x") }.unwrap_err();
         assert_eq!(e.status, PoselinkStatus::InvalidArgument);
+    }
+
+    #[test]
+    fn several_hubs_are_taken_and_a_bad_list_is_refused() {
+        let mut c = defaults();
+        c.hub = c"ws://10.0.0.2:7700/, ws://10.0.0.3:7700/".as_ptr();
+        let cfg = unsafe { c.engine_config() }.unwrap();
+        assert_eq!(
+            cfg.hub_urls().collect::<Vec<_>>(),
+            ["ws://10.0.0.2:7700/", "ws://10.0.0.3:7700/"]
+        );
+        for (list, why) in [
+            (c"ws://a/,wss://b/", "mixes ws:// and wss://"),
+            (c"ws://a/,", "entry 2 is empty"),
+            (c"ws://a/,ftp://b/", "must start with ws://"),
+            (
+                c"ws://1/,ws://2/,ws://3/,ws://4/,ws://5/,ws://6/,ws://7/,ws://8/,ws://9/",
+                "more than 8",
+            ),
+        ] {
+            c.hub = list.as_ptr();
+            let e = unsafe { c.engine_config() }.unwrap_err();
+            assert_eq!(e.status, PoselinkStatus::InvalidArgument, "{list:?}");
+            assert!(
+                e.message.starts_with("config.hub: ") && e.message.contains(why),
+                "{list:?}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]

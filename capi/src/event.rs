@@ -246,7 +246,9 @@ pub struct PoselinkEvent {
     pub attempt: u32,
     /// The wait before the reconnect, ms (`RECONNECTING`).
     pub delay_ms: u64,
-    /// Audio chunks lost (`AUDIO_LOST`).
+    /// Audio chunks lost (`AUDIO_LOST`), or the hub the session is open with
+    /// (`CONNECTED`): the index of its URL in `config.hub`'s list, 0 for the
+    /// first.
     pub count: u64,
     /// What the alert is about (`ALERT`).
     pub alert_kind: PoselinkAlertKind,
@@ -341,8 +343,9 @@ impl PoselinkEvent {
     pub(crate) fn fill(&mut self, event: &Event) {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         self.kind = match event {
-            Event::Connected { member } => {
+            Event::Connected { member, hub_index } => {
                 self.member = *member;
+                self.count = *hub_index as u64;
                 PoselinkEventKind::Connected
             }
             Event::Disconnected { reason } => {

@@ -121,7 +121,8 @@ class Event:
     """Something the engine reports. ``kind`` says what; the other fields are set
     as the kind needs and ``None`` otherwise:
 
-    - ``connected`` (``member``: our id), ``disconnected`` (``text``),
+    - ``connected`` (``member``: our id, ``hub``: the index of the hub in the
+      engine's list), ``disconnected`` (``text``),
       ``reconnecting`` (``attempt``, ``delay``)
     - ``room_joined`` / ``room_restored`` (``room``, ``members``),
       ``room_left`` (``room``, ``reason``: left, kicked, room_closed, ...)
@@ -158,6 +159,7 @@ class Event:
     timestamp_us: Optional[int] = None
     attempt: Optional[int] = None
     delay: Optional[float] = None
+    hub: Optional[int] = None
     count: Optional[int] = None
     value: Optional[float] = None
     threshold: Optional[float] = None
@@ -276,8 +278,11 @@ class Engine:
 
     ``Engine(hubs, token=None, **settings)`` starts it; use it as a context
     manager (or call :meth:`close`). ``hubs`` is the hub's URL
-    (``"ws://host:7700/"``, or ``"wss://host:7700/"`` for TLS); a list of one
-    URL is accepted too. ``token`` is
+    (``"ws://host:7700/"``, or ``"wss://host:7700/"`` for TLS), or a list of
+    up to 8 URLs (or one string of them separated by commas) in failover order:
+    when its hub dies the engine moves to the next one, rejoins its rooms there
+    and replays the unacknowledged audio (all ``ws://`` or all ``wss://``; the
+    ``connected`` event's ``hub`` is the index of the hub). ``token`` is
     the JWT the hub's operator minted (``None`` for a hub run with ``--dev``).
 
     Settings (all optional): ``client`` (a name for the hub's logs),
@@ -311,12 +316,9 @@ class Engine:
             hub = hubs
         else:
             hubs = list(hubs)
-            if len(hubs) != 1:
-                raise ValueError(
-                    "the engine connects to one hub: pass its URL (several hubs share rooms "
-                    "through the hub cluster, not through the client)"
-                )
-            hub = hubs[0]
+            if not hubs or not all(isinstance(h, str) for h in hubs):
+                raise ValueError("hubs: give a hub URL or a non-empty list of hub URLs")
+            hub = ",".join(hubs)
         unknown = set(settings) - _SETTINGS
         if unknown:
             raise TypeError(f"unknown setting(s) {sorted(unknown)} (see help(poselink.Engine))")
@@ -553,7 +555,7 @@ class Engine:
             return Event(kind, room, member, audio=np.frombuffer(a, dtype=np.int16), seq=seq,
                          sample_rate=rate, channels=ch, timestamp_us=c)
         if kind == "connected":
-            return Event(kind, member=member)
+            return Event(kind, member=member, hub=a)
         if kind == "disconnected":
             return Event(kind, text=a)
         if kind == "reconnecting":

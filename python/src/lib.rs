@@ -443,11 +443,11 @@ impl NativeEngine {
 fn event_tuple<'py>(py: Python<'py>, e: &Event) -> PyResult<Bound<'py, PyTuple>> {
     let none = py.None();
     let t = match e {
-        Event::Connected { member } => (
+        Event::Connected { member, hub_index } => (
             "connected",
             0u16,
             *member,
-            none.clone_ref(py),
+            hub_index.into_pyobject(py)?.into_any().unbind(),
             none.clone_ref(py),
             none,
         )

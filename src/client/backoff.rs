@@ -47,6 +47,23 @@ impl Backoff {
         half + random as u64 % (half + 1)
     }
 
+    /// The wait of attempt 0 (between half of `min_us` and `min_us`), jittered
+    /// by `random`, without counting an attempt: the client session's first
+    /// try of another hub.
+    ///
+    /// ```
+    /// use poselink::client::Backoff;
+    /// let mut b = Backoff::new(100_000, 5_000_000);
+    /// b.next_delay_us(0);
+    /// assert_eq!(b.shortest_delay_us(0), 50_000);
+    /// assert_eq!(b.shortest_delay_us(u32::MAX), 50_000 + u32::MAX as u64 % 50_001);
+    /// assert_eq!(b.attempt(), 1);
+    /// ```
+    pub fn shortest_delay_us(&self, random: u32) -> u64 {
+        let half = self.min_us.min(self.max_us) / 2;
+        half + random as u64 % (half + 1)
+    }
+
     /// Back to attempt 0: the next wait is the shortest again.
     pub fn reset(&mut self) {
         self.attempt = 0;

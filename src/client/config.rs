@@ -81,6 +81,12 @@ pub struct SessionConfig {
     /// Ping interval, µs; no byte from the hub for two intervals means the
     /// connection is dead. Default 1 s.
     pub heartbeat_us: u64,
+    /// Hubs the driver can connect to (its list of addresses, in failover
+    /// order; at least 1). After a failed attempt or a lost session the next
+    /// attempt goes to the next hub, round robin ([`Session::hub`](super::Session::hub)
+    /// says which): the first try of another hub waits `reconnect_min_us` at
+    /// most, and the backoff grows once per round of the list. Default 1.
+    pub hubs: usize,
     /// Reconnect backoff, µs. Defaults 100 ms and 5 s.
     pub reconnect_min_us: u64,
     /// See `reconnect_min_us`.
@@ -115,6 +121,7 @@ impl Default for SessionConfig {
             max_rooms: 8,
             max_persons: 4,
             heartbeat_us: 1_000_000,
+            hubs: 1,
             reconnect_min_us: 100_000,
             reconnect_max_us: 5_000_000,
             connect_timeout_us: 3_000_000,

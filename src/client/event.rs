@@ -20,6 +20,9 @@ pub enum Event<'a> {
         member: u16,
         /// A connection after the first.
         reconnect: bool,
+        /// The hub it is with: an index below [`SessionConfig::hubs`](super::SessionConfig::hubs)
+        /// ([`Session::hub`](super::Session::hub)).
+        hub: usize,
     },
     /// An open session was lost (the driver closes the transport on
     /// [`Transport::Close`](super::Transport::Close)).

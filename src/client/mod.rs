@@ -27,7 +27,9 @@
 //!
 //! What the session owns: the hello and the welcome (with the resume id), the
 //! heartbeat (a ping per interval; no byte from the hub for two intervals means
-//! the connection is dead), the reconnect backoff, the rooms (joins, leaves, the
+//! the connection is dead), the reconnect backoff and the failover across the
+//! driver's hubs ([`Session::hub`]: the next hub after each failed attempt or
+//! lost session, a resume id presented only to the hub that gave it), the rooms (joins, leaves, the
 //! hub's handle for each [`RoomId`], their rejoin after a reconnect, reported as
 //! restored), the audio replay window (chunks kept until acknowledged and sent
 //! again after a reconnect, readdressed to the new handle and member id, exactly
@@ -79,7 +81,7 @@ use wire::{RxBuf, TxBuf};
 /// What the driver should do with its transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// Open a connection to the hub and upgrade it; then
+    /// Open a connection to hub [`Session::hub`] and upgrade it; then
     /// [`Session::handle_connected`].
     Connect,
     /// Drop the connection (the session gave it up).
@@ -182,9 +184,17 @@ struct Core {
     deadline_us: u64,
     retry_at_us: u64,
     backoff: Backoff,
+    /// The hub (index into the driver's list of `cfg.hubs`) the current
+    /// connection or the next attempt is for.
+    hub: usize,
+    /// Failed attempts and lost sessions since the last welcome: every
+    /// `cfg.hubs`-th one (a whole round of the list) counts on the backoff.
+    failures: u32,
     rng: u64,
     member: u16,
     resume: u64,
+    /// The hub that gave out `resume`: it is presented to that hub only.
+    resume_hub: usize,
     /// Our stream id, for the hello: the same for the session's whole life.
     stream: u64,
     connections: u64,
@@ -226,9 +236,12 @@ impl Session {
             deadline_us: 0,
             retry_at_us: now,
             backoff: Backoff::new(cfg.reconnect_min_us, cfg.reconnect_max_us),
+            hub: 0,
+            failures: 0,
             rng: cfg.seed | 1,
             member: 0,
             resume: 0,
+            resume_hub: 0,
             stream: stream_id(cfg.seed),
             connections: 0,
             last_rx_us: now,
@@ -282,10 +295,13 @@ impl Session {
         c.last_rx_us = now;
         let token = std::mem::take(&mut c.cfg.token);
         let client = std::mem::take(&mut c.cfg.client);
+        // A resume id means something to the hub that gave it out only: another
+        // hub would take it for one of its own sessions' (or ignore it).
+        let resume = if c.resume_hub == c.hub { c.resume } else { 0 };
         let hello = Message::Hello(Hello {
             minor: proto::PROTOCOL_MINOR,
             token: &token,
-            resume: c.resume,
+            resume,
             client: &client,
             stream: c.stream,
         });
@@ -554,6 +570,13 @@ impl Session {
 
     // ---- what the session knows ---------------------------------------------------
 
+    /// The hub the current connection is with, or the next attempt is for: an
+    /// index below [`SessionConfig::hubs`], into the driver's list of hub
+    /// addresses. The driver reads it on [`Transport::Connect`].
+    pub fn hub(&self) -> usize {
+        self.core.hub
+    }
+
     /// Our member id on the current connection (0 before the welcome).
     pub fn member(&self) -> u16 {
         self.core.member
@@ -640,25 +663,26 @@ impl Session {
         } else {
             // Loud on the first failure after a loss and then at powers of
             // two: the reason is seen, a dead hub does not fill the log.
-            let attempt = c.backoff.attempt() + 1;
+            let attempt = c.failures + 1;
             if attempt.is_power_of_two() {
                 log::warn!(
-                    "connecting to the hub failed (attempt {attempt}): {}",
+                    "connecting to hub {} failed (attempt {attempt}): {}",
+                    c.hub,
                     c.reason
                 );
             } else {
                 log::debug!(
-                    "connecting to the hub failed (attempt {attempt}): {}",
+                    "connecting to hub {} failed (attempt {attempt}): {}",
+                    c.hub,
                     c.reason
                 );
             }
             c.note(Note::ConnectFailed);
         }
-        let jitter = random(&mut c.rng);
-        let delay = c.backoff.next_delay_us(jitter);
+        let delay = c.next_attempt();
         c.retry_at_us = now + delay;
         if !c.closing {
-            c.note(Note::Reconnecting(c.backoff.attempt(), delay));
+            c.note(Note::Reconnecting(c.failures, delay));
         }
     }
 }
@@ -693,6 +717,29 @@ fn full_or(other: fn(proto::Error) -> SendError) -> impl Fn(proto::Error) -> Sen
 impl Core {
     fn is_ready(&self) -> bool {
         self.phase == Phase::Ready
+    }
+
+    /// After a failed attempt or a lost session: the hub of the next attempt
+    /// and the wait before it (µs). The next hub in the list, round robin; the
+    /// backoff's wait grows once per round of the list, and a move to a hub
+    /// not tried in this round waits the shortest (jittered) backoff, so that
+    /// a board whose hub died is on another one within about
+    /// `reconnect_min_us` while a fleet does not arrive at once. With one hub
+    /// every attempt counts on the backoff, as before failover existed.
+    fn next_attempt(&mut self) -> u64 {
+        let hubs = self.cfg.hubs.max(1);
+        self.failures = self.failures.saturating_add(1);
+        let from = self.hub;
+        self.hub = (self.hub + 1) % hubs;
+        let jitter = random(&mut self.rng);
+        if u64::from(self.failures) % hubs as u64 == 0 {
+            self.backoff.next_delay_us(jitter)
+        } else {
+            if !self.closing {
+                log::info!("failing over from hub {from} to hub {}", self.hub);
+            }
+            self.backoff.shortest_delay_us(jitter)
+        }
     }
 
     /// The hub's handle of `room`, for a control message about it.

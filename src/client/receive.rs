@@ -52,6 +52,7 @@ enum Surface {
     Connected {
         member: u16,
         reconnect: bool,
+        hub: usize,
     },
     Joined {
         room: RoomId,
@@ -194,7 +195,18 @@ impl Core {
             _ => None,
         };
         match (s, parsed.map(|p| p.1)) {
-            (Surface::Connected { member, reconnect }, _) => Event::Connected { member, reconnect },
+            (
+                Surface::Connected {
+                    member,
+                    reconnect,
+                    hub,
+                },
+                _,
+            ) => Event::Connected {
+                member,
+                reconnect,
+                hub,
+            },
             (
                 Surface::Joined {
                     room,
@@ -298,8 +310,10 @@ impl Core {
             Message::Welcome(w) => {
                 self.member = w.member;
                 self.resume = w.resume;
+                self.resume_hub = self.hub;
                 self.phase = Phase::Ready;
                 self.connections += 1;
+                self.failures = 0;
                 self.backoff.reset();
                 self.last_ping_us = now;
                 log::info!("session open: member {} as {}", w.member, w.user);
@@ -311,6 +325,7 @@ impl Core {
                 Surface::Connected {
                     member: w.member,
                     reconnect: self.connections > 1,
+                    hub: self.hub,
                 }
             }
             Message::RoomSnapshot(s) => {

@@ -1,9 +1,14 @@
 //! The engine's settings ([`EngineConfig`]: every capacity decided here, read
 //! once at start) and the send priorities ([`Priority`]).
 
+use std::io;
+
 use crate::client::{Receive, SessionConfig};
 use crate::monitor::MonitorConfig;
 use crate::proto::EncoderConfig;
+
+/// The most hub URLs an engine takes (see [`EngineConfig::hub`]).
+pub const MAX_HUBS: usize = 8;
 
 /// Send priorities: higher goes first; when the queue is full the lowest goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,7 +26,12 @@ impl Priority {
 /// The engine's settings; every capacity is decided here.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
-    /// The hub's URL, `ws://host:port/`, or `wss://host:port/` for TLS.
+    /// The hub's URL, `ws://host:port/`, or `wss://host:port/` for TLS; or
+    /// several, separated by commas, in failover order (at most [`MAX_HUBS`],
+    /// all `ws://` or all `wss://`; see [`EngineConfig::with_hubs`]). The
+    /// engine connects to the first; when a connection attempt fails or the
+    /// session is lost it tries the next one (round robin), rejoins its rooms
+    /// there and replays the unacknowledged audio.
     pub hub: String,
     /// For `wss://`: a PEM file of certificate authorities to trust besides
     /// the system's roots (a private CA, or a hub's self-signed certificate).
@@ -148,6 +158,49 @@ impl EngineConfig {
         (outage_ms / 20) as usize + 64
     }
 
+    /// This configuration with `urls` as its hubs, in failover order (joined
+    /// into [`hub`](Self::hub)); checked when the engine starts (and by
+    /// [`check_hubs`](Self::check_hubs)).
+    ///
+    /// ```
+    /// use poselink::engine::EngineConfig;
+    /// let cfg = EngineConfig::default().with_hubs(["ws://10.0.0.2:7700/", "ws://10.0.0.3:7700/"]);
+    /// assert_eq!(cfg.hub, "ws://10.0.0.2:7700/,ws://10.0.0.3:7700/");
+    /// assert_eq!(cfg.hub_urls().collect::<Vec<_>>(), ["ws://10.0.0.2:7700/", "ws://10.0.0.3:7700/"]);
+    /// assert_eq!(cfg.check_hubs().unwrap(), 2);
+    /// ```
+    pub fn with_hubs<S: AsRef<str>>(mut self, urls: impl IntoIterator<Item = S>) -> Self {
+        self.hub.clear();
+        for (i, u) in urls.into_iter().enumerate() {
+            if i > 0 {
+                self.hub.push(',');
+            }
+            self.hub.push_str(u.as_ref().trim());
+        }
+        self
+    }
+
+    /// The hub URLs of [`hub`](Self::hub), in failover order (as written,
+    /// spaces around the commas trimmed; not checked).
+    pub fn hub_urls(&self) -> impl Iterator<Item = &str> {
+        self.hub.split(',').map(str::trim)
+    }
+
+    /// Checks the hub URLs as [`EdgeEngine::start`](super::EdgeEngine::start)
+    /// does; returns how many there are. An empty list, a URL that is not
+    /// `ws://` or `wss://`, a mix of the two (a board that fell back from
+    /// `wss://` to `ws://` would send in the clear), a URL given twice and more
+    /// than [`MAX_HUBS`] are refused with a sentence that says which.
+    ///
+    /// ```
+    /// use poselink::engine::EngineConfig;
+    /// let mixed = EngineConfig::default().with_hubs(["wss://a.example/", "ws://b.example/"]);
+    /// assert!(mixed.check_hubs().unwrap_err().to_string().contains("mixes"));
+    /// ```
+    pub fn check_hubs(&self) -> io::Result<usize> {
+        super::url::HubUrl::parse_list(&self.hub).map(|l| l.len())
+    }
+
     /// The client session's part of the settings; `seed` seeds its masks and
     /// backoff jitter.
     pub(super) fn session(&self, seed: u64) -> SessionConfig {
@@ -157,6 +210,7 @@ impl EngineConfig {
             max_rooms: self.max_rooms,
             max_persons: self.max_persons,
             heartbeat_us: self.heartbeat_ms * 1000,
+            hubs: self.hub_urls().count(),
             reconnect_min_us: self.reconnect_min_ms * 1000,
             reconnect_max_us: self.reconnect_max_ms * 1000,
             connect_timeout_us: self.connect_timeout_ms * 1000,

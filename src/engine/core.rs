@@ -44,6 +44,10 @@ struct AppSide {
     /// Each room's members as followed since its snapshot (empty while not
     /// joined). Changes only on membership events, which are rare.
     members: Vec<Vec<MemberSummary>>,
+    /// The hub URLs, in failover order, for the logs.
+    hubs: Vec<String>,
+    /// The hub of the last session, if there was one.
+    last_hub: Option<usize>,
 }
 
 /// The engine's decisions; the driver feeds it time and bytes.
@@ -86,13 +90,29 @@ impl AppSide {
     fn on_event(&mut self, now: u64, ev: client::Event<'_>) {
         let c = &self.shared.counters;
         match ev {
-            client::Event::Connected { member, reconnect } => {
+            client::Event::Connected {
+                member,
+                reconnect,
+                hub,
+            } => {
                 c.set_connected(true);
                 if reconnect {
                     c.add(Counter::Reconnects, 1);
                     self.monitor.record_reconnect();
                 }
-                self.emit(Event::Connected { member });
+                c.set(Counter::HubIndex, hub as u64);
+                let url = self.hubs.get(hub).map_or("?", String::as_str);
+                if self.last_hub.is_some_and(|h| h != hub) {
+                    c.add(Counter::Failovers, 1);
+                    log::warn!("failed over to hub {hub} ({url}): member {member}");
+                } else {
+                    log::info!("connected to hub {hub} ({url}): member {member}");
+                }
+                self.last_hub = Some(hub);
+                self.emit(Event::Connected {
+                    member,
+                    hub_index: hub,
+                });
             }
             client::Event::Disconnected { reason } => {
                 c.set_connected(false);
@@ -268,6 +288,8 @@ impl EngineCore {
                 playout: Playout::new(cfg.playout_delay_ms, cfg.max_senders),
                 replies: (0..cfg.max_rooms.max(1)).map(|_| None).collect(),
                 members: (0..cfg.max_rooms.max(1)).map(|_| Vec::new()).collect(),
+                hubs: cfg.hub_urls().map(str::to_string).collect(),
+                last_hub: None,
             },
             next_sample_us: now,
             ring_drops_seen: 0,

@@ -1,6 +1,7 @@
 //! The engine's IO driver: the one `mio` loop of the engine's thread, and the
 //! only part of the engine that touches a socket or the clock. It connects when
-//! the session asks ([`Transport::Connect`]), puts TLS on the socket for a
+//! the session asks ([`Transport::Connect`]), to the hub of the list the session
+//! names (failover is the session's decision), puts TLS on the socket for a
 //! `wss://` hub, runs tungstenite's client handshake over the non-blocking
 //! stream, reads into the session's receive
 //! buffer, writes what the session lends, and gives the [`EngineCore`] the time.
@@ -51,7 +52,10 @@ enum Conn {
 
 pub(super) struct Driver {
     core: EngineCore,
-    url: HubUrl,
+    /// The hubs, in failover order (at least one; parsed at start).
+    urls: Vec<HubUrl>,
+    /// The hub of the last connection attempt.
+    hub: usize,
     /// For a `wss://` hub: the client configuration (roots read at start).
     tls: Option<Arc<rustls::ClientConfig>>,
     user_agent: String,
@@ -69,7 +73,7 @@ pub(super) struct Driver {
 impl Driver {
     pub(super) fn new(
         core: EngineCore,
-        url: HubUrl,
+        urls: Vec<HubUrl>,
         tls: Option<Arc<rustls::ClientConfig>>,
         user_agent: String,
         poll: Poll,
@@ -79,7 +83,8 @@ impl Driver {
         let now = clock.now_us();
         Driver {
             core,
-            url,
+            urls,
+            hub: 0,
             tls,
             user_agent,
             poll,
@@ -178,15 +183,20 @@ impl Driver {
         }
     }
 
+    /// The hub of the current connection attempt.
+    fn url(&self) -> &HubUrl {
+        &self.urls[self.hub]
+    }
+
     fn upgrade(&mut self, now: u64, socket: TcpStream) {
         let stream = match &self.tls {
             None => Stream::Plain(socket),
-            Some(cfg) => match TlsLink::client(Arc::clone(cfg), &self.url.host) {
+            Some(cfg) => match TlsLink::client(Arc::clone(cfg), &self.url().host) {
                 Ok(link) => Stream::tls(socket, link),
                 Err(e) => return self.failed(now, &format!("TLS: {e}")),
             },
         };
-        let url = format!("ws://{}{}", self.url.host_port, self.url.path);
+        let url = format!("ws://{}{}", self.url().host_port, self.url().path);
         let mut request = match url.into_client_request() {
             Ok(r) => r,
             Err(e) => return self.failed(now, &format!("bad hub URL: {e}")),
@@ -230,7 +240,7 @@ impl Driver {
             Err(HandshakeError::Failure(tungstenite::Error::Io(e)))
                 if e.get_ref().is_some_and(|r| r.is::<TlsError>()) =>
             {
-                self.failed(now, &format!("TLS with {}: {e}", self.url.host_port))
+                self.failed(now, &format!("TLS with {}: {e}", self.url().host_port))
             }
             Err(HandshakeError::Failure(e)) => {
                 self.failed(now, &format!("the WebSocket upgrade failed: {e}"))
@@ -282,7 +292,17 @@ impl Driver {
 
     fn connect(&mut self, now: u64) {
         self.close();
-        let addr = match self.url.resolve() {
+        let hub = self.core.session.hub() % self.urls.len();
+        if hub != self.hub {
+            log::info!(
+                "connecting to hub {hub} ({}) instead of hub {} ({})",
+                self.urls[hub].text,
+                self.hub,
+                self.urls[self.hub].text
+            );
+            self.hub = hub;
+        }
+        let addr = match self.url().resolve() {
             Ok(a) => a,
             Err(e) => return self.failed(now, &format!("cannot resolve the hub: {e}")),
         };

@@ -71,6 +71,10 @@ pub enum Event {
     Connected {
         /// Our member id.
         member: u16,
+        /// The hub it is open with: the index of its URL in
+        /// [`EngineConfig::hub`](super::EngineConfig::hub)'s list, 0 for the
+        /// first (another than the last session's after a failover).
+        hub_index: usize,
     },
     /// The connection was lost or closed.
     Disconnected {

@@ -71,7 +71,7 @@ macro_rules! counters {
 }
 
 /// Counters in the table.
-const COUNT: usize = 24;
+const COUNT: usize = 26;
 
 counters! {
     /// Pose frames handed over by the app.
@@ -125,6 +125,12 @@ counters! {
     AudioGaps => audio_gaps, None;
     /// Connections made after the first.
     Reconnects => reconnects, None;
+    /// Connections made to another hub than the previous session's (see
+    /// [`EngineConfig::hub`](super::EngineConfig::hub)).
+    Failovers => failovers, None;
+    /// The hub of the open (or the last) session: its index in the list of
+    /// [`EngineConfig::hub`](super::EngineConfig::hub), 0 for the first.
+    HubIndex => hub_index, None;
     /// The last round trip to the hub, µs.
     RttUs => rtt_us, None;
     /// CPU time the engine's thread has used, µs (updated ten times a second;

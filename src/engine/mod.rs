@@ -15,7 +15,10 @@
 //! reconnect. The connection is kept alive with pings, found dead within two
 //! heartbeat intervals, and re-made with exponential backoff and jitter; after a
 //! reconnect the engine resumes its session, rejoins every room with its role and
-//! reports "room restored". Received pose and audio from the other members come
+//! reports "room restored". Given several hub URLs ([`EngineConfig::hub`]), it
+//! fails over: each attempt after a failed one or a lost session goes to the
+//! next hub of the list (the session decides which, [`crate::client::Session::hub`]),
+//! where it rejoins and replays just the same; [`Event::Connected`] names the hub. Received pose and audio from the other members come
 //! out of [`EngineHandle::poll_event`] as [`Event`]s, held in the events ring's
 //! preallocated slots (no allocation per received frame or chunk).
 //!
@@ -57,7 +60,7 @@ pub use crate::client::{AudioReplay, Backoff, RoomId, readdress};
 pub use api::{
     ControlError, EngineHandle, EngineReport, JoinError, JoinedRoom, PerformanceReport, SendError,
 };
-pub use config::{EngineConfig, Priority};
+pub use config::{EngineConfig, MAX_HUBS, Priority};
 pub use event::{Event, MemberSummary};
 pub use metrics::{Counter, CounterTable, EngineMetrics};
 
@@ -86,10 +89,10 @@ pub struct EdgeEngine;
 impl EdgeEngine {
     /// Allocates everything and starts the loop on a thread named `poselink-engine`.
     pub fn start(config: EngineConfig) -> io::Result<(EngineHandle, JoinHandle<EngineReport>)> {
-        let target = HubUrl::parse(&config.hub)?;
+        let targets = HubUrl::parse_list(&config.hub)?;
         // The roots and the CA file are read once, here: a bad file is a
-        // start-up error, not a reconnect loop.
-        let tls = if target.tls {
+        // start-up error, not a reconnect loop. (Every hub has the same scheme.)
+        let tls = if targets[0].tls {
             let ca = config.ca_file.as_deref().map(std::path::Path::new);
             let cfg = crate::tls::client_config(ca)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -106,7 +109,7 @@ impl EdgeEngine {
         let core = core::EngineCore::new(&config, Arc::clone(&shared), now, seed);
         let mut driver = Driver::new(
             core,
-            target,
+            targets,
             tls,
             config.client.clone(),
             poll,

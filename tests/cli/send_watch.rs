@@ -415,3 +415,40 @@ fn watch_records_its_sender_across_a_hub_restart() {
         "every chunk the sender sent recorded once\nsend:\n{send_out}\nwatch:\n{watch_out}"
     );
 }
+
+#[test]
+fn send_and_watch_take_several_hubs() {
+    // The first hub listens nowhere: the engine fails over to the second.
+    let hub = TestHub::dev();
+    let url = hub.url();
+    let send = Proc::spawn(&[
+        "send",
+        "--hub",
+        "ws://127.0.0.1:1/",
+        "--hub",
+        &url,
+        "--room",
+        "several",
+        "--duration",
+        "1",
+    ]);
+    let (status, stdout, stderr) = send.finish();
+    assert!(status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains(&format!("joined room \"several\" on {url}")),
+        "{stdout}"
+    );
+    // A list mixing ws:// and wss:// is a usage error that says so.
+    let watch = Proc::spawn(&[
+        "watch",
+        "--hub",
+        &format!("{url},wss://127.0.0.1:1/"),
+        "--room",
+        "several",
+        "--duration",
+        "1",
+    ]);
+    let (status, _, stderr) = watch.finish();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("mixes ws:// and wss://"), "{stderr}");
+}

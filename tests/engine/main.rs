@@ -4,6 +4,8 @@
 //! decisions themselves are simulated in memory (`src/tests/engine`).
 //!
 //! - [`basic`]: join, publish pose and audio, receive them in another engine;
+//! - [`failover`]: a SIGKILLed hub: both engines move to the next hub of their
+//!   list, audio exactly once;
 //! - [`network`]: reconnect and restore, the bandwidth limit, priorities;
 //! - [`outage`]: a 2 s hub outage: audio exactly once, counts that agree;
 //! - [`seed_load`]: the seed's 1 000-send CPU and memory figures;
@@ -14,6 +16,7 @@
 mod common;
 
 mod basic;
+mod failover;
 mod network;
 mod outage;
 mod seed_load;

@@ -9,10 +9,12 @@
 //! - `streaming`: the bandwidth limit and audio acks;
 //! - `rooms`: an owner's and a non-owner's room management;
 //! - `metrics`: metrics and the performance report;
-//! - `tls`: a `wss://` hub with a private CA.
+//! - `tls`: a `wss://` hub with a private CA;
+//! - `failover`: a list of two hubs, the first dead.
 
 mod common;
 
+mod failover;
 mod lifecycle;
 mod metrics;
 mod refusals;

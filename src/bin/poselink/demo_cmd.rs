@@ -293,7 +293,7 @@ fn run_with_hub(
             }
         };
         let member = joined.events.iter().rev().find_map(|e| match e {
-            Event::Connected { member } => Some(*member),
+            Event::Connected { member, .. } => Some(*member),
             _ => None,
         });
         let submitted = Arc::new(Submitted::default());
@@ -403,7 +403,7 @@ fn run_with_hub(
             // Device events: a reconnect changes a device's member id.
             for (i, d) in devices.iter_mut().enumerate() {
                 while let Some(e) = d.engine.poll_event() {
-                    if let Event::Connected { member } = e {
+                    if let Event::Connected { member, .. } = e {
                         d.member = Some(member);
                         member_of.insert(member, i);
                     } else if let Some(line) = describe_event(&e) {

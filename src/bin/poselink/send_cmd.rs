@@ -20,7 +20,7 @@ use poselink_hal::{Clock, MonotonicClock, SyntheticAudio, SyntheticConfig, Synth
 
 use crate::CliError;
 pub use crate::session::{
-    Joined, check_room, describe_event, engine_drops, join_or_stop, parse_duration, stamp,
+    Joined, check_room, describe_event, engine_drops, join_or_stop, on_hub, parse_duration, stamp,
     start_engine, stop_engine, stop_flag,
 };
 use sources::{Audio, Poses, open_replay};
@@ -49,9 +49,16 @@ use stream::{stream, summary};
                   poselink send --hub ws://hub.local:7700/ --room studio-1 --fps 30 --audio --duration 60"
 )]
 pub struct SendArgs {
-    /// The hub's URL: ws://HOST:PORT/, or wss://HOST:PORT/ for TLS
-    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:7700/")]
-    pub hub: String,
+    /// The hub's URL: ws://HOST:PORT/, or wss://HOST:PORT/ for TLS. Give
+    /// several (repeated or comma-separated, up to 8, one scheme) to fail over:
+    /// when the hub dies the engine moves to the next, rejoins and replays
+    #[arg(
+        long,
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:7700/"
+    )]
+    pub hub: Vec<String>,
 
     /// For wss://: a PEM file of CA certificates to trust besides the system's
     /// (a private CA, or the hub's self-signed certificate)
@@ -181,7 +188,7 @@ pub fn run(args: SendArgs) -> Result<(), CliError> {
 
     let stop = stop_flag()?;
     let cfg = EngineConfig {
-        hub: args.hub.clone(),
+        hub: args.hub.join(","),
         ca_file: args
             .ca_file
             .as_ref()
@@ -197,13 +204,13 @@ pub fn run(args: SendArgs) -> Result<(), CliError> {
         room,
         thread,
         events,
-    } = join_or_stop(&engine, thread, &args.hub, &args.room, role)?;
+    } = join_or_stop(&engine, thread, &args.hub.join(", "), &args.room, role)?;
     let start = clock.now_us();
     println!(
         "{} joined room {:?} on {} as {}: sending {} person(s) at {} fps{}{}",
         stamp(&clock, start),
         args.room,
-        args.hub,
+        on_hub(&args.hub, &engine),
         role.name(),
         persons,
         args.fps,

@@ -68,6 +68,12 @@ pub fn start_engine(
     })
 }
 
+/// The URL of the hub the engine's session is with, of the list `hubs`.
+pub fn on_hub<'a>(hubs: &'a [String], engine: &EngineHandle) -> &'a str {
+    let i = engine.metrics().hub_index as usize;
+    hubs.get(i).or(hubs.first()).map_or("?", String::as_str)
+}
+
 /// Stops an engine and waits for its thread.
 pub fn stop_engine(engine: &EngineHandle, thread: JoinHandle<EngineReport>) -> EngineReport {
     engine.shutdown();
@@ -208,7 +214,9 @@ pub fn stamp(clock: &MonotonicClock, start_us: u64) -> String {
 /// membership events (the commands handle those themselves).
 pub fn describe_event(ev: &Event) -> Option<String> {
     Some(match ev {
-        Event::Connected { member } => format!("connected: we are member {member}"),
+        Event::Connected { member, hub_index } => {
+            format!("connected: we are member {member} (hub {hub_index})")
+        }
         Event::Disconnected { reason } => format!("disconnected: {reason}"),
         Event::Reconnecting { attempt, delay } => format!(
             "reconnecting: attempt {attempt} in {} ms",

@@ -16,7 +16,7 @@ use poselink_hal::{AudioBlock, Clock, MonotonicClock, PoseSample, Recorder};
 
 use crate::CliError;
 use crate::send_cmd::{
-    Joined, check_room, describe_event, join_or_stop, parse_duration, stamp, start_engine,
+    Joined, check_room, describe_event, join_or_stop, on_hub, parse_duration, stamp, start_engine,
     stop_engine, stop_flag,
 };
 
@@ -52,9 +52,16 @@ use crate::send_cmd::{
                   usage error or when the hub refuses the hello or the join."
 )]
 pub struct WatchArgs {
-    /// The hub's URL: ws://HOST:PORT/, or wss://HOST:PORT/ for TLS
-    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:7700/")]
-    pub hub: String,
+    /// The hub's URL: ws://HOST:PORT/, or wss://HOST:PORT/ for TLS. Give
+    /// several (repeated or comma-separated, up to 8, one scheme) to fail over:
+    /// when the hub dies the engine moves to the next, rejoins and replays
+    #[arg(
+        long,
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "ws://127.0.0.1:7700/"
+    )]
+    pub hub: Vec<String>,
 
     /// For wss://: a PEM file of CA certificates to trust besides the system's
     /// (a private CA, or the hub's self-signed certificate)
@@ -279,7 +286,7 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
     };
     let stop = stop_flag()?;
     let cfg = EngineConfig {
-        hub: args.hub.clone(),
+        hub: args.hub.join(","),
         ca_file: args
             .ca_file
             .as_ref()
@@ -295,8 +302,13 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         ..EngineConfig::default()
     };
     let (engine, thread) = start_engine(cfg)?;
-    let Joined { thread, events, .. } =
-        join_or_stop(&engine, thread, &args.hub, &args.room, Role::Viewer)?;
+    let Joined { thread, events, .. } = join_or_stop(
+        &engine,
+        thread,
+        &args.hub.join(", "),
+        &args.room,
+        Role::Viewer,
+    )?;
 
     let clock = MonotonicClock::new();
     let start = clock.now_us();
@@ -304,7 +316,7 @@ pub fn run(args: WatchArgs) -> Result<(), CliError> {
         "{} joined room {:?} on {} as viewer{}",
         stamp(&clock, start),
         args.room,
-        args.hub,
+        on_hub(&args.hub, &engine),
         args.record
             .as_ref()
             .map(|p| format!("; recording the first sender to {}", p.display()))
@@ -434,9 +446,12 @@ impl State {
                     );
                 }
             }
-            Event::Connected { member } => {
+            Event::Connected { member, hub_index } => {
                 self.me = Some(member);
-                println!("{} connected: we are member {member}", stamp(clock, start));
+                println!(
+                    "{} connected: we are member {member} (hub {hub_index})",
+                    stamp(clock, start)
+                );
             }
             Event::RoomJoined { members, .. } | Event::RoomRestored { members, .. } => {
                 self.members = members.into_iter().map(|m| (m.member, m)).collect();

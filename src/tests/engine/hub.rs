@@ -37,6 +37,8 @@ pub(super) struct FakeHub {
     pub ack_audio: bool,
     /// Answer nothing at all (a hub that hangs).
     pub silent: bool,
+    /// The resume id of every hello, in order.
+    pub resumes: Vec<u64>,
 }
 
 impl FakeHub {
@@ -51,6 +53,7 @@ impl FakeHub {
             got: Vec::new(),
             ack_audio: true,
             silent: false,
+            resumes: Vec::new(),
         }
     }
 
@@ -130,6 +133,7 @@ impl FakeHub {
         let reply = |kind, room| Header::new(kind, room, 0, 0, now);
         match msg {
             Message::Hello(h) => {
+                self.resumes.push(h.resume);
                 self.member = self.next_member;
                 self.next_member += 1;
                 let w = Message::Welcome(Welcome {

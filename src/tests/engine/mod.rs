@@ -1,10 +1,11 @@
 //! Simulations of the client session: a [`Session`] and a scripted fake hub
 //! ([`hub::FakeHub`]) in memory, on a simulated clock — welcome and rejoin
 //! after a reconnect, the backoff's schedule, the heartbeat, the audio replay
-//! exactly once, and keyframe requests both ways. No sockets, no threads, no
+//! exactly once, keyframe requests both ways, and the failover across hubs. No sockets, no threads, no
 //! sleeps; every loop is bounded.
 
 mod edges;
+mod failover;
 mod hub;
 mod wire_edges;
 
@@ -37,6 +38,11 @@ struct Sim {
     /// When the session last received bytes.
     last_in: u64,
     seen: Vec<Seen>,
+    /// Hubs (by index) that refuse connections: the fake hub stands for
+    /// every other one.
+    down: Vec<usize>,
+    /// Every connection attempt: (time, hub).
+    connects: Vec<(u64, usize)>,
 }
 
 impl Sim {
@@ -48,6 +54,8 @@ impl Sim {
             connected: false,
             last_in: 0,
             seen: Vec::new(),
+            down: Vec::new(),
+            connects: Vec::new(),
         }
     }
 
@@ -58,6 +66,12 @@ impl Sim {
         while let Some(t) = self.session.poll_transport() {
             match t {
                 Transport::Connect => {
+                    let hub = self.session.hub();
+                    self.connects.push((now, hub));
+                    if self.down.contains(&hub) {
+                        self.session.handle_disconnected(now, "connection refused");
+                        continue;
+                    }
                     self.hub.reset_connection();
                     self.connected = true;
                     self.session.handle_connected(now);
@@ -85,7 +99,9 @@ impl Sim {
     fn drain(&mut self) {
         while let Some(e) = self.session.poll_event() {
             self.seen.push(match e {
-                Event::Connected { member, reconnect } => Seen::Connected(member, reconnect),
+                Event::Connected {
+                    member, reconnect, ..
+                } => Seen::Connected(member, reconnect),
                 Event::Disconnected { reason } => Seen::Disconnected(reason.to_string()),
                 Event::Reconnecting { attempt, delay_us } => Seen::Reconnecting(attempt, delay_us),
                 Event::RoomJoined {

@@ -11,8 +11,12 @@
 //! notice at once), [`World::partition`] (bytes vanish and connects fail, but
 //! neither end is told: only timeouts find it), and [`World::hub_down`] /
 //! [`World::hub_up`] (the hub process dies and a new one starts with no state).
+//! A world may run several independent hubs ([`World::with_hubs`]); every
+//! engine is then configured with all of them, in order, and fails over
+//! across them ([`World::hub_down_at`] kills one).
 //! No sockets, threads or sleeps; every loop is bounded by a count.
 
+mod failover;
 mod held_loop;
 mod liveness;
 mod owner;
@@ -42,6 +46,8 @@ pub const STEP_US: u64 = 1_000;
 
 /// A connection between an engine and the hub core.
 struct Link {
+    /// The hub (index) the connection is with.
+    hub: usize,
     conn: ConnId,
     /// Written by the engine last step / this step.
     to_hub: Vec<u8>,
@@ -85,19 +91,27 @@ impl SimEngine {
 pub struct World {
     /// The simulated monotonic time, µs.
     pub now: u64,
-    hub: Option<Core>,
+    /// The hubs, by index (`None` while down).
+    hubs: Vec<Option<Core>>,
     hub_cfg: HubConfig,
     key: TokenKey,
     /// The engines, by index.
     pub engines: Vec<SimEngine>,
     /// Connections an engine dropped across a partition: the hub never heard,
     /// so its end stays open (writing into the void) until it times them out.
-    orphans: Vec<ConnId>,
+    /// (hub, connection).
+    orphans: Vec<(usize, ConnId)>,
 }
 
 impl World {
     /// A secured hub (tokens required) with a 5 s room grace period.
     pub fn new() -> World {
+        World::with_hubs(1)
+    }
+
+    /// `n` independent secured hubs (as [`new`](Self::new)'s), all up; the
+    /// engines added get all of them, in order, as their hub list.
+    pub fn with_hubs(n: usize) -> World {
         let hub_cfg = HubConfig {
             dev: false,
             secret: Some(SECRET.into()),
@@ -107,13 +121,15 @@ impl World {
         };
         let mut w = World {
             now: T0,
-            hub: None,
+            hubs: (0..n).map(|_| None).collect(),
             key: TokenKey::hs256(SECRET.as_bytes()).unwrap(),
             hub_cfg,
             engines: Vec::new(),
             orphans: Vec::new(),
         };
-        w.hub_up();
+        for i in 0..n {
+            w.hub_up_at(i);
+        }
         w
     }
 
@@ -122,9 +138,14 @@ impl World {
         UNIX_START * 1_000_000 + (self.now - T0)
     }
 
-    /// The hub core (panics while it is down).
+    /// The (first) hub's core (panics while it is down).
     pub fn hub(&self) -> &Core {
-        self.hub.as_ref().expect("the hub is up")
+        self.hub_at(0)
+    }
+
+    /// Hub `i`'s core (panics while it is down).
+    pub fn hub_at(&self, i: usize) -> &Core {
+        self.hubs[i].as_ref().expect("the hub is up")
     }
 
     /// Adds an engine for user `user`, granted `room` up to `role`, with
@@ -139,11 +160,12 @@ impl World {
                 create: true,
             }],
         };
+        let urls = (0..self.hubs.len()).map(|i| format!("ws://hub{i}.sim:7700/"));
         let cfg = EngineConfig {
             token: self.key.mint(&claims).unwrap(),
             // This core reads no /proc; the simulation has no driver to.
             system_stats: false,
-            ..cfg
+            ..cfg.with_hubs(urls)
         };
         let seed = 0x5eed_0000 + self.engines.len() as u64;
         let (handle, core) = EdgeEngine::in_memory(&cfg, self.now, seed).expect("an engine");
@@ -215,7 +237,7 @@ impl World {
         let now = self.now;
         let eng = &mut self.engines[e];
         if let Some(link) = eng.link.take() {
-            if let Some(hub) = self.hub.as_mut() {
+            if let Some(hub) = self.hubs[link.hub].as_mut() {
                 hub.handle_closed(now, link.conn, Closed::ReadFailed);
             }
             eng.core
@@ -230,13 +252,21 @@ impl World {
         self.engines[e].partitioned = on;
     }
 
-    /// The hub process dies: every transport ends, and every state with it.
+    /// The (first) hub process dies: every transport ends, and every state
+    /// with it.
     pub fn hub_down(&mut self) {
+        self.hub_down_at(0);
+    }
+
+    /// Hub `i`'s process dies (a SIGKILL): its transports end (the engines'
+    /// ends are reset), and its state with it.
+    pub fn hub_down_at(&mut self, i: usize) {
         let now = self.now;
-        self.hub = None;
-        self.orphans.clear();
+        self.hubs[i] = None;
+        self.orphans.retain(|o| o.0 != i);
         for eng in &mut self.engines {
-            if eng.link.take().is_some() {
+            if eng.link.as_ref().is_some_and(|l| l.hub == i) {
+                eng.link = None;
                 eng.core
                     .session
                     .handle_disconnected(now, "the hub closed the connection");
@@ -244,10 +274,15 @@ impl World {
         }
     }
 
-    /// A new hub process starts (no rooms, no sessions).
+    /// A new (first) hub process starts (no rooms, no sessions).
     pub fn hub_up(&mut self) {
+        self.hub_up_at(0);
+    }
+
+    /// A new process of hub `i` starts (no rooms, no sessions).
+    pub fn hub_up_at(&mut self, i: usize) {
         let key = TokenKey::hs256(SECRET.as_bytes()).unwrap();
-        self.hub = Some(
+        self.hubs[i] = Some(
             Core::new(&self.hub_cfg, Some(key), self.now, self.unix_us())
                 .expect("a valid configuration"),
         );
@@ -262,7 +297,9 @@ impl World {
         for e in 0..self.engines.len() {
             self.engine_turn(e);
         }
-        self.hub_turn();
+        for i in 0..self.hubs.len() {
+            self.hub_turn(i);
+        }
         for eng in &mut self.engines {
             if let Some(l) = eng.link.as_mut() {
                 std::mem::swap(&mut l.to_hub, &mut l.to_hub_next);
@@ -303,23 +340,25 @@ impl World {
         eng.core.tick(now);
         while let Some(t) = eng.core.session.poll_transport() {
             if let Some(old) = eng.link.take()
-                && let Some(hub) = self.hub.as_mut()
+                && let Some(hub) = self.hubs[old.hub].as_mut()
             {
                 if eng.partitioned {
-                    self.orphans.push(old.conn);
+                    self.orphans.push((old.hub, old.conn));
                 } else {
                     hub.handle_closed(now, old.conn, Closed::Peer);
                 }
             }
             if t == crate::client::Transport::Connect {
                 let peer: SocketAddr = format!("10.0.1.{}:5{e:04}", e + 1).parse().unwrap();
-                let opened = match self.hub.as_mut() {
+                let target = eng.core.session.hub();
+                let opened = match self.hubs[target].as_mut() {
                     Some(hub) if !eng.partitioned => hub.handle_open(now, peer, false).ok(),
                     _ => None,
                 };
                 match opened {
                     Some(conn) => {
                         eng.link = Some(Link {
+                            hub: target,
                             conn,
                             to_hub: Vec::new(),
                             to_hub_next: Vec::new(),
@@ -348,9 +387,15 @@ impl World {
 
     /// One write per hub connection with output (the whole of it: the
     /// simulated socket is never full).
-    fn write_hub_output(hub: &mut Core, engines: &mut [SimEngine], orphans: &[ConnId], now: u64) {
+    fn write_hub_output(
+        i: usize,
+        hub: &mut Core,
+        engines: &mut [SimEngine],
+        orphans: &[(usize, ConnId)],
+        now: u64,
+    ) {
         while let Some(conn) = hub.poll_output() {
-            if orphans.contains(&conn) {
+            if orphans.contains(&(i, conn)) {
                 let mut slices = [IoSlice::new(&[]); 64];
                 let k = hub.poll_transmit(conn, &mut slices);
                 let n = slices[..k].iter().map(|s| s.len()).sum();
@@ -360,7 +405,7 @@ impl World {
             let Some(l) = engines
                 .iter_mut()
                 .filter_map(|e| e.link.as_mut())
-                .find(|l| l.conn == conn)
+                .find(|l| l.hub == i && l.conn == conn)
             else {
                 continue;
             };
@@ -375,15 +420,15 @@ impl World {
         }
     }
 
-    /// What the hub's driver does in one turn: reads, timers, transport events,
-    /// one write per connection with output.
-    fn hub_turn(&mut self) {
+    /// What hub `i`'s driver does in one turn: reads, timers, transport
+    /// events, one write per connection with output.
+    fn hub_turn(&mut self, i: usize) {
         let now = self.now;
-        let Some(hub) = self.hub.as_mut() else {
+        let Some(hub) = self.hubs[i].as_mut() else {
             return;
         };
         for e in 0..self.engines.len() {
-            let Some(l) = self.engines[e].link.as_mut() else {
+            let Some(l) = self.engines[e].link.as_mut().filter(|l| l.hub == i) else {
                 continue;
             };
             let conn = l.conn;
@@ -406,7 +451,7 @@ impl World {
                     if !more {
                         break;
                     }
-                    Self::write_hub_output(hub, &mut self.engines, &self.orphans, now);
+                    Self::write_hub_output(i, hub, &mut self.engines, &self.orphans, now);
                     more = hub.handle_received(now, conn, 0);
                 }
                 assert!(!more, "the hub held bytes back 10 000 times");
@@ -416,10 +461,10 @@ impl World {
         if hub.poll_timeout().is_some_and(|t| t <= now) {
             hub.handle_timeout(now);
         }
-        Self::write_hub_output(hub, &mut self.engines, &self.orphans, now);
+        Self::write_hub_output(i, hub, &mut self.engines, &self.orphans, now);
         while let Some(ev) = hub.poll_event() {
             let conn = ev.conn();
-            if let Some(k) = self.orphans.iter().position(|&c| c == conn) {
+            if let Some(k) = self.orphans.iter().position(|&c| c == (i, conn)) {
                 // A shut write half gets no answer across the partition: the
                 // core's linger ends it (a `Close` later).
                 if matches!(ev, HubEvent::Close(_)) {
@@ -427,11 +472,11 @@ impl World {
                 }
                 continue;
             }
-            let Some(eng) = self
-                .engines
-                .iter_mut()
-                .find(|e| e.link.as_ref().is_some_and(|l| l.conn == conn))
-            else {
+            let Some(eng) = self.engines.iter_mut().find(|e| {
+                e.link
+                    .as_ref()
+                    .is_some_and(|l| l.hub == i && l.conn == conn)
+            }) else {
                 continue;
             };
             // The close frame was queued before: it goes, then the transport ends.

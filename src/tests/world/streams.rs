@@ -199,7 +199,7 @@ fn a_resume_takes_over_the_session_the_hub_still_holds() {
         .events
         .iter()
         .filter_map(|e| match e {
-            Event::Connected { member } => Some(*member),
+            Event::Connected { member, .. } => Some(*member),
             _ => None,
         })
         .collect();

@@ -18,3 +18,4 @@ mod network;
 mod outage;
 mod seed_load;
 mod tls;
+mod uplink;

@@ -186,6 +186,14 @@ mod tests {
     use super::*;
     use crate::proto::{Message, Packet};
 
+    const OPUS: AudioEncoding = AudioEncoding {
+        codec: AudioCodec::Opus,
+        bitrate_bps: 16_000,
+        complexity: 5,
+        sample_rate: 48_000,
+        channels: 1,
+    };
+
     fn tone(seq: u32) -> AudioChunk {
         let mut c = AudioChunk::silence(48_000, 1, 960);
         c.seq = seq;
@@ -199,7 +207,7 @@ mod tests {
 
     #[test]
     fn opus_round_trip_keeps_shape_and_energy() {
-        let mut enc = AudioEncoder::new(AudioEncoding::default());
+        let mut enc = AudioEncoder::new(OPUS);
         assert_eq!(enc.codec(), AudioCodec::Opus);
         let mut dec = AudioDecoder::default();
         let mut c = Compressor::new(usize::MAX);
@@ -231,7 +239,7 @@ mod tests {
 
     #[test]
     fn other_shapes_go_as_pcm16() {
-        let mut enc = AudioEncoder::new(AudioEncoding::default());
+        let mut enc = AudioEncoder::new(OPUS);
         let mut c = Compressor::new(usize::MAX);
         let mut buf = [0u8; proto::max_audio_message_len(960)];
         for chunk in [
@@ -250,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_packet_is_an_error_and_the_stream_goes_on() {
-        let mut enc = AudioEncoder::new(AudioEncoding::default());
+        let mut enc = AudioEncoder::new(OPUS);
         let mut dec = AudioDecoder::default();
         let mut c = Compressor::new(usize::MAX);
         let mut buf = [0u8; proto::max_audio_message_len(960)];

@@ -115,13 +115,13 @@ impl AudioChunk {
 ///
 /// ```
 /// use poselink::proto::{AudioCodec, AudioEncoding};
-/// let pcm = AudioEncoding { codec: AudioCodec::Pcm16, ..AudioEncoding::default() };
-/// assert_eq!(pcm.bitrate_bps, 16_000);
+/// let opus = AudioEncoding { codec: AudioCodec::Opus, ..AudioEncoding::default() };
+/// assert_eq!(opus.bitrate_bps, 16_000);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AudioEncoding {
-    /// The codec: Opus by default where the build has it (the `opus`
-    /// feature), else PCM16.
+    /// The codec. Default PCM16 for now: the browser viewer does not decode
+    /// Opus yet. Opus needs the `opus` feature (on by default).
     pub codec: super::AudioCodec,
     /// Opus's target bitrate, bits per second (500 … 512 000). Default 16 000:
     /// wideband speech.
@@ -138,11 +138,7 @@ pub struct AudioEncoding {
 impl Default for AudioEncoding {
     fn default() -> Self {
         AudioEncoding {
-            codec: if cfg!(feature = "opus") {
-                super::AudioCodec::Opus
-            } else {
-                super::AudioCodec::Pcm16
-            },
+            codec: super::AudioCodec::Pcm16,
             bitrate_bps: 16_000,
             complexity: 5,
             sample_rate: 48_000,

@@ -36,7 +36,7 @@ fn a_two_second_outage_loses_no_audio_and_the_counts_agree() {
     outage(AudioCodec::Pcm16);
 }
 
-/// The same with Opus (the default where the build has it): the replay window
+/// The same with Opus: the replay window
 /// keeps the coded packets, so a replay resends them and the receiver's
 /// decoder sees each packet once, in order.
 #[test]

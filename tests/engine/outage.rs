@@ -146,13 +146,6 @@ fn outage(codec: AudioCodec) {
         "every chunk once, in order (publisher {ma:?}, receiver {mb:?})"
     );
     assert!(ma.reconnects >= 1 && mb.reconnects >= 1);
-    // PCM16 chunks are 1.9 KB on the wire, Opus ones (mostly silence) a few
-    // dozen bytes: the bytes written say which codec went out.
-    let per_chunk = ma.bytes_sent / u64::from(total);
-    match codec {
-        AudioCodec::Pcm16 => assert!(per_chunk > 1_900, "{per_chunk} B a chunk"),
-        AudioCodec::Opus => assert!(per_chunk < 200, "{per_chunk} B a chunk"),
-    }
     assert_eq!(
         ma.audio_lost, 0,
         "the publisher reports what receivers saw: nothing lost"

@@ -79,7 +79,7 @@ pub fn feed(decoder: &mut PoseDecoder, scratch: &mut [u8], bytes: &[u8]) -> Resu
             assert_eq!(audio.samples.len(), audio.len as usize * 2);
             assert_eq!(audio.len % audio.channels as u16, 0);
             let mut chunk = poselink::proto::AudioChunk::default();
-            audio.to_chunk(&header, &mut chunk);
+            let _ = audio.to_chunk(&header, &mut chunk);
             assert_eq!(
                 chunk.validate(),
                 Ok(()),

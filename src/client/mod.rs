@@ -52,6 +52,7 @@
 //! session.handle_written(n);
 //! ```
 
+mod audio_codec;
 mod backoff;
 mod config;
 mod event;
@@ -70,7 +71,7 @@ use std::fmt::Write as _;
 
 use crate::proto::{
     self, AudioChunk, CloseRoom, Compressor, Header, Hello, Kick, LeaveReason, Message, Ping,
-    PoseEncoder, PoseFrame, Role, RoleChanged, encode_audio, encode_control,
+    PoseEncoder, PoseFrame, Role, RoleChanged, encode_control,
 };
 use crate::ws::{self, FrameKind};
 
@@ -117,6 +118,9 @@ pub struct SessionStats {
     pub audio_lost: u64,
     /// Audio chunks sent again after reconnects (replays from the window).
     pub audio_replayed: u64,
+    /// Received audio chunks that could not be decoded (a corrupt Opus
+    /// packet, or Opus in a build without it): dropped, the stream goes on.
+    pub audio_undecodable: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +213,7 @@ struct Core {
     /// Decompressed payloads of received messages.
     scratch: Box<[u8]>,
     compressor: Compressor,
+    audio_encoder: audio_codec::AudioEncoder,
     rooms: Rooms,
     rx_streams: Vec<RxStream>,
     /// Received audio streams, for duplicate and gap detection.
@@ -253,6 +258,7 @@ impl Session {
             tx: TxBuf::new(cfg.tx_capacity),
             scratch: vec![0u8; if decoders > 0 { 16 * 1024 } else { 0 }].into_boxed_slice(),
             compressor: Compressor::new(cfg.encoder.compress_threshold),
+            audio_encoder: audio_codec::AudioEncoder::new(cfg.encoder.audio),
             rooms: Rooms::new(cfg.max_rooms, cfg.max_persons, cfg.audio_window_us),
             rx_streams: Vec::with_capacity(decoders),
             rx_audio: Vec::with_capacity(decoders),
@@ -541,8 +547,10 @@ impl Session {
         Ok(n)
     }
 
-    /// Encodes `chunk` for `room` in place in the transmit buffer and keeps a
-    /// copy in the room's replay window until the hub acknowledges it.
+    /// Encodes `chunk` for `room` in place in the transmit buffer (as one Opus
+    /// packet or PCM16: [`AudioEncoding`](proto::AudioEncoding)) and keeps a
+    /// copy of the message in the room's replay window until the hub
+    /// acknowledges it: a replay sends the same packet again.
     pub fn send_audio(&mut self, room: RoomId, chunk: &AudioChunk) -> Result<AudioSent, SendError> {
         let c = &mut self.core;
         if !c.is_ready() {
@@ -557,7 +565,9 @@ impl Session {
                 proto::MAX_MESSAGE_LEN,
             )
             .ok_or(SendError::TransmitFull)?;
-        let n = encode_audio(chunk, handle, member, &mut c.compressor, buf)
+        let n = c
+            .audio_encoder
+            .encode(chunk, handle, member, &mut c.compressor, buf)
             .map_err(full_or(SendError::Encode))?;
         let lost = match r.replay.as_mut() {
             Some(replay) => replay.push(chunk.seq, chunk.capture_ts_us, &buf[..n]),
@@ -575,6 +585,11 @@ impl Session {
     /// addresses. The driver reads it on [`Transport::Connect`].
     pub fn hub(&self) -> usize {
         self.core.hub
+    }
+
+    /// The codec this session's audio goes out with.
+    pub fn audio_codec(&self) -> proto::AudioCodec {
+        self.core.audio_encoder.codec()
     }
 
     /// Our member id on the current connection (0 before the welcome).

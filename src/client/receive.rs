@@ -43,6 +43,7 @@ pub(super) struct RxAudio {
     who: u64,
     stream: u64,
     last: u32,
+    decoder: super::audio_codec::AudioDecoder,
 }
 
 /// What a handled message surfaces as.
@@ -470,10 +471,17 @@ impl Core {
                 let Some(room) = room else {
                     return Surface::Nothing;
                 };
-                if self.is_duplicate(room, header.sender, header.seq) {
+                let Some(k) = self.audio_stream(room, header.sender, header.seq) else {
                     return Surface::Nothing; // a replay after a reconnect
+                };
+                if let Err(e) = self.rx_audio[k]
+                    .decoder
+                    .decode(header, &a, &mut self.audio_slot)
+                {
+                    self.stats.audio_undecodable += 1;
+                    log::debug!("audio from member {} dropped: {e}", header.sender);
+                    return Surface::Nothing;
                 }
-                a.to_chunk(header, &mut self.audio_slot);
                 Surface::Audio {
                     room,
                     sender: header.sender,
@@ -483,27 +491,30 @@ impl Core {
         }
     }
 
-    /// Whether audio chunk `seq` of `sender` in `room` came before (publishers
-    /// replay after their reconnects, under a new member id after a hub
-    /// restart); counts duplicates and the chunks skipped over.
-    fn is_duplicate(&mut self, room: RoomId, sender: u16, seq: u32) -> bool {
+    /// The index in `rx_audio` of the stream that audio chunk `seq` of
+    /// `sender` in `room` belongs to, or `None` if the chunk came before
+    /// (publishers replay after their reconnects, under a new member id after
+    /// a hub restart); counts duplicates and the chunks skipped over.
+    fn audio_stream(&mut self, room: RoomId, sender: u16, seq: u32) -> Option<usize> {
         let (who, stream) = match self.members.iter().find(|m| m.0 == room && m.1 == sender) {
             Some(&(_, _, user, stream)) if stream != 0 => (user, stream),
             _ => (sender as u64, 0),
         };
         match self
             .rx_audio
-            .iter_mut()
-            .find(|a| a.room == room && a.who == who && a.stream == stream)
+            .iter()
+            .position(|a| a.room == room && a.who == who && a.stream == stream)
         {
-            Some(a) => {
+            Some(k) => {
+                let a = &mut self.rx_audio[k];
                 let ahead = seq.wrapping_sub(a.last) as i32;
                 if ahead <= 0 {
                     self.stats.audio_duplicates += 1;
-                    return true;
+                    return None;
                 }
                 self.stats.audio_gaps += (ahead - 1) as u64;
                 a.last = seq;
+                Some(k)
             }
             None => {
                 if self.rx_audio.len() == self.rx_audio.capacity() && !self.rx_audio.is_empty() {
@@ -514,10 +525,11 @@ impl Core {
                     who,
                     stream,
                     last: seq,
+                    decoder: Default::default(),
                 });
+                Some(self.rx_audio.len() - 1)
             }
         }
-        false
     }
 
     fn on_pose(

@@ -105,9 +105,113 @@ impl AudioChunk {
     }
 }
 
+/// How a sender codes its audio chunks (part of [`EncoderConfig`](super::EncoderConfig)).
+///
+/// With [`AudioCodec::Opus`] the client session makes one Opus encoder, for
+/// `sample_rate` and `channels`, when it starts, and codes every chunk of that
+/// shape whose duration Opus takes (2.5, 5, 10 or 20 ms) as one packet; any
+/// other chunk goes as PCM16 (the codec is named in every message). Builds
+/// without the `opus` feature send PCM16 whatever this says.
+///
+/// ```
+/// use poselink::proto::{AudioCodec, AudioEncoding};
+/// let opus = AudioEncoding { codec: AudioCodec::Opus, ..AudioEncoding::default() };
+/// assert_eq!(opus.bitrate_bps, 16_000);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AudioEncoding {
+    /// The codec. Default PCM16 for now: the browser viewer does not decode
+    /// Opus yet. Opus needs the `opus` feature (on by default).
+    pub codec: super::AudioCodec,
+    /// Opus's target bitrate, bits per second (500 … 512 000). Default 16 000:
+    /// wideband speech.
+    pub bitrate_bps: u32,
+    /// Opus's complexity, 0 (cheapest) … 10. Default 5: half the CPU of 10,
+    /// for speech little worse, on a Pi's core.
+    pub complexity: u8,
+    /// The captured audio's rate: one of [`OPUS_SAMPLE_RATES`]. Default 48 000.
+    pub sample_rate: u32,
+    /// The captured audio's channels, 1 or 2. Default 1.
+    pub channels: u8,
+}
+
+impl Default for AudioEncoding {
+    fn default() -> Self {
+        AudioEncoding {
+            codec: super::AudioCodec::Pcm16,
+            bitrate_bps: 16_000,
+            complexity: 5,
+            sample_rate: 48_000,
+            channels: 1,
+        }
+    }
+}
+
+/// Bytes an Opus packet in an audio message may take at most: one 20 ms frame
+/// at Opus's highest bitrate (RFC 6716, section 3.2.1).
+pub const MAX_OPUS_PACKET: usize = 1275;
+
+/// The sample rates an Opus stream may be decoded at (RFC 6716, section 2).
+pub const OPUS_SAMPLE_RATES: [u32; 5] = [8_000, 12_000, 16_000, 24_000, 48_000];
+
+/// Samples per channel that an Opus `packet` decodes to at `sample_rate`, read
+/// from its table-of-contents byte (RFC 6716, section 3.1) without decoding it:
+/// a receiver checks a message's sample count against it, so a corrupt packet is
+/// refused before it reaches a decoder.
+///
+/// ```
+/// use poselink::proto::opus_packet_samples;
+/// // TOC 0xf8: CELT-only fullband, 20 ms, one frame.
+/// assert_eq!(opus_packet_samples(&[0xf8, 0, 0], 48_000), Ok(960));
+/// assert!(opus_packet_samples(&[], 48_000).is_err());
+/// ```
+pub fn opus_packet_samples(packet: &[u8], sample_rate: u32) -> Result<usize, Error> {
+    let bad = |what| Err(Error::BadAudio { what });
+    let Some(&toc) = packet.first() else {
+        return bad("an empty Opus packet");
+    };
+    if !OPUS_SAMPLE_RATES.contains(&sample_rate) {
+        return bad("Opus decodes at 8000, 12000, 16000, 24000 or 48000 Hz only");
+    }
+    let config = toc >> 3;
+    // Frame length in units of 2.5 ms.
+    let units: u32 = match config {
+        0..=11 => [4, 8, 16, 24][config as usize % 4], // SILK: 10, 20, 40, 60 ms
+        12..=15 => [4, 8][config as usize % 2],        // hybrid: 10, 20 ms
+        _ => [1, 2, 4, 8][config as usize % 4],        // CELT: 2.5, 5, 10, 20 ms
+    };
+    let frames: u32 = match toc & 3 {
+        0 => 1,
+        1 | 2 => 2,
+        _ => match packet.get(1) {
+            Some(&c) if c & 0x3f > 0 => u32::from(c & 0x3f),
+            _ => return bad("an Opus packet whose frame count is missing or zero"),
+        },
+    };
+    // 2.5 ms = sample_rate / 400 samples per channel; at most 120 ms a packet.
+    if frames * units > 48 {
+        return bad("an Opus packet longer than 120 ms");
+    }
+    Ok((frames * units * sample_rate / 400) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opus_toc_durations() {
+        // SILK NB 10 ms, one frame; SILK 60 ms; hybrid 20 ms, two frames (code 1);
+        // CELT 2.5 ms, code 3 with 8 frames.
+        assert_eq!(opus_packet_samples(&[0x00], 48_000), Ok(480));
+        assert_eq!(opus_packet_samples(&[0x18], 16_000), Ok(960));
+        assert_eq!(opus_packet_samples(&[0x69], 48_000), Ok(1920));
+        assert_eq!(opus_packet_samples(&[0x83, 8], 48_000), Ok(960));
+        assert!(opus_packet_samples(&[0x83], 48_000).is_err());
+        assert!(opus_packet_samples(&[0x83, 0], 48_000).is_err());
+        assert!(opus_packet_samples(&[0x1b, 3], 48_000).is_err()); // 3 × 60 ms
+        assert!(opus_packet_samples(&[0x78], 44_100).is_err());
+    }
 
     #[test]
     fn shape_checks() {

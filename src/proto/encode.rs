@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::message::AudioPayload;
 use super::message::{HelloHead, MemberInfo, Message, Role, SnapshotHead};
 use super::wire::{Flags, Header, Kind, seal};
 use super::{AudioChunk, Compressor, Error};
@@ -227,4 +228,45 @@ pub fn encode_audio(
     pos += pcm.len() * 2;
     let n = compressor.finish_payload(out, start, pos - start);
     seal(out, start + n)
+}
+
+/// Encodes an already coded audio payload (an Opus packet from the session's
+/// encoder, or PCM16 bytes) as chunk `seq` captured at `ts_us`, for `room` from
+/// `sender`, into `out`, uncompressed (coded audio does not shrink further);
+/// returns the message length. The payload is checked as a receiver checks it,
+/// so what cannot be parsed is never sent.
+///
+/// ```
+/// use poselink::proto::{encode_audio_payload, AudioCodec, AudioPayload, Message, Packet};
+/// // A CELT 20 ms packet (TOC 0xf8) standing for 960 mono samples at 48 kHz.
+/// let p = AudioPayload { codec: AudioCodec::Opus, channels: 1, sample_rate: 48_000, len: 960, samples: &[0xf8, 0xff, 0xfe] };
+/// let mut buf = [0u8; 64];
+/// let n = encode_audio_payload(&p, 9, 20_000, 2, 5, &mut buf).unwrap();
+/// let Message::Audio(a) = Message::parse(&Packet::new_checked(&buf[..n]).unwrap(), &mut []).unwrap() else { panic!() };
+/// assert_eq!((a.codec, a.len), (AudioCodec::Opus, 960));
+/// ```
+pub fn encode_audio_payload(
+    payload: &AudioPayload<'_>,
+    seq: u32,
+    ts_us: u64,
+    room: u16,
+    sender: u16,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let header = Header::new(Kind::Audio, room, sender, seq, ts_us);
+    let start = header.emit(out)?;
+    let need = start + 1 + 1 + 5 + 5 + payload.samples.len() + super::wire::CRC_LEN;
+    if out.len() < need {
+        return Err(Error::BufferTooSmall { needed: need });
+    }
+    let mut pos = start;
+    pos += super::wire::put_varint(&mut out[pos..], payload.codec.wire_value() as u64);
+    out[pos] = payload.channels;
+    pos += 1;
+    pos += super::wire::put_varint(&mut out[pos..], payload.sample_rate as u64);
+    pos += super::wire::put_varint(&mut out[pos..], payload.len as u64);
+    out[pos..pos + payload.samples.len()].copy_from_slice(payload.samples);
+    pos += payload.samples.len();
+    Message::parse_payload(&header, &out[start..pos])?;
+    seal(out, pos)
 }

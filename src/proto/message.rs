@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use super::audio::{AUDIO_CHUNK_CAPACITY, AudioChunk};
+use super::audio::{AUDIO_CHUNK_CAPACITY, AudioChunk, MAX_OPUS_PACKET, opus_packet_samples};
 use super::compress::plain_payload;
 use super::pose::LANDMARK_COUNT;
 use super::wire::{Flags, Header, Kind, Packet, Reader};
@@ -457,18 +457,42 @@ pub struct PosePayload<'a> {
     pub body: &'a [u8],
 }
 
-/// How an audio payload's samples are coded.
+/// How an audio payload's samples are coded: the `codec` varint of
+/// `docs/PROTOCOL.md` section 8. A receiver that does not know a value refuses
+/// the message with a clear error rather than play noise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum AudioCodec {
-    /// Interleaved signed 16-bit little-endian PCM.
+    /// Interleaved signed 16-bit little-endian PCM (wire value 0).
     Pcm16,
+    /// One Opus packet (RFC 6716) of the chunk's duration (wire value 1).
+    Opus,
 }
 
-/// An audio payload as received: a view over the sample bytes.
+impl AudioCodec {
+    /// The codec's value on the wire.
+    pub const fn wire_value(self) -> u32 {
+        match self {
+            AudioCodec::Pcm16 => 0,
+            AudioCodec::Opus => 1,
+        }
+    }
+
+    /// The codec's name in JSON mode and in logs: `pcm16` or `opus`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AudioCodec::Pcm16 => "pcm16",
+            AudioCodec::Opus => "opus",
+        }
+    }
+}
+
+/// An audio payload as received: a view over the coded bytes.
 ///
-/// Layout: codec (varint, 0 = PCM16), channels (u8), sample rate (varint), sample
-/// count over all channels (varint), then the samples (2 bytes each, little-endian).
+/// Layout: codec (varint: 0 = PCM16, 1 = Opus), channels (u8), sample rate
+/// (varint), sample count over all channels (varint), then the coded bytes: for
+/// PCM16 the samples (2 bytes each, little-endian), for Opus one packet that
+/// decodes to exactly that many samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AudioPayload<'a> {
     /// How the samples are coded.
@@ -477,23 +501,37 @@ pub struct AudioPayload<'a> {
     pub channels: u8,
     /// Samples per second per channel.
     pub sample_rate: u32,
-    /// Sample count over all channels.
+    /// Sample count over all channels (for Opus: what the packet decodes to).
     pub len: u16,
-    /// The sample bytes.
+    /// The coded bytes: PCM16 samples, or one Opus packet.
     pub samples: &'a [u8],
 }
 
 impl AudioPayload<'_> {
-    /// Copies the samples into a chunk, with `seq` and `capture_ts_us` from `header`.
-    pub fn to_chunk(&self, header: &Header, out: &mut AudioChunk) {
+    /// Copies PCM16 samples into a chunk, with `seq` and `capture_ts_us` from
+    /// `header`. An Opus payload needs a decoder (the client session has them):
+    /// it is refused here, the chunk untouched.
+    pub fn to_chunk(&self, header: &Header, out: &mut AudioChunk) -> Result<(), Error> {
+        if self.codec != AudioCodec::Pcm16 {
+            return Err(Error::BadAudio {
+                what: "an Opus chunk needs a decoder, not a copy",
+            });
+        }
+        self.to_chunk_shape(header, out);
+        for (dst, src) in out.samples.iter_mut().zip(self.samples.chunks_exact(2)) {
+            *dst = i16::from_le_bytes([src[0], src[1]]);
+        }
+        Ok(())
+    }
+
+    /// Sets everything of `out` but its samples: `seq`, capture time, rate,
+    /// channels and length.
+    pub fn to_chunk_shape(&self, header: &Header, out: &mut AudioChunk) {
         out.seq = header.seq;
         out.capture_ts_us = header.ts_us;
         out.sample_rate = self.sample_rate;
         out.channels = self.channels;
         out.len = self.len;
-        for (dst, src) in out.samples.iter_mut().zip(self.samples.chunks_exact(2)) {
-            *dst = i16::from_le_bytes([src[0], src[1]]);
-        }
     }
 }
 
@@ -734,6 +772,7 @@ fn parse_audio(payload: &[u8]) -> Result<AudioPayload<'_>, Error> {
     let mut r = Reader::new(payload);
     let codec = match r.varint_u32()? {
         0 => AudioCodec::Pcm16,
+        1 => AudioCodec::Opus,
         _ => {
             return Err(Error::Malformed {
                 what: "the audio codec (unknown)",
@@ -750,12 +789,32 @@ fn parse_audio(payload: &[u8]) -> Result<AudioPayload<'_>, Error> {
         });
     }
     probe.validate()?;
-    let samples = r.take(len as usize * 2)?;
-    if !r.rest().is_empty() {
-        return Err(Error::Malformed {
-            what: "the audio body (longer than its sample count)",
-        });
-    }
+    let samples = match codec {
+        AudioCodec::Pcm16 => {
+            let samples = r.take(len as usize * 2)?;
+            if !r.rest().is_empty() {
+                return Err(Error::Malformed {
+                    what: "the audio body (longer than its sample count)",
+                });
+            }
+            samples
+        }
+        AudioCodec::Opus => {
+            let packet = r.rest();
+            if packet.len() > MAX_OPUS_PACKET {
+                return Err(Error::BadAudio {
+                    what: "an Opus packet longer than 1275 bytes",
+                });
+            }
+            let per_channel = opus_packet_samples(packet, sample_rate)?;
+            if per_channel * channels as usize != len as usize {
+                return Err(Error::BadAudio {
+                    what: "an Opus packet whose duration is not the chunk's sample count",
+                });
+            }
+            packet
+        }
+    };
     Ok(AudioPayload {
         codec,
         channels,
@@ -1060,7 +1119,7 @@ mod tests {
             panic!()
         };
         let mut out = AudioChunk::default();
-        a.to_chunk(&p.header(), &mut out);
+        a.to_chunk(&p.header(), &mut out).unwrap();
         assert_eq!(out, chunk);
     }
 
@@ -1080,7 +1139,7 @@ mod tests {
             panic!()
         };
         let mut out = AudioChunk::default();
-        a.to_chunk(&p.header(), &mut out);
+        a.to_chunk(&p.header(), &mut out).unwrap();
         assert_eq!(out, chunk);
     }
 

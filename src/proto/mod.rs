@@ -33,14 +33,17 @@ mod pose;
 mod pose_codec;
 mod wire;
 
-pub use audio::{AUDIO_CHUNK_CAPACITY, AudioChunk, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+pub use audio::{
+    AUDIO_CHUNK_CAPACITY, AudioChunk, AudioEncoding, MAX_OPUS_PACKET, MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE, OPUS_SAMPLE_RATES, opus_packet_samples,
+};
 pub use compress::{
     BACKOFF_AFTER, Compressor, DEFAULT_COMPRESS_THRESHOLD, MAX_BACKOFF, MAX_COMPRESS_INPUT,
     decompress, plain_payload,
 };
 pub use encode::{
-    encode_audio, encode_control, encode_snapshot, encode_snapshot_with_streams,
-    max_audio_message_len,
+    encode_audio, encode_audio_payload, encode_control, encode_snapshot,
+    encode_snapshot_with_streams, max_audio_message_len,
 };
 pub use error::{Error, Field};
 pub use message::{

@@ -76,6 +76,8 @@ pub struct EncoderConfig {
     /// Payloads of this size and more are tried for LZ4 compression (only raw
     /// frames get that big).
     pub compress_threshold: usize,
+    /// How audio chunks are coded (Opus or PCM16).
+    pub audio: super::AudioEncoding,
 }
 
 impl Default for EncoderConfig {
@@ -84,6 +86,7 @@ impl Default for EncoderConfig {
             mode: PoseMode::Quantized,
             keyframe_interval_us: 1_000_000,
             compress_threshold: DEFAULT_COMPRESS_THRESHOLD,
+            audio: super::AudioEncoding::default(),
         }
     }
 }

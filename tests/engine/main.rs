@@ -21,3 +21,4 @@ mod network;
 mod outage;
 mod seed_load;
 mod tls;
+mod uplink;

@@ -416,7 +416,7 @@ fn audio_examples_decode_to_the_encoded_chunks() {
     };
     assert_eq!((a.channels, a.sample_rate, a.len), (1, 48_000, 4));
     let mut chunk = AudioChunk::default();
-    a.to_chunk(&p.header(), &mut chunk);
+    a.to_chunk(&p.header(), &mut chunk).unwrap();
     assert_eq!(chunk, short_audio());
     assert_eq!(chunk.pcm(), &[0, 1000, -1000, 32767]);
 
@@ -433,7 +433,7 @@ fn audio_examples_decode_to_the_encoded_chunks() {
             panic!("audio_lz4 example is not audio")
         };
         let mut chunk = AudioChunk::default();
-        a.to_chunk(&p.header(), &mut chunk);
+        a.to_chunk(&p.header(), &mut chunk).unwrap();
         assert_eq!(chunk, wire_examples::silent_audio());
         assert_eq!(chunk.pcm().len(), AUDIO_CHUNK_CAPACITY);
     }

@@ -62,6 +62,12 @@ enum Install {
 
 const TOOLS: &[Tool] = &[
     Tool {
+        name: "libopus with its pkg-config file",
+        needed_by: "the `opus` feature (on by default): the build links the system's libopus",
+        present: || runs("pkg-config", &["--exists", "opus"]),
+        install: Install::Apt(&["libopus-dev", "pkg-config"]),
+    },
+    Tool {
         name: "Node.js",
         needed_by: "the browser module's test against the Rust codec (tests/protocol/web_decoder)",
         present: || runs("node", &["--version"]),

@@ -18,9 +18,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::proto::{
-    self, AudioChunk, AudioPayload, CloseRoom, Compressor, EncoderConfig, ErrorCode, Header, Hello,
-    Join, Kick, Kind, LANDMARK_COUNT, Leave, Message, Packet, Ping, PoseCoding, PoseDecoder,
-    PoseEncoder, PoseFrame, Role, RoleChanged,
+    self, AudioChunk, AudioCodec, AudioPayload, CloseRoom, Compressor, EncoderConfig, ErrorCode,
+    Header, Hello, Join, Kick, Kind, LANDMARK_COUNT, Leave, Message, Packet, Ping, PoseCoding,
+    PoseDecoder, PoseEncoder, PoseFrame, Role, RoleChanged,
 };
 use crate::room::RoomHandle;
 use crate::ws::FrameKind;
@@ -398,8 +398,18 @@ fn json_bound(pool: &super::pool::Pool, b: u32) -> usize {
     pool.bytes(b).len() / 2 * 7 + 320
 }
 
-/// An audio chunk as JSON text (samples as integers).
+/// An audio chunk as JSON text: PCM16 as `samples` (integers); an Opus chunk
+/// as its packet, base64 in `opus`, with `codec` naming it (the hub relays
+/// audio as it came and decodes no codec: docs/PROTOCOL.md §16).
 pub fn audio_to_json(header: &Header, a: &AudioPayload<'_>, room: Option<&str>) -> String {
+    if a.codec == AudioCodec::Opus {
+        return json!({
+            "type": "audio", "room": room, "sender": header.sender, "seq": header.seq,
+            "timestamp_us": header.ts_us, "sample_rate": a.sample_rate, "channels": a.channels,
+            "codec": a.codec.name(), "len": a.len, "opus": base64(a.samples),
+        })
+        .to_string();
+    }
     let samples: Vec<i16> = a
         .samples
         .chunks_exact(2)
@@ -408,9 +418,28 @@ pub fn audio_to_json(header: &Header, a: &AudioPayload<'_>, room: Option<&str>) 
     json!({
         "type": "audio", "room": room, "sender": header.sender, "seq": header.seq,
         "timestamp_us": header.ts_us, "sample_rate": a.sample_rate, "channels": a.channels,
-        "samples": samples,
+        "codec": a.codec.name(), "samples": samples,
     })
     .to_string()
+}
+
+/// Standard base64 (RFC 4648, with padding), as browsers' `atob` reads it.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = u32::from(c[0]) << 16
+            | u32::from(*c.get(1).unwrap_or(&0)) << 8
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for k in 0..4 {
+            if k <= c.len() {
+                s.push(ABC[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
 }
 
 /// An error for a JSON client whose message could not be translated.
@@ -638,6 +667,20 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn base64_is_rfc_4648() {
+        for (raw, b64) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (&[0xfb, 0xff, 0x3e], "+/8+"),
+        ] {
+            assert_eq!(super::base64(raw), b64);
+        }
+    }
+
     use super::*;
 
     fn ctx_run(text: &str) -> Result<Vec<u8>, String> {

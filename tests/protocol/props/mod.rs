@@ -433,6 +433,7 @@ fn encoder(s: &Stream, mode: PoseMode) -> PoseEncoder {
         mode,
         keyframe_interval_us: s.keyframe_interval_us,
         compress_threshold: s.compress_threshold,
+        ..EncoderConfig::default()
     })
 }
 

@@ -125,6 +125,7 @@ fn corpus() -> impl Strategy<Value = Corpus> {
                 mode,
                 keyframe_interval_us: interval,
                 compress_threshold: threshold,
+                ..EncoderConfig::default()
             });
             let mut buf = [0u8; POSE_BUF];
             let pose = frames

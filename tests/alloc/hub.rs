@@ -154,3 +154,119 @@ fn metrics(addr: std::net::SocketAddr) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The cluster's relay path allocates nothing on the hub's thread either: hub
+/// A (counted) relays its local publisher to a local receiver and publishes
+/// each message once to the broker, and relays hub B's publisher, which it
+/// gets from the broker, to its receiver. (The broker thread allocates for
+/// the NATS client; it is not the hub's loop.)
+#[test]
+fn relaying_across_a_cluster_allocates_nothing_on_the_hubs_thread() {
+    let _turn = counting::turn();
+    let nats = NatsServer::start();
+    let cfg = |node: &str| HubConfig {
+        rate_messages: 1_000_000,
+        burst_messages: 1_000_000,
+        rate_bytes: 1 << 30,
+        burst_bytes: 1 << 30,
+        heartbeat_ms: 1_000,
+        queue_depth: 4_096,
+        cluster: Some(nats.url()),
+        node: Some(node.into()),
+        cluster_heartbeat_ms: 200,
+        cluster_ring: 8_192,
+        ..HubConfig::local_dev()
+    };
+    let hub = Hub::bind(cfg("a")).unwrap();
+    let (a, handle) = (hub.local_addr(), hub.handle());
+    let hub_thread = std::thread::spawn(move || {
+        counting::this_thread(true);
+        hub.run()
+    });
+    let b = TestHub::start(cfg("b"));
+    let session = |addr| {
+        let mut c = Client::connect(addr);
+        c.hello("").expect("welcome");
+        c
+    };
+    let mut pa = session(a);
+    let ha = pa.join("alloc", Role::Member).unwrap();
+    let mut pb = session(b.addr);
+    let hb = pb.join("alloc", Role::Member).unwrap();
+    let mut ra = session(a);
+    ra.join("alloc", Role::Viewer).unwrap();
+    let mut rb = session(b.addr);
+    rb.join("alloc", Role::Viewer).unwrap();
+    // Every hub knows the other's members before anything is sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.metric("poselink_cluster_remote_members") < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "hub B never heard of A's members"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for c in [&mut pa, &mut pb, &mut ra, &mut rb] {
+        while c.recv(Duration::from_millis(100)).is_some() {}
+    }
+    let (mut sa, mut sb) = (PoseStream::new(1), PoseStream::new(2));
+    let mut seq = 0u32;
+    let mut send = |pa: &mut Client, pb: &mut Client, n: usize| {
+        for k in 0..n {
+            if k % 50 == 49 {
+                // Paced (about 20 000 messages/s over both publishers).
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if k % 5 == 4 {
+                seq += 1;
+                pa.send_bytes(&audio_message(ha, pa.member, seq));
+                pb.send_bytes(&audio_message(hb, pb.member, seq));
+            } else {
+                let m = sa.next(ha, pa.member).to_vec();
+                pa.send_bytes(&m);
+                let m = sb.next(hb, pb.member).to_vec();
+                pb.send_bytes(&m);
+            }
+        }
+    };
+    let warm = 1_000;
+    let t1 = std::thread::spawn(move || receive_keep(ra, 2 * warm));
+    let t2 = std::thread::spawn(move || receive_keep(rb, 2 * warm));
+    send(&mut pa, &mut pb, warm);
+    let (n1, ra) = t1.join().unwrap();
+    let (n2, rb) = t2.join().unwrap();
+    assert_eq!(
+        (n1, n2),
+        (2 * warm, 2 * warm),
+        "warm-up delivered everything:\n{}",
+        metrics(a)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    let steady = 4_000;
+    let before = counting::allocations();
+    let t1 = std::thread::spawn(move || receive_keep(ra, 2 * steady));
+    let t2 = std::thread::spawn(move || receive_keep(rb, 2 * steady));
+    send(&mut pa, &mut pb, steady);
+    let (n1, _ra) = t1.join().unwrap();
+    let (n2, _rb) = t2.join().unwrap();
+    // Past a second: heartbeats to and from the broker run in the window.
+    std::thread::sleep(Duration::from_millis(1_200));
+    let after = counting::allocations();
+    assert_eq!(
+        (n1, n2),
+        (2 * steady, 2 * steady),
+        "every message reached both receivers, local and across hubs:\n{}",
+        metrics(a)
+    );
+    assert_eq!(
+        after - before,
+        0,
+        "hub A's thread allocated {} times relaying across the cluster",
+        after - before
+    );
+    assert!(before > 0, "the counting allocator saw the hub's start-up");
+    handle.shutdown();
+    hub_thread.join().unwrap().unwrap();
+}

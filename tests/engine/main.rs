@@ -16,6 +16,7 @@
 mod common;
 
 mod basic;
+mod cluster_failover;
 mod failover;
 mod network;
 mod outage;

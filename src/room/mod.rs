@@ -444,6 +444,24 @@ impl RoomRegistry {
         Ok(())
     }
 
+    /// Gives `member` the role `role` on behalf of the hub (an owner on another
+    /// hub of a cluster asked, and was checked there).
+    pub fn set_role_by_hub(
+        &mut self,
+        handle: RoomHandle,
+        member: u16,
+        role: Role,
+    ) -> Result<(), RoomError> {
+        let r = self.room_mut(handle).ok_or(RoomError::NotMember)?;
+        let m = r
+            .members
+            .iter_mut()
+            .find(|m| m.member == member)
+            .ok_or(RoomError::NoSuchMember)?;
+        m.role = role;
+        Ok(())
+    }
+
     /// Owner `by` removes `member` from the room; returns its membership.
     pub fn kick(
         &mut self,

@@ -224,6 +224,9 @@ impl Inner {
     /// An owner gives a member of room `h` another role.
     pub(super) fn on_role_changed(&mut self, i: usize, h: RoomHandle, rc: RoleChanged, about: u8) {
         let me = ConnId::new(i as u32);
+        if let Some(r) = self.remote_by_member(h, rc.member) {
+            return self.set_remote_role(i, h, r, rc, about);
+        }
         // An owner may give a member no more than the member's own token grants
         // in this room: the token is the authority on rights.
         let target = self.conn_of_member(rc.member);
@@ -315,6 +318,35 @@ impl Inner {
             }
             Err(e) => self.room_error(i, about, e),
         }
+    }
+
+    /// An owner gives a member of another hub a role: the owner's right is
+    /// checked here, the member's token there, whose `role` tells everyone.
+    fn set_remote_role(&mut self, i: usize, h: RoomHandle, r: u32, rc: RoleChanged, about: u8) {
+        if !self
+            .rooms
+            .role_of(h, ConnId::new(i as u32))
+            .is_some_and(|r| r.may_moderate())
+        {
+            return self.room_error(i, about, RoomError::Forbidden);
+        }
+        let Some(c) = self.cluster.as_deref() else {
+            return;
+        };
+        let rm = &c.remotes[r as usize];
+        let (node, origin) = (rm.node.clone(), rm.origin);
+        let name: heapless::String<{ crate::proto::MAX_NAME_LEN }> = self
+            .rooms
+            .name(h)
+            .and_then(|n| heapless::String::try_from(n).ok())
+            .unwrap_or_default();
+        let msg = super::cluster::wire::Msg::SetRole {
+            room: &name,
+            target: &node,
+            member: origin,
+            role: rc.role,
+        };
+        self.cluster_send(super::cluster::ClusterTo::Room(&name), &msg);
     }
 
     /// An owner kicks a member of another hub: the owner's right is checked

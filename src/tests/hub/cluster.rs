@@ -446,3 +446,52 @@ fn malformed_cluster_messages_are_refused_counted_and_harm_nothing() {
     broker.shuttle(&mut [&mut a, &mut b]);
     assert_eq!(media(&mut b, v).len(), 1);
 }
+
+#[test]
+fn an_owner_changes_the_role_of_a_member_on_another_hub() {
+    let (mut a, mut b, mut broker) = pair();
+    let (o, ha) = a.member_of("gym", Role::Owner);
+    let (v, hb) = b.member_of("gym", Role::Member);
+    broker.shuttle(&mut [&mut a, &mut b]);
+    let v_on_a = joined(&mut a, o)[0].0;
+    b.take(v);
+    let rc = crate::proto::RoleChanged {
+        member: v_on_a,
+        role: Role::Viewer,
+    };
+    a.send(o, ha, &Message::RoleChanged(rc));
+    broker.shuttle(&mut [&mut a, &mut b]);
+    let roles = |sim: &mut Sim, p: usize| -> Vec<(u16, Role)> {
+        sim.take_kind(p, Kind::RoleChanged)
+            .iter()
+            .filter_map(|f| {
+                f.with(|m| match m {
+                    Message::RoleChanged(r) => Some((r.member, r.role)),
+                    _ => None,
+                })
+                .flatten()
+            })
+            .collect()
+    };
+    assert_eq!(roles(&mut b, v), vec![(b.peers[v].member, Role::Viewer)]);
+    assert_eq!(roles(&mut a, o), vec![(v_on_a, Role::Viewer)]);
+    // The member's own hub enforces it: a viewer may not publish.
+    let m = Poses::new(1).next(hb, b.peers[v].member);
+    b.send_bytes(v, &m);
+    let errors = b.take_errors(v);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].2.contains("viewers may not publish"),
+        "{errors:?}"
+    );
+    // A member (not an owner) may not change roles across hubs either.
+    let (w, _) = a.member_of("gym", Role::Member);
+    let rc = crate::proto::RoleChanged {
+        member: v_on_a,
+        role: Role::Owner,
+    };
+    a.send(w, ha, &Message::RoleChanged(rc));
+    broker.shuttle(&mut [&mut a, &mut b]);
+    assert_eq!(a.take_errors(w).len(), 1, "refused on the owner's hub");
+    assert!(roles(&mut b, v).is_empty());
+}

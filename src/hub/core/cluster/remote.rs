@@ -124,6 +124,17 @@ impl Inner {
                     self.kicked_from_afar(h, member, reason);
                 }
             }
+            Msg::SetRole {
+                room,
+                target,
+                member,
+                role,
+            } => {
+                let me = self.cluster.as_deref().is_some_and(|c| c.node == target);
+                if me && let Some(h) = room_of(self, room) {
+                    self.role_from_afar(h, member, role);
+                }
+            }
             Msg::Close { room, reason } => {
                 if let Some(h) = room_of(self, room) {
                     self.closed_from_afar(h, reason);
@@ -551,6 +562,36 @@ impl Inner {
         self.broadcast(h, None, &left);
         log::info!("member {member} kicked from room {h} by an owner on another hub");
         self.cluster_left(h, member, LeaveReason::Kicked);
+    }
+
+    /// An owner on another hub gives local member `member` of room `h` a role:
+    /// within what the member's own token grants, as for a local owner.
+    fn role_from_afar(&mut self, h: RoomHandle, member: u16, role: Role) {
+        let Some(i) = self
+            .conn_of_member(member)
+            .filter(|&i| self.sessions[i].membership(h).is_some())
+        else {
+            return;
+        };
+        let granted = match (&self.sessions[i].claims, self.rooms.name(h)) {
+            (Some(cl), Some(name)) => cl.allows(name, role).is_ok(),
+            _ => true,
+        };
+        if !granted {
+            log::info!(
+                "an owner on another hub asked for role {} for member {member} in room {h}; its token does not grant it",
+                role.name()
+            );
+            return;
+        }
+        if self.rooms.set_role_by_hub(h, member, role).is_err() {
+            return;
+        }
+        if let Some(m) = self.sessions[i].membership_mut(h) {
+            m.role = role;
+        }
+        self.broadcast(h, None, &Message::RoleChanged(RoleChanged { member, role }));
+        self.cluster_joined(i, h, true);
     }
 
     /// An owner on another hub closed room `h`.

@@ -20,6 +20,7 @@
 //! keyframe 8:  room str, publisher u16, person u32
 //! kick 9:      room str, target node str, member u16, reason str
 //! close 10:    room str, reason str
+//! set role 11: room str, target node str, member u16, role u8
 //! ```
 
 use crate::proto::{LeaveReason, Role};
@@ -113,6 +114,17 @@ pub enum Msg<'a> {
         /// The owner's reason.
         reason: &'a str,
     },
+    /// An owner on the node gives a member of another node a role.
+    SetRole {
+        /// The room's name.
+        room: &'a str,
+        /// The node the member is on.
+        target: &'a str,
+        /// Its member id there.
+        member: u16,
+        /// The role.
+        role: Role,
+    },
     /// An owner on the node closed the room.
     Close {
         /// The room's name.
@@ -205,6 +217,7 @@ pub fn encode(node: &str, msg: &Msg<'_>, out: &mut [u8]) -> Option<usize> {
         Msg::Keyframe { .. } => 8,
         Msg::Kick { .. } => 9,
         Msg::Close { .. } => 10,
+        Msg::SetRole { .. } => 11,
     };
     w.bytes(&[FORMAT, kind])?;
     w.str(node)?;
@@ -271,6 +284,17 @@ pub fn encode(node: &str, msg: &Msg<'_>, out: &mut [u8]) -> Option<usize> {
         Msg::Close { room, reason } => {
             w.str(room)?;
             w.str(reason)?;
+        }
+        Msg::SetRole {
+            room,
+            target,
+            member,
+            role,
+        } => {
+            w.str(room)?;
+            w.str(target)?;
+            w.bytes(&member.to_le_bytes())?;
+            w.bytes(&[role_byte(role)])?;
         }
     }
     Some(w.at)
@@ -391,6 +415,12 @@ pub fn decode(bytes: &[u8]) -> Result<(&str, Msg<'_>), Malformed> {
             room: room(&mut r)?,
             reason: r.str("the reason is cut short")?,
         },
+        11 => Msg::SetRole {
+            room: room(&mut r)?,
+            target: r.str("the target node is cut short")?,
+            member: r.u16("the member is cut short")?,
+            role: role_of(r.u8("the role is cut short")?)?,
+        },
         _ => return Err(Malformed("unknown kind")),
     };
     r.end()?;
@@ -463,6 +493,12 @@ mod tests {
         round_trip(Msg::Close {
             room: "gym",
             reason: "done",
+        });
+        round_trip(Msg::SetRole {
+            room: "gym",
+            target: "hub-b",
+            member: 9,
+            role: Role::Viewer,
         });
     }
 

@@ -237,3 +237,57 @@ fn a_malformed_message_on_a_cluster_subject_is_refused_and_counted() {
     );
     let _ = audio_message;
 }
+
+#[test]
+fn a_hub_that_stops_takes_its_members_out_of_the_other_hubs_at_once() {
+    let nats = NatsServer::start();
+    let a = TestHub::start(HubConfig {
+        cluster: Some(nats.url()),
+        node: Some("a".into()),
+        // Long: a member leaving within it left by the goodbye.
+        cluster_node_timeout_ms: 30_000,
+        ..HubConfig::local_dev()
+    });
+    let b = clustered(&nats, "b");
+    for h in [&a, &b] {
+        assert!(wait_metric(
+            h,
+            "poselink_cluster_broker_up",
+            1.0,
+            Duration::from_secs(5)
+        ));
+    }
+    let mut p = Client::session(a.addr, "");
+    p.join("gym", Role::Member).unwrap();
+    let mut v = Client::session(b.addr, "");
+    v.join("gym", Role::Viewer).unwrap();
+    let remote = joined_id(
+        &mut v,
+        &format!("anon-{}", p.member),
+        Duration::from_secs(3),
+    )
+    .expect("joined");
+    let stopped = Instant::now();
+    // (Stopping waits up to a second for A's clients to take its close.)
+    let stopper = std::thread::spawn(move || a.stop());
+    let left = v
+        .recv_until(Duration::from_secs(5), |g| g.kind() == Kind::MemberLeft)
+        .expect("member_left on B");
+    let (member, reason) = left.with(|m| match m {
+        Message::MemberLeft(l) => (l.member, l.reason),
+        _ => unreachable!(),
+    });
+    assert_eq!(
+        (member, reason),
+        (remote, poselink::proto::LeaveReason::Disconnected)
+    );
+    eprintln!(
+        "member_left on B {} ms after A stopped",
+        stopped.elapsed().as_millis()
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_millis(500),
+        "at once, not after the node timeout"
+    );
+    stopper.join().unwrap();
+}

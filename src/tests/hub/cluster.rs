@@ -495,3 +495,36 @@ fn an_owner_changes_the_role_of_a_member_on_another_hub() {
     assert_eq!(a.take_errors(w).len(), 1, "refused on the owner's hub");
     assert!(roles(&mut b, v).is_empty());
 }
+
+#[test]
+fn a_hub_restarted_within_the_timeout_has_its_old_members_dropped() {
+    let (mut a, mut b, mut broker) = pair();
+    let (p, _) = a.member_of("gym", Role::Member);
+    let (v, _) = b.member_of("gym", Role::Viewer);
+    broker.shuttle(&mut [&mut a, &mut b]);
+    let old = joined(&mut b, v)[0].0;
+    let _ = p;
+    // A restarts at once (a new process: a new epoch, no goodbye).
+    let now = a.now;
+    let cfg = HubConfig {
+        cluster: Some("nats://127.0.0.1:4222".into()),
+        node: Some("a".into()),
+        ..config()
+    };
+    a.core = crate::hub::core::Core::new(&cfg, None, now, 1_900_000_000_000_000).unwrap();
+    a.peers.clear();
+    a.core.handle_cluster_link(now, true);
+    broker.subs[0].clear();
+    broker.advance(&mut [&mut a, &mut b], 50);
+    assert_eq!(
+        left(&mut b, v),
+        vec![(old, LeaveReason::Disconnected)],
+        "the restarted hub's heartbeat dropped its old members"
+    );
+    // Its member comes back as a new one.
+    let (q, _) = a.member_of("gym", Role::Member);
+    broker.shuttle(&mut [&mut a, &mut b]);
+    let back = joined(&mut b, v);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].1, format!("anon-{}", a.peers[q].member));
+}

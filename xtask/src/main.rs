@@ -63,7 +63,7 @@ enum Install {
 const TOOLS: &[Tool] = &[
     Tool {
         name: "libopus with its pkg-config file",
-        needed_by: "the `opus` feature (on by default): the build links the system's libopus",
+        needed_by: "the `opus` feature (the C API's default, so the workspace's tests): the build links the system's libopus",
         present: || runs("pkg-config", &["--exists", "opus"]),
         install: Install::Apt(&["libopus-dev", "pkg-config"]),
     },

@@ -76,7 +76,7 @@ mod rooms;
 mod sessions;
 
 pub use crate::room::{ConnId, RoomHandle};
-pub use cluster::wire::is_media as is_cluster_media;
+pub use cluster::wire::{Class as ClusterClass, class as cluster_class};
 pub use cluster::{ClusterOut, ClusterStats, ClusterTo, subject as cluster_subject};
 pub use json::SUBPROTOCOL;
 pub(crate) use json::offers_json;
@@ -657,6 +657,12 @@ impl Core {
     /// The driver drains this after every round.
     pub fn poll_cluster(&mut self) -> Option<ClusterOut<'_>> {
         self.inner.cluster.as_deref_mut()?.out.pop()
+    }
+
+    /// The driver lost a control message for the broker (a full ring): the
+    /// core announces its members again at its next tick.
+    pub fn handle_cluster_lost_control(&mut self) {
+        self.inner.cluster_resync_later();
     }
 
     /// Whether the broker connection is up (as last told), `None` when the hub

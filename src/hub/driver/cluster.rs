@@ -7,8 +7,11 @@
 //! a byte on a Unix socket pair the broker thread waits on (only when it is
 //! not already due to look).
 //!
-//! A full media ring drops its oldest message, counted (`cluster_ring`
-//! decides how much a stall of the broker may hold); control is never dropped
+//! Pose and audio have rings of their own, so that a full ring drops by the
+//! slow-receiver rule: pose first (a full pose ring drops its oldest pose,
+//! which pose alone fills), audio only when its own ring is full (its oldest),
+//! each counted (`cluster_ring` decides how much a stall of the broker may
+//! hold); control is never dropped
 //! silently: out of the loop, a full control ring is counted and logged (and
 //! the heartbeat's re-announcements repair it); into the loop, the broker
 //! thread waits for room. The broker connection's state reaches the core as
@@ -28,7 +31,7 @@ use futures_util::StreamExt;
 use mio::Waker;
 
 use crate::hub::HubConfig;
-use crate::hub::core::{ClusterOut, ClusterTo, Core, cluster_subject, is_cluster_media};
+use crate::hub::core::{ClusterClass, ClusterOut, ClusterTo, Core, cluster_class, cluster_subject};
 
 /// The subjects' first token.
 pub(crate) const PREFIX: &str = "poselink";
@@ -79,9 +82,11 @@ impl Slot {
 
 /// What the loop and the broker thread share.
 struct Shared {
-    out_media: ArrayQueue<Box<Slot>>,
+    out_pose: ArrayQueue<Box<Slot>>,
+    out_audio: ArrayQueue<Box<Slot>>,
     out_ctrl: ArrayQueue<Box<Slot>>,
-    in_media: ArrayQueue<Box<Slot>>,
+    in_pose: ArrayQueue<Box<Slot>>,
+    in_audio: ArrayQueue<Box<Slot>>,
     in_ctrl: ArrayQueue<Box<Slot>>,
     /// Empty slots, so neither side allocates once running.
     spare: ArrayQueue<Box<Slot>>,
@@ -141,7 +146,8 @@ pub(crate) fn table_bytes(cfg: &HubConfig) -> usize {
 
 fn slots(cfg: &HubConfig) -> usize {
     // Each ring full at once, plus the few in the broker thread's hands.
-    2 * (cfg.cluster_ring + cfg.cluster_ring / 4) + 16
+    let r = cfg.cluster_ring;
+    2 * (r + (r / 2).max(16) + (r / 4).max(16)) + 16
 }
 
 impl ClusterLink {
@@ -152,15 +158,21 @@ impl ClusterLink {
             return Ok(None);
         };
         let node = cfg.node.clone().unwrap_or_else(|| "hub".into());
-        let (media, ctrl) = (cfg.cluster_ring, (cfg.cluster_ring / 4).max(16));
+        let (media, audio, ctrl) = (
+            cfg.cluster_ring,
+            (cfg.cluster_ring / 2).max(16),
+            (cfg.cluster_ring / 4).max(16),
+        );
         let total = slots(cfg);
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
-            out_media: ArrayQueue::new(media),
+            out_pose: ArrayQueue::new(media),
+            out_audio: ArrayQueue::new(audio),
             out_ctrl: ArrayQueue::new(ctrl),
-            in_media: ArrayQueue::new(media),
+            in_pose: ArrayQueue::new(media),
+            in_audio: ArrayQueue::new(audio),
             in_ctrl: ArrayQueue::new(ctrl),
             spare: ArrayQueue::new(total),
             up: AtomicBool::new(false),
@@ -216,7 +228,11 @@ impl ClusterLink {
     /// written before the next.
     pub fn receive_one(&mut self, core: &mut Core, now: u64) -> Option<bool> {
         let s = &*self.shared;
-        let slot = s.in_ctrl.pop().or_else(|| s.in_media.pop())?;
+        let slot = s
+            .in_ctrl
+            .pop()
+            .or_else(|| s.in_audio.pop())
+            .or_else(|| s.in_pose.pop())?;
         let due = core.handle_cluster(now, slot.sid, slot.payload());
         let _ = s.spare.push(slot);
         Some(due)
@@ -236,9 +252,10 @@ impl ClusterLink {
     pub fn send(&mut self, core: &mut Core) {
         let s = &*self.shared;
         let mut any = false;
+        let mut lost_control = false;
         while let Some(out) = core.poll_cluster() {
             any = true;
-            let ClusterOut { to, media, bytes } = out;
+            let ClusterOut { to, bytes, .. } = out;
             cluster_subject(PREFIX, to, &mut self.subject);
             let Some(mut slot) = s.slot() else {
                 // Cannot happen by the spare ring's sizing; count, never block.
@@ -258,22 +275,31 @@ impl ClusterLink {
             let n = bytes.len().min(SLOT_BYTES);
             slot.bytes[..n].copy_from_slice(&bytes[..n]);
             slot.len = n as u16;
-            if media {
-                if let Some(old) = s.out_media.force_push(slot) {
+            let media = match cluster_class(bytes) {
+                ClusterClass::Pose => Some(&s.out_pose),
+                ClusterClass::Audio => Some(&s.out_audio),
+                ClusterClass::Control => None,
+            };
+            if let Some(ring) = media {
+                if let Some(old) = ring.force_push(slot) {
                     s.dropped_out.fetch_add(1, Ordering::Relaxed);
                     let _ = s.spare.push(old);
                 }
             } else if let Err(slot) = s.out_ctrl.push(slot) {
                 s.dropped_out.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
-                    "cluster: the control ring to the broker is full (cluster_ring); a message to {} is lost, and the hubs resynchronise at the next heartbeat",
+                    "cluster: the control ring to the broker is full (cluster_ring); a message to {} is lost; this hub announces its members again",
                     slot.subject()
                 );
                 let _ = s.spare.push(slot);
+                lost_control = true;
             }
         }
         if any {
             s.wake_broker();
+        }
+        if lost_control {
+            core.handle_cluster_lost_control();
         }
     }
 
@@ -380,7 +406,12 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
     loop {
         let stopping = s.stop.load(Ordering::Acquire);
         // Control first, then media, each in the order the loop queued it.
-        while let Some(slot) = s.out_ctrl.pop().or_else(|| s.out_media.pop()) {
+        while let Some(slot) = s
+            .out_ctrl
+            .pop()
+            .or_else(|| s.out_audio.pop())
+            .or_else(|| s.out_pose.pop())
+        {
             match slot.op {
                 1 => {
                     let subject = slot.subject().to_string();
@@ -414,7 +445,7 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
         }
         // Wait for the loop's wake, or look again shortly (the stop flag).
         s.broker_woken.store(false, Ordering::Release);
-        if !s.out_ctrl.is_empty() || !s.out_media.is_empty() {
+        if !s.out_ctrl.is_empty() || !s.out_audio.is_empty() || !s.out_pose.is_empty() {
             continue;
         }
         if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(100), wake.readable()).await
@@ -460,8 +491,13 @@ async fn forward(
             slot.bytes[..n].copy_from_slice(&msg.payload[..n]);
             slot.len = n as u16;
             slot.sid = sid;
-            if is_cluster_media(&msg.payload) {
-                if let Some(old) = s.in_media.force_push(slot) {
+            let media = match cluster_class(&msg.payload) {
+                ClusterClass::Pose => Some(&s.in_pose),
+                ClusterClass::Audio => Some(&s.in_audio),
+                ClusterClass::Control => None,
+            };
+            if let Some(ring) = media {
+                if let Some(old) = ring.force_push(slot) {
                     s.dropped_in.fetch_add(1, Ordering::Relaxed);
                     let _ = s.spare.push(old);
                 }

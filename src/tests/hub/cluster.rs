@@ -528,3 +528,32 @@ fn a_hub_restarted_within_the_timeout_has_its_old_members_dropped() {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].1, format!("anon-{}", a.peers[q].member));
 }
+
+#[test]
+fn a_lost_control_message_is_repaired_by_announcing_again() {
+    let (mut a, mut b, mut broker) = pair();
+    let (p, _) = a.member_of("gym", Role::Member);
+    let (q, _) = a.member_of("gym", Role::Member);
+    let (v, _) = b.member_of("gym", Role::Viewer);
+    broker.shuttle(&mut [&mut a, &mut b]);
+    let known = joined(&mut b, v);
+    assert_eq!(known.len(), 2);
+    let q_on_b = known
+        .iter()
+        .find(|(_, u)| *u == format!("anon-{}", a.peers[q].member))
+        .unwrap()
+        .0;
+    // Q leaves while A's messages are lost (a full ring, as the driver says).
+    broker.mute[0] = true;
+    a.hang_up(q);
+    broker.shuttle(&mut [&mut a, &mut b]);
+    broker.mute[0] = false;
+    assert!(left(&mut b, v).is_empty(), "B missed it");
+    let now = a.now;
+    a.core.handle_cluster_lost_control();
+    broker.advance(&mut [&mut a, &mut b], 50);
+    // A's roster shows Q gone; P, announced again, is not announced twice.
+    assert_eq!(left(&mut b, v), vec![(q_on_b, LeaveReason::Disconnected)]);
+    assert!(joined(&mut b, v).is_empty());
+    let _ = (p, now);
+}

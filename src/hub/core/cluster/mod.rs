@@ -148,6 +148,9 @@ pub(super) struct Cluster {
     pub next_heartbeat: u64,
     /// The broker is reachable (as the driver last said).
     pub up: bool,
+    /// A control message was lost to a full queue or ring: announce every
+    /// member again at the next tick.
+    pub resync_due: bool,
     pub nodes: Vec<Node>,
     pub remotes: Vec<Remote>,
     pub free: Vec<u32>,
@@ -175,6 +178,7 @@ impl Cluster {
             timeout_us: cfg.cluster_node_timeout_ms * 1000,
             next_heartbeat: now,
             up: false,
+            resync_due: false,
             nodes: Vec::with_capacity(MAX_NODES),
             remotes: (0..n)
                 .map(|_| Remote {
@@ -285,8 +289,9 @@ impl Inner {
             self.stats.cluster.media_dropped += 1;
         } else {
             self.stats.cluster.control_dropped += 1;
+            c.resync_due = true;
             let line = format_args!(
-                "cluster: the queue to the broker is full (cluster_ring); a control message is lost and the other hubs resynchronise at the next heartbeat"
+                "cluster: the queue to the broker is full (cluster_ring); a control message is lost; this hub announces its members again at its next tick"
             );
             self.log_limit.warn(super::LogKind::Cluster, self.now, line);
         }
@@ -432,6 +437,11 @@ impl Inner {
         let Some(c) = self.cluster.as_deref_mut() else {
             return;
         };
+        if c.resync_due && c.up && c.out.entries.is_empty() {
+            c.resync_due = false;
+            self.cluster_announce();
+            return self.cluster_expire_nodes(now);
+        }
         if now >= c.next_heartbeat {
             c.next_heartbeat = now + c.heartbeat_us;
             let epoch = c.epoch;
@@ -485,6 +495,14 @@ impl Inner {
         }
         log::info!("cluster: connected to the broker as node {}", c.node);
         c.next_heartbeat = self.now;
+        self.cluster_announce();
+        self.cluster_tick();
+    }
+
+    /// Subscribes again to every room with local members, announces them and
+    /// asks the other hubs for theirs (announcements of members already known
+    /// change nothing there).
+    fn cluster_announce(&mut self) {
         let handles: Vec<RoomHandle> = self.rooms.handles().collect();
         for h in handles {
             if self.rooms.members(h).is_empty() {
@@ -499,11 +517,31 @@ impl Inner {
                 .iter()
                 .map(|m| m.conn.index())
                 .collect();
-            for i in conns {
+            for &i in &conns {
                 self.cluster_joined(i, h, false);
             }
+            // And who is not here any more, if a `left` was lost.
+            let members: Vec<u8> = conns
+                .iter()
+                .flat_map(|&i| self.sessions[i].member.to_le_bytes())
+                .collect();
+            if let Some(room) = self.rooms.name(h) {
+                let room: heapless::String<{ crate::proto::MAX_NAME_LEN }> =
+                    heapless::String::try_from(room).unwrap_or_default();
+                let msg = Msg::Roster {
+                    room: &room,
+                    members: &members,
+                };
+                self.cluster_send(ClusterTo::Room(&room), &msg);
+            }
         }
-        self.cluster_tick();
+    }
+
+    /// The driver lost a control message to a full ring: announce again.
+    pub(super) fn cluster_resync_later(&mut self) {
+        if let Some(c) = self.cluster.as_deref_mut() {
+            c.resync_due = true;
+        }
     }
 }
 

@@ -135,6 +135,11 @@ impl Inner {
                     self.role_from_afar(h, member, role);
                 }
             }
+            Msg::Roster { room, members } => {
+                if let Some(h) = room_of(self, room) {
+                    self.remote_roster(node, h, members);
+                }
+            }
             Msg::Close { room, reason } => {
                 if let Some(h) = room_of(self, room) {
                     self.closed_from_afar(h, reason);
@@ -592,6 +597,28 @@ impl Inner {
         }
         self.broadcast(h, None, &Message::RoleChanged(RoleChanged { member, role }));
         self.cluster_joined(i, h, true);
+    }
+
+    /// `node`'s members of room `h` are those in `members` (u16s): the rest of
+    /// what this hub knows of it left (a `left` was lost on the way).
+    fn remote_roster(&mut self, node: &str, h: RoomHandle, members: &[u8]) {
+        let Some(c) = self.cluster.as_deref() else {
+            return;
+        };
+        let gone: Vec<u32> = c.by_room[h.index()]
+            .iter()
+            .copied()
+            .filter(|&r| {
+                let rm = &c.remotes[r as usize];
+                rm.node.as_str() == node
+                    && !members
+                        .chunks_exact(2)
+                        .any(|m| u16::from_le_bytes([m[0], m[1]]) == rm.origin)
+            })
+            .collect();
+        for r in gone {
+            self.remote_remove(r, LeaveReason::Disconnected);
+        }
     }
 
     /// An owner on another hub closed room `h`.

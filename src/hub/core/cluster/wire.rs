@@ -21,9 +21,11 @@
 //! kick 9:      room str, target node str, member u16, reason str
 //! close 10:    room str, reason str
 //! set role 11: room str, target node str, member u16, role u8
+//! roster 12:   room str, count u16, member u16 × count  (every member the
+//!              node has in the room now: the others drop those not in it)
 //! ```
 
-use crate::proto::{LeaveReason, Role};
+use crate::proto::{Kind, LeaveReason, Role};
 
 /// The format byte that opens every cluster message.
 pub const FORMAT: u8 = 0xC1;
@@ -34,6 +36,32 @@ pub const KIND_MEDIA: u8 = 7;
 /// its kind byte only.
 pub fn is_media(bytes: &[u8]) -> bool {
     bytes.first() == Some(&FORMAT) && bytes.get(1) == Some(&KIND_MEDIA)
+}
+
+/// What a full ring may do with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Never dropped silently.
+    Control,
+    /// A pose message: the first to go.
+    Pose,
+    /// An audio message.
+    Audio,
+}
+
+/// The class of a cluster message (a malformed one is control: it is
+/// refused by the core, counted, not dropped unseen).
+pub fn class(bytes: &[u8]) -> Class {
+    if !is_media(bytes) {
+        return Class::Control;
+    }
+    match decode(bytes) {
+        Ok((_, Msg::Media { envelope, .. })) if envelope.get(1) == Some(&(Kind::Audio as u8)) => {
+            Class::Audio
+        }
+        Ok((_, Msg::Media { .. })) => Class::Pose,
+        _ => Class::Control,
+    }
 }
 
 /// The longest node name, bytes.
@@ -124,6 +152,14 @@ pub enum Msg<'a> {
         member: u16,
         /// The role.
         role: Role,
+    },
+    /// Every member the node has in the room now (member ids on the node,
+    /// little-endian u16s): a member the others know that is not in it left.
+    Roster {
+        /// The room's name.
+        room: &'a str,
+        /// The member ids, two bytes each.
+        members: &'a [u8],
     },
     /// An owner on the node closed the room.
     Close {
@@ -218,6 +254,7 @@ pub fn encode(node: &str, msg: &Msg<'_>, out: &mut [u8]) -> Option<usize> {
         Msg::Kick { .. } => 9,
         Msg::Close { .. } => 10,
         Msg::SetRole { .. } => 11,
+        Msg::Roster { .. } => 12,
     };
     w.bytes(&[FORMAT, kind])?;
     w.str(node)?;
@@ -295,6 +332,12 @@ pub fn encode(node: &str, msg: &Msg<'_>, out: &mut [u8]) -> Option<usize> {
             w.str(target)?;
             w.bytes(&member.to_le_bytes())?;
             w.bytes(&[role_byte(role)])?;
+        }
+        Msg::Roster { room, members } => {
+            w.str(room)?;
+            let n = u16::try_from(members.len() / 2).ok()?;
+            w.bytes(&n.to_le_bytes())?;
+            w.bytes(&members[..2 * n as usize])?;
         }
     }
     Some(w.at)
@@ -421,6 +464,14 @@ pub fn decode(bytes: &[u8]) -> Result<(&str, Msg<'_>), Malformed> {
             member: r.u16("the member is cut short")?,
             role: role_of(r.u8("the role is cut short")?)?,
         },
+        12 => {
+            let room = room(&mut r)?;
+            let n = r.u16("the member count is cut short")? as usize;
+            Msg::Roster {
+                room,
+                members: r.take(2 * n, "the member list is cut short")?,
+            }
+        }
         _ => return Err(Malformed("unknown kind")),
     };
     r.end()?;
@@ -494,6 +545,10 @@ mod tests {
             room: "gym",
             reason: "done",
         });
+        round_trip(Msg::Roster {
+            room: "gym",
+            members: &[1, 0, 9, 0],
+        });
         round_trip(Msg::SetRole {
             room: "gym",
             target: "hub-b",
@@ -522,6 +577,30 @@ mod tests {
         let n = encode("a", &Msg::Sync { room: "r" }, &mut buf).unwrap();
         buf[n - 2] = 0; // an empty room name
         assert_eq!(decode(&buf[..n - 1]), Err(Malformed("invalid room name")));
+    }
+
+    #[test]
+    fn a_ring_tells_pose_audio_and_control_apart() {
+        let mut buf = [0u8; 64];
+        let mut with = |kind: u8| {
+            let envelope = [0x11, kind, 0, 0, 0, 0, 0];
+            let m = Msg::Media {
+                room: "r",
+                member: 1,
+                envelope: &envelope,
+            };
+            let n = encode("a", &m, &mut buf).unwrap();
+            class(&buf[..n])
+        };
+        assert_eq!(with(Kind::Audio as u8), Class::Audio);
+        assert_eq!(with(Kind::Pose as u8), Class::Pose);
+        let n = encode("a", &Msg::Gone, &mut buf).unwrap();
+        assert_eq!(class(&buf[..n]), Class::Control);
+        assert_eq!(
+            class(&[FORMAT, KIND_MEDIA]),
+            Class::Control,
+            "malformed: seen"
+        );
     }
 
     #[test]

@@ -23,6 +23,34 @@ fn clustered(nats: &NatsServer, node: &str) -> TestHub {
     })
 }
 
+/// Hubs "a" and "b" of a cluster, both connected to the broker.
+fn two_hubs(nats: &NatsServer) -> (TestHub, TestHub) {
+    let (a, b) = (clustered(nats, "a"), clustered(nats, "b"));
+    for h in [&a, &b] {
+        assert!(
+            wait_metric(h, "poselink_cluster_broker_up", 1.0, Duration::from_secs(5)),
+            "the hub reached the broker"
+        );
+    }
+    (a, b)
+}
+
+/// A member of `gym` on hub `a`, then a viewer on hub `b` that has heard of
+/// it: (member, its room handle, viewer, the member's id on `b`).
+fn member_and_remote_viewer(a: &TestHub, b: &TestHub) -> (Client, u16, Client, u16) {
+    let mut p = Client::session(a.addr, "");
+    let ha = p.join("gym", Role::Member).unwrap();
+    let mut v = Client::session(b.addr, "");
+    v.join("gym", Role::Viewer).unwrap();
+    let remote = joined_id(
+        &mut v,
+        &format!("anon-{}", p.member),
+        Duration::from_secs(3),
+    )
+    .expect("B hears of A's member");
+    (p, ha, v, remote)
+}
+
 /// Waits (bounded) until `hub`'s metric reaches `want`.
 fn wait_metric(hub: &TestHub, name: &str, want: f64, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -50,13 +78,7 @@ fn joined_id(c: &mut Client, user: &str, within: Duration) -> Option<u16> {
 #[test]
 fn members_on_two_hubs_exchange_pose_and_audio_byte_for_byte() {
     let nats = NatsServer::start();
-    let (a, b) = (clustered(&nats, "a"), clustered(&nats, "b"));
-    for h in [&a, &b] {
-        assert!(
-            wait_metric(h, "poselink_cluster_broker_up", 1.0, Duration::from_secs(5)),
-            "the hub reached the broker"
-        );
-    }
+    let (a, b) = two_hubs(&nats);
     let mut p = Client::session(a.addr, "");
     let ha = p.join("gym", Role::Member).unwrap();
     let mut v = Client::session(b.addr, "");
@@ -108,27 +130,10 @@ fn members_on_two_hubs_exchange_pose_and_audio_byte_for_byte() {
 #[test]
 fn without_the_broker_local_relay_goes_on_and_cross_hub_delivery_resumes_after() {
     let mut nats = NatsServer::start();
-    let (a, b) = (clustered(&nats, "a"), clustered(&nats, "b"));
-    for h in [&a, &b] {
-        assert!(wait_metric(
-            h,
-            "poselink_cluster_broker_up",
-            1.0,
-            Duration::from_secs(5)
-        ));
-    }
-    let mut p = Client::session(a.addr, "");
-    let ha = p.join("gym", Role::Member).unwrap();
+    let (a, b) = two_hubs(&nats);
+    let (mut p, ha, mut v, _) = member_and_remote_viewer(&a, &b);
     let mut q = Client::session(a.addr, "");
     q.join("gym", Role::Viewer).unwrap();
-    let mut v = Client::session(b.addr, "");
-    v.join("gym", Role::Viewer).unwrap();
-    joined_id(
-        &mut v,
-        &format!("anon-{}", p.member),
-        Duration::from_secs(3),
-    )
-    .expect("joined");
 
     nats.kill();
     assert!(
@@ -181,25 +186,8 @@ fn without_the_broker_local_relay_goes_on_and_cross_hub_delivery_resumes_after()
 #[test]
 fn a_malformed_message_on_a_cluster_subject_is_refused_and_counted() {
     let nats = NatsServer::start();
-    let (a, b) = (clustered(&nats, "a"), clustered(&nats, "b"));
-    for h in [&a, &b] {
-        assert!(wait_metric(
-            h,
-            "poselink_cluster_broker_up",
-            1.0,
-            Duration::from_secs(5)
-        ));
-    }
-    let mut p = Client::session(a.addr, "");
-    let ha = p.join("gym", Role::Member).unwrap();
-    let mut v = Client::session(b.addr, "");
-    v.join("gym", Role::Viewer).unwrap();
-    joined_id(
-        &mut v,
-        &format!("anon-{}", p.member),
-        Duration::from_secs(3),
-    )
-    .expect("joined");
+    let (a, b) = two_hubs(&nats);
+    let (mut p, ha, mut v, _) = member_and_remote_viewer(&a, &b);
     // Another program publishes garbage on the subject every hub hears and on
     // the room's subject, in NATS's own text protocol.
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
@@ -257,16 +245,7 @@ fn a_hub_that_stops_takes_its_members_out_of_the_other_hubs_at_once() {
             Duration::from_secs(5)
         ));
     }
-    let mut p = Client::session(a.addr, "");
-    p.join("gym", Role::Member).unwrap();
-    let mut v = Client::session(b.addr, "");
-    v.join("gym", Role::Viewer).unwrap();
-    let remote = joined_id(
-        &mut v,
-        &format!("anon-{}", p.member),
-        Duration::from_secs(3),
-    )
-    .expect("joined");
+    let (_p, _, mut v, remote) = member_and_remote_viewer(&a, &b);
     let stopped = Instant::now();
     // (Stopping waits up to a second for A's clients to take its close.)
     let stopper = std::thread::spawn(move || a.stop());

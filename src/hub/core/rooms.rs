@@ -224,8 +224,9 @@ impl Inner {
     /// An owner gives a member of room `h` another role.
     pub(super) fn on_role_changed(&mut self, i: usize, h: RoomHandle, rc: RoleChanged, about: u8) {
         let me = ConnId::new(i as u32);
-        if let Some(r) = self.remote_by_member(h, rc.member) {
-            return self.set_remote_role(i, h, r, rc, about);
+        if self.remote_by_member(h, rc.member).is_some() {
+            let order = super::cluster::Order::Role(rc.role);
+            return self.moderate_remote(i, h, rc.member, order, about);
         }
         // An owner may give a member no more than the member's own token grants
         // in this room: the token is the authority on rights.
@@ -262,7 +263,8 @@ impl Inner {
     pub(super) fn on_kick(&mut self, i: usize, h: RoomHandle, k: Kick<'_>, about: u8) {
         let me = ConnId::new(i as u32);
         if self.remote_by_member(h, k.member).is_some() {
-            return self.kick_remote(i, h, k, about);
+            let order = super::cluster::Order::Kick(k.reason);
+            return self.moderate_remote(i, h, k.member, order, about);
         }
         match self.rooms.kick(h, me, k.member, self.now) {
             Ok(m) => {
@@ -293,11 +295,7 @@ impl Inner {
     /// An owner closes room `h`: every member is told, and it is gone at once.
     pub(super) fn on_close_room(&mut self, i: usize, h: RoomHandle, cr: CloseRoom<'_>, about: u8) {
         let conns: Vec<ConnId> = self.rooms.members(h).iter().map(|m| m.conn).collect();
-        let name: heapless::String<{ crate::proto::MAX_NAME_LEN }> = self
-            .rooms
-            .name(h)
-            .and_then(|n| heapless::String::try_from(n).ok())
-            .unwrap_or_default();
+        let name = self.room_name(h);
         match self.rooms.close(h, ConnId::new(i as u32), |_| {}) {
             Ok(()) => {
                 let r = reason(format_args!("{}", cr.reason));
@@ -318,72 +316,6 @@ impl Inner {
             }
             Err(e) => self.room_error(i, about, e),
         }
-    }
-
-    /// An owner gives a member of another hub a role: the owner's right is
-    /// checked here, the member's token there, whose `role` tells everyone.
-    fn set_remote_role(&mut self, i: usize, h: RoomHandle, r: u32, rc: RoleChanged, about: u8) {
-        if !self
-            .rooms
-            .role_of(h, ConnId::new(i as u32))
-            .is_some_and(|r| r.may_moderate())
-        {
-            return self.room_error(i, about, RoomError::Forbidden);
-        }
-        let Some(c) = self.cluster.as_deref() else {
-            return;
-        };
-        let rm = &c.remotes[r as usize];
-        let (node, origin) = (rm.node.clone(), rm.origin);
-        let name: heapless::String<{ crate::proto::MAX_NAME_LEN }> = self
-            .rooms
-            .name(h)
-            .and_then(|n| heapless::String::try_from(n).ok())
-            .unwrap_or_default();
-        let msg = super::cluster::wire::Msg::SetRole {
-            room: &name,
-            target: &node,
-            member: origin,
-            role: rc.role,
-        };
-        self.cluster_send(super::cluster::ClusterTo::Room(&name), &msg);
-    }
-
-    /// An owner kicks a member of another hub: the owner's right is checked
-    /// here, the kick done by the member's hub, whose `left` tells everyone.
-    fn kick_remote(&mut self, i: usize, h: RoomHandle, k: Kick<'_>, about: u8) {
-        if !self
-            .rooms
-            .role_of(h, ConnId::new(i as u32))
-            .is_some_and(|r| r.may_moderate())
-        {
-            return self.room_error(i, about, RoomError::Forbidden);
-        }
-        let Some(r) = self.remote_by_member(h, k.member) else {
-            return;
-        };
-        let Some(c) = self.cluster.as_deref() else {
-            return;
-        };
-        let rm = &c.remotes[r as usize];
-        let (node, origin) = (rm.node.clone(), rm.origin);
-        let name: heapless::String<{ crate::proto::MAX_NAME_LEN }> = self
-            .rooms
-            .name(h)
-            .and_then(|n| heapless::String::try_from(n).ok())
-            .unwrap_or_default();
-        let msg = super::cluster::wire::Msg::Kick {
-            room: &name,
-            target: &node,
-            member: origin,
-            reason: k.reason,
-        };
-        self.cluster_send(super::cluster::ClusterTo::Room(&name), &msg);
-        log::info!(
-            "member {} (of hub {node}) kicked from room {h} by {}",
-            k.member,
-            self.sessions[i].member
-        );
     }
 
     /// Removes `i` from room `h`, telling the others (and `i`, if `tell_self`).
@@ -423,7 +355,7 @@ impl Inner {
         });
     }
 
-    fn room_error(&mut self, i: usize, about: u8, e: RoomError) {
+    pub(super) fn room_error(&mut self, i: usize, about: u8, e: RoomError) {
         let code = match e {
             RoomError::BadName => ErrorCode::BAD_MESSAGE,
             RoomError::NoSuchRoom => ErrorCode::NO_SUCH_ROOM,

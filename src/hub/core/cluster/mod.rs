@@ -315,14 +315,13 @@ impl Inner {
     /// A local member joined room `h` (`rejoined`: it was a member and changed
     /// role): subscribe when it is the first, and tell the others.
     pub(super) fn cluster_joined(&mut self, i: usize, h: RoomHandle, rejoined: bool) {
+        if self.cluster.is_none() || self.rooms.name(h).is_none() {
+            return;
+        }
+        let room = self.room_name(h);
         let Some(c) = self.cluster.as_deref_mut() else {
             return;
         };
-        let Some(name) = self.rooms.name(h) else {
-            return;
-        };
-        let room: heapless::String<{ crate::proto::MAX_NAME_LEN }> =
-            heapless::String::try_from(name).unwrap_or_default();
         if !c.subscribed[h.index()] {
             c.subscribed[h.index()] = true;
             self.cluster_command(ClusterTo::Subscribe {
@@ -361,11 +360,10 @@ impl Inner {
         if self.cluster.is_none() {
             return;
         }
-        let Some(name) = self.rooms.name(h) else {
+        if self.rooms.name(h).is_none() {
             return self.cluster_drop_room(h, None);
-        };
-        let room: heapless::String<{ crate::proto::MAX_NAME_LEN }> =
-            heapless::String::try_from(name).unwrap_or_default();
+        }
+        let room = self.room_name(h);
         self.cluster_send(
             ClusterTo::Room(&room),
             &Msg::Left {
@@ -416,11 +414,10 @@ impl Inner {
         if c.by_room.get(h.index()).is_none_or(|l| l.is_empty()) || !c.up {
             return;
         }
-        let Some(name) = self.rooms.name(h) else {
+        if self.rooms.name(h).is_none() {
             return;
-        };
-        let room: heapless::String<{ crate::proto::MAX_NAME_LEN }> =
-            heapless::String::try_from(name).unwrap_or_default();
+        }
+        let room = self.room_name(h);
         self.cluster_send(
             ClusterTo::Room(&room),
             &Msg::Media {
@@ -525,9 +522,8 @@ impl Inner {
                 .iter()
                 .flat_map(|&i| self.sessions[i].member.to_le_bytes())
                 .collect();
-            if let Some(room) = self.rooms.name(h) {
-                let room: heapless::String<{ crate::proto::MAX_NAME_LEN }> =
-                    heapless::String::try_from(room).unwrap_or_default();
+            if self.rooms.name(h).is_some() {
+                let room = self.room_name(h);
                 let msg = Msg::Roster {
                     room: &room,
                     members: &members,
@@ -564,6 +560,74 @@ pub struct ClusterStats {
     pub nodes_lost: u64,
     /// Remote members refused because `max_remote_members` were known.
     pub remotes_refused: u64,
+}
+
+/// What an owner orders for a member of another hub.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Order<'a> {
+    /// Remove it from the room, with this reason.
+    Kick(&'a str),
+    /// Give it this role.
+    Role(Role),
+}
+
+/// A room's name, held apart from the registry's borrow.
+pub(super) type RoomName = heapless::String<{ crate::proto::MAX_NAME_LEN }>;
+
+impl Inner {
+    /// Room `h`'s name (empty for a room that is gone).
+    pub(super) fn room_name(&self, h: RoomHandle) -> RoomName {
+        self.rooms
+            .name(h)
+            .and_then(|n| RoomName::try_from(n).ok())
+            .unwrap_or_default()
+    }
+
+    /// Owner `i` orders something for member `member` of room `h`, who is on
+    /// another hub: the owner's right is checked here; the member's hub does
+    /// it (a kick; a role within the member's own token's grants) and tells
+    /// every hub.
+    pub(super) fn moderate_remote(
+        &mut self,
+        i: usize,
+        h: RoomHandle,
+        member: u16,
+        order: Order<'_>,
+        about: u8,
+    ) {
+        if !self
+            .rooms
+            .role_of(h, ConnId::new(i as u32))
+            .is_some_and(|r| r.may_moderate())
+        {
+            return self.room_error(i, about, crate::room::RoomError::Forbidden);
+        }
+        let (Some(r), Some(c)) = (self.remote_by_member(h, member), self.cluster.as_deref()) else {
+            return;
+        };
+        let rm = &c.remotes[r as usize];
+        let (node, origin) = (rm.node.clone(), rm.origin);
+        let room = self.room_name(h);
+        let msg = match order {
+            Order::Kick(reason) => Msg::Kick {
+                room: &room,
+                target: &node,
+                member: origin,
+                reason,
+            },
+            Order::Role(role) => Msg::SetRole {
+                room: &room,
+                target: &node,
+                member: origin,
+                role,
+            },
+        };
+        self.cluster_send(ClusterTo::Room(&room), &msg);
+        log::info!(
+            "{order:?} for member {member} (of hub {node}) in room {h}, by {}",
+            self.sessions[i].member
+        );
+    }
 }
 
 /// `ConnId` a remote member's relay blocks carry as their publisher.

@@ -505,11 +505,10 @@ impl Inner {
             return;
         }
         let (node, origin, h) = (rm.node.clone(), rm.origin, rm.room);
-        let Some(name) = self.rooms.name(h) else {
+        if self.rooms.name(h).is_none() {
             return;
-        };
-        let room: heapless::String<{ crate::proto::MAX_NAME_LEN }> =
-            heapless::String::try_from(name).unwrap_or_default();
+        }
+        let room = self.room_name(h);
         self.stats.keyframe_requests += 1;
         self.cluster_send(
             ClusterTo::Node(&node),
@@ -624,11 +623,7 @@ impl Inner {
     /// An owner on another hub closed room `h`.
     fn closed_from_afar(&mut self, h: RoomHandle, why: &str) {
         let conns: Vec<ConnId> = self.rooms.members(h).iter().map(|m| m.conn).collect();
-        let name: heapless::String<{ crate::proto::MAX_NAME_LEN }> = self
-            .rooms
-            .name(h)
-            .and_then(|n| heapless::String::try_from(n).ok())
-            .unwrap_or_default();
+        let name = self.room_name(h);
         self.rooms.close_by_hub(h);
         let r = super::super::reason(format_args!("{why}"));
         let msg = Message::CloseRoom(crate::proto::CloseRoom { reason: &r });

@@ -348,15 +348,19 @@ fn sample_hub_toml_is_valid_and_shows_the_defaults() {
         }
     );
     // And it names every key, as docs/OPERATIONS.md documents every key (the
-    // TLS files commented out: the sample serves plain ws://).
+    // TLS files and the cluster commented out: the sample serves plain ws://,
+    // alone).
     let ops = include_str!("../../docs/OPERATIONS.md");
     for key in config_keys() {
         // `flood_close_after` is deprecated: documented, not in the sample.
         if key != "secret" && key != "flood_close_after" {
             let line = |l: &str| l.trim_start_matches("# ").starts_with(&format!("{key} = "));
             assert!(
-                text.lines()
-                    .any(|l| line(l) && (!l.starts_with('#') || key.starts_with("tls_"))),
+                text.lines().any(|l| line(l)
+                    && (!l.starts_with('#')
+                        || key.starts_with("tls_")
+                        || key == "cluster"
+                        || key == "node")),
                 "examples/hub.toml lacks `{key}`"
             );
         }

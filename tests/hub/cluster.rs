@@ -3,7 +3,9 @@
 //! join; the broker killed and restarted: local relay never stops and
 //! cross-hub delivery resumes within 2 s of its return; a malformed message
 //! on a cluster subject is refused and counted, and harms nothing. (The
-//! protocol decisions are simulated in `src/tests/hub/cluster.rs`.)
+//! protocol decisions are simulated in `src/tests/hub/cluster.rs`.) Also: a
+//! late joiner on B gets the keyframe of a publisher on A; kick and close
+//! across hubs; a stopping hub takes its members out of the others at once.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -269,4 +271,85 @@ fn a_hub_that_stops_takes_its_members_out_of_the_other_hubs_at_once() {
         "at once, not after the node timeout"
     );
     stopper.join().unwrap();
+}
+
+#[test]
+fn a_late_joiner_on_b_gets_the_keyframe_of_a_publisher_on_a() {
+    let nats = NatsServer::start();
+    let (a, b) = two_hubs(&nats);
+    let mut p = Client::session(a.addr, "");
+    let ha = p.join("gym", Role::Member).unwrap();
+    // A keyframe, then deltas, before anyone on B is in the room.
+    let mut poses = PoseStream::new(5);
+    for _ in 0..10 {
+        let m = poses.next(ha, p.member).to_vec();
+        p.send_bytes(&m);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let mut v = Client::session(b.addr, "");
+    v.join("gym", Role::Viewer).unwrap();
+    let first = v
+        .recv_until(Duration::from_secs(3), |g| g.kind() == Kind::Pose)
+        .expect("a pose from A's publisher, without a new one sent");
+    let standalone = first.with(|m| match m {
+        Message::Pose(pose) => !matches!(pose.coding, poselink::proto::PoseCoding::Delta { .. }),
+        _ => false,
+    });
+    assert!(
+        standalone,
+        "the first pose a late joiner gets decodes alone"
+    );
+}
+
+#[test]
+fn kick_and_close_reach_members_on_the_other_hub() {
+    let nats = NatsServer::start();
+    let (a, b) = two_hubs(&nats);
+    let mut o = Client::session(a.addr, "");
+    let ha = o.join("gym", Role::Owner).unwrap();
+    let mut v = Client::session(b.addr, "");
+    v.join("gym", Role::Member).unwrap();
+    let mut w = Client::session(b.addr, "");
+    w.join("gym", Role::Member).unwrap();
+    let v_on_a = joined_id(
+        &mut o,
+        &format!("anon-{}", v.member),
+        Duration::from_secs(3),
+    )
+    .expect("A hears of v");
+    joined_id(
+        &mut o,
+        &format!("anon-{}", w.member),
+        Duration::from_secs(3),
+    )
+    .expect("and of w");
+    let kick = Message::Kick(poselink::proto::Kick {
+        member: v_on_a,
+        reason: "enough",
+    });
+    o.send(ha, &kick);
+    assert!(
+        v.recv_until(Duration::from_secs(3), |g| g.kind() == Kind::Kick)
+            .is_some(),
+        "the member on B is told it was kicked"
+    );
+    let left = o
+        .recv_until(Duration::from_secs(3), |g| g.kind() == Kind::MemberLeft)
+        .expect("the owner on A sees it leave");
+    let (member, reason) = left.with(|m| match m {
+        Message::MemberLeft(l) => (l.member, l.reason),
+        _ => unreachable!(),
+    });
+    assert_eq!(
+        (member, reason),
+        (v_on_a, poselink::proto::LeaveReason::Kicked)
+    );
+    let close = Message::CloseRoom(poselink::proto::CloseRoom { reason: "done" });
+    o.send(ha, &close);
+    assert!(
+        w.recv_until(Duration::from_secs(3), |g| g.kind() == Kind::CloseRoom)
+            .is_some(),
+        "the member on B hears the room close"
+    );
 }

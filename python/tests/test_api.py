@@ -203,7 +203,7 @@ def test_opus_setting_gathers_chunks_into_60_ms_packets(hub):
     with poselink.Engine(hub.url, audio_codec="opus", audio_acks=True) as e:
         e.join_room("opus")
         e.on_event(on_ack, kinds={"audio_acked"})
-        # Chunks 1..10 make packets 0 (1, 2), 1, 2 and 3 (9, 10: sent when no
+        # Chunks 1..10 make packets 0 (1-3), 1, 2 and 3 (10 alone: sent when no
         # chunk follows); acknowledgements name the packets.
         assert e.send_audio(np.zeros(9600, np.int16), "opus") == 10
         assert done.wait(5), [x.seq for x in got]

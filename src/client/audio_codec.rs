@@ -40,10 +40,11 @@ pub(super) struct AudioEncoder {
     /// Samples in `held`, and how many chunks they came from.
     held_len: usize,
     held_chunks: usize,
-    /// The room (its index) and message (`seq / chunks per packet`) the held
-    /// chunks belong to, and the capture time of the first.
+    /// The room (index) the held chunks are for, the `seq` of the first and
+    /// the last, and the capture time of the first.
     held_room: u16,
-    held_seq: u32,
+    held_first: u32,
+    held_last: u32,
     held_ts_us: u64,
 }
 
@@ -70,7 +71,8 @@ impl AudioEncoder {
             held_len: 0,
             held_chunks: 0,
             held_room: 0,
-            held_seq: 0,
+            held_first: 0,
+            held_last: 0,
             held_ts_us: 0,
             cfg,
         }
@@ -101,18 +103,23 @@ impl AudioEncoder {
         (self.held_chunks > 0).then_some(self.held_room)
     }
 
-    /// Whether `chunk` for `room` belongs to another packet than the held
-    /// chunks (so they must go first, as a shorter packet).
+    /// The `seq` of the first held chunk.
+    pub(super) fn held_first(&self) -> u32 {
+        self.held_first
+    }
+
+    /// Whether `chunk` for `room` cannot join the held chunks (another room,
+    /// or not the next chunk of the stream), so they must go first, as a
+    /// shorter packet.
     pub(super) fn must_flush_before(&self, chunk: &AudioChunk, room: u16) -> bool {
         self.held_chunks > 0
-            && (room != self.held_room
-                || chunk.seq / self.chunks_per_packet() as u32 != self.held_seq)
+            && (room != self.held_room || Some(chunk.seq) != self.held_last.checked_add(1))
     }
 
     /// Adds `chunk` (for `room`) to the held chunks; returns whether the
-    /// packet is full (the chunk is the last of its `seq` group). The held
-    /// chunks must belong to the same packet ([`must_flush_before`]) and the
-    /// chunk must be of the configured shape ([`AudioEncoding::check`]).
+    /// packet is full. The chunk must be able to join the held ones
+    /// ([`must_flush_before`]) and be of the configured shape
+    /// ([`AudioEncoding::check`]).
     ///
     /// [`must_flush_before`]: Self::must_flush_before
     pub(super) fn hold(&mut self, chunk: &AudioChunk, room: u16) -> Result<bool, Error> {
@@ -131,12 +138,13 @@ impl AudioEncoder {
         }
         if self.held_chunks == 0 {
             self.held_room = room;
-            self.held_seq = chunk.seq / per;
+            self.held_first = chunk.seq;
             self.held_ts_us = chunk.capture_ts_us;
         }
+        self.held_last = chunk.seq;
         self.held_len += pcm.len();
         self.held_chunks += 1;
-        Ok(chunk.seq % per == per - 1)
+        Ok(self.held_chunks == per as usize)
     }
 
     /// Lets the held chunks go unsent (their room was left).
@@ -147,11 +155,12 @@ impl AudioEncoder {
 
     /// Codes the held chunks as one Opus packet (20, 40 or 60 ms, named at
     /// [`AudioEncoding::packet_rate`]) into `out` for the room's `handle`, and
-    /// lets them go.
+    /// lets them go; the message is `seq`.
     pub(super) fn encode_held(
         &mut self,
         handle: u16,
         sender: u16,
+        seq: u32,
         out: &mut [u8],
     ) -> Result<Coded, Error> {
         let held = self.held_len;
@@ -174,21 +183,15 @@ impl AudioEncoder {
                 len: len as u16,
                 samples: &self.packet[..n],
             };
-            let len = proto::encode_audio_payload(
-                &payload,
-                self.held_seq,
-                self.held_ts_us,
-                handle,
-                sender,
-                out,
-            )?;
+            let len =
+                proto::encode_audio_payload(&payload, seq, self.held_ts_us, handle, sender, out)?;
             return Ok(Coded {
                 len,
-                seq: self.held_seq,
+                seq,
                 ts_us: self.held_ts_us,
             });
         }
-        let _ = (held, handle, sender, out);
+        let _ = (held, handle, sender, seq, out);
         Err(Error::BadAudio {
             what: "no Opus encoder to code the held chunks",
         })
@@ -333,6 +336,7 @@ mod tests {
         complexity: 5,
         sample_rate: 48_000,
         channels: 1,
+        packet_ms: 20,
     };
 
     fn tone(seq: u32) -> AudioChunk {
@@ -422,5 +426,44 @@ mod tests {
         };
         dec.decode(&p.header(), &a, &mut out).unwrap();
         assert_eq!(out.seq, 1);
+    }
+
+    #[test]
+    fn sixty_ms_packets_gather_three_consecutive_chunks() {
+        let mut enc = AudioEncoder::new(AudioEncoding::board());
+        assert_eq!(enc.chunks_per_packet(), 3);
+        let mut dec = AudioDecoder::default();
+        let mut buf = [0u8; proto::max_audio_message_len(960)];
+        let mut out = AudioChunk::default();
+        assert!(!enc.hold(&tone(4), 1).unwrap());
+        assert!(!enc.must_flush_before(&tone(5), 1));
+        assert!(enc.must_flush_before(&tone(6), 1), "not the next chunk");
+        assert!(enc.must_flush_before(&tone(5), 2), "another room");
+        assert!(!enc.hold(&tone(5), 1).unwrap());
+        assert!(enc.hold(&tone(6), 1).unwrap(), "three: full");
+        assert_eq!((enc.held_room(), enc.held_first()), (Some(1), 4));
+        let m = enc.encode_held(9, 2, 7, &mut buf).unwrap();
+        assert_eq!((m.seq, m.ts_us, enc.held_room()), (7, 4 * 20_000, None));
+        let p = Packet::new_checked(&buf[..m.len]).unwrap();
+        let Message::Audio(a) = Message::parse(&p, &mut []).unwrap() else {
+            panic!("not audio")
+        };
+        assert_eq!(
+            (a.codec, a.sample_rate, a.len),
+            (AudioCodec::Opus, 16_000, 960)
+        );
+        dec.decode(&p.header(), &a, &mut out).unwrap();
+        assert_eq!((out.seq, out.len, out.sample_rate), (7, 960, 16_000));
+        // A short packet: one chunk, 20 ms at 16 kHz.
+        assert!(!enc.hold(&tone(7), 1).unwrap());
+        let m = enc.encode_held(9, 2, 8, &mut buf).unwrap();
+        let p = Packet::new_checked(&buf[..m.len]).unwrap();
+        let Message::Audio(a) = Message::parse(&p, &mut []).unwrap() else {
+            panic!("not audio")
+        };
+        assert_eq!(a.len, 320);
+        // A chunk of another shape is refused, not gathered.
+        assert!(enc.hold(&AudioChunk::silence(48_000, 1, 480), 1).is_err());
+        assert_eq!(enc.held_room(), None);
     }
 }

@@ -47,9 +47,9 @@ fn opus_audio_survives_a_two_second_outage_exactly_once() {
     });
 }
 
-/// The same with the board setting: chunks 3k, 3k + 1 and 3k + 2 go as one
-/// 60 ms packet, message k (decoded at 16 kHz); the first packet holds chunks
-/// 1 and 2 only, and the last, chunk 300 alone, goes when no chunk follows.
+/// The same with the board setting: three consecutive chunks go as one 60 ms
+/// packet (decoded at 16 kHz), numbered from chunk 1's seq / 3 = 0: chunks
+/// 1 ..= 300 make packets 0 ..= 99.
 #[test]
 fn board_opus_packets_of_60_ms_survive_a_two_second_outage_exactly_once() {
     outage(AudioEncoding::board());
@@ -106,7 +106,7 @@ fn outage(audio: AudioEncoding) {
     let expected: Vec<u32> = if per == 1 {
         (1..=total).collect()
     } else {
-        (0..=total / per).collect()
+        (0..total.div_ceil(per)).collect()
     };
     let mut seqs = Vec::new();
     // Samples received, in 48 kHz samples (a 60 ms packet decodes at 16 kHz).

@@ -105,3 +105,33 @@ fn the_board_setting_keeps_the_uplink_under_40_kbit_s() {
         kbit(board)
     );
 }
+
+/// The settings BENCHMARKS.md compares (`cargo test --profile ci --test engine
+/// uplink -- --ignored --nocapture`, about 30 s): 40 and 60 ms packets at
+/// several bitrates. The board's (60 ms, 8 kbit/s) must be the leanest.
+#[test]
+#[ignore = "a 30 s sweep for BENCHMARKS.md"]
+fn uplink_by_packet_length_and_bitrate() {
+    let mut rows = Vec::new();
+    for (packet_ms, bitrate_bps) in [
+        (40, 8_000),
+        (40, 12_000),
+        (60, 8_000),
+        (60, 10_000),
+        (60, 12_000),
+        (60, 16_000),
+    ] {
+        let (b, _) = uplink(AudioEncoding {
+            packet_ms,
+            bitrate_bps,
+            ..AudioEncoding::board()
+        });
+        println!(
+            "{packet_ms} ms packets, {bitrate_bps} bit/s: {:.1} kbit/s",
+            b * 8.0 / 1000.0
+        );
+        rows.push(((packet_ms, bitrate_bps), b));
+    }
+    let leanest = rows.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    assert_eq!(leanest.0, (60, 8_000), "{rows:?}");
+}

@@ -332,9 +332,36 @@ function parsePose(flags, bytes, start, end) {
   return { person, coding, refBack, body };
 }
 
+/** The sample rates an Opus packet may be decoded at (PROTOCOL.md §8). */
+const OPUS_SAMPLE_RATES = [8000, 12000, 16000, 24000, 48000];
+
+/**
+ * Samples per channel an Opus packet decodes to at `sampleRate`, from its
+ * table-of-contents byte (RFC 6716 §3.1), or a string saying what is wrong.
+ */
+export function opusPacketSamples(packet, sampleRate) {
+  if (packet.length === 0) return 'an empty Opus packet';
+  if (!OPUS_SAMPLE_RATES.includes(sampleRate)) return 'Opus decodes at 8000, 12000, 16000, 24000 or 48000 Hz only';
+  const config = packet[0] >> 3;
+  // Frame length in units of 2.5 ms.
+  const units = config <= 11 ? [4, 8, 16, 24][config % 4] : config <= 15 ? [4, 8][config % 2] : [1, 2, 4, 8][config % 4];
+  let frames;
+  switch (packet[0] & 3) {
+    case 0: frames = 1; break;
+    case 3:
+      if (packet.length < 2 || (packet[1] & 0x3f) === 0) return 'an Opus packet whose frame count is missing or zero';
+      frames = packet[1] & 0x3f;
+      break;
+    default: frames = 2;
+  }
+  if (frames * units > 48) return 'an Opus packet longer than 120 ms';
+  return frames * units * sampleRate / 400;
+}
+
 function parseAudio(bytes, start, end) {
   const r = new Reader(bytes, start, end, true);
-  if (r.varint(32) !== 0) return malformed('the audio codec (unknown)');
+  const codec = r.varint(32);
+  if (codec !== 0 && codec !== 1) return malformed('the audio codec (unknown)');
   const channels = r.u8();
   const sampleRate = r.varint(32);
   const len = r.varint(32);
@@ -343,11 +370,20 @@ function parseAudio(bytes, start, end) {
   if (channels < 1 || channels > 2) bad('channels must be 1 or 2');
   if (sampleRate < 8000 || sampleRate > 192000) bad('sample rate must be between 8000 and 192000 Hz');
   if (len % channels !== 0) bad('sample count is not a whole number of frames');
+  if (codec === 1) {
+    // One Opus packet, the rest of the payload, checked against `len` (§8).
+    const packet = bytes.slice(r.pos, end);
+    if (packet.length > 1275) bad('an Opus packet longer than 1275 bytes');
+    const n = opusPacketSamples(packet, sampleRate);
+    if (typeof n === 'string') bad(n);
+    if (n * channels !== len) bad("the Opus packet's duration is not the chunk's sample count");
+    return { codec: 'opus', channels, sampleRate, len, packet };
+  }
   const raw = r.take(len * 2);
   if (r.remaining() !== 0) malformed('the audio body (longer than its sample count)');
   const samples = new Int16Array(len);
   for (let i = 0; i < len; i++) samples[i] = (raw[2 * i] | (raw[2 * i + 1] << 8)) << 16 >> 16;
-  return { codec: 'pcm16', channels, sampleRate, samples };
+  return { codec: 'pcm16', channels, sampleRate, len, samples };
 }
 
 // ---- LZ4 (§9) ---------------------------------------------------------------------
@@ -423,7 +459,10 @@ export function lz4DecompressBlock(src, rawLen) {
  *   sender:number, seq:number, tsUs:bigint}, type: string, body: object}}
  *   `type` is the kind's name ('welcome', 'pose', …); `body` holds its fields
  *   (docs/VIEWER.md lists them), e.g. for 'pose' `{person, coding, refBack, body}`,
- *   for 'audio' `{codec, channels, sampleRate, samples: Int16Array}`.
+ *   for 'audio' `{codec: 'pcm16', channels, sampleRate, len, samples: Int16Array}`
+ *   or `{codec: 'opus', channels, sampleRate, len, packet: Uint8Array}` (one Opus
+ *   packet that decodes to `len` samples at `sampleRate`: WebCodecs'
+ *   `AudioDecoder` with codec 'opus' decodes it).
  * @throws {PoselinkError}
  */
 export function decodeMessage(input) {

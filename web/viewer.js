@@ -61,6 +61,9 @@ const state = {
   skeletons: new Map(), // 'member/person' → {member, frame, at}
   asked: new Set(), // streams for which a needs_keyframe was sent in this outage
   framesDecoded: 0,
+  audioDecoded: 0, // audio blocks whose level was taken (PCM16 chunks, decoded Opus packets)
+  audioCodec: null, // the codec of the last audio chunk: 'pcm16' or 'opus'
+
   lastError: null,
   hubRttMs: null,
   timers: [],
@@ -78,6 +81,9 @@ class Member {
     this.delayMs = null;
     this.rms = 0;
     this.audioAt = -Infinity;
+    this.audioNote = null; // said instead of a level (Opus without WebCodecs)
+    this.opus = null; // WebCodecs AudioDecoder, made on the member's first Opus packet
+    this.opusChannels = 0;
     this.item = null;
   }
 
@@ -230,8 +236,14 @@ function onMessage(bytes) {
     case 'audio': {
       const m = state.members.get(header.sender);
       if (header.room === state.handle && m) {
-        m.rms = audioLevel(body.samples).rms;
-        m.audioAt = performance.now();
+        state.audioCodec = body.codec;
+        if (body.codec === 'opus') {
+          decodeOpus(m, header, body);
+        } else {
+          m.rms = audioLevel(body.samples).rms;
+          m.audioAt = performance.now();
+          state.audioDecoded++;
+        }
       }
       break;
     }
@@ -309,7 +321,51 @@ function addMember(info) {
   state.members.set(info.member, m);
 }
 
+/**
+ * Decodes a member's Opus packet with WebCodecs for its level: one AudioDecoder per
+ * member, made on its first packet (and again after an error or a change of channel
+ * count), fed the packets in the order they come, as PROTOCOL.md §8 asks. It decodes
+ * at 48 kHz whatever rate the packet is named at (an Opus packet decodes at any of
+ * them), and the level is that of the first channel. Without WebCodecs (a page
+ * that is not a secure context — plain http from another host than localhost — or
+ * a browser without it) the legend says "Opus, no decoder" instead of a level.
+ */
+function decodeOpus(m, header, body) {
+  if (typeof AudioDecoder !== 'function') {
+    m.audioNote = 'Opus, no decoder';
+    m.audioAt = performance.now();
+    return;
+  }
+  if (!m.opus || m.opus.state === 'closed' || m.opusChannels !== body.channels) {
+    if (m.opus && m.opus.state !== 'closed') m.opus.close();
+    m.opus = new AudioDecoder({
+      output: (data) => {
+        const n = data.numberOfFrames;
+        const pcm = new Float32Array(n);
+        data.copyTo(pcm, { planeIndex: 0, format: 'f32-planar' });
+        data.close();
+        let sum = 0;
+        for (let i = 0; i < n; i++) sum += pcm[i] * pcm[i];
+        m.rms = n ? Math.sqrt(sum / n) : 0;
+        m.audioNote = null;
+        m.audioAt = performance.now();
+        state.audioDecoded++;
+      },
+      // The decoder closes itself; the next packet makes a new one.
+      error: (e) => { state.lastError = `Opus audio of member ${m.id}: ${e.message}`; },
+    });
+    m.opus.configure({ codec: 'opus', sampleRate: 48000, numberOfChannels: body.channels });
+    m.opusChannels = body.channels;
+  }
+  m.opus.decode(new EncodedAudioChunk({ type: 'key', timestamp: Number(header.tsUs), data: body.packet }));
+}
+
+function closeOpus(m) {
+  if (m && m.opus && m.opus.state !== 'closed') m.opus.close();
+}
+
 function removeMember(id) {
+  closeOpus(state.members.get(id));
   state.members.delete(id);
   state.streams.forget(state.handle, id);
   for (const [key, s] of state.skeletons) if (s.member === id) state.skeletons.delete(key);
@@ -317,6 +373,7 @@ function removeMember(id) {
 
 function leaveRoomState() {
   state.handle = 0;
+  for (const m of state.members.values()) closeOpus(m);
   state.members.clear();
   state.skeletons.clear();
   state.asked.clear();
@@ -381,6 +438,8 @@ function setConnected(yes) {
 function publish() {
   const v = window.poselinkViewer || (window.poselinkViewer = {});
   v.framesDecoded = state.framesDecoded;
+  v.audioDecoded = state.audioDecoded;
+  v.audioCodec = state.audioCodec;
   v.members = state.members.size;
   v.skeletons = state.skeletons.size;
   v.lastError = state.lastError;
@@ -409,8 +468,9 @@ function updateLegend() {
     const delay = m.delayMs === null ? '–' : `+${m.delayMs.toFixed(1)} ms`;
     const audible = now - m.audioAt < 500;
     const db = audible && m.rms > 0 ? 20 * Math.log10(m.rms) : -Infinity;
-    m.item.querySelector('.stats').textContent = `${m.fps(now)} fps · delay ${delay} · ${audible ? (db === -Infinity ? 'silence' : `${db.toFixed(0)} dBFS`) : 'no audio'}`;
-    m.item.querySelector('meter').value = audible ? Math.max(0, (db + 60) / 60) : 0;
+    const level = m.audioNote || (db === -Infinity ? 'silence' : `${db.toFixed(0)} dBFS`);
+    m.item.querySelector('.stats').textContent = `${m.fps(now)} fps · delay ${delay} · ${audible ? level : 'no audio'}`;
+    m.item.querySelector('meter').value = audible && !m.audioNote ? Math.max(0, (db + 60) / 60) : 0;
   }
   for (const li of [...ui.members.children]) if (!seen.has(li)) li.remove();
   if (state.hubRttMs !== null && state.handle) {

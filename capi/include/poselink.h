@@ -610,6 +610,24 @@ typedef struct {
    * default): none.
    */
   double alert_soc_temp_c;
+  /**
+   * How sent audio is coded: 0 (the default) PCM16, exact samples; 1 Opus
+   * (libopus; a library built without it refuses 1 at create with
+   * `INVALID_ARGUMENT`). With Opus, `poselink_send_audio` takes 20 ms
+   * chunks of 48 kHz mono when `opus_packet_ms` is 40 or 60. Receiving
+   * decodes either, whatever this says.
+   */
+  uint32_t audio_codec;
+  /**
+   * Opus's bitrate, bits per second, 500 to 512000. Default 8000 (speech;
+   * with 30 fps pose a board's uplink stays under 40 kbit/s).
+   */
+  uint32_t opus_bitrate_bps;
+  /**
+   * Milliseconds of audio per Opus packet: 20, 40 or 60 (the default: 3
+   * chunks a message, 40 ms more latency than 20, fewer bytes of framing).
+   */
+  uint32_t opus_packet_ms;
 } PoselinkConfig;
 
 /**

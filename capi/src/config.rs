@@ -17,7 +17,7 @@ use std::ffi::{CStr, c_char};
 
 use poselink::engine::EngineConfig;
 use poselink::monitor::MonitorConfig;
-use poselink::proto::{EncoderConfig, MAX_TOKEN_LEN, PoseMode};
+use poselink::proto::{AudioCodec, AudioEncoding, EncoderConfig, MAX_TOKEN_LEN, PoseMode};
 
 use crate::status::{Failure, PoselinkStatus, guard};
 
@@ -133,6 +133,18 @@ pub struct PoselinkConfig {
     /// An `ALERT` when the SoC temperature goes above this, °C; 0 (the
     /// default): none.
     pub alert_soc_temp_c: f64,
+    /// How sent audio is coded: 0 (the default) PCM16, exact samples; 1 Opus
+    /// (libopus; a library built without it refuses 1 at create with
+    /// `INVALID_ARGUMENT`). With Opus, `poselink_send_audio` takes 20 ms
+    /// chunks of 48 kHz mono when `opus_packet_ms` is 40 or 60. Receiving
+    /// decodes either, whatever this says.
+    pub audio_codec: u32,
+    /// Opus's bitrate, bits per second, 500 to 512000. Default 8000 (speech;
+    /// with 30 fps pose a board's uplink stays under 40 kbit/s).
+    pub opus_bitrate_bps: u32,
+    /// Milliseconds of audio per Opus packet: 20, 40 or 60 (the default: 3
+    /// chunks a message, 40 ms more latency than 20, fewer bytes of framing).
+    pub opus_packet_ms: u32,
 }
 
 /// The default hub URL, as `poselink_config_init` sets it.
@@ -182,6 +194,9 @@ pub unsafe extern "C" fn poselink_config_init(config: *mut PoselinkConfig) -> Po
             alert_fps_below: 0.0,
             alert_latency_p99_ms: 0.0,
             alert_soc_temp_c: 0.0,
+            audio_codec: u32::from(d.encoder.audio.codec == AudioCodec::Opus),
+            opus_bitrate_bps: AudioEncoding::board().bitrate_bps,
+            opus_packet_ms: u32::from(AudioEncoding::board().packet_ms),
         };
         // SAFETY: checked non-NULL; the caller promises writable memory.
         unsafe { config.write(c) };
@@ -340,12 +355,48 @@ impl PoselinkConfig {
                     1,
                     60_000,
                 )? * 1000,
+                audio: self.audio_encoding()?,
                 ..EncoderConfig::default()
             },
             monitor: self.monitor()?,
             // System sampling at its default (on).
             ..EngineConfig::default()
         })
+    }
+
+    /// The audio coding: PCM16, or the board's Opus setting with the bitrate
+    /// and packet length given.
+    fn audio_encoding(&self) -> Result<AudioEncoding, Failure> {
+        let invalid = |why: String| Failure::new(PoselinkStatus::InvalidArgument, why);
+        let audio = match self.audio_codec {
+            0 => return Ok(AudioEncoding::default()),
+            1 if cfg!(feature = "opus") => AudioEncoding {
+                bitrate_bps: self.opus_bitrate_bps,
+                packet_ms: u8::try_from(self.opus_packet_ms).unwrap_or(0),
+                ..AudioEncoding::board()
+            },
+            1 => {
+                return Err(invalid(
+                    "config.audio_codec is 1 (Opus) but this library was built without Opus".into(),
+                ));
+            }
+            n => {
+                return Err(invalid(format!(
+                    "config.audio_codec is {n}; it must be 0 (PCM16) or 1 (Opus)"
+                )));
+            }
+        };
+        check("opus_bitrate_bps", self.opus_bitrate_bps, 500, 512_000)?;
+        if !matches!(self.opus_packet_ms, 20 | 40 | 60) {
+            return Err(invalid(format!(
+                "config.opus_packet_ms is {}; it must be 20, 40 or 60",
+                self.opus_packet_ms
+            )));
+        }
+        audio
+            .validate()
+            .map_err(|e| invalid(format!("config audio: {e}")))?;
+        Ok(audio)
     }
 
     /// The performance monitor's settings: its defaults, with the alerts asked

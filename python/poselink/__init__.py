@@ -87,6 +87,7 @@ _SETTINGS = frozenset(
         "events_capacity", "decoders", "playout_delay_ms", "max_senders", "system_stats",
         "keyframe_interval_ms", "raw_pose", "alert_cpu_percent", "alert_memory_growth_mb",
         "alert_fps_below", "alert_latency_p99_ms", "alert_soc_temp_c",
+        "audio_codec", "opus_bitrate", "opus_packet_ms",
     }
 )
 
@@ -296,7 +297,11 @@ class Engine:
     ``audio_ring``, ``queue_capacity``, ``events_capacity``, ``decoders``,
     ``max_senders``, ``system_stats``, and alert thresholds
     ``alert_cpu_percent``, ``alert_memory_growth_mb``, ``alert_fps_below``,
-    ``alert_latency_p99_ms``, ``alert_soc_temp_c``. An unknown name raises
+    ``alert_latency_p99_ms``, ``alert_soc_temp_c``; ``audio_codec``
+    (``"pcm16"``, the default, or ``"opus"``: the board setting, 8 kbit/s
+    speech in 60 ms packets, with ``opus_bitrate`` in bit/s and
+    ``opus_packet_ms`` 20, 40 or 60 to change it; with 40 or 60 ms packets
+    ``send_audio`` takes 20 ms chunks of 48 kHz mono). An unknown name raises
     ``TypeError``.
 
     Every method is safe to call from any thread; the ones that wait for the

@@ -28,7 +28,9 @@ use poselink::engine::{
     ControlError, Counter, EdgeEngine, EngineConfig, EngineHandle, EngineReport, Event, JoinError,
     MemberSummary, Priority, RoomId, SendError,
 };
-use poselink::proto::{AudioChunk, LANDMARK_COUNT, Landmark, PoseFrame, PoseMode, Role};
+use poselink::proto::{
+    AudioChunk, AudioCodec, AudioEncoding, LANDMARK_COUNT, Landmark, PoseFrame, PoseMode, Role,
+};
 use poselink_hal::{Motion, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 use pyo3::buffer::PyBuffer;
 use pyo3::create_exception;
@@ -142,6 +144,8 @@ fn engine_config(
     let Some(settings) = settings else {
         return Ok(cfg);
     };
+    // The audio settings apply together, after the loop (any order in the dict).
+    let (mut codec, mut bitrate, mut packet_ms) = (None::<String>, None::<u32>, None::<u8>);
     for (k, v) in settings.iter() {
         let key: String = k.extract()?;
         let bad = |e: PyErr| PyValueError::new_err(format!("setting {key}: {e}"));
@@ -189,6 +193,9 @@ fn engine_config(
                 cfg.monitor.latency_p99_us = Some((ms * 1000.0) as u64);
             }
             "alert_soc_temp_c" => cfg.monitor.soc_temp_c = Some(v.extract().map_err(bad)?),
+            "audio_codec" => codec = Some(v.extract().map_err(bad)?),
+            "opus_bitrate" => bitrate = Some(v.extract().map_err(bad)?),
+            "opus_packet_ms" => packet_ms = Some(v.extract().map_err(bad)?),
             _ => {
                 return Err(PyTypeError::new_err(format!(
                     "unknown setting {key:?} (see help(poselink.Engine))"
@@ -198,7 +205,39 @@ fn engine_config(
     }
     poselink::proto::validate_name(&cfg.client, "client name")
         .map_err(|e| PyValueError::new_err(format!("setting client: {e}")))?;
+    cfg.encoder.audio = audio_encoding(codec.as_deref(), bitrate, packet_ms)?;
     Ok(cfg)
+}
+
+/// The audio coding the settings ask for: PCM16 (`audio_codec` absent or
+/// "pcm16"), or "opus": the board setting with `opus_bitrate` and
+/// `opus_packet_ms` if given.
+fn audio_encoding(
+    codec: Option<&str>,
+    bitrate: Option<u32>,
+    packet_ms: Option<u8>,
+) -> PyResult<AudioEncoding> {
+    let mut audio = match codec {
+        None | Some("pcm16") => AudioEncoding::default(),
+        // The module is built with poselink's default features, Opus among them.
+        Some("opus") => AudioEncoding::board(),
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "setting audio_codec: {other:?}; give \"pcm16\" or \"opus\""
+            )));
+        }
+    };
+    if audio.codec == AudioCodec::Pcm16 && (bitrate.is_some() || packet_ms.is_some()) {
+        return Err(PyValueError::new_err(
+            "settings opus_bitrate and opus_packet_ms need audio_codec=\"opus\"",
+        ));
+    }
+    audio.bitrate_bps = bitrate.unwrap_or(audio.bitrate_bps);
+    audio.packet_ms = packet_ms.unwrap_or(audio.packet_ms);
+    audio
+        .validate()
+        .map_err(|e| PyValueError::new_err(format!("setting audio_codec=\"opus\": {e}")))?;
+    Ok(audio)
 }
 
 /// A running edge engine (one thread, one event loop, one connection to the

@@ -183,3 +183,31 @@ def test_threads_share_an_engine_and_waits_release_the_gil(hub):
             if e is not None and e.kind == "pose":
                 persons.add(e.person)
         assert persons == {0, 1, 2, 3}
+
+
+def test_opus_setting_gathers_chunks_into_60_ms_packets(hub):
+    with pytest.raises(ValueError, match="mp3"):
+        poselink.Engine(hub.url, audio_codec="mp3")
+    with pytest.raises(ValueError, match="20, 40 or 60"):
+        poselink.Engine(hub.url, audio_codec="opus", opus_packet_ms=30)
+    with pytest.raises(ValueError, match="need audio_codec"):
+        poselink.Engine(hub.url, opus_bitrate=8000)
+    got: list[poselink.Event] = []
+    done = threading.Event()
+
+    def on_ack(ev: poselink.Event) -> None:
+        got.append(ev)
+        if ev.seq == 3:
+            done.set()
+
+    with poselink.Engine(hub.url, audio_codec="opus", audio_acks=True) as e:
+        e.join_room("opus")
+        e.on_event(on_ack, kinds={"audio_acked"})
+        # Chunks 1..10 make packets 0 (1-3), 1, 2 and 3 (10 alone: sent when no
+        # chunk follows); acknowledgements name the packets.
+        assert e.send_audio(np.zeros(9600, np.int16), "opus") == 10
+        assert done.wait(5), [x.seq for x in got]
+        with pytest.raises(poselink.InvalidAudioError, match="20 ms"):
+            e.send_audio(np.zeros(480, np.int16), "opus")
+    seqs = [x.seq for x in got]
+    assert seqs == sorted(seqs) and seqs[-1] == 3 and all(x.room == "opus" for x in got)

@@ -1,14 +1,28 @@
-//! Audio coding for the client session: the sender's [`AudioEncoder`] turns a
-//! captured chunk into an audio message (one Opus packet, or PCM16 where Opus is
-//! off or the chunk's shape is not one Opus takes), and a receiver's
-//! [`AudioDecoder`] turns an audio payload back into samples. libopus (the `opus`
-//! feature) does the coding; both write into buffers made when they are made, so
-//! coding a chunk allocates nothing. A corrupt packet is an error for that
-//! chunk only: the decoder is reset and the stream goes on.
+//! Audio coding for the client session: the sender's [`AudioEncoder`] turns
+//! captured chunks into audio messages (one Opus packet per chunk, or per 2 or
+//! 3 chunks gathered into a 40 or 60 ms packet, or PCM16 where Opus is off or
+//! the chunk's shape is not one Opus takes), and a receiver's [`AudioDecoder`]
+//! turns an audio payload back into samples. libopus (the `opus` feature) does
+//! the coding; both write into buffers made when they are made, so coding a
+//! chunk allocates nothing. A corrupt packet is an error for that chunk only:
+//! the decoder is reset and the stream goes on.
 
 use crate::proto::{
     self, AudioChunk, AudioCodec, AudioEncoding, AudioPayload, Compressor, Error, Header,
 };
+
+/// Samples the encoder gathers at most: 60 ms of 48 kHz stereo.
+#[cfg(feature = "opus")]
+const MAX_HELD: usize = 3 * proto::AUDIO_CHUNK_CAPACITY * 2;
+
+/// A message made from the held chunks: its length, sequence number and
+/// capture time (what the replay window keeps it under).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Coded {
+    pub(super) len: usize,
+    pub(super) seq: u32,
+    pub(super) ts_us: u64,
+}
 
 /// Codes a session's outgoing audio chunks.
 pub(super) struct AudioEncoder {
@@ -19,6 +33,19 @@ pub(super) struct AudioEncoder {
     /// the message).
     #[cfg(feature = "opus")]
     packet: Box<[u8; proto::MAX_OPUS_PACKET]>,
+    /// Chunks gathered for the next 40 or 60 ms packet (interleaved samples at
+    /// the captured rate).
+    #[cfg(feature = "opus")]
+    held: Box<[i16; MAX_HELD]>,
+    /// Samples in `held`, and how many chunks they came from.
+    held_len: usize,
+    held_chunks: usize,
+    /// The room (index) the held chunks are for, the `seq` of the first and
+    /// the last, and the capture time of the first.
+    held_room: u16,
+    held_first: u32,
+    held_last: u32,
+    held_ts_us: u64,
 }
 
 impl AudioEncoder {
@@ -39,6 +66,14 @@ impl AudioEncoder {
             },
             #[cfg(feature = "opus")]
             packet: Box::new([0; proto::MAX_OPUS_PACKET]),
+            #[cfg(feature = "opus")]
+            held: Box::new([0; MAX_HELD]),
+            held_len: 0,
+            held_chunks: 0,
+            held_room: 0,
+            held_first: 0,
+            held_last: 0,
+            held_ts_us: 0,
             cfg,
         }
     }
@@ -53,7 +88,116 @@ impl AudioEncoder {
         AudioCodec::Pcm16
     }
 
-    /// Encodes `chunk` for `room` from `sender` into `out` (which takes
+    /// Captured chunks per message: 2 or 3 when chunks are gathered into 40
+    /// or 60 ms Opus packets, else 1.
+    pub(super) fn chunks_per_packet(&self) -> usize {
+        if self.codec() == AudioCodec::Opus {
+            self.cfg.chunks_per_packet()
+        } else {
+            1
+        }
+    }
+
+    /// The room (index) whose chunks are held for a packet not yet full.
+    pub(super) fn held_room(&self) -> Option<u16> {
+        (self.held_chunks > 0).then_some(self.held_room)
+    }
+
+    /// The `seq` of the first held chunk.
+    pub(super) fn held_first(&self) -> u32 {
+        self.held_first
+    }
+
+    /// Whether `chunk` for `room` cannot join the held chunks (another room,
+    /// or not the next chunk of the stream), so they must go first, as a
+    /// shorter packet.
+    pub(super) fn must_flush_before(&self, chunk: &AudioChunk, room: u16) -> bool {
+        self.held_chunks > 0
+            && (room != self.held_room || Some(chunk.seq) != self.held_last.checked_add(1))
+    }
+
+    /// Adds `chunk` (for `room`) to the held chunks; returns whether the
+    /// packet is full. The chunk must be able to join the held ones
+    /// ([`must_flush_before`]) and be of the configured shape
+    /// ([`AudioEncoding::check`]).
+    ///
+    /// [`must_flush_before`]: Self::must_flush_before
+    pub(super) fn hold(&mut self, chunk: &AudioChunk, room: u16) -> Result<bool, Error> {
+        self.cfg.check(chunk)?;
+        let per = self.chunks_per_packet() as u32;
+        let pcm = chunk.pcm();
+        #[cfg(feature = "opus")]
+        {
+            let end = self.held_len + pcm.len();
+            if self.held_chunks >= per as usize || end > MAX_HELD {
+                return Err(Error::BadAudio {
+                    what: "more audio than one Opus packet holds",
+                });
+            }
+            self.held[self.held_len..end].copy_from_slice(pcm);
+        }
+        if self.held_chunks == 0 {
+            self.held_room = room;
+            self.held_first = chunk.seq;
+            self.held_ts_us = chunk.capture_ts_us;
+        }
+        self.held_last = chunk.seq;
+        self.held_len += pcm.len();
+        self.held_chunks += 1;
+        Ok(self.held_chunks == per as usize)
+    }
+
+    /// Lets the held chunks go unsent (their room was left).
+    pub(super) fn discard_held(&mut self) {
+        self.held_len = 0;
+        self.held_chunks = 0;
+    }
+
+    /// Codes the held chunks as one Opus packet (20, 40 or 60 ms, named at
+    /// [`AudioEncoding::packet_rate`]) into `out` for the room's `handle`, and
+    /// lets them go; the message is `seq`.
+    pub(super) fn encode_held(
+        &mut self,
+        handle: u16,
+        sender: u16,
+        seq: u32,
+        out: &mut [u8],
+    ) -> Result<Coded, Error> {
+        let held = self.held_len;
+        self.held_len = 0;
+        self.held_chunks = 0;
+        #[cfg(feature = "opus")]
+        if let Some(enc) = self.opus.as_mut() {
+            let n = enc
+                .encode(&self.held[..held], &mut self.packet[..])
+                .map_err(|_| Error::BadAudio {
+                    what: "the Opus encoder refused the chunks",
+                })?;
+            let rate = self.cfg.packet_rate();
+            // Samples at the packet's rate: the held frames scaled down.
+            let len = held as u64 * u64::from(rate) / u64::from(self.cfg.sample_rate);
+            let payload = AudioPayload {
+                codec: AudioCodec::Opus,
+                channels: self.cfg.channels,
+                sample_rate: rate,
+                len: len as u16,
+                samples: &self.packet[..n],
+            };
+            let len =
+                proto::encode_audio_payload(&payload, seq, self.held_ts_us, handle, sender, out)?;
+            return Ok(Coded {
+                len,
+                seq,
+                ts_us: self.held_ts_us,
+            });
+        }
+        let _ = (held, handle, sender, seq, out);
+        Err(Error::BadAudio {
+            what: "no Opus encoder to code the held chunks",
+        })
+    }
+
+    /// Encodes `chunk` alone for `room` from `sender` into `out` (which takes
     /// [`proto::max_audio_message_len`] of the chunk's samples); returns the
     /// message length.
     pub(super) fn encode(
@@ -192,6 +336,7 @@ mod tests {
         complexity: 5,
         sample_rate: 48_000,
         channels: 1,
+        packet_ms: 20,
     };
 
     fn tone(seq: u32) -> AudioChunk {
@@ -281,5 +426,44 @@ mod tests {
         };
         dec.decode(&p.header(), &a, &mut out).unwrap();
         assert_eq!(out.seq, 1);
+    }
+
+    #[test]
+    fn sixty_ms_packets_gather_three_consecutive_chunks() {
+        let mut enc = AudioEncoder::new(AudioEncoding::board());
+        assert_eq!(enc.chunks_per_packet(), 3);
+        let mut dec = AudioDecoder::default();
+        let mut buf = [0u8; proto::max_audio_message_len(960)];
+        let mut out = AudioChunk::default();
+        assert!(!enc.hold(&tone(4), 1).unwrap());
+        assert!(!enc.must_flush_before(&tone(5), 1));
+        assert!(enc.must_flush_before(&tone(6), 1), "not the next chunk");
+        assert!(enc.must_flush_before(&tone(5), 2), "another room");
+        assert!(!enc.hold(&tone(5), 1).unwrap());
+        assert!(enc.hold(&tone(6), 1).unwrap(), "three: full");
+        assert_eq!((enc.held_room(), enc.held_first()), (Some(1), 4));
+        let m = enc.encode_held(9, 2, 7, &mut buf).unwrap();
+        assert_eq!((m.seq, m.ts_us, enc.held_room()), (7, 4 * 20_000, None));
+        let p = Packet::new_checked(&buf[..m.len]).unwrap();
+        let Message::Audio(a) = Message::parse(&p, &mut []).unwrap() else {
+            panic!("not audio")
+        };
+        assert_eq!(
+            (a.codec, a.sample_rate, a.len),
+            (AudioCodec::Opus, 16_000, 960)
+        );
+        dec.decode(&p.header(), &a, &mut out).unwrap();
+        assert_eq!((out.seq, out.len, out.sample_rate), (7, 960, 16_000));
+        // A short packet: one chunk, 20 ms at 16 kHz.
+        assert!(!enc.hold(&tone(7), 1).unwrap());
+        let m = enc.encode_held(9, 2, 8, &mut buf).unwrap();
+        let p = Packet::new_checked(&buf[..m.len]).unwrap();
+        let Message::Audio(a) = Message::parse(&p, &mut []).unwrap() else {
+            panic!("not audio")
+        };
+        assert_eq!(a.len, 320);
+        // A chunk of another shape is refused, not gathered.
+        assert!(enc.hold(&AudioChunk::silence(48_000, 1, 480), 1).is_err());
+        assert_eq!(enc.held_room(), None);
     }
 }

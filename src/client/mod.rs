@@ -53,6 +53,7 @@
 //! ```
 
 mod audio_codec;
+mod audio_send;
 mod backoff;
 mod config;
 mod event;
@@ -547,37 +548,6 @@ impl Session {
         Ok(n)
     }
 
-    /// Encodes `chunk` for `room` in place in the transmit buffer (as one Opus
-    /// packet or PCM16: [`AudioEncoding`](proto::AudioEncoding)) and keeps a
-    /// copy of the message in the room's replay window until the hub
-    /// acknowledges it: a replay sends the same packet again.
-    pub fn send_audio(&mut self, room: RoomId, chunk: &AudioChunk) -> Result<AudioSent, SendError> {
-        let c = &mut self.core;
-        if !c.is_ready() {
-            return Err(SendError::NotConnected);
-        }
-        let member = c.member;
-        let (r, handle) = c.rooms.joined(room).ok_or(SendError::NoRoom)?;
-        // Room for this chunk's longest message (as for a pose frame above).
-        let buf =
-            c.tx.reserve(
-                proto::max_audio_message_len(chunk.pcm().len()),
-                proto::MAX_MESSAGE_LEN,
-            )
-            .ok_or(SendError::TransmitFull)?;
-        let n = c
-            .audio_encoder
-            .encode(chunk, handle, member, &mut c.compressor, buf)
-            .map_err(full_or(SendError::Encode))?;
-        let lost = match r.replay.as_mut() {
-            Some(replay) => replay.push(chunk.seq, chunk.capture_ts_us, &buf[..n]),
-            None => 0,
-        };
-        let mask = next_mask(&mut c.rng);
-        c.tx.commit(FrameKind::Binary, n, mask);
-        Ok(AudioSent { bytes: n, lost })
-    }
-
     // ---- what the session knows ---------------------------------------------------
 
     /// The hub the current connection is with, or the next attempt is for: an
@@ -585,11 +555,6 @@ impl Session {
     /// addresses. The driver reads it on [`Transport::Connect`].
     pub fn hub(&self) -> usize {
         self.core.hub
-    }
-
-    /// The codec this session's audio goes out with.
-    pub fn audio_codec(&self) -> proto::AudioCodec {
-        self.core.audio_encoder.codec()
     }
 
     /// Our member id on the current connection (0 before the welcome).

@@ -29,6 +29,8 @@ pub(super) struct Room {
     pub(super) encoders: Vec<(u32, PoseEncoder)>,
     /// Sent audio until acknowledged (none when the window is 0).
     pub(super) replay: Option<AudioReplay>,
+    /// The next gathered Opus packet's `seq` (none before the room's first).
+    pub(super) audio_seq: Option<u32>,
 }
 
 /// Every room slot, and the joins the hub has not answered yet.
@@ -55,6 +57,7 @@ impl Rooms {
                     deadline_us: 0,
                     encoders: Vec::with_capacity(max_persons),
                     replay: (window_us > 0).then(|| AudioReplay::new(replay_slots, window_us)),
+                    audio_seq: None,
                 })
                 .collect(),
             pending: VecDeque::with_capacity(max_rooms.max(1)),
@@ -118,6 +121,7 @@ impl Core {
                 r.name.push_str(name);
                 r.handle = None;
                 r.joined_once = false;
+                r.audio_seq = None;
                 r.encoders.clear();
                 if let Some(replay) = r.replay.as_mut() {
                     replay.clear();

@@ -204,6 +204,9 @@ pub(super) struct Shared {
     pub(super) ack_events: AtomicBool,
     pub(super) counters: CounterTable,
     pub(super) join_timeout: Duration,
+    /// How audio is coded: [`EngineHandle::send_audio`] refuses a chunk the
+    /// encoder cannot take.
+    pub(super) audio_encoding: proto::AudioEncoding,
 }
 
 impl Shared {
@@ -267,7 +270,7 @@ impl EngineHandle {
         if s.stopped.load(Ordering::Relaxed) {
             return Err(SendError::ShutDown);
         }
-        chunk.validate().map_err(SendError::Invalid)?;
+        s.audio_encoding.check(chunk).map_err(SendError::Invalid)?;
         let item = AudioSubmit {
             chunk: *chunk,
             room,

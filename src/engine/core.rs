@@ -63,6 +63,11 @@ pub(crate) struct EngineCore {
     seen_in: (u64, u64),
     /// The session's `audio_replayed` when last counted.
     replayed_seen: u64,
+    /// Since when the session has held audio chunks for a 40 or 60 ms Opus
+    /// packet that is not full, and how long it may (a packet's time and one
+    /// chunk more): then they go as a shorter packet.
+    held_since_us: Option<u64>,
+    hold_us: u64,
 }
 
 impl AppSide {
@@ -295,6 +300,8 @@ impl EngineCore {
             ring_drops_seen: 0,
             seen_in: (0, 0),
             replayed_seen: 0,
+            held_since_us: None,
+            hold_us: 20_000 * (cfg.encoder.audio.chunks_per_packet() as u64 + 1),
         }
     }
 
@@ -416,6 +423,7 @@ impl EngineCore {
             self.outbox.forgive();
         }
         self.transmit(now);
+        self.flush_held(now);
     }
 
     /// Moves queued items into the session while its transmit buffer is below
@@ -434,6 +442,45 @@ impl EngineCore {
                 return;
             };
             self.send_item(room, &item, now);
+        }
+    }
+
+    /// Sends the held audio chunks as a shorter packet once no chunk has
+    /// completed their packet in time (or the engine is stopping).
+    fn flush_held(&mut self, now: u64) {
+        let Some(since) = self.held_since_us else {
+            return;
+        };
+        if !self.session.audio_held() {
+            self.held_since_us = None;
+            return;
+        }
+        let due = now >= since + self.hold_us || self.stop_requested();
+        if !due || !self.session.can_send() {
+            return;
+        }
+        self.held_since_us = None;
+        let Some(room) = self.session.audio_held_for() else {
+            return;
+        };
+        match self.session.flush_audio() {
+            Ok(sent) => {
+                self.outbox.charge(sent.bytes, now);
+                self.app.monitor.record_out(now, sent.bytes);
+                self.audio_lost(room, sent.lost);
+            }
+            Err(SessionSendError::NoRoom) => {}
+            Err(e) => log::warn!("held audio was not sent: {e}"),
+        }
+    }
+
+    fn audio_lost(&mut self, room: RoomId, lost: usize) {
+        if lost > 0 {
+            self.app.drop(Counter::AudioLost, lost as u64);
+            self.app.emit(Event::AudioLost {
+                room,
+                count: lost as u64,
+            });
         }
     }
 
@@ -460,14 +507,11 @@ impl EngineCore {
                     self.app.monitor.record_frame(now);
                 } else {
                     c.add(Counter::AudioSent, 1);
+                    if self.session.audio_held() {
+                        self.held_since_us.get_or_insert(now);
+                    }
                 }
-                if lost > 0 {
-                    self.app.drop(Counter::AudioLost, lost as u64);
-                    self.app.emit(Event::AudioLost {
-                        room,
-                        count: lost as u64,
-                    });
-                }
+                self.audio_lost(room, lost);
             }
             // The room was left (or refused on rejoin) while this waited.
             Err(SessionSendError::NoRoom | SessionSendError::NotConnected) => {
@@ -482,7 +526,11 @@ impl EngineCore {
     /// buffer is written, and every audio chunk is acknowledged.
     pub(crate) fn drained(&self) -> bool {
         let s = &self.app.shared;
-        self.outbox.is_empty() && s.poses.is_empty() && s.audio.is_empty() && self.session.is_idle()
+        self.outbox.is_empty()
+            && s.poses.is_empty()
+            && s.audio.is_empty()
+            && self.session.is_idle()
+            && !self.session.audio_held()
     }
 
     /// When the loop must wake next.
@@ -493,6 +541,9 @@ impl EngineCore {
         }
         if let Some(t) = self.session.poll_timeout() {
             until = until.min(t.max(now));
+        }
+        if let Some(t) = self.held_since_us {
+            until = until.min((t + self.hold_us).max(now));
         }
         if self.session.can_send()
             && !self.outbox.is_empty()

@@ -90,6 +90,9 @@ impl EdgeEngine {
     /// Allocates everything and starts the loop on a thread named `poselink-engine`.
     pub fn start(config: EngineConfig) -> io::Result<(EngineHandle, JoinHandle<EngineReport>)> {
         let targets = HubUrl::parse_list(&config.hub)?;
+        config.encoder.audio.validate().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("encoder.audio: {e}"))
+        })?;
         // The roots and the CA file are read once, here: a bad file is a
         // start-up error, not a reconnect loop. (Every hub has the same scheme.)
         let tls = if targets[0].tls {
@@ -153,5 +156,6 @@ fn shared(config: &EngineConfig, waker: Waker) -> Arc<Shared> {
         ack_events: AtomicBool::new(false),
         counters: CounterTable::default(),
         join_timeout: Duration::from_millis(config.join_timeout_ms),
+        audio_encoding: config.encoder.audio,
     })
 }

@@ -107,21 +107,31 @@ impl AudioChunk {
 
 /// How a sender codes its audio chunks (part of [`EncoderConfig`](super::EncoderConfig)).
 ///
-/// With [`AudioCodec::Opus`] the client session makes one Opus encoder, for
-/// `sample_rate` and `channels`, when it starts, and codes every chunk of that
-/// shape whose duration Opus takes (2.5, 5, 10 or 20 ms) as one packet; any
-/// other chunk goes as PCM16 (the codec is named in every message). Builds
-/// without the `opus` feature send PCM16 whatever this says.
+/// With [`AudioCodec::Opus`](super::AudioCodec::Opus) the client session makes
+/// one Opus encoder, for `sample_rate` and `channels`, when it starts. With
+/// `packet_ms` 20 it codes every chunk of that shape whose duration Opus takes
+/// (2.5, 5, 10 or 20 ms) as one packet, and any other chunk as PCM16 (the codec
+/// is named in every message). With `packet_ms` 40 or 60 it gathers 2 or 3
+/// captured 20 ms chunks into one packet (fewer messages: each costs about 27
+/// bytes of framing besides its audio) and names a lower decode rate
+/// ([`packet_rate`](Self::packet_rate)) so that the packet still decodes to at
+/// most [`AUDIO_CHUNK_CAPACITY`] samples; every chunk must then be 20 ms of the
+/// configured shape ([`check`](Self::check)). Builds without the `opus`
+/// feature send PCM16 whatever this says.
+///
+/// The default is PCM16 (what every receiver decodes, exactly);
+/// [`AudioEncoding::board`] is the setting a board streams with.
 ///
 /// ```
 /// use poselink::proto::{AudioCodec, AudioEncoding};
-/// let opus = AudioEncoding { codec: AudioCodec::Opus, ..AudioEncoding::default() };
-/// assert_eq!(opus.bitrate_bps, 16_000);
+/// let board = AudioEncoding::board();
+/// assert_eq!((board.codec, board.packet_ms, board.bitrate_bps), (AudioCodec::Opus, 60, 8_000));
+/// assert_eq!(board.packet_rate(), 16_000); // 60 ms at 16 kHz: 960 samples
+/// assert_eq!(board.chunks_per_packet(), 3);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AudioEncoding {
-    /// The codec. Default PCM16 for now: the browser viewer does not decode
-    /// Opus yet. Opus needs the `opus` feature (on by default).
+    /// The codec. Default PCM16; Opus needs the `opus` feature (on by default).
     pub codec: super::AudioCodec,
     /// Opus's target bitrate, bits per second (500 … 512 000). Default 16 000:
     /// wideband speech.
@@ -133,6 +143,10 @@ pub struct AudioEncoding {
     pub sample_rate: u32,
     /// The captured audio's channels, 1 or 2. Default 1.
     pub channels: u8,
+    /// Milliseconds of audio per Opus packet: 20 (one packet per chunk), 40
+    /// or 60 (2 or 3 captured 20 ms chunks per packet, adding 20 or 40 ms of
+    /// latency). Default 20.
+    pub packet_ms: u8,
 }
 
 impl Default for AudioEncoding {
@@ -143,7 +157,89 @@ impl Default for AudioEncoding {
             complexity: 5,
             sample_rate: 48_000,
             channels: 1,
+            packet_ms: 20,
         }
+    }
+}
+
+impl AudioEncoding {
+    /// The board setting: Opus, VOIP, 8 kbit/s (speech), 60 ms packets
+    /// (decoded at 16 kHz; 40 ms of latency more than 20 ms packets),
+    /// complexity 5, from 48 kHz mono captured in 20 ms chunks. With 30 fps
+    /// pose it keeps a board's uplink under 40 kbit/s, framing included
+    /// (BENCHMARKS.md, "Uplink of a board").
+    pub const fn board() -> AudioEncoding {
+        AudioEncoding {
+            codec: super::AudioCodec::Opus,
+            bitrate_bps: 8_000,
+            complexity: 5,
+            sample_rate: 48_000,
+            channels: 1,
+            packet_ms: 60,
+        }
+    }
+
+    /// Captured chunks per Opus packet: 1, 2 or 3 (`packet_ms` / 20; 1 for
+    /// PCM16 or any other value).
+    pub const fn chunks_per_packet(&self) -> usize {
+        match (self.codec, self.packet_ms) {
+            (super::AudioCodec::Opus, 40) => 2,
+            (super::AudioCodec::Opus, 60) => 3,
+            _ => 1,
+        }
+    }
+
+    /// The rate a packet is named (and decoded) at: the highest of
+    /// [`OPUS_SAMPLE_RATES`], at most `sample_rate`, at which a whole packet is
+    /// at most [`AUDIO_CHUNK_CAPACITY`] samples.
+    pub fn packet_rate(&self) -> u32 {
+        let ms = 20 * self.chunks_per_packet() as u32;
+        let ch = u32::from(self.channels.max(1));
+        OPUS_SAMPLE_RATES
+            .iter()
+            .rev()
+            .copied()
+            .find(|&r| r <= self.sample_rate && r / 1000 * ms * ch <= AUDIO_CHUNK_CAPACITY as u32)
+            .unwrap_or(OPUS_SAMPLE_RATES[0])
+    }
+
+    /// Checks the setting itself: a known codec's limits, and for Opus a rate
+    /// of [`OPUS_SAMPLE_RATES`], 1 or 2 channels, `packet_ms` 20, 40 or 60.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.codec == super::AudioCodec::Pcm16 {
+            return Ok(());
+        }
+        let bad = |what| Err(Error::BadAudio { what });
+        if !OPUS_SAMPLE_RATES.contains(&self.sample_rate) {
+            return bad("Opus encodes at 8000, 12000, 16000, 24000 or 48000 Hz only");
+        }
+        if !(1..=2).contains(&self.channels) {
+            return bad("channels must be 1 or 2");
+        }
+        if !matches!(self.packet_ms, 20 | 40 | 60) {
+            return bad("an Opus packet is 20, 40 or 60 ms");
+        }
+        if !(500..=512_000).contains(&self.bitrate_bps) {
+            return bad("Opus's bitrate is 500 to 512000 bit/s");
+        }
+        Ok(())
+    }
+
+    /// Whether a sender with this setting takes `chunk`: with 40 or 60 ms
+    /// packets, only 20 ms chunks of the configured rate and channels (they
+    /// are gathered into packets); otherwise any valid chunk.
+    pub fn check(&self, chunk: &AudioChunk) -> Result<(), Error> {
+        chunk.validate()?;
+        if self.chunks_per_packet() > 1
+            && (chunk.sample_rate != self.sample_rate
+                || chunk.channels != self.channels
+                || u32::from(chunk.len) * 50 != self.sample_rate * u32::from(self.channels))
+        {
+            return Err(Error::BadAudio {
+                what: "with 40 or 60 ms Opus packets every chunk must be 20 ms of the configured rate and channels",
+            });
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@ use crate::common::*;
 use crate::counting;
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::hub::HubConfig;
-use poselink::proto::{AudioChunk, PoseFrame, Role};
+use poselink::proto::{AudioChunk, AudioEncoding, EncoderConfig, PoseFrame, Role};
 use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 
 #[test]
@@ -115,6 +115,80 @@ fn ten_thousand_send_pose_calls_allocate_nothing_over(tls: bool) {
     assert_eq!(
         hub.metric("poselink_messages_in_total{kind=\"pose\"}"),
         after.poses_sent as f64
+    );
+}
+
+/// The board's Opus audio: 3 000 chunks of 20 ms handed to `send_audio`,
+/// gathered three to a 60 ms packet, coded by libopus, kept for replay and
+/// written, cost zero allocations after warm-up. (libopus's own C allocations
+/// are not seen by Rust's allocator; it makes its state in `opus_encoder_create`,
+/// at start, and codes on the stack.)
+#[test]
+fn three_thousand_opus_chunks_allocate_nothing() {
+    let _turn = counting::turn();
+    let hub = TestHub::start(HubConfig {
+        rate_messages: 1_000_000,
+        burst_messages: 1_000_000,
+        ..HubConfig::local_dev()
+    });
+    let (engine, thread) = EdgeEngine::start(EngineConfig {
+        hub: hub.url(),
+        encoder: EncoderConfig {
+            audio: AudioEncoding::board(),
+            ..EncoderConfig::default()
+        },
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let room = engine.join_room("alloc-opus", Role::Member).unwrap();
+    let clock = MonotonicClock::new();
+    let mut chunk = AudioChunk::silence(48_000, 1, 960);
+    let mut seq = 0u32;
+    let mut send = |n: u32| {
+        for _ in 0..n {
+            seq += 1;
+            chunk.seq = seq;
+            chunk.capture_ts_us = clock.now_us();
+            for (i, x) in chunk.samples.iter_mut().enumerate() {
+                *x = (((seq as usize * 960 + i) as f32 * 0.03).sin() * 8_000.0) as i16;
+            }
+            engine.send_audio(&chunk, room, Priority::HIGH).unwrap();
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    let wait_sent = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while engine.metrics().audio_sent < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    send(600);
+    wait_sent(600);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = engine.metrics();
+
+    let counted_before = counting::allocations();
+    counting::every_thread(true);
+    send(3_000);
+    wait_sent(before.audio_sent + 3_000);
+    std::thread::sleep(Duration::from_millis(300));
+    counting::every_thread(false);
+    let allocs = counting::allocations() - counted_before;
+
+    let after = engine.metrics();
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations while sending 3 000 Opus chunks"
+    );
+    assert_eq!(after.audio_sent - before.audio_sent, 3_000, "{after:?}");
+    assert_eq!(after.audio_lost, 0, "{after:?}");
+    engine.shutdown();
+    thread.join().unwrap();
+    // Chunks 1 ..= 3 600, three consecutive ones to a packet: 1 200 packets
+    // reached the hub (the warm-up's last packet was full: no short one).
+    assert_eq!(
+        hub.metric("poselink_messages_in_total{kind=\"audio\"}"),
+        1_200.0
     );
 }
 

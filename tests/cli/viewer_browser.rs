@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::common::{TestHub, TlsFiles};
 use base64::Engine as _;
 use poselink::engine::{EdgeEngine, EngineConfig, Priority};
-use poselink::proto::{AudioChunk, PoseFrame, Role};
+use poselink::proto::{AudioChunk, AudioCodec, AudioEncoding, EncoderConfig, PoseFrame, Role};
 use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 use serde_json::{Value, json};
 use tungstenite::Message as Ws;
@@ -135,12 +135,17 @@ fn stream(
     url: String,
     ca_file: Option<String>,
     room: &'static str,
+    audio: AudioEncoding,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let (engine, thread) = EdgeEngine::start(EngineConfig {
             hub: url,
             ca_file,
+            encoder: EncoderConfig {
+                audio,
+                ..EncoderConfig::default()
+            },
             ..EngineConfig::default()
         })
         .unwrap();
@@ -172,18 +177,25 @@ fn stream(
 
 #[test]
 fn the_viewer_draws_the_moving_skeleton_in_chromium() {
-    viewer_in_chromium(None);
+    viewer_in_chromium(None, AudioEncoding::default());
 }
 
 #[test]
 fn the_viewer_served_over_https_connects_with_wss() {
-    viewer_in_chromium(Some(TlsFiles::local("viewer")));
+    viewer_in_chromium(Some(TlsFiles::local("viewer")), AudioEncoding::default());
+}
+
+/// The board's Opus audio (60 ms packets named at 16 kHz): the viewer decodes
+/// it with WebCodecs and the member's meter shows its level.
+#[test]
+fn the_viewer_decodes_opus_audio_and_shows_its_level() {
+    viewer_in_chromium(None, AudioEncoding::board());
 }
 
 /// One browser at a time: two would starve each other on a small machine.
 static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn viewer_in_chromium(tls: Option<TlsFiles>) {
+fn viewer_in_chromium(tls: Option<TlsFiles>, audio: AudioEncoding) {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let hub = match &tls {
         Some(files) => TestHub::start_tls(poselink::hub::HubConfig::local_dev(), files),
@@ -191,8 +203,12 @@ fn viewer_in_chromium(tls: Option<TlsFiles>) {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let ca_file = tls.as_ref().and_then(TlsFiles::ca);
-    let publisher = stream(hub.url(), ca_file, "cam", Arc::clone(&stop));
+    let publisher = stream(hub.url(), ca_file, "cam", audio, Arc::clone(&stop));
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let codec_name = match audio.codec {
+        AudioCodec::Pcm16 => "pcm16",
+        AudioCodec::Opus => "opus",
+    };
     // Chromium trusts the test CA's certificate by its key's hash (and nothing
     // else it would not trust anyway).
     let pin = tls.as_ref().map(|f| {
@@ -203,8 +219,10 @@ fn viewer_in_chromium(tls: Option<TlsFiles>) {
         )
     });
 
-    let profile =
-        std::env::temp_dir().join(format!("poselink-chromium-{}-{scheme}", std::process::id()));
+    let profile = std::env::temp_dir().join(format!(
+        "poselink-chromium-{}-{scheme}-{codec_name}",
+        std::process::id()
+    ));
     let mut child = Command::new(chromium())
         .args([
             "--headless=new",
@@ -309,16 +327,37 @@ fn viewer_in_chromium(tls: Option<TlsFiles>) {
     );
     assert_ne!(a[1], b[1], "the canvas did not change in 600 ms: {a} {b}");
 
+    // The audio is decoded and its level shown: the tone is about -14 dBFS.
+    let codec = codec_name;
+    let end = Instant::now() + T;
+    loop {
+        let v = page.eval(
+            "JSON.stringify([window.poselinkViewer.audioCodec, window.poselinkViewer.audioDecoded, \
+             document.querySelector('#members meter').value, \
+             document.querySelector('#members .stats').textContent, \
+             window.poselinkViewer.lastError])",
+        );
+        let got: Value = serde_json::from_str(v.as_str().unwrap_or("null")).unwrap();
+        let level = got[2].as_f64().unwrap_or(0.0);
+        if got[0] == codec && got[1].as_u64().unwrap_or(0) >= 10 && level > 0.5 {
+            assert!(got[3].as_str().unwrap().contains("dBFS"), "{got}");
+            assert!(got[4].is_null(), "{got}");
+            break;
+        }
+        assert!(Instant::now() < end, "no {codec} audio level shown: {got}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // The screenshot, kept as the test's artifact.
     let shot = page.call("Page.captureScreenshot", json!({"format": "png"}));
     let png = base64::engine::general_purpose::STANDARD
         .decode(shot["data"].as_str().unwrap())
         .unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let name = if tls.is_some() {
-        "viewer-tls.png"
-    } else {
-        "viewer.png"
+    let name = match (&tls, audio.codec) {
+        (Some(_), _) => "viewer-tls.png",
+        (None, AudioCodec::Opus) => "viewer-opus.png",
+        (None, AudioCodec::Pcm16) => "viewer.png",
     };
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&path, &png).unwrap();

@@ -33,7 +33,7 @@ use poselink_hal::{Clock, MonotonicClock};
 
 #[test]
 fn a_two_second_outage_loses_no_audio_and_the_counts_agree() {
-    outage(AudioCodec::Pcm16);
+    outage(AudioEncoding::default());
 }
 
 /// The same with Opus: the replay window
@@ -41,15 +41,25 @@ fn a_two_second_outage_loses_no_audio_and_the_counts_agree() {
 /// decoder sees each packet once, in order.
 #[test]
 fn opus_audio_survives_a_two_second_outage_exactly_once() {
-    outage(AudioCodec::Opus);
+    outage(AudioEncoding {
+        codec: AudioCodec::Opus,
+        ..AudioEncoding::default()
+    });
 }
 
-fn outage(codec: AudioCodec) {
+/// The same with the board setting: three consecutive chunks go as one 60 ms
+/// packet (decoded at 16 kHz), numbered from chunk 1's seq / 3 = 0: chunks
+/// 1 ..= 300 make packets 0 ..= 99.
+#[test]
+fn board_opus_packets_of_60_ms_survive_a_two_second_outage_exactly_once() {
+    outage(AudioEncoding::board());
+}
+
+fn outage(audio: AudioEncoding) {
+    let codec = audio.codec;
+    let per = audio.chunks_per_packet() as u32;
     let encoder = EncoderConfig {
-        audio: AudioEncoding {
-            codec,
-            ..AudioEncoding::default()
-        },
+        audio,
         ..EncoderConfig::default()
     };
     let cfg = HubConfig {
@@ -92,11 +102,25 @@ fn outage(codec: AudioCodec) {
             }
         })
     };
+    // Messages the receiver must get: one per `per` chunks.
+    let expected: Vec<u32> = if per == 1 {
+        (1..=total).collect()
+    } else {
+        (0..total.div_ceil(per)).collect()
+    };
     let mut seqs = Vec::new();
+    // Samples received, in 48 kHz samples (a 60 ms packet decodes at 16 kHz).
+    let played = std::cell::Cell::new(0u64);
+    let add = |chunk: &AudioChunk| {
+        played.set(played.get() + u64::from(chunk.len) * 48_000 / u64::from(chunk.sample_rate));
+    };
     let collect = |b: &poselink::engine::EngineHandle, until: Instant, seqs: &mut Vec<u32>| {
         while Instant::now() < until {
             if let Some(Event::Audio { chunk, .. }) = b.wait_event(Duration::from_millis(20)) {
-                assert_eq!(chunk.len, 960, "the chunk's length");
+                add(&chunk);
+                if per == 1 {
+                    assert_eq!(chunk.len, 960, "the chunk's length");
+                }
                 if codec == AudioCodec::Pcm16 {
                     assert_eq!(
                         chunk.samples[0], chunk.seq as i16,
@@ -108,7 +132,10 @@ fn outage(codec: AudioCodec) {
         }
     };
     collect(&b, Instant::now() + Duration::from_millis(1_000), &mut seqs);
-    assert!(seqs.len() > 20, "audio flowed before the outage");
+    assert!(
+        seqs.len() > 20 / per as usize,
+        "audio flowed before the outage"
+    );
     open.store(false, Ordering::Release);
     hub.stop();
     std::thread::sleep(Duration::from_millis(2_000));
@@ -124,13 +151,16 @@ fn outage(codec: AudioCodec) {
         );
         match b.wait_event(Duration::from_millis(20)) {
             Some(Event::RoomRestored { .. }) => break,
-            Some(Event::Audio { chunk, .. }) => seqs.push(chunk.seq),
+            Some(Event::Audio { chunk, .. }) => {
+                add(&chunk);
+                seqs.push(chunk.seq)
+            }
             _ => {}
         }
     }
     open.store(true, Ordering::Release);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while seqs.len() < total as usize && Instant::now() < deadline {
+    while seqs.len() < expected.len() && Instant::now() < deadline {
         collect(&b, Instant::now() + Duration::from_millis(200), &mut seqs);
     }
     publisher.join().unwrap();
@@ -141,17 +171,17 @@ fn outage(codec: AudioCodec) {
     tb.join().unwrap();
     drop(hub2);
     assert_eq!(
-        seqs,
-        (1..=total).collect::<Vec<_>>(),
+        seqs, expected,
         "every chunk once, in order (publisher {ma:?}, receiver {mb:?})"
     );
+    assert_eq!(played.get(), u64::from(total) * 960, "every sample once");
     assert!(ma.reconnects >= 1 && mb.reconnects >= 1);
     assert_eq!(
         ma.audio_lost, 0,
         "the publisher reports what receivers saw: nothing lost"
     );
     assert_eq!(mb.audio_gaps, 0);
-    assert_eq!(mb.audio_received, total as u64);
+    assert_eq!(mb.audio_received, expected.len() as u64);
     assert!(
         mb.audio_duplicates <= ma.audio_replayed,
         "duplicates removed are replays: {} of {}",

@@ -230,3 +230,36 @@ fn a_shut_down_engine_says_so() {
     assert_eq!(s, PoselinkStatus::ShutDown);
     e.destroy();
 }
+
+#[test]
+fn the_audio_codec_field_is_checked_and_opus_takes_20_ms_chunks() {
+    let hub = TestHub::start(HubConfig::local_dev());
+    let url = hub.url();
+    for (codec, bitrate, packet_ms, why) in [
+        (2, 8_000, 60, "audio_codec"),
+        (1, 100, 60, "opus_bitrate_bps"),
+        (1, 8_000, 30, "opus_packet_ms"),
+    ] {
+        let mut cfg = config(&url);
+        cfg.audio_codec = codec;
+        cfg.opus_bitrate_bps = bitrate;
+        cfg.opus_packet_ms = packet_ms;
+        let mut out = ptr::null_mut();
+        let s = unsafe { poselink_engine_create(&cfg, &mut out) };
+        assert_eq!(s, PoselinkStatus::InvalidArgument, "{why}");
+        assert!(last_error().contains(why), "{}", last_error());
+        assert!(out.is_null());
+    }
+    let mut cfg = config(&url);
+    assert_eq!((cfg.audio_codec, cfg.opus_packet_ms), (0, 60));
+    cfg.audio_codec = 1;
+    let e = Engine::new(&cfg);
+    let room = e.join(c"capi-opus", PoselinkRole::Member);
+    let pcm = [0i16; 960];
+    // 60 ms packets gather 20 ms chunks of 48 kHz mono; 10 ms is refused.
+    let s = unsafe { poselink_send_audio(e.0, room, pcm.as_ptr(), 480, 1, 48_000, 1, 0, 128) };
+    assert_eq!(s, PoselinkStatus::InvalidFrame);
+    assert!(last_error().contains("20 ms"), "{}", last_error());
+    let s = unsafe { poselink_send_audio(e.0, room, pcm.as_ptr(), 960, 1, 48_000, 1, 0, 128) };
+    assert_eq!(s, PoselinkStatus::Ok);
+}

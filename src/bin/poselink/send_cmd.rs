@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use poselink::engine::EngineConfig;
-use poselink::proto::Role;
+use poselink::proto::{AudioCodec, AudioEncoding, EncoderConfig, Role};
 use poselink_hal::{Clock, MonotonicClock, SyntheticAudio, SyntheticConfig, SyntheticPose};
 
 use crate::CliError;
@@ -92,6 +92,21 @@ pub struct SendArgs {
     #[arg(long)]
     pub audio: bool,
 
+    /// How the audio is coded: pcm16 (exact samples, about 770 kbit/s) or opus
+    /// (the board setting: 8 kbit/s speech in 60 ms packets, 3 chunks each;
+    /// needs a build with Opus)
+    #[arg(long, value_enum, value_name = "CODEC", default_value_t = AudioCodecArg::Pcm16)]
+    pub audio_codec: AudioCodecArg,
+
+    /// With --audio-codec opus: Opus's bitrate, bits per second (500 to 512000)
+    #[arg(long, value_name = "BPS", default_value_t = 8_000)]
+    pub opus_bitrate: u32,
+
+    /// With --audio-codec opus: milliseconds per Opus packet, 20, 40 or 60
+    /// (longer packets: fewer messages, more latency)
+    #[arg(long, value_name = "MS", default_value_t = 60)]
+    pub opus_packet_ms: u8,
+
     /// Where the poses come from: the synthetic skeleton (walking, waving) or a
     /// recording (`--file`, looped; see docs/RECORDING.md)
     #[arg(long, value_enum, value_name = "SOURCE", default_value_t = SourceArg::Synthetic)]
@@ -134,6 +149,40 @@ impl From<PublishRole> for Role {
     }
 }
 
+/// An audio codec, as written on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AudioCodecArg {
+    /// 16-bit PCM, as captured
+    Pcm16,
+    /// Opus (libopus)
+    Opus,
+}
+
+impl SendArgs {
+    /// The audio coding the flags ask for.
+    fn audio_encoding(&self) -> Result<AudioEncoding, CliError> {
+        let audio = match self.audio_codec {
+            AudioCodecArg::Pcm16 => AudioEncoding::default(),
+            AudioCodecArg::Opus => {
+                if !cfg!(feature = "opus") {
+                    return Err(CliError::config(
+                        "--audio-codec opus: this poselink was built without Opus (the `opus` feature)",
+                    ));
+                }
+                AudioEncoding {
+                    bitrate_bps: self.opus_bitrate,
+                    packet_ms: self.opus_packet_ms,
+                    ..AudioEncoding::board()
+                }
+            }
+        };
+        audio
+            .validate()
+            .map_err(|e| CliError::config(format!("--audio-codec {:?}: {e}", self.audio_codec)))?;
+        Ok(audio)
+    }
+}
+
 /// Where the pose frames come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SourceArg {
@@ -155,6 +204,7 @@ pub fn run(args: SendArgs) -> Result<(), CliError> {
             args.fps
         )));
     }
+    let audio_encoding = args.audio_encoding()?;
     if args.source == SourceArg::Synthetic && args.file.is_some() {
         return Err(CliError::config("--file is only read with --source replay"));
     }
@@ -197,6 +247,10 @@ pub fn run(args: SendArgs) -> Result<(), CliError> {
         client: "poselink-send".into(),
         max_persons: persons.max(EngineConfig::default().max_persons),
         bandwidth_bytes_per_sec: args.bandwidth.unwrap_or(0),
+        encoder: EncoderConfig {
+            audio: audio_encoding,
+            ..EncoderConfig::default()
+        },
         ..EngineConfig::default()
     };
     let (engine, thread) = start_engine(cfg)?;
@@ -216,6 +270,7 @@ pub fn run(args: SendArgs) -> Result<(), CliError> {
         args.fps,
         match (&audio, args.audio) {
             (Some(Audio::Replay(..)), _) => " + the recording's audio",
+            (_, true) if audio_encoding.codec == AudioCodec::Opus => " + 48 kHz mono audio as Opus",
             (_, true) => " + 48 kHz mono audio",
             _ => "",
         },

@@ -261,6 +261,7 @@ fn two_hubs_in_a_cluster_lose_nothing_and_report_each_hub() {
         // Each hub delivers what the other hub's member published: 2 rooms × 60 frames.
         assert_eq!(u(h, "delivered"), 120, "{h}");
         assert!(u(h, "peak_rss_kib") > 1000, "{h}");
+        assert!(f(h, "broker_thread_cpu_s") <= f(h, "cpu_s"), "{h}");
         delivered += u(h, "delivered");
         cpu += f(h, "cpu_s");
     }

@@ -20,12 +20,17 @@ use std::time::{Duration, Instant};
 
 use poselink::loadgen::{LoadConfig, LoadGen};
 
-use super::hub_process::{SpawnedHub, peak_rss_kib, pin_apart_n, proc_cpu_s, set_affinity};
+use super::hub_process::{
+    SpawnedHub, peak_rss_kib, pin_apart_n, proc_cpu_s, set_affinity, thread_cpu_s,
+};
 use super::{HubFigures, Run, load_error};
 use crate::CliError;
 
 /// The most hubs a bench starts (a hub knows at most 64 others).
 pub(super) const MAX_HUBS: usize = 32;
+
+/// The name of a hub's broker thread, as `/proc` keeps it (15 bytes).
+const LINK_THREAD: &str = "poselink-cluste";
 
 /// How the cluster is made for each run.
 #[derive(Clone, Debug)]
@@ -54,6 +59,8 @@ impl ClusterSpec {
 pub(super) struct NodeFigures {
     pub node: String,
     pub cpu_s: f64,
+    /// The part of `cpu_s` spent by its broker thread (the NATS client).
+    pub broker_thread_cpu_s: f64,
     pub peak_rss_kib: u64,
     /// Media this hub wrote to its local members (its `poselink_delivered_total`).
     pub delivered: u64,
@@ -144,6 +151,7 @@ pub(super) fn run_cluster(cfg: &LoadConfig, spec: &ClusterSpec) -> Result<Run, C
             NodeFigures {
                 node: node_name(k),
                 cpu_s: (a.cpu_s - b.cpu_s).max(0.0),
+                broker_thread_cpu_s: (a.link_cpu_s - b.link_cpu_s).max(0.0),
                 peak_rss_kib: rss[k].unwrap_or(0),
                 delivered: a.delivered.saturating_sub(b.delivered),
             }
@@ -205,6 +213,8 @@ struct Reading {
 /// One hub's CPU time and counters.
 struct Counters {
     cpu_s: f64,
+    /// Of which the broker thread's.
+    link_cpu_s: f64,
     out: u64,
     r#in: u64,
     delivered: u64,
@@ -227,6 +237,7 @@ impl Reading {
             let c = |name: &str| m.get(name).map_or(0, |v| v as u64);
             out.hubs.push(Counters {
                 cpu_s,
+                link_cpu_s: thread_cpu_s(h.pid(), LINK_THREAD).unwrap_or(0.0),
                 out: c("poselink_cluster_messages_out_total"),
                 r#in: c("poselink_cluster_messages_in_total"),
                 delivered: c("poselink_delivered_total"),

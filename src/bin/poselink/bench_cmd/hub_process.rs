@@ -95,7 +95,32 @@ pub(super) fn pin_apart_n(hubs: usize) -> Option<Vec<usize>> {
 /// CPU time (user + system, every thread) of process `pid` so far, in seconds,
 /// from `/proc/PID/stat`.
 pub(super) fn proc_cpu_s(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_s(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time so far of the threads of process `pid` whose name (as `/proc`
+/// keeps it: 15 bytes at most) starts with `name`, in seconds; `None` if
+/// there is no such thread.
+pub(super) fn thread_cpu_s(pid: u32, name: &str) -> Option<f64> {
+    let mut total = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(name)
+            && let Some(s) = stat_cpu_s(&dir.join("stat").to_string_lossy())
+        {
+            *total.get_or_insert(0.0) += s;
+        }
+    }
+    total
+}
+
+/// `utime + stime` of a `/proc` stat file, in seconds.
+fn stat_cpu_s(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) may hold spaces: count fields after its ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace().skip(11); // field 3 is the first

@@ -62,11 +62,12 @@ impl Run {
                 let per = (n.cpu_s > 0.0).then(|| n.delivered as f64 / n.cpu_s);
                 let _ = write!(
                     s,
-                    "{}{{\"node\":{},\"cpu_s\":{:.3},\"peak_rss_kib\":{},\"delivered\":{},\
-                     \"deliveries_per_cpu_s\":{}}}",
+                    "{}{{\"node\":{},\"cpu_s\":{:.3},\"broker_thread_cpu_s\":{:.3},\
+                     \"peak_rss_kib\":{},\"delivered\":{},\"deliveries_per_cpu_s\":{}}}",
                     if k == 0 { "" } else { "," },
                     json_string(&n.node),
                     n.cpu_s,
+                    n.broker_thread_cpu_s,
                     n.peak_rss_kib,
                     n.delivered,
                     num(per, 0),
@@ -207,9 +208,10 @@ pub(super) fn print_table(run: &Run, target: &Target) {
     if let Some(c) = &run.cluster {
         for n in &c.nodes {
             println!(
-                "| {}: CPU, deliveries, peak RSS | {:.3} s, {} ({} per CPU second), {} KiB |",
+                "| {}: CPU (its broker thread's), deliveries, peak RSS | {:.3} s ({:.3} s), {} ({} per CPU second), {} KiB |",
                 n.node,
                 n.cpu_s,
+                n.broker_thread_cpu_s,
                 grouped(n.delivered),
                 if n.cpu_s > 0.0 {
                     grouped((n.delivered as f64 / n.cpu_s) as u64)

@@ -97,7 +97,16 @@ impl ClusterFigures {
 
 /// One run on a cluster: broker, hubs, the load, the figures.
 pub(super) fn run_cluster(cfg: &LoadConfig, spec: &ClusterSpec) -> Result<Run, CliError> {
-    let broker = match &spec.nats {
+    // On a broker of someone else's, this run's rooms and hub names are its own.
+    let tag = match spec.nats {
+        Some(_) => format!("-{}", std::process::id()),
+        None => String::new(),
+    };
+    let cfg = &LoadConfig {
+        room_prefix: format!("{}{tag}-", cfg.room_prefix.trim_end_matches('-')),
+        ..cfg.clone()
+    };
+    let mut broker = match &spec.nats {
         Some(url) => Broker::External(url.clone()),
         None => Broker::start(spec.cpus.as_deref())?,
     };
@@ -111,7 +120,7 @@ pub(super) fn run_cluster(cfg: &LoadConfig, spec: &ClusterSpec) -> Result<Run, C
             "--cluster".into(),
             broker.url(),
             "--node".into(),
-            node_name(k),
+            node_name(k, &tag),
         ];
         hubs.push(SpawnedHub::start(cfg, cpu, None, &extra)?);
     }
@@ -149,7 +158,7 @@ pub(super) fn run_cluster(cfg: &LoadConfig, spec: &ClusterSpec) -> Result<Run, C
         .map(|k| {
             let (b, a) = (&before.hubs[k], &after.hubs[k]);
             NodeFigures {
-                node: node_name(k),
+                node: node_name(k, &tag),
                 cpu_s: (a.cpu_s - b.cpu_s).max(0.0),
                 broker_thread_cpu_s: (a.link_cpu_s - b.link_cpu_s).max(0.0),
                 peak_rss_kib: rss[k].unwrap_or(0),
@@ -187,9 +196,10 @@ pub(super) fn run_cluster(cfg: &LoadConfig, spec: &ClusterSpec) -> Result<Run, C
     })
 }
 
-/// Hub k's name in the cluster.
-fn node_name(k: usize) -> String {
-    format!("hub-{k}")
+/// Hub k's name in the cluster; `tag` is empty, or the bench's process id
+/// on a broker given with `--nats`.
+fn node_name(k: usize, tag: &str) -> String {
+    format!("hub-{k}{tag}")
 }
 
 /// Members of other hubs that hub `h` of `n` must know for the load `cfg`:
@@ -230,9 +240,8 @@ impl Reading {
             broker_cpu_s: broker.and_then(proc_cpu_s),
         };
         for (k, h) in hubs.iter().enumerate() {
-            let cpu_s = proc_cpu_s(h.pid()).ok_or_else(|| {
-                CliError::runtime(format!("cannot read the CPU time of {}", node_name(k)))
-            })?;
+            let cpu_s = proc_cpu_s(h.pid())
+                .ok_or_else(|| CliError::runtime(format!("cannot read the CPU time of hub {k}")))?;
             let m = Metrics::fetch(h.addr)?;
             let c = |name: &str| m.get(name).map_or(0, |v| v as u64);
             out.hubs.push(Counters {
@@ -295,7 +304,7 @@ fn wait_all(
         let mut waiting = None;
         for (k, h) in hubs.iter().enumerate() {
             if let Err(why) = ready(k, &Metrics::fetch(h.addr)?) {
-                waiting = Some(format!("{}: {why}", node_name(k)));
+                waiting = Some(format!("hub {k}: {why}"));
                 break;
             }
         }
@@ -489,22 +498,32 @@ impl Broker {
         }
     }
 
-    /// SIGTERM, up to 5 s, then SIGKILL.
-    fn stop(self) {
-        let Broker::Spawned { mut child, .. } = self else {
+    /// SIGTERM, up to 5 s, then SIGKILL (also on drop: a run that fails
+    /// half-way leaves no broker behind).
+    fn stop(&mut self) {
+        let Broker::Spawned { child, .. } = self else {
             return;
         };
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
         // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
+            if !matches!(child.try_wait(), Ok(None)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

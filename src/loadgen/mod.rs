@@ -3,7 +3,9 @@
 //! member is a real WebSocket connection that publishes one 33-landmark pose frame
 //! (the real quantised encoder on the hal's synthetic motion) at F Hz, optionally a
 //! 20 ms audio chunk (48 kHz mono PCM16) 50 times a second, and receives what the
-//! other M − 1 members of its room publish.
+//! other M − 1 members of its room publish. The members may all be on one hub,
+//! or spread round robin over the hubs of a cluster
+//! ([`LoadGen::connect_spread`]: member k of a room on hub k mod N).
 //!
 //! Every member speaks through the client library's sans-IO
 //! [`Session`](crate::client::Session) — the engine's own client, so there is
@@ -327,7 +329,8 @@ impl LoadReport {
 /// member id and its room. Dropping it closes every connection.
 pub struct LoadGen {
     cfg: LoadConfig,
-    addr: SocketAddr,
+    /// The hubs the members are spread over (one for a hub alone).
+    addrs: Vec<SocketAddr>,
     commands: Vec<mpsc::Sender<Command>>,
     results: mpsc::Receiver<WorkerMsg>,
     threads: Vec<JoinHandle<()>>,
@@ -348,13 +351,32 @@ impl LoadGen {
     /// hello, join), spread over [`LoadConfig::thread_count`] threads, and
     /// returns when all are ready — or the first failure.
     pub fn connect(addr: SocketAddr, cfg: &LoadConfig) -> Result<LoadGen, LoadError> {
+        LoadGen::connect_spread(&[addr], cfg)
+    }
+
+    /// As [`connect`](Self::connect), with each room's members spread round
+    /// robin over the hubs of a cluster at `addrs`: member k of a room
+    /// connects to `addrs[k % addrs.len()]`, so with M ≥ N every room spans
+    /// every hub, and with M ≤ N every member of a room is on a different hub
+    /// (the worst case for the cluster link). Flooders go to the first hub.
+    ///
+    /// It returns when every member has joined its room on its own hub; that
+    /// the hubs know each other's members is for the caller to wait for
+    /// (`poselink bench --hubs` reads each hub's `/metrics`).
+    pub fn connect_spread(addrs: &[SocketAddr], cfg: &LoadConfig) -> Result<LoadGen, LoadError> {
         cfg.validate()?;
+        if addrs.is_empty() {
+            return Err(LoadError::new(
+                LoadErrorKind::Config,
+                "no hub to connect to: give at least one address",
+            ));
+        }
         let n = cfg.connections();
         let t = cfg.thread_count();
         let (res_tx, results) = mpsc::channel();
         let mut load = LoadGen {
             cfg: cfg.clone(),
-            addr,
+            addrs: addrs.to_vec(),
             commands: Vec::with_capacity(t),
             results,
             threads: Vec::with_capacity(t),
@@ -363,10 +385,10 @@ impl LoadGen {
         for w in 0..t {
             let (cmd_tx, cmd_rx) = mpsc::channel();
             let range = (w * n / t)..((w + 1) * n / t);
-            let (cfg, res_tx) = (cfg.clone(), res_tx.clone());
+            let (cfg, res_tx, addrs) = (cfg.clone(), res_tx.clone(), addrs.to_vec());
             let spawned = std::thread::Builder::new()
                 .name(format!("poselink-load-{w}"))
-                .spawn(move || Worker::main(addr, cfg, range, cmd_rx, res_tx));
+                .spawn(move || Worker::main(&addrs, cfg, range, cmd_rx, res_tx));
             match spawned {
                 Ok(h) => {
                     load.threads.push(h);
@@ -423,7 +445,7 @@ impl LoadGen {
         self.ran = true;
         let flooders = match self.cfg.flooders {
             0 => None,
-            n => Some(flood::Flooders::connect(self.addr, n, &self.cfg.token)?),
+            n => Some(flood::Flooders::connect(self.addrs[0], n, &self.cfg.token)?),
         };
         let start_us = MonotonicClock::new().now_us() + 50_000;
         for c in &self.commands {
@@ -612,6 +634,40 @@ mod tests {
         assert!((1930..1960).contains(&(r.audio_bytes / r.audio_sent)));
         assert!(r.cpu > Duration::ZERO);
         assert!(r.wall >= Duration::from_millis(900), "{:?}", r.wall);
+    }
+
+    /// Members spread over two hubs that are not joined: member k of a room
+    /// on hub k mod 2, so only the members that share a hub hear each other
+    /// (real sockets on 127.0.0.1; bounded by the run's 0.5 s and the drain).
+    #[test]
+    fn members_are_spread_round_robin_over_the_hubs() {
+        let (ha, a, ja) = Hub::spawn(HubConfig::local_dev()).unwrap();
+        let (hb, b, jb) = Hub::spawn(HubConfig::local_dev()).unwrap();
+        let cfg = LoadConfig {
+            rooms: 2,
+            members: 3,
+            hz: 20,
+            duration: Duration::from_millis(500),
+            drain: Duration::from_millis(300),
+            ..LoadConfig::default()
+        };
+        let mut load = LoadGen::connect_spread(&[a, b], &cfg).unwrap();
+        let r = load.run().unwrap();
+        drop(load);
+        ha.shutdown();
+        hb.shutdown();
+        let (sa, sb) = (ja.join().unwrap().unwrap(), jb.join().unwrap().unwrap());
+        // Members 0 and 2 of each room on A, member 1 on B.
+        assert_eq!(sa.stats.sessions_opened, 4);
+        assert_eq!(sb.stats.sessions_opened, 2);
+        // On A, 2 members × 10 frames × 1 receiver per room; B's member is alone.
+        assert_eq!((sa.stats.delivered, sb.stats.delivered), (40, 0));
+        assert_eq!(r.delivered, 40, "{r:?}");
+        assert_eq!(r.expected, 2 * 3 * 2 * 10);
+        assert_eq!(
+            LoadGen::connect_spread(&[], &cfg).unwrap_err().kind,
+            LoadErrorKind::Config
+        );
     }
 
     /// Flooders beside a small load: the hub closes them, the members lose

@@ -93,13 +93,13 @@ impl Worker {
     /// The thread's body: connect, report, wait for the start, run, report, wait
     /// for the close.
     pub(super) fn main(
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         cfg: LoadConfig,
         range: Range<usize>,
         commands: mpsc::Receiver<Command>,
         results: mpsc::Sender<WorkerMsg>,
     ) {
-        let mut w = match Worker::connect(addr, cfg, range) {
+        let mut w = match Worker::connect(addrs, cfg, range) {
             Ok(w) => {
                 let _ = results.send(WorkerMsg::Ready(Ok(())));
                 w
@@ -120,7 +120,11 @@ impl Worker {
         let _ = commands.recv();
     }
 
-    fn connect(addr: SocketAddr, cfg: LoadConfig, range: Range<usize>) -> Result<Self, LoadError> {
+    fn connect(
+        addrs: &[SocketAddr],
+        cfg: LoadConfig,
+        range: Range<usize>,
+    ) -> Result<Self, LoadError> {
         let io_err =
             |e: io::Error| LoadError::new(LoadErrorKind::Io, format!("cannot create a poll: {e}"));
         let poll = Poll::new().map_err(io_err)?;
@@ -163,6 +167,8 @@ impl Worker {
             ),
         };
         for g in range.clone() {
+            // Member k of each room on hub k mod N.
+            let addr = addrs[(g % w.cfg.members) % addrs.len()];
             let m = setup::open_member(&w.cfg, &w.clock, addr, g, w.motion.len(), tls.as_ref())?;
             w.members.push(m);
         }

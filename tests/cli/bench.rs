@@ -1,7 +1,8 @@
 //! `poselink bench`, run as a subprocess on 127.0.0.1: short pose-room loads whose
 //! JSON line must be well formed, lossless and plausible — with the hub the bench
 //! starts itself, with audio, against a hub already running (this test's own,
-//! measured through this process's pid), and as a sweep; and the refusals of bad
+//! measured through this process's pid), as a sweep, and on two hubs in a
+//! cluster over a `nats-server` the bench starts; and the refusals of bad
 //! arguments. Every subprocess is bounded by a timeout.
 
 use std::io::Read;
@@ -229,6 +230,62 @@ fn a_sweep_reports_its_steps_and_the_capacity() {
     assert!(s["first_failing_rooms"].is_null());
 }
 
+/// `--hubs 2`: a broker and two hubs started by the bench, each room's two
+/// members on different hubs, so every delivery crosses the broker.
+#[test]
+fn two_hubs_in_a_cluster_lose_nothing_and_report_each_hub() {
+    let out = bench(&[
+        "--hubs",
+        "2",
+        "--rooms",
+        "2",
+        "--members",
+        "2",
+        "--hz",
+        "30",
+        "--duration",
+        "2",
+        "--json",
+    ]);
+    let v = json_line(&out);
+    // The same line as one hub's (hub_cpu_s summed over the hubs)…
+    check_run(&v, 2, 2, 30, 2, false, true);
+    // …and the cluster's fields.
+    assert_eq!(u(&v, "hubs"), 2);
+    let per_hub = v["per_hub"].as_array().expect("per_hub is a list");
+    assert_eq!(per_hub.len(), 2, "{v}");
+    let mut delivered = 0;
+    let mut cpu = 0.0;
+    for (k, h) in per_hub.iter().enumerate() {
+        assert_eq!(h["node"], format!("hub-{k}"));
+        // Each hub delivers what the other hub's member published: 2 rooms × 60 frames.
+        assert_eq!(u(h, "delivered"), 120, "{h}");
+        assert!(u(h, "peak_rss_kib") > 1000, "{h}");
+        assert!(f(h, "broker_thread_cpu_s") <= f(h, "cpu_s"), "{h}");
+        delivered += u(h, "delivered");
+        cpu += f(h, "cpu_s");
+    }
+    assert_eq!(
+        delivered,
+        u(&v, "delivered"),
+        "the hubs agree with the receivers"
+    );
+    assert!((cpu - f(&v, "hub_cpu_s")).abs() < 0.002, "{v}");
+    // Every message published once to the broker, and heard once by the other
+    // hub (heartbeats and announcements on top: they go to every hub).
+    let (out_, in_) = (u(&v, "broker_messages_out"), u(&v, "broker_messages_in"));
+    assert!((240..400).contains(&out_), "{v}");
+    assert!(in_ >= 240, "{v}");
+    assert!(f(&v, "broker_messages_per_s") > 0.0);
+    assert!(
+        f(&v, "broker_cpu_s") >= 0.0,
+        "the bench started the broker: {v}"
+    );
+    assert_eq!(u(&v, "cluster_media_dropped"), 0);
+    assert_eq!(u(&v, "cluster_unknown_sender"), 0);
+    assert!(v["nats"].is_null());
+}
+
 #[test]
 fn bad_arguments_are_refused_with_a_reason() {
     let one = bench(&["--members", "1"]);
@@ -245,6 +302,23 @@ fn bad_arguments_are_refused_with_a_reason() {
 
     let pid = bench(&["--hub-pid", "1"]);
     assert_eq!(pid.status.code(), Some(2), "--hub-pid needs --hub");
+
+    let one_hub = bench(&["--hubs", "1"]);
+    assert_eq!(one_hub.status.code(), Some(2), "{}", one_hub.stderr);
+    assert!(
+        one_hub.stderr.contains("--hubs must be 2"),
+        "{}",
+        one_hub.stderr
+    );
+    let both = bench(&["--hubs", "2", "--hub", "ws://127.0.0.1:1/"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--hubs and --hub: {}",
+        both.stderr
+    );
+    let nats = bench(&["--nats", "nats://127.0.0.1:1"]);
+    assert_eq!(nats.status.code(), Some(2), "--nats needs --hubs");
 
     // Nothing listens on port 1: a runtime error that says so.
     let nobody = bench(&["--hub", "ws://127.0.0.1:1/", "--duration", "1"]);

@@ -7,11 +7,14 @@
 //! table, or with `--json` one JSON line. `--sweep` raises the room count step by
 //! step (a fresh hub per step) and reports the largest that the hub carries with
 //! no loss and p99 latency within a limit: its capacity on this machine.
+//! `--hubs N` starts a NATS broker and N hubs joined in a cluster instead, and
+//! spreads each room's members over them.
 //!
 //! Here: the arguments, their checks and one run. The hub's process and its `/proc`
-//! figures are in `hub_process`, the table and JSON output in `report`, `--sweep`
-//! in `sweep`.
+//! figures are in `hub_process`, the cluster's broker, hubs and waits in
+//! `cluster`, the table and JSON output in `report`, `--sweep` in `sweep`.
 
+mod cluster;
 mod hub_process;
 mod report;
 mod sweep;
@@ -23,6 +26,7 @@ use clap::Args;
 use poselink::loadgen::{LoadConfig, LoadError, LoadErrorKind, LoadGen, LoadReport};
 
 use crate::CliError;
+use cluster::{ClusterFigures, ClusterSpec, MAX_HUBS, run_cluster};
 use hub_process::{SpawnedHub, peak_rss_kib, pin_apart, proc_cpu_s, raise_fd_limit};
 use report::{note_problems, print_table};
 use sweep::sweep;
@@ -38,6 +42,11 @@ use sweep::sweep;
                   The hub runs as a separate process (`poselink hub --dev` on a loopback port) unless \
                   --hub is given; its CPU time is read from /proc/PID/stat before and after the load, \
                   its peak memory from VmHWM.\n\
+                  --hubs N starts a NATS broker (nats-server on a free loopback port; --nats URL for a \
+                  running one) and N hubs (`poselink hub --dev --cluster URL --node hub-K`), spreads each \
+                  room's members round robin over them (member k of a room on hub k mod N), waits until \
+                  every hub knows every remote member, and adds per-hub CPU and broker messages per \
+                  second to the report.\n\
                   --json prints one line: {\"system\":\"poselink\",\"rooms\":R,\"members\":M,\"hz\":F,\
                   \"duration_s\":D,\"expected\":N,\"delivered\":N,\"loss\":x,\"latency_us\":{\"p50\":..,\
                   \"p95\":..,\"p99\":..,\"max\":..},\"hub_cpu_s\":..,\"hub_peak_rss_kib\":..,\
@@ -46,7 +55,7 @@ use sweep::sweep;
                   Exit status: 0 when the load ran (whatever it measured), 1 if it could not run, \
                   2 on bad arguments.\n\
                   Examples:\n  poselink bench\n  poselink bench --rooms 250 --json\n  \
-                  poselink bench --sweep"
+                  poselink bench --sweep\n  poselink bench --hubs 2 --rooms 50 --json"
 )]
 pub struct BenchArgs {
     /// Rooms (R)
@@ -121,6 +130,16 @@ pub struct BenchArgs {
     /// With --sweep: the p99 latency a step may not exceed, ms
     #[arg(long, value_name = "MS", default_value_t = 50.0, requires = "sweep")]
     pub p99_limit_ms: f64,
+
+    /// Start N hubs joined in a cluster through a NATS broker (and the broker) and spread
+    /// each room's members over them, member k of a room on hub k mod N (2 to 32)
+    #[arg(long, value_name = "N", conflicts_with_all = ["hub", "tls"])]
+    pub hubs: Option<usize>,
+
+    /// With --hubs: the NATS server the hubs join (nats://HOST:PORT) instead of one the
+    /// bench starts
+    #[arg(long, value_name = "URL", requires = "hubs")]
+    pub nats: Option<String>,
 }
 
 /// The hub's figures for one run (absent for a `--hub` without `--hub-pid`).
@@ -137,6 +156,8 @@ struct Run {
     hub: Option<HubFigures>,
     /// The hub had a CPU of its own, the load generator the others.
     pinned: bool,
+    /// With `--hubs`: per hub, and the broker's traffic (`hub` then sums the hubs).
+    cluster: Option<ClusterFigures>,
 }
 
 impl Run {
@@ -159,6 +180,8 @@ enum Target {
     Spawn(Option<usize>, Option<poselink::tls::PrivateCa>),
     /// A running hub, and its process id if known.
     External(SocketAddr, Option<u32>),
+    /// Start a broker (or use a running one) and hubs in a cluster per run.
+    Cluster(ClusterSpec),
 }
 
 /// Runs `poselink bench`.
@@ -175,8 +198,26 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     if !(args.p99_limit_ms.is_finite() && args.p99_limit_ms > 0.0) {
         return Err(CliError::config("--p99-limit-ms must be above 0"));
     }
-    let (target, tls_ca) = match &args.hub {
-        None => {
+    if let Some(n) = args.hubs
+        && !(2..=MAX_HUBS).contains(&n)
+    {
+        return Err(CliError::config(format!(
+            "--hubs must be 2 to {MAX_HUBS} (got {n}); without --hubs the bench starts one hub"
+        )));
+    }
+    if let Some(url) = &args.nats
+        && !url.starts_with("nats://")
+    {
+        return Err(CliError::config(format!(
+            "--nats {url:?}: give the broker as nats://HOST:PORT"
+        )));
+    }
+    let (target, tls_ca) = match (&args.hub, args.hubs) {
+        (None, Some(n)) => (
+            Target::Cluster(ClusterSpec::new(n, args.nats.clone(), !args.no_pin)),
+            None,
+        ),
+        (None, None) => {
             // The hub's certificate and its CA, made now; the files go to the
             // hub the bench starts.
             let ca = args
@@ -189,7 +230,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 ca.map(|c| c.ca_pem),
             )
         }
-        Some(url) => {
+        (Some(url), _) => {
             let (addr, tls) = parse_hub_url(url)?;
             let ca = match (&args.ca_file, tls || args.tls) {
                 (Some(f), true) => Some(std::fs::read_to_string(f).map_err(|e| {
@@ -219,7 +260,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         ..LoadConfig::default()
     };
     base.validate().map_err(load_error)?;
-    if matches!(target, Target::Spawn(..)) && args.members > 4096 {
+    if matches!(target, Target::Spawn(..) | Target::Cluster(_)) && args.members > 4096 {
         return Err(CliError::config(
             "--members: a hub holds at most 4096 members per room",
         ));
@@ -270,8 +311,9 @@ fn load_error(e: LoadError) -> CliError {
 fn run_once(cfg: &LoadConfig, target: &Target) -> Result<Run, CliError> {
     raise_fd_limit(cfg.connections());
     let (addr, pid, spawned) = match target {
+        Target::Cluster(spec) => return run_cluster(cfg, spec),
         Target::Spawn(cpu, ca) => {
-            let hub = SpawnedHub::start(cfg, *cpu, ca.as_ref())?;
+            let hub = SpawnedHub::start(cfg, *cpu, ca.as_ref(), &[])?;
             (hub.addr, Some(hub.pid()), Some(hub))
         }
         Target::External(addr, pid) => (*addr, *pid, None),
@@ -310,6 +352,7 @@ fn run_once(cfg: &LoadConfig, target: &Target) -> Result<Run, CliError> {
         report,
         hub,
         pinned: matches!(target, Target::Spawn(Some(_), _)),
+        cluster: None,
     })
 }
 

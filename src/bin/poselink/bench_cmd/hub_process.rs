@@ -1,7 +1,8 @@
 //! The hub under test as a child process: started (`poselink hub --dev` on a
-//! loopback port the OS picks), optionally pinned to a CPU of its own, measured from
-//! `/proc` (CPU time, peak resident memory) and stopped; plus the open-files limit
-//! the connections need.
+//! loopback port the OS picks, with `--cluster` when it is one of several),
+//! optionally pinned to a CPU of its own, measured from `/proc` (CPU time, peak
+//! resident memory) and stopped; plus the open-files limit the connections need
+//! and the split of the CPUs between the hub side and the load generator.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -56,7 +57,7 @@ fn allowed_cpus() -> Vec<usize> {
 }
 
 /// Restricts the calling thread (and the threads it starts later) to `cpus`.
-fn set_affinity(cpus: &[usize]) -> bool {
+pub(super) fn set_affinity(cpus: &[usize]) -> bool {
     // SAFETY: as in `allowed_cpus`; CPU_SET is given indexes below CPU_SETSIZE.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
@@ -71,18 +72,55 @@ fn set_affinity(cpus: &[usize]) -> bool {
 /// threads, started later) the others: the hub's CPU (the last one allowed), or
 /// `None` with fewer than two CPUs.
 pub(super) fn pin_apart() -> Option<usize> {
+    pin_apart_n(1).and_then(|cpus| cpus.first().copied())
+}
+
+/// As [`pin_apart`] for `hubs` hubs (and their broker): the hub side gets the
+/// last `hubs` CPUs allowed, but never more than half of them and at least one;
+/// this process the others. With two CPUs every hub and the broker share one,
+/// as a single hub has one. `None` with fewer than two CPUs.
+pub(super) fn pin_apart_n(hubs: usize) -> Option<Vec<usize>> {
     let cpus = allowed_cpus();
-    let (&hub, rest) = cpus.split_last()?;
-    if rest.is_empty() || !set_affinity(rest) {
+    if cpus.len() < 2 {
         return None;
     }
-    Some(hub)
+    let side = hubs.min(cpus.len() / 2).max(1);
+    let (rest, hub_side) = cpus.split_at(cpus.len() - side);
+    if !set_affinity(rest) {
+        return None;
+    }
+    Some(hub_side.to_vec())
 }
 
 /// CPU time (user + system, every thread) of process `pid` so far, in seconds,
 /// from `/proc/PID/stat`.
 pub(super) fn proc_cpu_s(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_s(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time so far of the threads of process `pid` whose name (as `/proc`
+/// keeps it: 15 bytes at most) starts with `name`, in seconds; `None` if
+/// there is no such thread.
+pub(super) fn thread_cpu_s(pid: u32, name: &str) -> Option<f64> {
+    let mut total = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let dir = task.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(name)
+            && let Some(s) = stat_cpu_s(&dir.join("stat").to_string_lossy())
+        {
+            *total.get_or_insert(0.0) += s;
+        }
+    }
+    total
+}
+
+/// `utime + stime` of a `/proc` stat file, in seconds.
+fn stat_cpu_s(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) may hold spaces: count fields after its ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_ascii_whitespace().skip(11); // field 3 is the first
@@ -116,10 +154,13 @@ pub(super) struct SpawnedHub {
 const LOG_LINES: usize = 20;
 
 impl SpawnedHub {
+    /// Starts `poselink hub --dev` for the load `cfg`, on `cpu` if given, with
+    /// a certificate from `tls` if given, and `extra` arguments (a cluster's).
     pub(super) fn start(
         cfg: &LoadConfig,
         cpu: Option<usize>,
         tls: Option<&poselink::tls::PrivateCa>,
+        extra: &[String],
     ) -> Result<SpawnedHub, CliError> {
         let exe = std::env::current_exe()
             .map_err(|e| CliError::runtime(format!("cannot find this executable: {e}")))?;
@@ -164,6 +205,7 @@ impl SpawnedHub {
             .args(["--max-members", &cfg.members.max(2).to_string()])
             .args(["--rate-messages", &rate.to_string()])
             .args(tls_args)
+            .args(extra)
             // Warnings only: the dev-mode banner and per-session lines are noise here.
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -224,6 +266,15 @@ impl SpawnedHub {
 
     pub(super) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the hub wrote anything to stderr.
+    pub(super) fn has_log(&self) -> bool {
+        !self
+            .log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// `e` with the hub's last log lines, if it wrote any.

@@ -54,6 +54,39 @@ impl Run {
             r.send_lag.quantile(0.99),
             r.connections_lost,
         );
+        if let Some(c) = &self.cluster {
+            // The same object, with the cluster's fields before its close.
+            s.pop();
+            let _ = write!(s, ",\"hubs\":{},\"per_hub\":[", c.nodes.len());
+            for (k, n) in c.nodes.iter().enumerate() {
+                let per = (n.cpu_s > 0.0).then(|| n.delivered as f64 / n.cpu_s);
+                let _ = write!(
+                    s,
+                    "{}{{\"node\":{},\"cpu_s\":{:.3},\"broker_thread_cpu_s\":{:.3},\
+                     \"peak_rss_kib\":{},\"delivered\":{},\"deliveries_per_cpu_s\":{}}}",
+                    if k == 0 { "" } else { "," },
+                    json_string(&n.node),
+                    n.cpu_s,
+                    n.broker_thread_cpu_s,
+                    n.peak_rss_kib,
+                    n.delivered,
+                    num(per, 0),
+                );
+            }
+            let _ = write!(
+                s,
+                "],\"broker_messages_out\":{},\"broker_messages_in\":{},\
+                 \"broker_messages_per_s\":{:.0},\"broker_cpu_s\":{},\
+                 \"cluster_media_dropped\":{},\"cluster_unknown_sender\":{},\"nats\":{}}}",
+                c.broker_out,
+                c.broker_in,
+                c.broker_messages_per_s(),
+                num(c.broker_cpu_s, 3),
+                c.media_dropped,
+                c.unknown_sender,
+                c.nats.as_deref().map_or("null".to_string(), json_string),
+            );
+        }
         s
     }
 }
@@ -97,6 +130,20 @@ pub(super) fn print_table(run: &Run, target: &Target) {
         Target::Spawn(None, _) => "a separate process started for the run".to_string(),
         Target::External(addr, Some(pid)) => format!("ws://{addr}/ (pid {pid})"),
         Target::External(addr, None) => format!("ws://{addr}/ (no --hub-pid: no hub figures)"),
+        Target::Cluster(spec) => format!(
+            "{} hubs in a cluster, separate processes started for the run, each room's members \
+             spread over them{}; broker: {}",
+            spec.hubs,
+            match &spec.cpus {
+                Some(c) => format!(
+                    " (hubs and broker pinned to CPU {c:?}, the load generator to the others)"
+                ),
+                None => String::new(),
+            },
+            spec.nats
+                .as_deref()
+                .unwrap_or("nats-server started for the run"),
+        ),
     };
     println!("poselink bench, pose-room: {}", describe(&run.cfg));
     println!(
@@ -142,8 +189,13 @@ pub(super) fn print_table(run: &Run, target: &Target) {
             } else {
                 String::new()
             };
-            println!("| hub CPU | {:.3} s{per} |", h.cpu_s);
-            println!("| hub peak RSS | {} KiB |", grouped(h.peak_rss_kib));
+            let over = if run.cluster.is_some() {
+                ", summed over the hubs"
+            } else {
+                ""
+            };
+            println!("| hub CPU{over} | {:.3} s{per} |", h.cpu_s);
+            println!("| hub peak RSS{over} | {} KiB |", grouped(h.peak_rss_kib));
         }
         None => println!("| hub CPU, peak RSS | not measured |"),
     }
@@ -153,6 +205,36 @@ pub(super) fn print_table(run: &Run, target: &Target) {
         r.send_lag.quantile(0.99)
     );
     println!("| bytes per pose frame | {:.1} |", r.bytes_per_frame());
+    if let Some(c) = &run.cluster {
+        for n in &c.nodes {
+            println!(
+                "| {}: CPU (its broker thread's), deliveries, peak RSS | {:.3} s ({:.3} s), {} ({} per CPU second), {} KiB |",
+                n.node,
+                n.cpu_s,
+                n.broker_thread_cpu_s,
+                grouped(n.delivered),
+                if n.cpu_s > 0.0 {
+                    grouped((n.delivered as f64 / n.cpu_s) as u64)
+                } else {
+                    "-".into()
+                },
+                grouped(n.peak_rss_kib)
+            );
+        }
+        println!(
+            "| broker messages, out / in (all hubs) | {} / {} ({} out per second) |",
+            grouped(c.broker_out),
+            grouped(c.broker_in),
+            grouped(c.broker_messages_per_s() as u64)
+        );
+        if let Some(cpu) = c.broker_cpu_s {
+            println!("| broker (nats-server) CPU | {cpu:.3} s |");
+        }
+        println!(
+            "| media the cluster link dropped / from unknown senders | {} / {} |",
+            c.media_dropped, c.unknown_sender
+        );
+    }
 }
 
 /// Tells stderr what went wrong during a run, if anything did.

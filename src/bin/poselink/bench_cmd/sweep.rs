@@ -30,8 +30,11 @@ pub(super) fn sweep(args: &BenchArgs, base: &LoadConfig, target: &Target) -> Res
     ladder.push(max_rooms);
     if !args.json {
         println!(
-            "poselink bench --sweep: rooms of {} members, pose {} Hz{}, {} s per step; a step passes with loss 0 and p99 ≤ {} ms",
+            "poselink bench --sweep: rooms of {} members{}, pose {} Hz{}, {} s per step; a step passes with loss 0 and p99 ≤ {} ms",
             base.members,
+            args.hubs.map_or(String::new(), |n| format!(
+                " spread over {n} hubs in a cluster (fresh broker and hubs per step; hub CPU summed over them)"
+            )),
             base.hz,
             if base.audio { " + audio 50 Hz" } else { "" },
             base.duration.as_secs_f64(),
@@ -112,12 +115,13 @@ pub(super) fn sweep(args: &BenchArgs, base: &LoadConfig, target: &Target) -> Res
             s,
             "{{\"system\":\"poselink\",\"sweep\":{{\"members\":{},\"hz\":{},\"duration_s\":{},\"audio\":{},\
              \"p99_limit_us\":{limit_us},\"capacity_rooms\":{capacity},\"first_failing_rooms\":{},\
-             \"sweep_max\":{max_rooms}}},\"steps\":[",
+             \"sweep_max\":{max_rooms},\"hubs\":{}}},\"steps\":[",
             base.members,
             base.hz,
             base.duration.as_secs_f64(),
             base.audio,
             fail.map_or("null".to_string(), |f| f.to_string()),
+            args.hubs.unwrap_or(1),
         );
         s.push_str(&steps.join(","));
         s.push_str("]}");

@@ -5,7 +5,11 @@
 //! each way, of fixed-size slots allocated at start-up, plus a wake each way:
 //! the loop's `mio::Waker` (only when the loop is not already due to look) and
 //! a byte on a Unix socket pair the broker thread waits on (only when it is
-//! not already due to look).
+//! not already due to look). Each wake is coalesced over a millisecond (the
+//! broker thread waits that long before it drains, and before it wakes the
+//! loop for what arrived): the threads switch once per millisecond of
+//! traffic, not once per message, which halved the link's CPU at the price of
+//! up to a millisecond each way (BENCHMARKS.md, "Cluster").
 //!
 //! Pose and audio have rings of their own, so that a full ring drops by the
 //! slow-receiver rule: pose first (a full pose ring drops its oldest pose,
@@ -383,6 +387,23 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
         }
     };
     log::info!("cluster: node {node}, broker {url}");
+    // The loop is woken once per batch of arrivals, not once per message: the
+    // subscriptions note an arrival; this task wakes the loop after the
+    // runtime has run every task that was ready (more arrivals among them).
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let waker_task = {
+        let (arrived, s) = (Arc::clone(&arrived), Arc::clone(&s));
+        tokio::task::spawn_local(async move {
+            loop {
+                arrived.notified().await;
+                // A millisecond's arrivals per wake of the loop (it looks
+                // at the rings on every turn anyway, so a busy loop takes
+                // them sooner): fewer switches between the threads.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                s.wake_loop();
+            }
+        })
+    };
     // Every hub's subject and this hub's own.
     let mut subs: HashMap<u16, tokio::task::JoinHandle<()>> = HashMap::new();
     for (sid, subject) in [
@@ -394,7 +415,7 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
         } else {
             u16::MAX - 1
         };
-        subs.insert(key, forward(&client, subject, sid, &s).await);
+        subs.insert(key, forward(&client, subject, sid, &s, &arrived).await);
     }
     let wake = match tokio::net::UnixStream::from_std(wake_rx) {
         Ok(w) => w,
@@ -415,9 +436,10 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
             match slot.op {
                 1 => {
                     let subject = slot.subject().to_string();
-                    if let Some(old) =
-                        subs.insert(slot.sid, forward(&client, subject, slot.sid, &s).await)
-                    {
+                    if let Some(old) = subs.insert(
+                        slot.sid,
+                        forward(&client, subject, slot.sid, &s, &arrived).await,
+                    ) {
                         old.abort();
                     }
                 }
@@ -439,8 +461,11 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
             }
             let _ = s.spare.push(slot);
         }
-        let _ = client.flush().await;
+        // No flush here: the client writes as soon as its connection task
+        // has taken what was published, batching what came together (a
+        // flush per drain cost a round trip through that task each time).
         if stopping {
+            let _ = client.flush().await;
             break;
         }
         // Wait for the loop's wake, or look again shortly (the stop flag).
@@ -452,11 +477,15 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
         {
             let mut buf = [0u8; 64];
             let _ = wake.try_read(&mut buf);
+            // A millisecond's messages per drain: the client then writes
+            // them to the broker together.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
     for (_, t) in subs.drain() {
         t.abort();
     }
+    waker_task.abort();
     // Let the aborted tasks go (and unsubscribe) while the runtime runs.
     for _ in 0..4 {
         tokio::task::yield_now().await;
@@ -471,9 +500,10 @@ async fn forward(
     subject: String,
     sid: u16,
     s: &Arc<Shared>,
+    arrived: &Arc<tokio::sync::Notify>,
 ) -> tokio::task::JoinHandle<()> {
     let sub = client.subscribe(subject.clone()).await;
-    let s = Arc::clone(s);
+    let (s, arrived) = (Arc::clone(s), Arc::clone(arrived));
     tokio::task::spawn_local(async move {
         let mut sub = match sub {
             Ok(sub) => sub,
@@ -523,7 +553,7 @@ async fn forward(
                     let _ = s.spare.push(slot);
                 }
             }
-            s.wake_loop();
+            arrived.notify_one();
         }
     })
 }

@@ -7,6 +7,7 @@
 //! - [`auth`]: tokens, the first message, the hello timeout, what a token lets a join do;
 //! - [`bad_input`]: garbage, framing violations, floods, vanishing peers, shutdown;
 //! - [`capacity`]: the connection table's limit;
+//! - [`cluster`]: hubs joined through a real `nats-server`: media and members across hubs, the broker lost and back, malformed cluster messages, kicks and closes, a hub's goodbye;
 //! - [`flood`]: a flooder closed within seconds beside an honest pair;
 //! - [`json`]: JSON mode beside a binary engine;
 //! - [`load`]: a stuck receiver beside a fast one; 500 connections;

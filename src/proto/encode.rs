@@ -242,7 +242,8 @@ pub fn encode_audio(
 /// let p = AudioPayload { codec: AudioCodec::Opus, channels: 1, sample_rate: 48_000, len: 960, samples: &[0xf8, 0xff, 0xfe] };
 /// let mut buf = [0u8; 64];
 /// let n = encode_audio_payload(&p, 9, 20_000, 2, 5, &mut buf).unwrap();
-/// let Message::Audio(a) = Message::parse(&Packet::new_checked(&buf[..n]).unwrap(), &mut []).unwrap() else { panic!() };
+/// let packet = Packet::new_checked(&buf[..n]).unwrap();
+/// let Message::Audio(a) = Message::parse(&packet, &mut []).unwrap() else { panic!() };
 /// assert_eq!((a.codec, a.len), (AudioCodec::Opus, 960));
 /// ```
 pub fn encode_audio_payload(

@@ -4,12 +4,15 @@
 //! decisions themselves are simulated in memory (`src/tests/engine`).
 //!
 //! - [`basic`]: join, publish pose and audio, receive them in another engine;
+//! - [`cluster_failover`]: a board's hub of a cluster SIGKILLed: it publishes
+//!   through another hub of the cluster, audio exactly once;
 //! - [`failover`]: a SIGKILLed hub: both engines move to the next hub of their
 //!   list, audio exactly once;
 //! - [`network`]: reconnect and restore, the bandwidth limit, priorities;
 //! - [`outage`]: a 2 s hub outage: audio exactly once, counts that agree;
 //! - [`seed_load`]: the seed's 1 000-send CPU and memory figures;
-//! - [`tls`]: the same over `wss://`, and certificates refused by name.
+//! - [`tls`]: the same over `wss://`, and certificates refused by name;
+//! - [`uplink`]: a board's uplink in bytes per second, PCM16 and Opus.
 #![cfg(feature = "std")]
 
 #[path = "../common/mod.rs"]

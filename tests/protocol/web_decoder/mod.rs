@@ -110,6 +110,10 @@ fn body_json(msg: &Message<'_>) -> Value {
             let (coding, ref_back) = coding(p.coding);
             json!({"person": p.person, "coding": coding, "refBack": ref_back, "body": hex(p.body)})
         }
+        Message::Audio(a) if a.codec == poselink::proto::AudioCodec::Opus => {
+            json!({"codec": "opus", "channels": a.channels, "sampleRate": a.sample_rate,
+                "len": a.len, "packet": hex(a.samples)})
+        }
         Message::Audio(a) => {
             let samples: Vec<i16> = a
                 .samples
@@ -117,7 +121,7 @@ fn body_json(msg: &Message<'_>) -> Value {
                 .map(|s| i16::from_le_bytes([s[0], s[1]]))
                 .collect();
             json!({"codec": "pcm16", "channels": a.channels, "sampleRate": a.sample_rate,
-                "samples": samples})
+                "len": a.len, "samples": samples})
         }
     }
 }

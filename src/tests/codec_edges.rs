@@ -34,3 +34,21 @@ fn an_invalid_frame_is_refused_with_the_validation_error() {
     assert!(enc.next_is_keyframe(1, 33_000));
     assert!(enc.encode(&valid(1), 1, 2, &mut out).is_ok());
 }
+
+#[test]
+fn an_opus_payload_is_not_copied_into_a_chunk_as_samples() {
+    use crate::proto::{AudioChunk, AudioCodec, AudioPayload, Header, Kind};
+    let p = AudioPayload {
+        codec: AudioCodec::Opus,
+        channels: 1,
+        sample_rate: 48_000,
+        len: 960,
+        samples: &[0xf8, 0xff, 0xfe],
+    };
+    let mut chunk = AudioChunk::silence(48_000, 1, 960);
+    chunk.samples[0] = 7;
+    let header = Header::new(Kind::Audio, 1, 2, 3, 4);
+    let e = p.to_chunk(&header, &mut chunk).unwrap_err();
+    assert!(e.to_string().contains("needs a decoder"), "{e}");
+    assert_eq!((chunk.samples[0], chunk.seq), (7, 0), "the chunk untouched");
+}

@@ -52,3 +52,34 @@ fn an_opus_payload_is_not_copied_into_a_chunk_as_samples() {
     assert!(e.to_string().contains("needs a decoder"), "{e}");
     assert_eq!((chunk.samples[0], chunk.seq), (7, 0), "the chunk untouched");
 }
+
+#[test]
+fn an_opus_packet_too_long_or_of_the_wrong_duration_is_refused() {
+    use crate::proto::{AudioCodec, AudioPayload, encode_audio_payload};
+    let mut buf = vec![0u8; 4096];
+    // 1 276 bytes: over Opus's 1 275-byte packet limit.
+    let long = vec![0xf8u8; 1276];
+    let p = AudioPayload {
+        codec: AudioCodec::Opus,
+        channels: 1,
+        sample_rate: 48_000,
+        len: 960,
+        samples: &long,
+    };
+    let e = encode_audio_payload(&p, 1, 0, 1, 2, &mut buf).unwrap_err();
+    assert!(
+        matches!(e, Error::BadAudio { what } if what.contains("longer than 1275")),
+        "{e}"
+    );
+    // A 20 ms packet (TOC 0xf8: 960 samples at 48 kHz) said to be 10 ms.
+    let p = AudioPayload {
+        len: 480,
+        samples: &[0xf8, 0xff, 0xfe],
+        ..p
+    };
+    let e = encode_audio_payload(&p, 1, 0, 1, 2, &mut buf).unwrap_err();
+    assert!(
+        matches!(e, Error::BadAudio { what } if what.contains("duration")),
+        "{e}"
+    );
+}

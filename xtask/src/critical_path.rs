@@ -54,7 +54,7 @@ pub const CRITICAL_PATH: &[(&str, &str)] = &[
     ("src/engine/outbox.rs", "pub(super) fn charge("),
     // The client session: encode in place in the transmit buffer.
     ("src/client/mod.rs", "pub fn send_pose("),
-    ("src/client/mod.rs", "pub fn send_audio("),
+    ("src/client/audio_send.rs", "pub fn send_audio("),
     ("src/proto/pose_codec/encoder.rs", "pub fn encode("),
     ("src/proto/pose_codec/encoder.rs", "fn encode_inner("),
     ("src/proto/pose_codec/encoder.rs", "fn code_delta("),
@@ -109,7 +109,7 @@ pub const CRITICAL_PATH: &[(&str, &str)] = &[
     ("src/client/wire.rs", "pub(super) fn next_frame("),
     ("src/ws/mod.rs", "pub fn parse_server_frame("),
     ("src/client/receive.rs", "fn on_message("),
-    ("src/client/receive.rs", "fn is_duplicate("),
+    ("src/client/receive.rs", "fn audio_stream("),
     ("src/client/receive.rs", "fn on_pose("),
     ("src/proto/pose_codec/decoder.rs", "pub fn decode("),
     ("src/proto/pose_codec/decoder.rs", "fn decode_inner("),

@@ -449,3 +449,38 @@ fn received_audio_replayed_by_a_publisher_comes_out_once() {
         (1..=4).map(|s| Seen::Audio(999, s)).collect::<Vec<_>>()
     );
 }
+
+/// Board audio (Opus in 60 ms packets of three chunks): a chunk that does not
+/// follow the held ones sends them first as a shorter packet, so no audio
+/// waits behind a gap and packets stay in order.
+#[cfg(feature = "opus")]
+#[test]
+fn a_chunk_after_a_gap_sends_the_held_chunks_first() {
+    let mut sim = Sim::new(SessionConfig {
+        encoder: crate::proto::EncoderConfig {
+            audio: crate::proto::AudioEncoding::board(),
+            ..crate::proto::EncoderConfig::default()
+        },
+        ..cfg()
+    });
+    let room = sim.session.join(0, "talk", Role::Member).unwrap();
+    sim.run(10_000, 1_000);
+    sim.take();
+    // 1 and 2 are held (a packet takes three); 5 does not follow them.
+    for seq in [1, 2] {
+        let sent = sim.session.send_audio(room, &chunk(seq)).unwrap();
+        assert_eq!(sent.bytes, 0, "held");
+    }
+    let sent = sim.session.send_audio(room, &chunk(5)).unwrap();
+    assert!(sent.bytes > 0, "the held chunks went out as a packet");
+    sim.run(2_000, 1_000);
+    assert_eq!(sim.hub.audio().len(), 1, "one packet: chunks 1 and 2");
+    // 6 and 7 complete the packet that 5 began.
+    for seq in [6, 7] {
+        sim.session.send_audio(room, &chunk(seq)).unwrap();
+    }
+    sim.run(2_000, 1_000);
+    let seqs: Vec<u32> = sim.hub.audio().iter().map(|a| a.0).collect();
+    assert_eq!(seqs.len(), 2, "{seqs:?}");
+    assert!(seqs[0] < seqs[1], "in order: {seqs:?}");
+}

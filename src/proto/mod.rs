@@ -25,6 +25,7 @@ mod bits;
 mod compress;
 mod encode;
 mod error;
+mod media;
 mod message;
 mod pose;
 // The codec's loops over several parallel arrays index them by lane on purpose:

@@ -259,7 +259,7 @@ impl ClusterLink {
         let mut lost_control = false;
         while let Some(out) = core.poll_cluster() {
             any = true;
-            let ClusterOut { to, bytes, .. } = out;
+            let ClusterOut { to, bytes } = out;
             cluster_subject(PREFIX, to, &mut self.subject);
             let Some(mut slot) = s.slot() else {
                 // Cannot happen by the spare ring's sizing; count, never block.

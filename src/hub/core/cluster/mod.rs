@@ -79,8 +79,6 @@ pub enum ClusterTo<'a> {
 pub struct ClusterOut<'a> {
     /// Where it goes.
     pub to: ClusterTo<'a>,
-    /// A pose or audio message (which a full ring may drop); otherwise control.
-    pub media: bool,
     /// The message (empty for subscribe and unsubscribe).
     pub bytes: &'a [u8],
 }
@@ -224,7 +222,7 @@ impl Cluster {
 
 impl OutQueue {
     /// Queues `msg` (its bytes in `scratch[..len]`) for `to`; false when full.
-    fn push(&mut self, to: ClusterTo<'_>, media: bool, msg: &[u8]) -> bool {
+    fn push(&mut self, to: ClusterTo<'_>, msg: &[u8]) -> bool {
         let (kind, name, sid): (u8, &str, u16) = match to {
             ClusterTo::Room(r) => (0, r, 0),
             ClusterTo::Node(n) => (1, n, 0),
@@ -232,7 +230,7 @@ impl OutQueue {
             ClusterTo::Subscribe { room, sid } => (3, room, sid),
             ClusterTo::Unsubscribe { room, sid } => (4, room, sid),
         };
-        let need = 5 + name.len() + msg.len();
+        let need = 4 + name.len() + msg.len();
         if self.buf.len() + need > self.buf.capacity()
             || self.entries.len() == self.entries.capacity()
         {
@@ -241,7 +239,7 @@ impl OutQueue {
         let at = self.buf.len();
         let sid = sid.to_le_bytes();
         self.buf
-            .extend_from_slice(&[kind, media as u8, sid[0], sid[1], name.len() as u8]);
+            .extend_from_slice(&[kind, sid[0], sid[1], name.len() as u8]);
         self.buf.extend_from_slice(name.as_bytes());
         self.buf.extend_from_slice(msg);
         self.entries.push_back((at as u32, need as u32));
@@ -255,11 +253,11 @@ impl OutQueue {
             return None;
         };
         let e = &self.buf[at as usize..(at + len) as usize];
-        let (kind, media, sid) = (e[0], e[1] != 0, u16::from_le_bytes([e[2], e[3]]));
-        let n = e[4] as usize;
+        let (kind, sid) = (e[0], u16::from_le_bytes([e[1], e[2]]));
+        let n = e[3] as usize;
         // Written by `push` from a `&str`.
-        let name = core::str::from_utf8(&e[5..5 + n]).unwrap_or("");
-        let bytes = &e[5 + n..];
+        let name = core::str::from_utf8(&e[4..4 + n]).unwrap_or("");
+        let bytes = &e[4 + n..];
         let to = match kind {
             0 => ClusterTo::Room(name),
             1 => ClusterTo::Node(name),
@@ -267,7 +265,7 @@ impl OutQueue {
             3 => ClusterTo::Subscribe { room: name, sid },
             _ => ClusterTo::Unsubscribe { room: name, sid },
         };
-        Some(ClusterOut { to, media, bytes })
+        Some(ClusterOut { to, bytes })
     }
 }
 
@@ -283,7 +281,7 @@ impl Inner {
             log::warn!("cluster: a message does not encode (a name over 255 bytes?); not sent");
             return;
         };
-        if c.out.push(to, media, &c.scratch[..n]) {
+        if c.out.push(to, &c.scratch[..n]) {
             self.stats.cluster.messages_out += 1;
         } else if media {
             self.stats.cluster.media_dropped += 1;
@@ -300,7 +298,7 @@ impl Inner {
     /// Asks the driver to subscribe to or leave a room's subject.
     fn cluster_command(&mut self, to: ClusterTo<'_>) {
         if let Some(c) = self.cluster.as_deref_mut()
-            && !c.out.push(to, false, &[])
+            && !c.out.push(to, &[])
         {
             self.stats.cluster.control_dropped += 1;
             log::warn!("cluster: the queue to the broker is full; a subscription change is lost");

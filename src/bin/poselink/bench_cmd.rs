@@ -10,11 +10,17 @@
 //! `--hubs N` starts a NATS broker and N hubs joined in a cluster instead, and
 //! spreads each room's members over them.
 //!
+//! Every run also measures the floor of a delivery on the machine it runs on
+//! (`floor`: the CPU one `write()` of a message to a loopback socket costs) and
+//! reports the hub's CPU per delivery as a multiple of it.
+//!
 //! Here: the arguments, their checks and one run. The hub's process and its `/proc`
 //! figures are in `hub_process`, the cluster's broker, hubs and waits in
-//! `cluster`, the table and JSON output in `report`, `--sweep` in `sweep`.
+//! `cluster`, the floor in `floor`, the table and JSON output in `report`,
+//! `--sweep` in `sweep`.
 
 mod cluster;
+mod floor;
 mod hub_process;
 mod report;
 mod sweep;
@@ -27,6 +33,7 @@ use poselink::loadgen::{LoadConfig, LoadError, LoadErrorKind, LoadGen, LoadRepor
 
 use crate::CliError;
 use cluster::{ClusterFigures, ClusterSpec, MAX_HUBS, run_cluster};
+use floor::Floor;
 use hub_process::{SpawnedHub, peak_rss_kib, pin_apart, proc_cpu_s, raise_fd_limit};
 use report::{note_problems, print_table};
 use sweep::sweep;
@@ -158,11 +165,41 @@ struct Run {
     pinned: bool,
     /// With `--hubs`: per hub, and the broker's traffic (`hub` then sums the hubs).
     cluster: Option<ClusterFigures>,
+    /// The floor of a delivery on this machine, measured after the load.
+    floor: Option<Floor>,
 }
 
 impl Run {
     fn p99_us(&self) -> u64 {
         self.report.latency.quantile(0.99)
+    }
+
+    /// Hub CPU µs per delivery (summed over the hubs of a cluster).
+    fn hub_us_per_delivery(&self) -> Option<f64> {
+        self.hub
+            .filter(|h| h.cpu_s > 0.0 && self.report.delivered > 0)
+            .map(|h| h.cpu_s * 1e6 / self.report.delivered as f64)
+    }
+
+    /// The hub's CPU per delivery as a multiple of the floor's spread figure.
+    fn to_floor(&self) -> Option<f64> {
+        let floor = self.floor?;
+        (floor.spread_us > 0.0).then_some(self.hub_us_per_delivery()? / floor.spread_us)
+    }
+
+    /// Measures the floor for this run's message size and receivers, the
+    /// writer on the hub's CPU; a failure is a note, not the run's end.
+    fn measure_floor(&mut self, target: &Target) {
+        let hub_cpu = match target {
+            Target::Spawn(cpu, _) => *cpu,
+            Target::Cluster(spec) => spec.cpus.as_ref().and_then(|c| c.first().copied()),
+            Target::External(..) => None,
+        };
+        let payload = self.report.bytes_per_frame().round().max(1.0) as usize;
+        match Floor::measure(payload, self.cfg.connections(), hub_cpu) {
+            Ok(f) => self.floor = Some(f),
+            Err(e) => eprintln!("poselink: note: the floor could not be measured: {e}"),
+        }
     }
 
     /// Zero loss, no connection lost, p99 within the limit.
@@ -268,7 +305,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     if args.sweep {
         sweep(&args, &base, &target)
     } else {
-        let run = run_once(&base, &target)?;
+        let mut run = run_once(&base, &target)?;
+        run.measure_floor(&target);
         if args.json {
             println!("{}", run.json());
         } else {
@@ -353,6 +391,7 @@ fn run_once(cfg: &LoadConfig, target: &Target) -> Result<Run, CliError> {
         hub,
         pinned: matches!(target, Target::Spawn(Some(_), _)),
         cluster: None,
+        floor: None,
     })
 }
 

@@ -193,6 +193,7 @@ pub(super) fn run_cluster(cfg: &LoadConfig, spec: &ClusterSpec) -> Result<Run, C
         hub: Some(hub),
         pinned: spec.cpus.is_some(),
         cluster: Some(figures),
+        floor: None,
     })
 }
 

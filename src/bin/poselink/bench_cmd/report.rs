@@ -29,7 +29,8 @@ impl Run {
              \"latency_us\":{{\"p50\":{},\"p95\":{},\"p99\":{},\"max\":{}}},\
              \"hub_cpu_s\":{},\"hub_peak_rss_kib\":{},\"deliveries_per_hub_cpu_s\":{},\
              \"loadgen_cpu_s\":{:.3},\"bytes_per_frame\":{:.1},\
-             \"audio\":{},\"tls\":{},\"loadgen_threads\":{},\"pinned\":{},\"send_lag_p99_us\":{},\"connections_lost\":{}}}",
+             \"audio\":{},\"tls\":{},\"loadgen_threads\":{},\"pinned\":{},\"send_lag_p99_us\":{},\"connections_lost\":{},\
+             \"hub_us_per_delivery\":{},\"floor_us\":{},\"hub_to_floor\":{}}}",
             self.cfg.rooms,
             self.cfg.members,
             self.cfg.hz,
@@ -53,6 +54,12 @@ impl Run {
             self.pinned,
             r.send_lag.quantile(0.99),
             r.connections_lost,
+            num(self.hub_us_per_delivery(), 2),
+            self.floor.map_or("null".to_string(), |f| format!(
+                "{{\"single\":{:.2},\"spread\":{:.2},\"sockets\":{},\"bytes\":{}}}",
+                f.single_us, f.spread_us, f.sockets, f.bytes
+            )),
+            num(self.to_floor(), 2),
         );
         if let Some(c) = &self.cluster {
             // The same object, with the cluster's fields before its close.
@@ -205,6 +212,18 @@ pub(super) fn print_table(run: &Run, target: &Target) {
         r.send_lag.quantile(0.99)
     );
     println!("| bytes per pose frame | {:.1} |", r.bytes_per_frame());
+    if let Some(f) = run.floor {
+        println!(
+            "| floor: CPU of one {}-byte write to a loopback socket, back to back / over {} sockets in turn | {:.2} / {:.2} µs |",
+            f.bytes, f.sockets, f.single_us, f.spread_us
+        );
+        if let Some(x) = run.to_floor() {
+            println!(
+                "| hub CPU per delivery ÷ floor (over {} sockets) | {x:.2}× |",
+                f.sockets
+            );
+        }
+    }
     if let Some(c) = &run.cluster {
         for n in &c.nodes {
             println!(
@@ -277,7 +296,7 @@ pub(super) fn print_step(run: &Run, ok: bool) {
     let secs = run.cfg.duration.as_secs_f64();
     let pct = |s: f64| format!("{:.0}", 100.0 * s / secs);
     println!(
-        "| {} | {} | {} | {} | {} / {} / {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} / {} / {} | {} | {} | {} | {} |",
         run.cfg.rooms,
         r.connections,
         grouped((r.delivered as f64 / secs) as u64),
@@ -286,6 +305,13 @@ pub(super) fn print_step(run: &Run, ok: bool) {
         r.latency.quantile(0.99),
         r.latency.max(),
         run.hub.map_or("—".to_string(), |h| pct(h.cpu_s)),
+        run.hub_us_per_delivery()
+            .map_or("—".to_string(), |us| format!(
+                "{} ({})",
+                grouped((1e6 / us) as u64),
+                run.to_floor()
+                    .map_or("—".to_string(), |x| format!("{x:.2}×"))
+            )),
         pct(r.cpu.as_secs_f64()),
         if ok { "pass" } else { "FAIL" }
     );

@@ -42,9 +42,9 @@ pub(super) fn sweep(args: &BenchArgs, base: &LoadConfig, target: &Target) -> Res
         );
         println!();
         println!(
-            "| rooms | connections | deliveries/s | loss | latency p50 / p99 / max (µs) | hub CPU (% of a core) | load generator CPU (%) | step |"
+            "| rooms | connections | deliveries/s | loss | latency p50 / p99 / max (µs) | hub CPU (% of a core) | deliveries per hub CPU s (hub CPU per delivery ÷ floor) | load generator CPU (%) | step |"
         );
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|");
     }
     // Each step's JSON object (with its verdict), in the order run.
     let mut steps: Vec<String> = Vec::new();
@@ -56,7 +56,8 @@ pub(super) fn sweep(args: &BenchArgs, base: &LoadConfig, target: &Target) -> Res
             ..base.clone()
         };
         match run_once(&cfg, target) {
-            Ok(run) => {
+            Ok(mut run) => {
+                run.measure_floor(target);
                 let ok = run.passes(limit_us);
                 if !args.json {
                     print_step(&run, ok);
@@ -71,7 +72,7 @@ pub(super) fn sweep(args: &BenchArgs, base: &LoadConfig, target: &Target) -> Res
                 // end of the sweep's report.
                 if !args.json {
                     println!(
-                        "| {rooms} | {} | — | — | — | — | — | FAIL: {} |",
+                        "| {rooms} | {} | — | — | — | — | — | — | FAIL: {} |",
                         cfg.connections(),
                         e.message
                     );

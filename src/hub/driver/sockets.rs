@@ -4,7 +4,7 @@
 //! a core connection, and this file only moves its bytes: reads land in the
 //! buffer the core lends (`Core::recv_buffer`); writes take what the core
 //! lends (`Core::poll_transmit`), after the driver's own bytes (an upgrade's
-//! `101`), in one `writev` per round, with WRITABLE interest registered only
+//! `101`), in one `sendmsg` per round, with WRITABLE interest registered only
 //! while output waits. On a TLS hub every socket is a [`Stream`] with a
 //! [`TlsLink`](crate::tls::TlsLink) between it and the bytes above, once its
 //! first byte shows a TLS handshake (`http`); reading and writing are the same
@@ -24,8 +24,22 @@ use crate::tls::{Stream, TlsError};
 
 use super::{Driver, LogKind};
 
-/// Slices lent for one `writev`.
+/// Slices lent for one `sendmsg`.
 const MAX_SLICES: usize = 32;
+
+/// Writes `slices` to a socket in one system call: on a plain socket one
+/// `sendmsg` (socket2's), the socket layer's own call, which skips the file
+/// layer that `writev` passes through first and, with `MSG_NOSIGNAL`, never
+/// raises SIGPIPE in a program that embeds the hub; through TLS, the stream's
+/// own write (sealed records then one write).
+fn send_vectored(stream: &mut Stream<TcpStream>, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    match stream {
+        Stream::Plain(sock) => {
+            socket2::SockRef::from(&*sock).send_vectored_with_flags(slices, libc::MSG_NOSIGNAL)
+        }
+        tls => tls.write_vectored(slices),
+    }
+}
 
 /// Where a socket is in its life, as the driver sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -404,7 +418,7 @@ impl Driver {
                 };
             }
             let own_len = own.len();
-            let n = match stream.write_vectored(&slices[..k]) {
+            let n = match send_vectored(stream, &slices[..k]) {
                 Ok(0) => break Err(io::Error::from(io::ErrorKind::WriteZero)),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(Flushed::Blocked),

@@ -6,15 +6,15 @@ use super::PerformanceMonitor;
 /// What an [`Alert`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlertKind {
-    /// CPU above [`MonitorConfig::cpu_percent`].
+    /// CPU above [`MonitorConfig::cpu_percent`](super::MonitorConfig::cpu_percent).
     Cpu,
-    /// Memory growth above [`MonitorConfig::memory_growth_bytes`].
+    /// Memory growth above [`MonitorConfig::memory_growth_bytes`](super::MonitorConfig::memory_growth_bytes).
     MemoryGrowth,
-    /// Fps below [`MonitorConfig::fps_below`].
+    /// Fps below [`MonitorConfig::fps_below`](super::MonitorConfig::fps_below).
     FpsLow,
-    /// p99 latency above [`MonitorConfig::latency_p99_us`].
+    /// p99 latency above [`MonitorConfig::latency_p99_us`](super::MonitorConfig::latency_p99_us).
     LatencyP99,
-    /// SoC temperature above [`MonitorConfig::soc_temp_c`].
+    /// SoC temperature above [`MonitorConfig::soc_temp_c`](super::MonitorConfig::soc_temp_c).
     SocTemp,
 }
 

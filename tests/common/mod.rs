@@ -710,3 +710,40 @@ impl Drop for NatsServer {
         self.kill();
     }
 }
+
+/// A capture app's publishing loop on a thread of its own: `total` audio
+/// chunks (20 ms, 48 kHz mono, the chunk's sequence number in its first
+/// sample) one every 20 ms into `room`, each followed by a pose frame of the
+/// same sequence number and capture time when `with_pose`; `sent` (when
+/// given) holds the last sequence number handed to the engine.
+pub fn publish_every_20_ms(
+    engine: poselink::engine::EngineHandle,
+    room: poselink::engine::RoomId,
+    total: u32,
+    with_pose: bool,
+    sent: Option<std::sync::Arc<std::sync::atomic::AtomicU32>>,
+) -> std::thread::JoinHandle<()> {
+    use poselink::engine::Priority;
+    use poselink::proto::AudioChunk;
+    use poselink_hal::{Clock, MonotonicClock};
+    std::thread::spawn(move || {
+        let clock = MonotonicClock::new();
+        for seq in 1..=total {
+            let mut c = AudioChunk::silence(48_000, 1, 960);
+            c.seq = seq;
+            c.capture_ts_us = clock.now_us();
+            c.samples[0] = seq as i16;
+            engine.send_audio(&c, room, Priority::NORMAL).unwrap();
+            if with_pose {
+                let mut f = PoseFrame::zeroed();
+                f.seq = seq;
+                f.capture_ts_us = c.capture_ts_us;
+                engine.send_pose(&f, room, Priority::NORMAL).unwrap();
+            }
+            if let Some(sent) = &sent {
+                sent.store(seq, std::sync::atomic::Ordering::Release);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}

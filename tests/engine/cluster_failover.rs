@@ -13,9 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
-use poselink::proto::{AudioChunk, LeaveReason, PoseFrame, Role};
-use poselink_hal::{Clock, MonotonicClock};
+use poselink::engine::{EdgeEngine, EngineConfig, Event};
+use poselink::proto::{LeaveReason, Role};
 
 /// What the receiver saw.
 #[derive(Default)]
@@ -82,25 +81,13 @@ fn a_board_whose_hub_is_killed_publishes_through_another_hub_of_the_cluster() {
 
     let total = 250u32; // 5 s of audio, a pose frame with each chunk
     let sent = Arc::new(AtomicU32::new(0));
-    let sender = {
-        let (publisher, sent) = (publisher.clone(), Arc::clone(&sent));
-        std::thread::spawn(move || {
-            let clock = MonotonicClock::new();
-            for seq in 1..=total {
-                let mut c = AudioChunk::silence(48_000, 1, 960);
-                c.seq = seq;
-                c.capture_ts_us = clock.now_us();
-                c.samples[0] = seq as i16;
-                publisher.send_audio(&c, room, Priority::NORMAL).unwrap();
-                let mut f = PoseFrame::zeroed();
-                f.seq = seq;
-                f.capture_ts_us = c.capture_ts_us;
-                publisher.send_pose(&f, room, Priority::NORMAL).unwrap();
-                sent.store(seq, Ordering::Release);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let sender = publish_every_20_ms(
+        publisher.clone(),
+        room,
+        total,
+        true,
+        Some(Arc::clone(&sent)),
+    );
     let mut seen = Seen::default();
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {

@@ -13,9 +13,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
-use poselink::proto::{AudioChunk, PoseFrame, Role};
-use poselink_hal::{Clock, MonotonicClock};
+use poselink::engine::{EdgeEngine, EngineConfig, Event};
+use poselink::proto::Role;
 
 /// What the receiver saw.
 #[derive(Default)]
@@ -77,24 +76,7 @@ fn a_sigkilled_hub_fails_over_within_three_seconds_with_audio_exactly_once() {
     );
 
     let total = 250u32; // 5 s of audio, a pose frame with each chunk
-    let sender = {
-        let publisher = publisher.clone();
-        std::thread::spawn(move || {
-            let clock = MonotonicClock::new();
-            for seq in 1..=total {
-                let mut c = AudioChunk::silence(48_000, 1, 960);
-                c.seq = seq;
-                c.capture_ts_us = clock.now_us();
-                c.samples[0] = seq as i16;
-                publisher.send_audio(&c, room, Priority::NORMAL).unwrap();
-                let mut f = PoseFrame::zeroed();
-                f.seq = seq;
-                f.capture_ts_us = c.capture_ts_us;
-                publisher.send_pose(&f, room, Priority::NORMAL).unwrap();
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let sender = publish_every_20_ms(publisher.clone(), room, total, true, None);
 
     let mut seen = Seen::default();
     let until = Instant::now() + Duration::from_millis(1_000);

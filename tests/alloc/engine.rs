@@ -14,7 +14,7 @@ use crate::common::*;
 use crate::counting;
 use poselink::engine::{EdgeEngine, EngineConfig, Event, Priority};
 use poselink::hub::HubConfig;
-use poselink::proto::{AudioChunk, AudioEncoding, EncoderConfig, PoseFrame, Role};
+use poselink::proto::{AudioChunk, PoseFrame, Role};
 use poselink_hal::{Clock, MonotonicClock, PoseSample, PoseSource, SyntheticConfig, SyntheticPose};
 
 #[test]
@@ -123,6 +123,7 @@ fn ten_thousand_send_pose_calls_allocate_nothing_over(tls: bool) {
 /// written, cost zero allocations after warm-up. (libopus's own C allocations
 /// are not seen by Rust's allocator; it makes its state in `opus_encoder_create`,
 /// at start, and codes on the stack.)
+#[cfg(feature = "opus")] // without it the engine sends PCM16
 #[test]
 fn three_thousand_opus_chunks_allocate_nothing() {
     let _turn = counting::turn();
@@ -133,9 +134,9 @@ fn three_thousand_opus_chunks_allocate_nothing() {
     });
     let (engine, thread) = EdgeEngine::start(EngineConfig {
         hub: hub.url(),
-        encoder: EncoderConfig {
-            audio: AudioEncoding::board(),
-            ..EncoderConfig::default()
+        encoder: poselink::proto::EncoderConfig {
+            audio: poselink::proto::AudioEncoding::board(),
+            ..poselink::proto::EncoderConfig::default()
         },
         ..EngineConfig::default()
     })

@@ -187,6 +187,7 @@ fn the_viewer_served_over_https_connects_with_wss() {
 
 /// The board's Opus audio (60 ms packets named at 16 kHz): the viewer decodes
 /// it with WebCodecs and the member's meter shows its level.
+#[cfg(feature = "opus")] // without it the engine sends PCM16
 #[test]
 fn the_viewer_decodes_opus_audio_and_shows_its_level() {
     viewer_in_chromium(None, AudioEncoding::board());

@@ -25,4 +25,5 @@ mod network;
 mod outage;
 mod seed_load;
 mod tls;
+#[cfg(feature = "opus")] // without it the engine sends PCM16
 mod uplink;

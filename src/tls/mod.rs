@@ -40,6 +40,31 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A client's provider: ring's, without its private-key loader. The engine
+/// presents no certificate of its own, so a board's build links no RSA,
+/// ECDSA or Ed25519 signing code (targets/README.md, "Figures").
+fn client_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::CryptoProvider {
+        key_provider: &NoPrivateKeys,
+        ..rustls::crypto::ring::default_provider()
+    })
+}
+
+/// The key loader of a client that never signs.
+#[derive(Debug)]
+struct NoPrivateKeys;
+
+impl rustls::crypto::KeyProvider for NoPrivateKeys {
+    fn load_private_key(
+        &self,
+        _key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "this client presents no certificate: it loads no private key".into(),
+        ))
+    }
+}
+
 /// What went wrong with a TLS connection or configuration.
 #[derive(Debug)]
 pub enum TlsError {
@@ -159,7 +184,7 @@ pub fn client_config_from_pem(
             ));
         }
     }
-    let mut cfg = ClientConfig::builder_with_provider(provider())
+    let mut cfg = ClientConfig::builder_with_provider(client_provider())
         .with_protocol_versions(VERSIONS)
         .map_err(TlsError::Rustls)?
         .with_root_certificates(roots)

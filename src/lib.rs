@@ -65,12 +65,17 @@
 //! - [`loadgen`] — the load generator of `poselink bench`: many client sessions
 //!   per thread, one `mio` poll each.
 //!
-//! Without the `std` feature the crate is `no_std` and contains the protocol core
-//! only, which is what a bare-metal build (for example `thumbv7em-none-eabihf`) links.
+//! Without the `engine` feature the crate is `no_std` and contains the protocol
+//! core only, which is what a bare-metal build (for example `thumbv7em-none-eabihf`)
+//! links.
 //!
-//! Features: `std` (default) for everything that needs an operating system; `log`
-//! (default) or `defmt` for logging, never both; `lz4` (default) for compressing
-//! payloads above a size threshold.
+//! Features: `std` (default) for everything that needs an operating system, the
+//! union of `engine` (the edge engine and the layers it runs on: what a capture
+//! app, the C API and the Python module link), `hub` (the relay hub and the load
+//! generator: [`hub`], [`loadgen`], [`room`], [`token`]) and `cli` (the `poselink`
+//! binary's own dependencies); `log` (default) or `defmt` for logging, never both;
+//! `lz4` (default) for compressing payloads above a size threshold; `opus` for Opus
+//! audio.
 //!
 //! ```
 //! use poselink::proto::{PoseEncoder, PoseDecoder, PoseFrame, EncoderConfig, Packet, Message};
@@ -99,7 +104,7 @@
 //!     _ => unreachable!(),
 //! }
 //! ```
-#![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(not(feature = "engine"), no_std)]
 #![deny(missing_docs)]
 // No unsafe code of our own; the one exception is the pose codec's runtime CPU
 // dispatch (calling a build compiled for AVX2 once the CPU is known to have it),
@@ -116,26 +121,26 @@ pub mod proto;
 pub mod rate;
 pub mod sync;
 
-#[cfg(feature = "std")]
+#[cfg(feature = "engine")]
 pub mod client;
-#[cfg(feature = "std")]
+#[cfg(feature = "engine")]
 pub mod engine;
-#[cfg(feature = "std")]
+#[cfg(feature = "hub")]
 pub mod hub;
-#[cfg(feature = "std")]
+#[cfg(feature = "hub")]
 pub mod loadgen;
-#[cfg(feature = "std")]
+#[cfg(feature = "engine")]
 pub mod monitor;
-#[cfg(feature = "std")]
+#[cfg(feature = "engine")]
 pub mod queue;
-#[cfg(feature = "std")]
+#[cfg(feature = "hub")]
 pub mod room;
-#[cfg(feature = "std")]
+#[cfg(feature = "engine")]
 pub mod tls;
-#[cfg(feature = "std")]
+#[cfg(feature = "hub")]
 pub mod token;
-#[cfg(feature = "std")]
+#[cfg(feature = "engine")]
 pub mod ws;
 
-#[cfg(all(test, feature = "std"))]
+#[cfg(all(test, feature = "hub"))]
 mod tests;

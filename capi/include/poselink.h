@@ -1117,10 +1117,11 @@ uint32_t poselink_abi_version(void);
 const char *poselink_version(void);
 
 /**
- * Sends the library's log to stderr. `filter` is an `env_logger` filter such as
- * `"info"`, `"warn"` or `"poselink=debug"`; NULL takes it from the `RUST_LOG`
- * environment variable, and `"info"` if that is unset. Without this call the
- * library logs nothing. Returns `OK`, `BAD_LENGTH` (a filter over 1024 bytes),
+ * Sends the library's log to stderr, a line per record. `filter` is a filter in
+ * `env_logger`'s syntax (`RUST_LOG`'s) such as `"info"`, `"warn"` or
+ * `"poselink=debug"`, applied on top of `RUST_LOG` (or `"info"` if that is
+ * unset); NULL takes `RUST_LOG` alone. Without this call the library logs
+ * nothing. Returns `OK`, `BAD_LENGTH` (a filter over 1024 bytes),
  * `INVALID_ARGUMENT` (not UTF-8, or a logger is installed already).
  *
  * # Safety

@@ -52,6 +52,7 @@
 
 pub mod config;
 pub mod event;
+mod logger;
 pub mod perf;
 pub mod room;
 pub mod status;
@@ -716,10 +717,11 @@ pub extern "C" fn poselink_version() -> *const c_char {
     VERSION.as_ptr().cast()
 }
 
-/// Sends the library's log to stderr. `filter` is an `env_logger` filter such as
-/// `"info"`, `"warn"` or `"poselink=debug"`; NULL takes it from the `RUST_LOG`
-/// environment variable, and `"info"` if that is unset. Without this call the
-/// library logs nothing. Returns `OK`, `BAD_LENGTH` (a filter over 1024 bytes),
+/// Sends the library's log to stderr, a line per record. `filter` is a filter in
+/// `env_logger`'s syntax (`RUST_LOG`'s) such as `"info"`, `"warn"` or
+/// `"poselink=debug"`, applied on top of `RUST_LOG` (or `"info"` if that is
+/// unset); NULL takes `RUST_LOG` alone. Without this call the library logs
+/// nothing. Returns `OK`, `BAD_LENGTH` (a filter over 1024 bytes),
 /// `INVALID_ARGUMENT` (not UTF-8, or a logger is installed already).
 ///
 /// # Safety
@@ -729,12 +731,7 @@ pub unsafe extern "C" fn poselink_log_to_stderr(filter: *const c_char) -> Poseli
     guard("poselink_log_to_stderr", || {
         // SAFETY: the caller's promise.
         let filter = unsafe { read_str(filter, 1024, "the log filter") }?;
-        let env = env_logger::Env::default().default_filter_or("info");
-        let mut builder = env_logger::Builder::from_env(env);
-        if let Some(f) = filter {
-            builder.parse_filters(f);
-        }
-        builder.try_init().map_err(|e| {
+        logger::install(filter).map_err(|e| {
             Failure::new(
                 PoselinkStatus::InvalidArgument,
                 format!("cannot install the logger: {e}"),

@@ -284,6 +284,12 @@ int main(int argc, char **argv) {
   cfg.token = token;
   cfg.ca_file = ca_file;
   cfg.client = "capture-c";
+  /* A sender: what waits for this loop is the engine's own news (the room,
+     the connection, alerts, acknowledgements) and the room's other media, if
+     any, polled every frame: 64 slots are plenty. The default, 1 024 slots
+     of about 2 KiB for apps that take in a room's streams, is 2 MiB, all of
+     it resident from create on (targets/README.md, "Figures"). */
+  cfg.events_capacity = 64;
 
   PoselinkEngine *engine = NULL;
   s = poselink_engine_create(&cfg, &engine);

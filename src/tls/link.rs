@@ -30,6 +30,7 @@ const IN_CAP: usize = MAX_RECORD + 1024;
 /// Transmit buffer: one record of the largest plaintext.
 const OUT_CAP: usize = MAX_PLAINTEXT + OVERHEAD + 1024;
 /// The record buffers one link allocates at its start, bytes.
+#[cfg(feature = "hub")]
 pub(crate) const BUFFER_BYTES: usize = IN_CAP + OUT_CAP;
 /// Records sealed with one key before we move to the next (TLS 1.3 key
 /// update). AES-GCM's confidentiality limit is 2^24.5 full records (RFC 8446

@@ -12,7 +12,8 @@
 //!   for the drivers;
 //! - this file: configurations (the system's roots plus a CA file for
 //!   clients; certificate and key files for servers), a self-signed
-//!   certificate for tests and `poselink bench --tls`, and the errors, each
+//!   certificate for tests and `poselink bench --tls` (with the `hub`
+//!   feature), and the errors, each
 //!   worded for the person who has to fix it.
 
 mod link;
@@ -26,6 +27,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 
+// The hub's memory estimate counts it.
+#[cfg(feature = "hub")]
 pub(crate) use link::BUFFER_BYTES;
 pub use link::TlsLink;
 pub use stream::Stream;
@@ -35,6 +38,31 @@ static VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS1
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client's provider: ring's, without its private-key loader. The engine
+/// presents no certificate of its own, so a board's build links no RSA,
+/// ECDSA or Ed25519 signing code (targets/README.md, "Figures").
+fn client_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::CryptoProvider {
+        key_provider: &NoPrivateKeys,
+        ..rustls::crypto::ring::default_provider()
+    })
+}
+
+/// The key loader of a client that never signs.
+#[derive(Debug)]
+struct NoPrivateKeys;
+
+impl rustls::crypto::KeyProvider for NoPrivateKeys {
+    fn load_private_key(
+        &self,
+        _key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "this client presents no certificate: it loads no private key".into(),
+        ))
+    }
 }
 
 /// What went wrong with a TLS connection or configuration.
@@ -156,7 +184,7 @@ pub fn client_config_from_pem(
             ));
         }
     }
-    let mut cfg = ClientConfig::builder_with_provider(provider())
+    let mut cfg = ClientConfig::builder_with_provider(client_provider())
         .with_protocol_versions(VERSIONS)
         .map_err(TlsError::Rustls)?
         .with_root_certificates(roots)
@@ -227,6 +255,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
 }
 
 /// A private certificate authority and a server certificate it signed, PEM.
+/// (With the `hub` feature: an engine-only build links no certificate maker.)
+#[cfg(feature = "hub")]
 #[derive(Clone, Debug)]
 pub struct PrivateCa {
     /// The CA's certificate: what clients trust (`ca_file`).
@@ -245,6 +275,7 @@ pub struct PrivateCa {
 /// `valid_to_days` days from now (negative: in the past) — for a studio
 /// network without a public name, and for the tests' untrusted, expired and
 /// wrongly named certificates.
+#[cfg(feature = "hub")]
 pub fn private_ca(
     names: &[&str],
     valid_from_days: i64,
@@ -282,11 +313,13 @@ pub fn private_ca(
 }
 
 /// A self-signed certificate for `names` and its key, both PEM.
+#[cfg(feature = "hub")]
 pub fn self_signed(names: &[String]) -> Result<(String, String), TlsError> {
     let c = rcgen::generate_simple_self_signed(names.to_vec())
         .map_err(|e| TlsError::Config(format!("cannot make a certificate: {e}")))?;
     Ok((c.cert.pem(), c.signing_key.serialize_pem()))
 }
 
-#[cfg(test)]
+// The tests make their certificates with `private_ca` and `self_signed`.
+#[cfg(all(test, feature = "hub"))]
 mod tests;

@@ -12,7 +12,7 @@
 //! `BENCHMARKS.md`). The dispatch per call is one relaxed atomic load and a
 //! match.
 
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "engine", target_arch = "x86_64"))]
 use core::sync::atomic::{AtomicU8, Ordering};
 
 /// A build of the pose codec's hot loops.
@@ -30,12 +30,12 @@ pub enum CodecPath {
     Avx2Bmi2,
 }
 
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "engine", target_arch = "x86_64"))]
 const UNSET: u8 = 0;
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "engine", target_arch = "x86_64"))]
 static PATH: AtomicU8 = AtomicU8::new(UNSET);
 
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "engine", target_arch = "x86_64"))]
 fn encode_path(p: CodecPath) -> u8 {
     match p {
         CodecPath::Portable => 1,
@@ -46,7 +46,7 @@ fn encode_path(p: CodecPath) -> u8 {
 
 /// The path this CPU takes (or the forced one).
 pub fn codec_path() -> CodecPath {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "engine", target_arch = "x86_64"))]
     {
         match PATH.load(Ordering::Relaxed) {
             1 => CodecPath::Portable,
@@ -59,14 +59,14 @@ pub fn codec_path() -> CodecPath {
             }
         }
     }
-    #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+    #[cfg(not(all(feature = "engine", target_arch = "x86_64")))]
     {
         CodecPath::Portable
     }
 }
 
 /// The best path this CPU supports.
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[cfg(all(feature = "engine", target_arch = "x86_64"))]
 fn detected() -> CodecPath {
     use std::arch::is_x86_feature_detected as has;
     if has!("avx2") && has!("bmi1") && has!("bmi2") && has!("lzcnt") {
@@ -83,7 +83,7 @@ fn detected() -> CodecPath {
 /// this build does not have, is refused: the return value is the path now in use.
 #[doc(hidden)]
 pub fn force_codec_path(path: Option<CodecPath>) -> CodecPath {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    #[cfg(all(feature = "engine", target_arch = "x86_64"))]
     {
         let best = detected();
         let p = match path {
@@ -96,7 +96,7 @@ pub fn force_codec_path(path: Option<CodecPath>) -> CodecPath {
         PATH.store(encode_path(p), Ordering::Relaxed);
         p
     }
-    #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+    #[cfg(not(all(feature = "engine", target_arch = "x86_64")))]
     {
         let _ = path;
         CodecPath::Portable
@@ -110,7 +110,7 @@ macro_rules! dispatched {
         $(#[$m])*
         #[inline]
         fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            #[cfg(all(feature = "engine", target_arch = "x86_64"))]
             {
                 use $crate::proto::pose_codec::dispatch::{CodecPath, codec_path};
                 #[target_feature(enable = "avx2")]
@@ -127,7 +127,7 @@ macro_rules! dispatched {
                     CodecPath::Portable => portable($($arg),*),
                 }
             }
-            #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+            #[cfg(not(all(feature = "engine", target_arch = "x86_64")))]
             $body
         }
     };

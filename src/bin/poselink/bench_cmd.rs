@@ -181,7 +181,10 @@ impl Run {
             .map(|h| h.cpu_s * 1e6 / self.report.delivered as f64)
     }
 
-    /// The hub's CPU per delivery as a multiple of the floor's spread figure.
+    /// The hub's CPU per delivery as a multiple of the floor's spread figure
+    /// (back-to-back writes over as many sockets as the run has receivers:
+    /// the strict floor; the paced one, a write that wakes its reader, costs
+    /// more than the hub's whole delivery at moderate load).
     fn to_floor(&self) -> Option<f64> {
         let floor = self.floor?;
         (floor.spread_us > 0.0).then_some(self.hub_us_per_delivery()? / floor.spread_us)

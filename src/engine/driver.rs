@@ -5,7 +5,10 @@
 //! `wss://` hub, runs tungstenite's client handshake over the non-blocking
 //! stream, reads into the session's receive
 //! buffer, writes what the session lends, and gives the [`EngineCore`] the time.
-//! It decides nothing about the protocol.
+//! It decides nothing about the protocol. Before it sleeps it tells the app's
+//! threads until when ([`EngineCore::park`]), as the timer will really fire:
+//! `epoll`'s timeout is whole milliseconds, rounded up, plus the kernel's timer
+//! slack.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -28,6 +31,11 @@ use super::url::HubUrl;
 
 pub(super) const WAKER: Token = Token(0);
 const SOCKET: Token = Token(1);
+/// The resolution of `epoll_wait`'s timeout (mio rounds a timeout up to it), µs.
+const POLL_RESOLUTION_US: u64 = 1_000;
+/// The kernel's default timer slack for a normal thread, µs: a timed sleep
+/// may end this much after its time.
+const TIMER_SLACK_US: u64 = 50;
 
 /// What a step of tungstenite's client handshake gives.
 type Handshaken = Result<
@@ -121,18 +129,21 @@ impl Driver {
         loop {
             let now = self.clock.now_us();
             let wake = self.core.next_wake(now);
-            let timeout = Duration::from_micros(wake.saturating_sub(now));
+            let ms = wake.saturating_sub(now).div_ceil(POLL_RESOLUTION_US);
+            let until = now + ms * POLL_RESOLUTION_US + TIMER_SLACK_US;
+            let timeout = if self.core.park(until) {
+                Duration::from_millis(ms)
+            } else {
+                Duration::ZERO
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 log::error!("engine poll failed: {e}");
                 break;
             }
+            self.core.unpark();
             let now = self.clock.now_us();
-            let shared = Arc::clone(self.core.shared());
-            shared
-                .wake_pending
-                .store(false, std::sync::atomic::Ordering::Release);
             self.core.take_input(now);
             if self.core.stop_requested() {
                 self.core.session.shutdown();

@@ -260,17 +260,28 @@ impl Shared {
     /// something was handed over meanwhile, or a stop asked: then it must not
     /// sleep.
     pub(super) fn park(&self, until_us: u64) -> bool {
+        // A look first: while the app keeps handing over (back to back),
+        // the loop does not say it sleeps, so no send reads a sleep that
+        // does not come and wakes the loop for nothing.
+        if !self.idle() {
+            return false;
+        }
         self.park_until
             .store(until_us.max(RUNNING + 1), Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let idle = self.poses.is_empty()
-            && self.audio.is_empty()
-            && self.commands.is_empty()
-            && !self.stop.load(Ordering::SeqCst);
+        let idle = self.idle();
         if !idle {
             self.park_until.store(RUNNING, Ordering::SeqCst);
         }
         idle
+    }
+
+    /// Nothing handed over or asked, and no stop asked.
+    fn idle(&self) -> bool {
+        self.poses.is_empty()
+            && self.audio.is_empty()
+            && self.commands.is_empty()
+            && !self.stop.load(Ordering::SeqCst)
     }
 
     /// The loop woke: it runs, and will look at the rings before it sleeps

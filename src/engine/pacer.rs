@@ -22,8 +22,9 @@
 
 /// Longest a handed-over frame may wait for a wake-up the loop has planned
 /// anyway, µs: the latency the hand-off may add to spare the capture thread a
-/// system call. It covers the pacing margin and the 1 ms resolution of
-/// `epoll`'s timeout.
+/// system call. It covers the pacing margin (at most 900 µs) and, where the
+/// loop has no µs timer (not Linux), the 1 ms resolution of `epoll`'s
+/// timeout; with the timer a paced frame waits about the margin.
 pub(crate) const MAX_HOLD_US: u64 = 2_000;
 /// Streams faster than this period (500 Hz) are not paced: a planned wake-up
 /// per frame would be no cheaper than a wake per call.
@@ -215,7 +216,8 @@ mod tests {
     }
 
     /// Runs the loop against hand-overs at `arrivals` (µs, ascending) of one
-    /// stream until it has taken the last, with epoll's 1 ms rounding of the timeout. The
+    /// stream until it has taken the last, with epoll's 1 ms rounding of the
+    /// timeout (the worst case: with a µs timer the waits are shorter). The
     /// loop looks at the rings at every wake; a hand-over wakes it when its
     /// planned wake-up is more than `MAX_HOLD_US` away.
     fn simulate(pacer: &mut Pacer, stream: Stream, arrivals: &[u64]) -> Run {

@@ -184,14 +184,16 @@ impl Driver {
             };
             let timeout = if !self.core.park(until) {
                 Duration::ZERO
-            } else if precise && self.timer.as_ref().is_some_and(|t| t.arm(wake)) {
+            } else if !precise {
+                Duration::from_millis(ms)
+            } else if self.timer.as_ref().is_some_and(|t| t.arm(wake)) {
                 Duration::from_millis(ms + 1)
             } else {
-                if precise {
-                    // The timer failed: say so to the app's threads.
-                    self.core
-                        .park(now + ms * POLL_RESOLUTION_US + TIMER_SLACK_US);
-                }
+                // The timer failed: whole milliseconds from now on. This once
+                // a frame may wait up to a millisecond longer than the app's
+                // threads were told.
+                log::warn!("the loop's µs timer failed: it sleeps in whole ms from now on");
+                self.timer = None;
                 Duration::from_millis(ms)
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))

@@ -15,7 +15,10 @@
 //!   relay and the two loopback hops: any delay the engine adds (a wake it
 //!   waits for) shows here;
 //! - how many of the calls woke the engine's loop with a system call (the
-//!   `wakes` counter).
+//!   `wakes` counter);
+//! - the floor of such a hand-off on the machine it runs on: the same item
+//!   pushed into a bare lock-free ring at 60 Hz with the hand-off's fence and
+//!   flag read, another thread taking it.
 //!
 //! Run: `cargo bench --bench engine`
 
@@ -302,6 +305,67 @@ fn main() {
             percentiles(&mut audio_lat, 1.0, "µs")
         );
     }
+    // 4. The floor of a hand-off on this machine: the same item pushed into
+    //    a bare lock-free ring at 60 Hz, one at a time, with the fence and the
+    //    flag read of the hand-off, and another thread taking it within a
+    //    millisecond. What the call costs beyond it is the engine's.
+    {
+        struct Item {
+            _frame: PoseFrame,
+            _room: u16,
+            _at: u64,
+        }
+        let q = Arc::new(crossbeam_queue::ArrayQueue::<Item>::new(64));
+        let flag = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumer = {
+            let (q, stop) = (Arc::clone(&q), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    while q.pop().is_some() {}
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            })
+        };
+        let clock = MonotonicClock::new();
+        let period = Duration::from_nanos(1_000_000_000 / 60);
+        let mut next = Instant::now();
+        let (mut fenced, mut bare): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+        // Alternately with and without the fence: what ordering the
+        // hand-off costs, apart from the push.
+        for k in 0..720 {
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            next += period;
+            let t0 = Instant::now();
+            let item = Item {
+                _frame: fs[k % fs.len()],
+                _room: 0,
+                _at: clock.now_us(),
+            };
+            let _ = q.force_push(item);
+            if k % 2 == 0 {
+                std::sync::atomic::fence(Ordering::SeqCst);
+            }
+            black_box(flag.load(Ordering::SeqCst));
+            let ns = t0.elapsed().as_nanos() as u64;
+            match k {
+                0..120 => {}
+                _ if k % 2 == 0 => fenced.push(ns),
+                _ => bare.push(ns),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        consumer.join().unwrap();
+        println!(
+            "the floor: a bare lock-free hand-off of the same item at 60 Hz (push, fence, flag read): {}",
+            percentiles(&mut fenced, 1e3, "µs")
+        );
+        println!(
+            "the floor without the fence (push, flag read): {}",
+            percentiles(&mut bare, 1e3, "µs")
+        );
+    }
+
     hub.shutdown();
     hub_thread.join().unwrap().unwrap();
 }

@@ -120,6 +120,85 @@ impl Clock for MonotonicClock {
     }
 }
 
+/// A timer that fires at a time to the microsecond on [`MonotonicClock`]'s
+/// clock, for an event loop to sleep on: a Linux `timerfd`, registered with
+/// `epoll` through its descriptor (`mio`'s `SourceFd`). `epoll_wait`'s own
+/// timeout is whole milliseconds. Registered edge-triggered it needs no read:
+/// each firing is a new edge, and arming it again replaces the time.
+///
+/// ```
+/// use poselink_hal::{Clock, MonotonicClock, TimerFd};
+///
+/// let timer = TimerFd::new().unwrap();
+/// timer.arm_at_us(MonotonicClock::new().now_us() + 500).unwrap();
+/// ```
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct TimerFd {
+    fd: std::os::fd::OwnedFd,
+}
+
+#[cfg(target_os = "linux")]
+impl TimerFd {
+    /// A new, unarmed, non-blocking timer on `CLOCK_MONOTONIC`.
+    pub fn new() -> std::io::Result<TimerFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a system call with constant arguments.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new, open descriptor that nothing else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        Ok(TimerFd { fd })
+    }
+
+    /// Arms the timer to fire once at `at_us` (µs of `CLOCK_MONOTONIC`, as
+    /// [`MonotonicClock::now_us`] reads it; a time past fires at once),
+    /// replacing any earlier arming.
+    pub fn arm_at_us(&self, at_us: u64) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (at_us / 1_000_000) as libc::time_t,
+                // At least 1 ns: an all-zero time would disarm the timer.
+                tv_nsec: ((at_us % 1_000_000) * 1_000).max(1) as libc::c_long,
+            },
+        };
+        // SAFETY: `fd` is an open timerfd, `spec` a valid itimerspec that
+        // outlives the call; the old value is not asked for (NULL).
+        let rc = unsafe {
+            libc::timerfd_settime(
+                self.fd.as_raw_fd(),
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl std::os::fd::AsRawFd for TimerFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
 /// A clock that only moves when told to, for deterministic tests.
 ///
 /// Clones share the same time: a test keeps one copy to drive the clock and hands

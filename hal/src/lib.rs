@@ -49,6 +49,8 @@ pub mod stats;
 pub mod synthetic;
 
 pub use audio::{AUDIO_CHUNK_SAMPLES, AudioBlock, AudioSource, MockAudioSource, SyntheticAudio};
+#[cfg(target_os = "linux")]
+pub use clock::TimerFd;
 pub use clock::{Clock, MockClock, MonotonicClock};
 pub use error::{Error, ErrorKind, MockError};
 pub use pose::{LANDMARK_COUNT, LandmarkArray, MockPoseSource, PoseSample, PoseSource};

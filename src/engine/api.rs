@@ -2,19 +2,26 @@
 //! events, counters, shutdown; cheap to clone, usable from any thread), the
 //! errors its calls return, and what it shares with the engine's loop. Every
 //! send is a push into a preallocated lock-free ring and at most one wake of
-//! the loop: no allocation, no lock, no waiting.
+//! the loop: no allocation, no lock, no waiting. The wake is a system call, so
+//! a send skips it whenever the loop will look at the rings soon enough anyway
+//! (the hand-off below, [`Shared::park`]): while it runs, and while it sleeps
+//! until a wake-up due within [`MAX_HOLD_US`] (the loop paces its sleep on the
+//! capture rate, `pacer.rs`). At a camera's steady rate the call then makes no
+//! system call at all.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use mio::Waker;
+use poselink_hal::Clock;
 
 use crate::proto::{self, AudioChunk, ErrorCode, PoseFrame, Role};
 
 use super::metrics::{Counter, CounterTable, EngineMetrics};
+use super::pacer::MAX_HOLD_US;
 use super::{Event, MemberSummary, Priority, RoomId};
 
 /// Why a frame was not accepted.
@@ -137,6 +144,9 @@ pub(super) struct PoseSubmit {
     pub(super) frame: PoseFrame,
     pub(super) room: RoomId,
     pub(super) priority: u8,
+    /// When the app handed it over (the engine's clock), µs: the pacer learns
+    /// the capture rate from it.
+    pub(super) at_us: u64,
 }
 
 /// An audio chunk handed over by the app.
@@ -144,6 +154,8 @@ pub(super) struct AudioSubmit {
     pub(super) chunk: AudioChunk,
     pub(super) room: RoomId,
     pub(super) priority: u8,
+    /// When the app handed it over, µs (as [`PoseSubmit::at_us`]).
+    pub(super) at_us: u64,
 }
 
 /// A request of the app's that the loop answers.
@@ -197,7 +209,14 @@ pub(super) struct Shared {
     pub(super) commands: ArrayQueue<Command>,
     pub(super) events: ArrayQueue<Event>,
     pub(super) waker: Waker,
+    /// A wake is written and the loop has not run since: no second one.
     pub(super) wake_pending: AtomicBool,
+    /// Until when the loop sleeps (the latest it looks at the rings again),
+    /// µs on [`clock`](Self::clock); [`RUNNING`] while it runs. See
+    /// [`park`](Self::park).
+    pub(super) park_until: AtomicU64,
+    /// The engine's clock (`CLOCK_MONOTONIC`, or the simulations' clock).
+    pub(super) clock: Arc<dyn Clock + Send + Sync>,
     pub(super) stop: AtomicBool,
     pub(super) stopped: AtomicBool,
     /// Whether the app wants [`Event::AudioAcked`].
@@ -209,11 +228,67 @@ pub(super) struct Shared {
     pub(super) audio_encoding: proto::AudioEncoding,
 }
 
+/// [`Shared::park_until`] while the loop runs: it looks at the rings before it sleeps.
+pub(super) const RUNNING: u64 = 0;
+
 impl Shared {
+    /// Wakes the loop (a system call) unless a wake is already on its way.
     pub(super) fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            self.counters.add(Counter::Wakes, 1);
             let _ = self.waker.wake();
         }
+    }
+
+    /// After a hand-over pushed at `now`: wakes the loop only if it sleeps
+    /// with no wake-up due within [`MAX_HOLD_US`]. The other half of
+    /// [`park`](Self::park): the push, this fence and the read of
+    /// `park_until` here, and the store of `park_until`, the fence and the
+    /// look at the rings there, are ordered so that either the loop sees the
+    /// frame before it sleeps or this sees when it will wake — a frame is
+    /// never left in a ring while the loop sleeps with no wake-up near.
+    pub(super) fn handed_over(&self, now: u64) {
+        fence(Ordering::SeqCst);
+        let until = self.park_until.load(Ordering::SeqCst);
+        if until > now.saturating_add(MAX_HOLD_US) {
+            self.wake();
+        }
+    }
+
+    /// The loop is about to sleep until `until_us` at the latest: it says so,
+    /// then looks at the rings once more. `false` (and running again) if
+    /// something was handed over meanwhile, or a stop asked: then it must not
+    /// sleep.
+    pub(super) fn park(&self, until_us: u64) -> bool {
+        // A look first: while the app keeps handing over (back to back),
+        // the loop does not say it sleeps, so no send reads a sleep that
+        // does not come and wakes the loop for nothing.
+        if !self.idle() {
+            return false;
+        }
+        self.park_until
+            .store(until_us.max(RUNNING + 1), Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let idle = self.idle();
+        if !idle {
+            self.park_until.store(RUNNING, Ordering::SeqCst);
+        }
+        idle
+    }
+
+    /// Nothing handed over or asked, and no stop asked.
+    fn idle(&self) -> bool {
+        self.poses.is_empty()
+            && self.audio.is_empty()
+            && self.commands.is_empty()
+            && !self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The loop woke: it runs, and will look at the rings before it sleeps
+    /// again; the wakes written so far are spent.
+    pub(super) fn unpark(&self) {
+        self.park_until.store(RUNNING, Ordering::SeqCst);
+        self.wake_pending.store(false, Ordering::Release);
     }
 }
 
@@ -231,7 +306,10 @@ impl core::fmt::Debug for EngineHandle {
 
 impl EngineHandle {
     /// Hands a pose frame to the engine for `room`: validated, pushed into the
-    /// lock-free ring, the loop woken. Never blocks and never allocates. If the
+    /// lock-free ring, the loop woken unless it is running or due to look
+    /// within 2 ms anyway (at a camera's steady rate it paces itself on the
+    /// frames: then the call makes no system call). Never blocks and never
+    /// allocates. If the
     /// loop has fallen behind and the ring is full, the oldest waiting frame is
     /// replaced (counted in `drops_ring`): a stale skeleton is worth nothing.
     pub fn send_pose(
@@ -246,15 +324,17 @@ impl EngineHandle {
         }
         frame.validate().map_err(SendError::Invalid)?;
         s.counters.add(Counter::PosesSubmitted, 1);
+        let now = s.clock.now_us();
         let item = PoseSubmit {
             frame: *frame,
             room,
             priority: priority.0,
+            at_us: now,
         };
         if s.poses.force_push(item).is_some() {
             s.counters.add(Counter::DropsRing, 1);
         }
-        s.wake();
+        s.handed_over(now);
         Ok(())
     }
 
@@ -271,16 +351,18 @@ impl EngineHandle {
             return Err(SendError::ShutDown);
         }
         s.audio_encoding.check(chunk).map_err(SendError::Invalid)?;
+        let now = s.clock.now_us();
         let item = AudioSubmit {
             chunk: *chunk,
             room,
             priority: priority.0,
+            at_us: now,
         };
         if s.audio.push(item).is_err() {
             return Err(SendError::RingFull);
         }
         s.counters.add(Counter::AudioSubmitted, 1);
-        s.wake();
+        s.handed_over(now);
         Ok(())
     }
 
@@ -545,4 +627,97 @@ pub struct EngineReport {
     pub metrics: EngineMetrics,
     /// CPU time of the engine's thread.
     pub thread_cpu: Option<Duration>,
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-off's rule, one step at a time: the app's handle and the
+    //! engine's core in memory, the loop's park and unpark called by hand, and
+    //! the wakes counted (each one the system call the rule spares).
+
+    use poselink_hal::MockClock;
+
+    use super::*;
+    use crate::engine::{EdgeEngine, EngineConfig, EngineCore};
+
+    const T: u64 = 7_000_000;
+
+    fn engine() -> (EngineHandle, EngineCore, MockClock) {
+        let clock = MockClock::new(T);
+        let (handle, core) =
+            EdgeEngine::in_memory(&EngineConfig::default(), clock.clone(), 1).expect("an engine");
+        (handle, core, clock)
+    }
+
+    fn pose(h: &EngineHandle) {
+        h.send_pose(&PoseFrame::zeroed(), RoomId(0), Priority::NORMAL)
+            .expect("handed over");
+    }
+
+    fn audio(h: &EngineHandle) {
+        let chunk = AudioChunk::silence(48_000, 1, 960);
+        h.send_audio(&chunk, RoomId(0), Priority::HIGH)
+            .expect("handed over");
+    }
+
+    #[test]
+    fn a_send_wakes_a_loop_asleep_with_no_wake_up_near() {
+        let (h, core, _) = engine();
+        assert!(core.park(T + 50_000));
+        pose(&h);
+        assert_eq!(h.counter(Counter::Wakes), 1);
+        // The wake is on its way: a second send does not write another.
+        audio(&h);
+        assert_eq!(h.counter(Counter::Wakes), 1);
+    }
+
+    #[test]
+    fn an_audio_chunk_wakes_a_loop_asleep_with_no_wake_up_near() {
+        let (h, core, _) = engine();
+        assert!(core.park(T + 50_000));
+        audio(&h);
+        assert_eq!(h.counter(Counter::Wakes), 1);
+    }
+
+    #[test]
+    fn a_send_leaves_a_loop_due_within_the_hold_asleep() {
+        let (h, core, clock) = engine();
+        assert!(core.park(T + MAX_HOLD_US));
+        pose(&h);
+        audio(&h);
+        assert_eq!(h.counter(Counter::Wakes), 0);
+        // Later, the same wake-up is nearer still; earlier it was too far.
+        clock.set(T - 1);
+        pose(&h);
+        assert_eq!(h.counter(Counter::Wakes), 1);
+    }
+
+    #[test]
+    fn a_send_does_not_wake_a_running_loop_and_the_loop_does_not_sleep_over_it() {
+        let (h, mut core, _) = engine();
+        core.unpark();
+        pose(&h);
+        assert_eq!(h.counter(Counter::Wakes), 0);
+        // The loop's look before it sleeps finds the frame: it must not sleep.
+        assert!(!core.park(T + 50_000));
+        assert_eq!(h.shared.park_until.load(Ordering::SeqCst), RUNNING);
+        core.take_input(T);
+        assert!(core.park(T + 50_000));
+        // An audio chunk alike.
+        core.unpark();
+        audio(&h);
+        assert!(!core.park(T + 50_000));
+    }
+
+    #[test]
+    fn a_request_always_wakes_the_loop() {
+        let (h, core, _) = engine();
+        assert!(core.park(T + 1_000));
+        h.set_bandwidth_limit(1_000_000);
+        assert_eq!(h.counter(Counter::Wakes), 1);
+        // And a loop about to sleep sees it.
+        core.unpark();
+        h.set_bandwidth_limit(2_000_000);
+        assert!(!core.park(T + 50_000));
+    }
 }

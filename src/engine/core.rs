@@ -5,6 +5,8 @@
 //! transmit buffer is below its watermark; it answers the app's commands; it
 //! turns the session's events into the app's [`Event`]s (received media through
 //! the [`Playout`] aligners) and keeps the counters and the performance monitor.
+//! It plans the loop's wake-ups, those on the capture rate among them (the
+//! [`Pacer`]), and keeps the loop's side of the hand-off ([`park`](EngineCore::park)).
 //! The protocol itself — hello, rooms, replay, heartbeat — is the session's.
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use super::api::{
 };
 use super::metrics::Counter;
 use super::outbox::{Item, Outbox};
+use super::pacer::{Pacer, Stream};
 use super::playout::Playout;
 use super::{EngineConfig, Event, MemberSummary, RoomId};
 
@@ -55,6 +58,8 @@ pub(crate) struct EngineCore {
     pub(crate) session: Session,
     outbox: Outbox,
     app: AppSide,
+    /// The wake-ups planned on the capture rate.
+    pacer: Pacer,
     /// The monitor's once-a-second bookkeeping (queue depth, ring drops, alerts).
     next_sample_us: u64,
     /// Ring drops (counted on the app's thread) already given to the monitor.
@@ -296,6 +301,7 @@ impl EngineCore {
                 hubs: cfg.hub_urls().map(str::to_string).collect(),
                 last_hub: None,
             },
+            pacer: Pacer::default(),
             next_sample_us: now,
             ring_drops_seen: 0,
             seen_in: (0, 0),
@@ -316,10 +322,12 @@ impl EngineCore {
         }
         let s = Arc::clone(&self.app.shared);
         while let Some(p) = s.poses.pop() {
+            self.pacer.handle_arrival(Stream::Pose, p.at_us);
             let person = p.frame.person;
             self.enqueue(Item::Pose(p.frame), p.room, person, p.priority, now);
         }
         while let Some(a) = s.audio.pop() {
+            self.pacer.handle_arrival(Stream::Audio, a.at_us);
             self.enqueue(Item::Audio(a.chunk), a.room, 0, a.priority, now);
         }
     }
@@ -533,9 +541,13 @@ impl EngineCore {
             && !self.session.audio_held()
     }
 
-    /// When the loop must wake next.
+    /// When the loop must wake next: its timers, and just after the next
+    /// frame or chunk the capture rate promises (the [`Pacer`]).
     pub(crate) fn next_wake(&mut self, now: u64) -> u64 {
         let mut until = now + 50_000;
+        if let Some(t) = self.pacer.poll_timeout(now) {
+            until = until.min(t.max(now));
+        }
         if let Some(due) = self.app.playout.next_due_us() {
             until = until.min(due.max(now));
         }
@@ -552,6 +564,20 @@ impl EngineCore {
             until = until.min(now + self.outbox.wait_us(now).min(50_000));
         }
         until
+    }
+
+    /// The loop is about to sleep until `until_us` at the latest (its
+    /// timeout, as the timer will really fire): `false` if the app handed
+    /// something over or asked something meanwhile, and it must not sleep.
+    /// Until [`unpark`](Self::unpark), a send wakes the loop only if that is
+    /// more than the hold away.
+    pub(crate) fn park(&self, until_us: u64) -> bool {
+        self.app.shared.park(until_us)
+    }
+
+    /// The loop woke.
+    pub(crate) fn unpark(&self) {
+        self.app.shared.unpark();
     }
 
     /// Once a second: the queues into the monitor, and its alerts.

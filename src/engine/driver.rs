@@ -5,7 +5,12 @@
 //! `wss://` hub, runs tungstenite's client handshake over the non-blocking
 //! stream, reads into the session's receive
 //! buffer, writes what the session lends, and gives the [`EngineCore`] the time.
-//! It decides nothing about the protocol.
+//! It decides nothing about the protocol. Before it sleeps it tells the app's
+//! threads until when ([`EngineCore::park`]), as the timer will really fire.
+//! `epoll`'s own timeout is whole milliseconds, rounded up, which would hold a
+//! frame paced on the capture rate half a millisecond on average: on Linux
+//! the loop sleeps on a `timerfd` armed for the µs instead ([`PreciseTimer`]),
+//! with `epoll`'s timeout as a back-up a millisecond later.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -28,6 +33,12 @@ use super::url::HubUrl;
 
 pub(super) const WAKER: Token = Token(0);
 const SOCKET: Token = Token(1);
+const TIMER: Token = Token(2);
+/// The resolution of `epoll_wait`'s timeout (mio rounds a timeout up to it), µs.
+const POLL_RESOLUTION_US: u64 = 1_000;
+/// The kernel's default timer slack for a normal thread, µs: a timed sleep
+/// may end this much after its time.
+const TIMER_SLACK_US: u64 = 50;
 
 /// What a step of tungstenite's client handshake gives.
 type Handshaken = Result<
@@ -50,6 +61,41 @@ enum Conn {
     Open(Stream<TcpStream>),
 }
 
+/// The loop's µs timer: hal's `timerfd`, registered with the poll.
+#[cfg(target_os = "linux")]
+struct PreciseTimer(poselink_hal::TimerFd);
+
+#[cfg(target_os = "linux")]
+impl PreciseTimer {
+    fn new(registry: &mio::Registry) -> io::Result<PreciseTimer> {
+        use std::os::fd::AsRawFd;
+        let timer = poselink_hal::TimerFd::new()?;
+        let fd = timer.as_raw_fd();
+        registry.register(&mut mio::unix::SourceFd(&fd), TIMER, Interest::READABLE)?;
+        Ok(PreciseTimer(timer))
+    }
+
+    /// Fires at `at_us` (µs of the engine's clock); `false` if it could not be armed.
+    fn arm(&self, at_us: u64) -> bool {
+        self.0.arm_at_us(at_us).is_ok()
+    }
+}
+
+/// Where `epoll`'s timeout is all there is: no timer of its own.
+#[cfg(not(target_os = "linux"))]
+struct PreciseTimer;
+
+#[cfg(not(target_os = "linux"))]
+impl PreciseTimer {
+    fn new(_: &mio::Registry) -> io::Result<PreciseTimer> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    fn arm(&self, _: u64) -> bool {
+        false
+    }
+}
+
 pub(super) struct Driver {
     core: EngineCore,
     /// The hubs, in failover order (at least one; parsed at start).
@@ -60,6 +106,8 @@ pub(super) struct Driver {
     tls: Option<Arc<rustls::ClientConfig>>,
     user_agent: String,
     poll: Poll,
+    /// The µs timer of the loop's sleeps (`None` where there is none).
+    timer: Option<PreciseTimer>,
     clock: MonotonicClock,
     conn: Conn,
     want_write: bool,
@@ -81,8 +129,12 @@ impl Driver {
         system_stats: bool,
     ) -> Driver {
         let now = clock.now_us();
+        let timer = PreciseTimer::new(poll.registry())
+            .inspect_err(|e| log::info!("no µs timer ({e}): the loop sleeps in whole ms"))
+            .ok();
         Driver {
             core,
+            timer,
             urls,
             hub: 0,
             tls,
@@ -121,18 +173,37 @@ impl Driver {
         loop {
             let now = self.clock.now_us();
             let wake = self.core.next_wake(now);
-            let timeout = Duration::from_micros(wake.saturating_sub(now));
+            let ms = wake.saturating_sub(now).div_ceil(POLL_RESOLUTION_US);
+            // With the µs timer, the loop wakes at `wake` (epoll's timeout, a
+            // millisecond later, only backs it up); without, at the whole ms.
+            let precise = self.timer.is_some() && wake > now;
+            let until = if precise {
+                wake + TIMER_SLACK_US
+            } else {
+                now + ms * POLL_RESOLUTION_US + TIMER_SLACK_US
+            };
+            let timeout = if !self.core.park(until) {
+                Duration::ZERO
+            } else if !precise {
+                Duration::from_millis(ms)
+            } else if self.timer.as_ref().is_some_and(|t| t.arm(wake)) {
+                Duration::from_millis(ms + 1)
+            } else {
+                // The timer failed: whole milliseconds from now on. This once
+                // a frame may wait up to a millisecond longer than the app's
+                // threads were told.
+                log::warn!("the loop's µs timer failed: it sleeps in whole ms from now on");
+                self.timer = None;
+                Duration::from_millis(ms)
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 log::error!("engine poll failed: {e}");
                 break;
             }
+            self.core.unpark();
             let now = self.clock.now_us();
-            let shared = Arc::clone(self.core.shared());
-            shared
-                .wake_pending
-                .store(false, std::sync::atomic::Ordering::Release);
             self.core.take_input(now);
             if self.core.stop_requested() {
                 self.core.session.shutdown();

@@ -71,7 +71,7 @@ macro_rules! counters {
 }
 
 /// Counters in the table.
-const COUNT: usize = 26;
+const COUNT: usize = 27;
 
 counters! {
     /// Pose frames handed over by the app.
@@ -136,6 +136,11 @@ counters! {
     /// CPU time the engine's thread has used, µs (updated ten times a second;
     /// 0 where the platform cannot tell).
     ThreadCpuUs => thread_cpu_us, None;
+    /// Wakes of the engine's loop by the app's calls (each one a system call
+    /// on the calling thread): a send wakes it only when it sleeps with no
+    /// wake-up due soon (at a camera's steady rate the loop paces itself on
+    /// the frames and the sends wake nothing); a request always does.
+    Wakes => wakes, None;
 }
 
 /// The table: one atomic per [`Counter`], and whether a session is open.

@@ -39,8 +39,12 @@ pub const CRITICAL_PATH: &[(&str, &str)] = &[
     // The capture app's thread: validate, hand over through the lock-free ring.
     ("src/engine/api.rs", "pub fn send_pose("),
     ("src/engine/api.rs", "pub fn send_audio("),
-    // The engine's loop: rings into the send queue, the bandwidth limit.
+    ("src/engine/api.rs", "pub(super) fn handed_over("),
+    // The engine's loop: rings into the send queue (the capture rate learned
+    // on the way), the bandwidth limit.
     ("src/engine/core.rs", "pub(crate) fn take_input("),
+    ("src/engine/pacer.rs", "pub(crate) fn handle_arrival("),
+    ("src/engine/pacer.rs", "fn arrival("),
     ("src/engine/core.rs", "fn enqueue("),
     ("src/engine/outbox.rs", "pub(super) fn push("),
     ("src/queue/mod.rs", "pub fn push("),

@@ -91,6 +91,9 @@ impl SimEngine {
 pub struct World {
     /// The simulated monotonic time, µs.
     pub now: u64,
+    /// The same time for the engines' handles (their hand-over stamps), set
+    /// at every step.
+    clock: poselink_hal::MockClock,
     /// The hubs, by index (`None` while down).
     hubs: Vec<Option<Core>>,
     hub_cfg: HubConfig,
@@ -121,6 +124,7 @@ impl World {
         };
         let mut w = World {
             now: T0,
+            clock: poselink_hal::MockClock::new(T0),
             hubs: (0..n).map(|_| None).collect(),
             key: TokenKey::hs256(SECRET.as_bytes()).unwrap(),
             hub_cfg,
@@ -168,7 +172,8 @@ impl World {
             ..cfg.with_hubs(urls)
         };
         let seed = 0x5eed_0000 + self.engines.len() as u64;
-        let (handle, core) = EdgeEngine::in_memory(&cfg, self.now, seed).expect("an engine");
+        let (handle, core) =
+            EdgeEngine::in_memory(&cfg, self.clock.clone(), seed).expect("an engine");
         self.engines.push(SimEngine {
             handle,
             core,
@@ -294,6 +299,7 @@ impl World {
     /// bytes written move one hop.
     pub fn step(&mut self) {
         self.now += STEP_US;
+        self.clock.set(self.now);
         for e in 0..self.engines.len() {
             self.engine_turn(e);
         }

@@ -108,6 +108,9 @@ fn main() -> ExitCode {
     // The demo's output is its table: only warnings and errors interleave.
     match cli.command {
         Command::Demo(_) => init_logging_at("warn"),
+        // The load generator's members are client sessions: a line each as
+        // they open would bury the bench's own output.
+        Command::Bench(_) => init_logging_at("info,poselink::client=warn"),
         _ => init_logging(),
     }
     let result = match cli.command {

@@ -169,9 +169,9 @@ impl TimerFd {
                 tv_nsec: 0,
             },
             it_value: libc::timespec {
-                tv_sec: (at_us / 1_000_000) as libc::time_t,
+                tv_sec: (at_us / 1_000_000) as _,
                 // At least 1 ns: an all-zero time would disarm the timer.
-                tv_nsec: ((at_us % 1_000_000) * 1_000).max(1) as libc::c_long,
+                tv_nsec: ((at_us % 1_000_000) * 1_000).max(1) as _,
             },
         };
         // SAFETY: `fd` is an open timerfd, `spec` a valid itimerspec that

@@ -61,9 +61,10 @@ enum Conn {
     Open(Stream<TcpStream>),
 }
 
-/// The loop's µs timer: hal's `timerfd`, registered with the poll.
+/// The loop's µs timer: hal's `timerfd`, registered with the poll, and the
+/// time it is armed for.
 #[cfg(target_os = "linux")]
-struct PreciseTimer(poselink_hal::TimerFd);
+struct PreciseTimer(poselink_hal::TimerFd, Option<u64>);
 
 #[cfg(target_os = "linux")]
 impl PreciseTimer {
@@ -72,12 +73,20 @@ impl PreciseTimer {
         let timer = poselink_hal::TimerFd::new()?;
         let fd = timer.as_raw_fd();
         registry.register(&mut mio::unix::SourceFd(&fd), TIMER, Interest::READABLE)?;
-        Ok(PreciseTimer(timer))
+        Ok(PreciseTimer(timer, None))
     }
 
-    /// Fires at `at_us` (µs of the engine's clock); `false` if it could not be armed.
-    fn arm(&self, at_us: u64) -> bool {
-        self.0.arm_at_us(at_us).is_ok()
+    /// Fires at `at_us` (µs of the engine's clock, still to come); `false` if
+    /// it could not be armed. Armed for that time already (the loop woke
+    /// early, for a socket or a frame), it is left alone: that arming has not
+    /// fired, since its time is still to come, and this spares the system call.
+    fn arm(&mut self, at_us: u64) -> bool {
+        if self.1 == Some(at_us) {
+            return true;
+        }
+        let ok = self.0.arm_at_us(at_us).is_ok();
+        self.1 = ok.then_some(at_us);
+        ok
     }
 }
 
@@ -91,7 +100,7 @@ impl PreciseTimer {
         Err(io::ErrorKind::Unsupported.into())
     }
 
-    fn arm(&self, _: u64) -> bool {
+    fn arm(&mut self, _: u64) -> bool {
         false
     }
 }
@@ -186,7 +195,7 @@ impl Driver {
                 Duration::ZERO
             } else if !precise {
                 Duration::from_millis(ms)
-            } else if self.timer.as_ref().is_some_and(|t| t.arm(wake)) {
+            } else if self.timer.as_mut().is_some_and(|t| t.arm(wake)) {
                 Duration::from_millis(ms + 1)
             } else {
                 // The timer failed: whole milliseconds from now on. This once

@@ -44,6 +44,9 @@ pub(super) struct RxAudio {
     stream: u64,
     last: u32,
     decoder: super::audio_codec::AudioDecoder,
+    /// A chunk of this stream failed to decode and the log said so (at warn,
+    /// once a stream: the next ones go to debug).
+    warned: bool,
 }
 
 /// What a handled message surfaces as.
@@ -474,12 +477,21 @@ impl Core {
                 let Some(k) = self.audio_stream(room, header.sender, header.seq) else {
                     return Surface::Nothing; // a replay after a reconnect
                 };
-                if let Err(e) = self.rx_audio[k]
-                    .decoder
-                    .decode(header, &a, &mut self.audio_slot)
-                {
+                let rx = &mut self.rx_audio[k];
+                if let Err(e) = rx.decoder.decode(header, &a, &mut self.audio_slot) {
                     self.stats.audio_undecodable += 1;
-                    log::debug!("audio from member {} dropped: {e}", header.sender);
+                    // Said once a stream where a user sees it (a receiver
+                    // built without Opus gets no audio at all otherwise, and
+                    // would not know why); counted every time.
+                    if rx.warned {
+                        log::debug!("audio from member {} dropped: {e}", header.sender);
+                    } else {
+                        rx.warned = true;
+                        log::warn!(
+                            "audio from member {} dropped: {e} (further chunks of this stream that fail are counted as audio_undecodable)",
+                            header.sender
+                        );
+                    }
                     return Surface::Nothing;
                 }
                 Surface::Audio {
@@ -526,6 +538,7 @@ impl Core {
                     stream,
                     last: seq,
                     decoder: Default::default(),
+                    warned: false,
                 });
                 Some(self.rx_audio.len() - 1)
             }

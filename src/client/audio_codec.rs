@@ -24,11 +24,21 @@ pub(super) struct Coded {
     pub(super) ts_us: u64,
 }
 
-/// Codes a session's outgoing audio chunks.
+/// Codes a session's outgoing audio chunks. Opus keeps state from packet to
+/// packet (its predictions assume the receiver decoded the previous packet), so
+/// each room's stream has an encoder of its own: coding one room's chunks with
+/// another room's state would make every receiver decode against packets it
+/// never got.
 pub(super) struct AudioEncoder {
     cfg: AudioEncoding,
+    /// Whether Opus is in use: the settings were Opus and libopus took them.
     #[cfg(feature = "opus")]
-    opus: Option<opus::Encoder>,
+    opus_on: bool,
+    /// One encoder per room slot, made when the slot is first joined (made at
+    /// a join, a control step, never while sending) and reset when it is
+    /// joined again; slot 0's is made at start, which checks the settings.
+    #[cfg(feature = "opus")]
+    opus: Vec<Option<opus::Encoder>>,
     /// The last packet coded (libopus writes it here, then it is copied into
     /// the message).
     #[cfg(feature = "opus")]
@@ -49,20 +59,32 @@ pub(super) struct AudioEncoder {
 }
 
 impl AudioEncoder {
-    /// An encoder for `cfg`; with Opus, libopus's encoder is made here, once. A
-    /// setting libopus refuses is logged and the session sends PCM16.
-    pub(super) fn new(cfg: AudioEncoding) -> AudioEncoder {
+    /// An encoder for `cfg` and up to `rooms` rooms at once; with Opus, the
+    /// first room's libopus encoder is made here. A setting libopus refuses is
+    /// logged and the session sends PCM16.
+    pub(super) fn new(cfg: AudioEncoding, rooms: usize) -> AudioEncoder {
+        #[cfg(feature = "opus")]
+        let first = match cfg.codec {
+            AudioCodec::Opus => match make_encoder(&cfg) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    log::warn!("audio: cannot make an Opus encoder ({e}); sending PCM16");
+                    None
+                }
+            },
+            AudioCodec::Pcm16 => None,
+        };
+        #[cfg(not(feature = "opus"))]
+        let _ = rooms;
         AudioEncoder {
             #[cfg(feature = "opus")]
-            opus: match cfg.codec {
-                AudioCodec::Opus => match make_encoder(&cfg) {
-                    Ok(e) => Some(e),
-                    Err(e) => {
-                        log::warn!("audio: cannot make an Opus encoder ({e}); sending PCM16");
-                        None
-                    }
-                },
-                AudioCodec::Pcm16 => None,
+            opus_on: first.is_some(),
+            #[cfg(feature = "opus")]
+            opus: {
+                let mut v = Vec::with_capacity(rooms.max(1));
+                v.push(first);
+                v.resize_with(rooms.max(1), || None);
+                v
             },
             #[cfg(feature = "opus")]
             packet: Box::new([0; proto::MAX_OPUS_PACKET]),
@@ -82,10 +104,39 @@ impl AudioEncoder {
     /// than configured go as PCM16).
     pub(super) fn codec(&self) -> AudioCodec {
         #[cfg(feature = "opus")]
-        if self.opus.is_some() {
+        if self.opus_on {
             return AudioCodec::Opus;
         }
         AudioCodec::Pcm16
+    }
+
+    /// Room slot `room` starts a new stream (it was joined): its Opus encoder
+    /// is made the first time, and reset later, so the stream starts from a
+    /// clean state. Allocates (libopus's state) only on a slot's first join.
+    pub(super) fn start_room(&mut self, room: u16) {
+        #[cfg(feature = "opus")]
+        if self.opus_on
+            && let Some(slot) = self.opus.get_mut(usize::from(room))
+        {
+            match slot {
+                Some(e) => {
+                    if let Err(e) = e.reset_state() {
+                        log::warn!("audio: cannot reset room {room}'s Opus encoder ({e})");
+                    }
+                }
+                None => match make_encoder(&self.cfg) {
+                    Ok(e) => *slot = Some(e),
+                    // The settings were taken once, so only memory can fail
+                    // here: the room's single chunks then go as PCM16, and
+                    // gathered ones (40, 60 ms packets) are refused.
+                    Err(e) => log::warn!(
+                        "audio: cannot make room {room}'s Opus encoder ({e}); its audio goes as PCM16 or not at all"
+                    ),
+                },
+            }
+        }
+        #[cfg(not(feature = "opus"))]
+        let _ = room;
     }
 
     /// Captured chunks per message: 2 or 3 when chunks are gathered into 40
@@ -167,7 +218,7 @@ impl AudioEncoder {
         self.held_len = 0;
         self.held_chunks = 0;
         #[cfg(feature = "opus")]
-        if let Some(enc) = self.opus.as_mut() {
+        if let Some(Some(enc)) = self.opus.get_mut(usize::from(self.held_room)) {
             let n = enc
                 .encode(&self.held[..held], &mut self.packet[..])
                 .map_err(|_| Error::BadAudio {
@@ -197,19 +248,19 @@ impl AudioEncoder {
         })
     }
 
-    /// Encodes `chunk` alone for `room` from `sender` into `out` (which takes
-    /// [`proto::max_audio_message_len`] of the chunk's samples); returns the
-    /// message length.
+    /// Encodes `chunk` alone for room slot `slot` (wire handle `room`) from
+    /// `sender` into `out` (which takes [`proto::max_audio_message_len`] of
+    /// the chunk's samples); returns the message length.
     pub(super) fn encode(
         &mut self,
         chunk: &AudioChunk,
-        room: u16,
+        (slot, room): (u16, u16),
         sender: u16,
         compressor: &mut Compressor,
         out: &mut [u8],
     ) -> Result<usize, Error> {
         #[cfg(feature = "opus")]
-        if let Some(enc) = self.opus.as_mut()
+        if let Some(Some(enc)) = self.opus.get_mut(usize::from(slot))
             && chunk.sample_rate == self.cfg.sample_rate
             && chunk.channels == self.cfg.channels
             && opus_frame_fits(chunk)
@@ -236,7 +287,7 @@ impl AudioEncoder {
                 out,
             );
         }
-        let _ = &self.cfg;
+        let _ = (&self.cfg, slot);
         proto::encode_audio(chunk, room, sender, compressor, out)
     }
 }
@@ -352,7 +403,7 @@ mod tests {
 
     #[test]
     fn opus_round_trip_keeps_shape_and_energy() {
-        let mut enc = AudioEncoder::new(OPUS);
+        let mut enc = AudioEncoder::new(OPUS, 1);
         assert_eq!(enc.codec(), AudioCodec::Opus);
         let mut dec = AudioDecoder::default();
         let mut c = Compressor::new(usize::MAX);
@@ -361,7 +412,7 @@ mod tests {
         let mut bytes = 0;
         for seq in 0..50 {
             let chunk = tone(seq);
-            let n = enc.encode(&chunk, 3, 4, &mut c, &mut buf).unwrap();
+            let n = enc.encode(&chunk, (0, 3), 4, &mut c, &mut buf).unwrap();
             bytes += n;
             let p = Packet::new_checked(&buf[..n]).unwrap();
             let Message::Audio(a) = Message::parse(&p, &mut []).unwrap() else {
@@ -382,9 +433,65 @@ mod tests {
         assert!(bytes / 50 < 90, "{} bytes a message", bytes / 50);
     }
 
+    /// The Opus packet of `chunk` coded for room slot `slot` (payload only).
+    fn packet(enc: &mut AudioEncoder, slot: u16, chunk: &AudioChunk) -> Vec<u8> {
+        let mut c = Compressor::new(usize::MAX);
+        let mut buf = [0u8; proto::max_audio_message_len(960)];
+        let n = enc.encode(chunk, (slot, 1), 1, &mut c, &mut buf).unwrap();
+        let p = Packet::new_checked(&buf[..n]).unwrap();
+        let Message::Audio(a) = Message::parse(&p, &mut []).unwrap() else {
+            panic!("not audio")
+        };
+        assert_eq!(a.codec, AudioCodec::Opus);
+        a.samples.to_vec()
+    }
+
+    /// Room 2's signal: the tone an octave up, quieter.
+    fn other(seq: u32) -> AudioChunk {
+        let mut c = tone(seq);
+        for (i, s) in c.samples.iter_mut().enumerate() {
+            let t = (seq as usize * 960 + i) as f32 / 48_000.0;
+            *s = ((t * 880.0 * core::f32::consts::TAU).sin() * 3_000.0) as i16;
+        }
+        c
+    }
+
+    #[test]
+    fn each_room_has_its_own_opus_stream() {
+        // Chunks for two rooms, interleaved, as an app streaming to both sends
+        // them: each room's packets are exactly those of an encoder that saw
+        // only that room's chunks (a shared encoder's would differ from the
+        // second packet on: Opus predicts from the previous packet).
+        let mut both = AudioEncoder::new(OPUS, 3);
+        both.start_room(0);
+        both.start_room(2);
+        let (mut alone0, mut alone2) = (AudioEncoder::new(OPUS, 1), AudioEncoder::new(OPUS, 1));
+        for seq in 0..20 {
+            assert_eq!(
+                packet(&mut both, 0, &tone(seq)),
+                packet(&mut alone0, 0, &tone(seq)),
+                "room 0, chunk {seq}"
+            );
+            assert_eq!(
+                packet(&mut both, 2, &other(seq)),
+                packet(&mut alone2, 0, &other(seq)),
+                "room 2, chunk {seq}"
+            );
+        }
+        // Joined again, a slot's stream starts afresh.
+        both.start_room(2);
+        let mut fresh = AudioEncoder::new(OPUS, 1);
+        for seq in 0..5 {
+            assert_eq!(
+                packet(&mut both, 2, &tone(seq)),
+                packet(&mut fresh, 0, &tone(seq))
+            );
+        }
+    }
+
     #[test]
     fn other_shapes_go_as_pcm16() {
-        let mut enc = AudioEncoder::new(OPUS);
+        let mut enc = AudioEncoder::new(OPUS, 1);
         let mut c = Compressor::new(usize::MAX);
         let mut buf = [0u8; proto::max_audio_message_len(960)];
         for chunk in [
@@ -392,7 +499,7 @@ mod tests {
             AudioChunk::silence(44_100, 1, 882), // not the encoder's rate
             AudioChunk::silence(48_000, 2, 960), // not its channels
         ] {
-            let n = enc.encode(&chunk, 1, 1, &mut c, &mut buf).unwrap();
+            let n = enc.encode(&chunk, (0, 1), 1, &mut c, &mut buf).unwrap();
             let p = Packet::new_checked(&buf[..n]).unwrap();
             let Message::Audio(a) = Message::parse(&p, &mut []).unwrap() else {
                 panic!("not audio")
@@ -403,12 +510,12 @@ mod tests {
 
     #[test]
     fn a_corrupt_packet_is_an_error_and_the_stream_goes_on() {
-        let mut enc = AudioEncoder::new(OPUS);
+        let mut enc = AudioEncoder::new(OPUS, 1);
         let mut dec = AudioDecoder::default();
         let mut c = Compressor::new(usize::MAX);
         let mut buf = [0u8; proto::max_audio_message_len(960)];
         let mut out = AudioChunk::default();
-        let n = enc.encode(&tone(0), 1, 1, &mut c, &mut buf).unwrap();
+        let n = enc.encode(&tone(0), (0, 1), 1, &mut c, &mut buf).unwrap();
         let p = Packet::new_checked(&buf[..n]).unwrap();
         let Message::Audio(mut a) = Message::parse(&p, &mut []).unwrap() else {
             panic!("not audio")
@@ -419,7 +526,7 @@ mod tests {
         out.seq = 77;
         assert!(dec.decode(&p.header(), &a, &mut out).is_err());
         assert_eq!(out.seq, 77, "the chunk is untouched");
-        let n = enc.encode(&tone(1), 1, 1, &mut c, &mut buf).unwrap();
+        let n = enc.encode(&tone(1), (0, 1), 1, &mut c, &mut buf).unwrap();
         let p = Packet::new_checked(&buf[..n]).unwrap();
         let Message::Audio(a) = Message::parse(&p, &mut []).unwrap() else {
             panic!("not audio")
@@ -430,7 +537,8 @@ mod tests {
 
     #[test]
     fn sixty_ms_packets_gather_three_consecutive_chunks() {
-        let mut enc = AudioEncoder::new(AudioEncoding::board());
+        let mut enc = AudioEncoder::new(AudioEncoding::board(), 2);
+        enc.start_room(1);
         assert_eq!(enc.chunks_per_packet(), 3);
         let mut dec = AudioDecoder::default();
         let mut buf = [0u8; proto::max_audio_message_len(960)];

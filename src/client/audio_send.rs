@@ -56,7 +56,7 @@ impl Session {
             .ok_or(SendError::TransmitFull)?;
         let n = c
             .audio_encoder
-            .encode(chunk, handle, member, &mut c.compressor, buf)
+            .encode(chunk, (room.0, handle), member, &mut c.compressor, buf)
             .map_err(full_or(SendError::Encode))?;
         let lost = match r.replay.as_mut() {
             Some(replay) => replay.push(chunk.seq, chunk.capture_ts_us, &buf[..n]),

@@ -259,7 +259,7 @@ impl Session {
             tx: TxBuf::new(cfg.tx_capacity),
             scratch: vec![0u8; if decoders > 0 { 16 * 1024 } else { 0 }].into_boxed_slice(),
             compressor: Compressor::new(cfg.encoder.compress_threshold),
-            audio_encoder: audio_codec::AudioEncoder::new(cfg.encoder.audio),
+            audio_encoder: audio_codec::AudioEncoder::new(cfg.encoder.audio, cfg.max_rooms),
             rooms: Rooms::new(cfg.max_rooms, cfg.max_persons, cfg.audio_window_us),
             rx_streams: Vec::with_capacity(decoders),
             rx_audio: Vec::with_capacity(decoders),

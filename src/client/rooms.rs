@@ -126,6 +126,7 @@ impl Core {
                 if let Some(replay) = r.replay.as_mut() {
                     replay.clear();
                 }
+                self.audio_encoder.start_room(id as u16);
                 id
             }
         };

@@ -525,7 +525,9 @@ async fn run(cfg: HubConfig, node: String, s: Arc<Shared>, wake_rx: UnixStream) 
         // has taken what was published, batching what came together (a
         // flush per drain cost a round trip through that task each time).
         if stopping {
-            let _ = client.flush().await;
+            // Bounded: a flush waits for a connection, and a hub whose
+            // broker never took it (refused, unreachable) must still stop.
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
             break;
         }
         // Wait for the loop's wake, or look again shortly (the stop flag).

@@ -362,8 +362,13 @@ fn sample_hub_toml_is_valid_and_shows_the_defaults() {
     for key in config_keys() {
         // `flood_close_after` is deprecated: documented, not in the sample;
         // secrets written inline are documented, not shown.
-        if !["secret", "flood_close_after", "cluster_password", "cluster_token"]
-            .contains(&key.as_str())
+        if ![
+            "secret",
+            "flood_close_after",
+            "cluster_password",
+            "cluster_token",
+        ]
+        .contains(&key.as_str())
         {
             let line = |l: &str| l.trim_start_matches("# ").starts_with(&format!("{key} = "));
             assert!(

@@ -454,7 +454,7 @@ mod tests {
         let mut full = vec!["poselink", "hub"];
         full.extend_from_slice(argv);
         match Cli::try_parse_from(full).unwrap().command {
-            crate::Command::Hub(a) => a,
+            crate::Command::Hub(a) => *a,
             other => panic!("{other:?}"),
         }
     }

@@ -26,8 +26,8 @@ use crate::secret::{self, SecretSource};
                   The broker's password and token likewise: --cluster-password-file, \
                   POSELINK_CLUSTER_PASSWORD, then the config file's `cluster_password_file` or \
                   `cluster_password` (tokens: --cluster-token-file, POSELINK_CLUSTER_TOKEN, \
-                  `cluster_token_file`, `cluster_token`); they have no flag of their own, which \
-                  `ps` would show.\n\
+                  `cluster_token_file`, `cluster_token`); no flag holds the value itself, as `ps` \
+                  would show it.\n\
                   SIGINT or SIGTERM closes every connection with \"going away\" and exits with status 0; \
                   a second signal exits at once. SIGHUP reloads the TLS certificate and key \
                   (open connections stay).\n\

@@ -119,9 +119,35 @@ pub struct HubConfig {
     pub alert_latency_p99_ms: u64,
     /// Warn when the SoC temperature is above this, °C; 0 turns it off. Default 80.
     pub alert_soc_temp_c: u32,
-    /// Join a cluster of hubs through this NATS server (`nats://HOST:4222`);
-    /// none: a hub alone (docs/CLUSTER.md).
+    /// Join a cluster of hubs through this NATS server (`nats://HOST:4222`, or
+    /// `tls://HOST:4222` for TLS; several separated by commas); none: a hub
+    /// alone (docs/CLUSTER.md). Credentials in it (`nats://user:pass@HOST`)
+    /// are used, and never logged.
     pub cluster: Option<String>,
+    /// The broker link's TLS: the CA certificate(s) (PEM) that signed the
+    /// broker's certificate; only these are trusted then (without it: the
+    /// system's roots). Implies TLS, whatever the URL's scheme.
+    pub cluster_ca_file: Option<String>,
+    /// The broker link's TLS: this hub's certificate chain (PEM, leaf first),
+    /// for a broker that verifies its clients (`verify: true`). With
+    /// `cluster_key_file`; implies TLS.
+    pub cluster_cert_file: Option<String>,
+    /// The private key (PEM) of `cluster_cert_file`.
+    pub cluster_key_file: Option<String>,
+    /// The user name this hub gives the broker, with `cluster_password` or
+    /// `cluster_password_file`.
+    pub cluster_user: Option<String>,
+    /// The broker password of `cluster_user`. Prefer `cluster_password_file`
+    /// or the `POSELINK_CLUSTER_PASSWORD` environment variable.
+    pub cluster_password: Option<String>,
+    /// A file holding the broker password (surrounding whitespace trimmed).
+    pub cluster_password_file: Option<String>,
+    /// A token the broker takes instead of a user and password (its
+    /// `authorization { token }`). Prefer `cluster_token_file` or the
+    /// `POSELINK_CLUSTER_TOKEN` environment variable.
+    pub cluster_token: Option<String>,
+    /// A file holding the broker token (surrounding whitespace trimmed).
+    pub cluster_token_file: Option<String>,
     /// This hub's name in the cluster: 1 to 32 bytes of letters, digits and
     /// `-_`, unique among the hubs. Default: `hub-` and the listening port.
     pub node: Option<String>,
@@ -181,6 +207,14 @@ impl Default for HubConfig {
             alert_latency_p99_ms: 50,
             alert_soc_temp_c: 80,
             cluster: None,
+            cluster_ca_file: None,
+            cluster_cert_file: None,
+            cluster_key_file: None,
+            cluster_user: None,
+            cluster_password: None,
+            cluster_password_file: None,
+            cluster_token: None,
+            cluster_token_file: None,
             node: None,
             cluster_heartbeat_ms: 1_000,
             cluster_node_timeout_ms: 3_000,
@@ -250,6 +284,17 @@ impl HubConfig {
         }
     }
 
+    /// Reads the files the cluster settings name (CA, client certificate and
+    /// key, password or token file) and checks them as the broker thread
+    /// will, so that a command line can refuse them at start; the hub itself
+    /// runs alone, the reason logged, when they fail it later.
+    pub fn check_cluster_files(&self) -> Result<(), ConfigError> {
+        if self.cluster.is_none() {
+            return Ok(());
+        }
+        super::driver::check_cluster_access(self).map_err(ConfigError)
+    }
+
     /// Checks every limit; the hub refuses to start otherwise.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |s: &str| Err(ConfigError(s.to_string()));
@@ -298,6 +343,7 @@ impl HubConfig {
                 "cluster must be a NATS URL such as nats://127.0.0.1:4222 (got {url:?})"
             )));
         }
+        self.validate_cluster_access()?;
         if let Some(node) = &self.node
             && !crate::hub::core::cluster::valid_node_name(node)
         {
@@ -349,9 +395,162 @@ impl HubConfig {
     }
 }
 
+impl HubConfig {
+    /// The broker link's TLS and credential settings: pairs complete, one
+    /// kind of credentials, none without `cluster`.
+    fn validate_cluster_access(&self) -> Result<(), ConfigError> {
+        let err = |s: &str| Err(ConfigError(s.to_string()));
+        let set = [
+            ("cluster_ca_file", self.cluster_ca_file.is_some()),
+            ("cluster_cert_file", self.cluster_cert_file.is_some()),
+            ("cluster_key_file", self.cluster_key_file.is_some()),
+            ("cluster_user", self.cluster_user.is_some()),
+            ("cluster_password", self.cluster_password.is_some()),
+            (
+                "cluster_password_file",
+                self.cluster_password_file.is_some(),
+            ),
+            ("cluster_token", self.cluster_token.is_some()),
+            ("cluster_token_file", self.cluster_token_file.is_some()),
+        ];
+        let Some(url) = &self.cluster else {
+            return match set.iter().find(|(_, on)| *on) {
+                Some((name, _)) => Err(ConfigError(format!(
+                    "{name} is set but cluster is not: set cluster to the broker's URL, or remove {name}"
+                ))),
+                None => Ok(()),
+            };
+        };
+        if self.cluster_cert_file.is_some() != self.cluster_key_file.is_some() {
+            return err(
+                "a client certificate for the broker needs both cluster_cert_file and cluster_key_file (the certificate chain and its private key, PEM)",
+            );
+        }
+        if self.cluster_password.is_some() && self.cluster_password_file.is_some() {
+            return err("give either cluster_password or cluster_password_file, not both");
+        }
+        if self.cluster_token.is_some() && self.cluster_token_file.is_some() {
+            return err("give either cluster_token or cluster_token_file, not both");
+        }
+        let password = self.cluster_password.is_some() || self.cluster_password_file.is_some();
+        let token = self.cluster_token.is_some() || self.cluster_token_file.is_some();
+        if self.cluster_user.is_some() != password {
+            return err(
+                "broker credentials need both cluster_user and a password (cluster_password_file, POSELINK_CLUSTER_PASSWORD or cluster_password)",
+            );
+        }
+        if password && token {
+            return err(
+                "give the broker either cluster_user and a password, or cluster_token, not both",
+            );
+        }
+        if (password || token) && super::driver::url_has_credentials(url) {
+            return err(
+                "the cluster URL holds credentials (user:pass@ or token@) and cluster_user or cluster_token is set too: keep one (the settings keep the secret out of the URL)",
+            );
+        }
+        if self.cluster_user.as_deref() == Some("") {
+            return err("cluster_user is empty");
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_access_settings_are_checked_together() {
+        let ok = HubConfig {
+            cluster: Some("tls://broker:4222".into()),
+            node: Some("a".into()),
+            ..HubConfig::local_dev()
+        };
+        ok.validate().unwrap();
+        for good in [
+            HubConfig {
+                cluster_ca_file: Some("ca.pem".into()),
+                cluster_cert_file: Some("c.pem".into()),
+                cluster_key_file: Some("k.pem".into()),
+                cluster_user: Some("hub".into()),
+                cluster_password_file: Some("pw".into()),
+                ..ok.clone()
+            },
+            HubConfig {
+                cluster: Some("nats://broker:4222".into()),
+                cluster_ca_file: Some("ca.pem".into()),
+                cluster_token: Some("t".into()),
+                ..ok.clone()
+            },
+            HubConfig {
+                cluster: Some("nats://hub:pw@broker:4222".into()),
+                ..ok.clone()
+            },
+        ] {
+            good.validate().unwrap();
+        }
+        for (bad, says) in [
+            (
+                HubConfig {
+                    cluster: None,
+                    cluster_ca_file: Some("ca.pem".into()),
+                    ..ok.clone()
+                },
+                "cluster_ca_file is set but cluster is not",
+            ),
+            (
+                HubConfig {
+                    cluster_cert_file: Some("c.pem".into()),
+                    ..ok.clone()
+                },
+                "cluster_key_file",
+            ),
+            (
+                HubConfig {
+                    cluster_user: Some("hub".into()),
+                    ..ok.clone()
+                },
+                "cluster_password_file",
+            ),
+            (
+                HubConfig {
+                    cluster_password: Some("pw".into()),
+                    ..ok.clone()
+                },
+                "cluster_user",
+            ),
+            (
+                HubConfig {
+                    cluster_password: Some("pw".into()),
+                    cluster_password_file: Some("pw".into()),
+                    cluster_user: Some("hub".into()),
+                    ..ok.clone()
+                },
+                "not both",
+            ),
+            (
+                HubConfig {
+                    cluster_user: Some("hub".into()),
+                    cluster_password: Some("pw".into()),
+                    cluster_token: Some("t".into()),
+                    ..ok.clone()
+                },
+                "cluster_token, not both",
+            ),
+            (
+                HubConfig {
+                    cluster: Some("nats://hub:pw@broker:4222".into()),
+                    cluster_token_file: Some("t".into()),
+                    ..ok.clone()
+                },
+                "the cluster URL holds credentials",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+    }
 
     #[test]
     fn the_deprecated_flood_key_is_read_as_its_new_name() {

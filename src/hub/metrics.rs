@@ -329,6 +329,17 @@ pub fn render(stats: &HubStats, g: &Gauges, now_us: u64, out: &mut String) {
         ] {
             counter(out, name, help, v);
         }
+        let name = "poselink_cluster_broker_failures_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Failed attempts to connect to the broker, by reason: tls (the handshake, e.g. an untrusted certificate), auth (credentials refused), other (unreachable, closed), config (a setting's file unusable; no attempt follows).\n# TYPE {name} counter"
+        );
+        for (reason, v) in ["tls", "auth", "other", "config"]
+            .iter()
+            .zip(c.broker_failures)
+        {
+            let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {v}");
+        }
     }
     gauge(
         out,

@@ -650,26 +650,62 @@ impl Drop for HubProcess {
 
 /// A `nats-server` on a free loopback port, the cluster tests' broker; killed
 /// on drop. It must be installed (`cargo xtask setup` installs Debian's).
+/// [`start_with`](Self::start_with) adds options (credentials);
+/// [`start_tls`](Self::start_tls) serves TLS with a test's certificate.
 pub struct NatsServer {
     pub port: u16,
+    /// Options after the address and port (TLS, credentials).
+    args: Vec<String>,
+    /// `nats` or `tls`, for [`url`](Self::url).
+    scheme: &'static str,
     child: Option<std::process::Child>,
 }
 
 impl NatsServer {
     pub fn start() -> NatsServer {
+        NatsServer::start_with(&[])
+    }
+
+    /// A server with more command-line options, e.g. `--user U --pass P` or
+    /// `--auth TOKEN`.
+    pub fn start_with(args: &[&str]) -> NatsServer {
+        NatsServer::launch(args.iter().map(|a| a.to_string()).collect(), "nats")
+    }
+
+    /// A server that speaks TLS only, with `files`' certificate (signed by
+    /// their private CA), and `args` after (e.g. `--tlsverify --tlscacert F`
+    /// to require a client certificate).
+    pub fn start_tls(files: &TlsFiles, args: &[&str]) -> NatsServer {
+        let mut all = vec![
+            "--tls".to_string(),
+            "--tlscert".to_string(),
+            files.cert.to_string_lossy().into_owned(),
+            "--tlskey".to_string(),
+            files.key.to_string_lossy().into_owned(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        NatsServer::launch(all, "tls")
+    }
+
+    fn launch(args: Vec<String>, scheme: &'static str) -> NatsServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut s = NatsServer { port, child: None };
+        let mut s = NatsServer {
+            port,
+            args,
+            scheme,
+            child: None,
+        };
         s.restart();
         s
     }
 
-    /// `nats://127.0.0.1:PORT`.
+    /// `nats://127.0.0.1:PORT` (`tls://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// Kills the server (as a crash would).
@@ -685,6 +721,7 @@ impl NatsServer {
         self.kill();
         let child = std::process::Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

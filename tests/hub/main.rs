@@ -8,6 +8,7 @@
 //! - [`bad_input`]: garbage, framing violations, floods, vanishing peers, shutdown;
 //! - [`capacity`]: the connection table's limit;
 //! - [`cluster`]: hubs joined through a real `nats-server`: media and members across hubs, the broker lost and back, malformed cluster messages, kicks and closes, a hub's goodbye;
+//! - [`cluster_tls`]: the broker link secured: TLS with a private CA, client certificates, a user and password, a token; each refusal said, counted, and the hub relaying alone;
 //! - [`flood`]: a flooder closed within seconds beside an honest pair;
 //! - [`json`]: JSON mode beside a binary engine;
 //! - [`load`]: a stuck receiver beside a fast one; 500 connections;
@@ -25,6 +26,7 @@ mod auth;
 mod bad_input;
 mod capacity;
 mod cluster;
+mod cluster_tls;
 mod flood;
 mod json;
 mod load;

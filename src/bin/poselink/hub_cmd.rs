@@ -23,6 +23,11 @@ use crate::secret::{self, SecretSource};
                   including those without a flag.\n\
                   The token secret comes from --secret, --secret-file, POSELINK_SECRET, \
                   then the config file's `secret_file` or `secret`, in that order.\n\
+                  The broker's password and token likewise: --cluster-password-file, \
+                  POSELINK_CLUSTER_PASSWORD, then the config file's `cluster_password_file` or \
+                  `cluster_password` (tokens: --cluster-token-file, POSELINK_CLUSTER_TOKEN, \
+                  `cluster_token_file`, `cluster_token`); no flag holds the value itself, as `ps` \
+                  would show it.\n\
                   SIGINT or SIGTERM closes every connection with \"going away\" and exits with status 0; \
                   a second signal exits at once. SIGHUP reloads the TLS certificate and key \
                   (open connections stay).\n\
@@ -95,10 +100,38 @@ pub struct HubArgs {
     #[arg(long, value_name = "MS")]
     pub room_grace_ms: Option<u64>,
 
-    /// Join a cluster of hubs through this NATS server (nats://HOST:4222); rooms then span
-    /// the hubs (docs/CLUSTER.md)
+    /// Join a cluster of hubs through this NATS server (nats://HOST:4222, or tls://HOST:4222
+    /// for TLS); rooms then span the hubs (docs/CLUSTER.md)
     #[arg(long, value_name = "URL")]
     pub cluster: Option<String>,
+
+    /// The CA certificate (PEM) that signed the broker's certificate, e.g. a private CA;
+    /// only it is trusted then, and TLS is required whatever the URL's scheme
+    #[arg(long, value_name = "FILE")]
+    pub cluster_ca_file: Option<PathBuf>,
+
+    /// This hub's certificate chain (PEM) for a broker that verifies its clients
+    #[arg(long, value_name = "FILE", requires = "cluster_key_file")]
+    pub cluster_cert_file: Option<PathBuf>,
+
+    /// The private key (PEM) of --cluster-cert-file
+    #[arg(long, value_name = "FILE", requires = "cluster_cert_file")]
+    pub cluster_key_file: Option<PathBuf>,
+
+    /// The user name this hub gives the broker; its password from --cluster-password-file
+    /// or POSELINK_CLUSTER_PASSWORD
+    #[arg(long, value_name = "NAME")]
+    pub cluster_user: Option<String>,
+
+    /// File holding the broker password of --cluster-user; surrounding whitespace is trimmed
+    /// [env: POSELINK_CLUSTER_PASSWORD holds the password itself]
+    #[arg(long, value_name = "FILE")]
+    pub cluster_password_file: Option<PathBuf>,
+
+    /// File holding a token the broker takes instead of a user and password
+    /// [env: POSELINK_CLUSTER_TOKEN holds the token itself]
+    #[arg(long, value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
 
     /// This hub's name in the cluster, unique among the hubs: letters, digits, - and _
     /// [default: hub-PORT]
@@ -124,7 +157,16 @@ fn read_config_file(path: &Path) -> Result<HubConfig, CliError> {
         .map_err(|e| CliError::config(format!("{}: {e}", path.display())))?;
     // Relative file names in the file are taken beside it.
     let dir = path.parent().unwrap_or(Path::new(""));
-    for file in [&mut cfg.secret_file, &mut cfg.tls_cert, &mut cfg.tls_key] {
+    for file in [
+        &mut cfg.secret_file,
+        &mut cfg.tls_cert,
+        &mut cfg.tls_key,
+        &mut cfg.cluster_ca_file,
+        &mut cfg.cluster_cert_file,
+        &mut cfg.cluster_key_file,
+        &mut cfg.cluster_password_file,
+        &mut cfg.cluster_token_file,
+    ] {
         if let Some(f) = file.as_deref()
             && Path::new(f).is_relative()
         {
@@ -140,11 +182,43 @@ fn path_string(path: &Path) -> Result<String, CliError> {
         .ok_or_else(|| CliError::config(format!("the path {} is not valid UTF-8", path.display())))
 }
 
+/// The broker's secrets from the environment: `POSELINK_CLUSTER_PASSWORD` and
+/// `POSELINK_CLUSTER_TOKEN`, each when set and not empty.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterEnv {
+    /// `POSELINK_CLUSTER_PASSWORD`.
+    pub password: Option<String>,
+    /// `POSELINK_CLUSTER_TOKEN`.
+    pub token: Option<String>,
+}
+
+impl ClusterEnv {
+    /// The process environment's.
+    pub fn from_env() -> ClusterEnv {
+        let var = |name| std::env::var(name).ok().filter(|s: &String| !s.is_empty());
+        ClusterEnv {
+            password: var("POSELINK_CLUSTER_PASSWORD"),
+            token: var("POSELINK_CLUSTER_TOKEN"),
+        }
+    }
+}
+
 /// The configuration the arguments ask for: defaults, then the config file, then
 /// the environment's secret, then the flags; validated, and the secret checked.
 /// `env_secret` is `POSELINK_SECRET` (a parameter so tests need not touch the
-/// process environment).
+/// process environment); the broker's secrets from the environment are none.
+#[cfg(test)]
 pub fn build_config(args: &HubArgs, env_secret: Option<String>) -> Result<HubConfig, CliError> {
+    build_config_with(args, env_secret, ClusterEnv::default())
+}
+
+/// [`build_config`] with the broker's secrets from `cluster_env`; the files
+/// the cluster settings name are read and checked too.
+pub fn build_config_with(
+    args: &HubArgs,
+    env_secret: Option<String>,
+    cluster_env: ClusterEnv,
+) -> Result<HubConfig, CliError> {
     let mut cfg = match &args.config {
         Some(path) => read_config_file(path)?,
         None => HubConfig::default(),
@@ -187,6 +261,7 @@ pub fn build_config(args: &HubArgs, env_secret: Option<String>) -> Result<HubCon
         cfg.tls_cert = Some(path_string(cert)?);
         cfg.tls_key = Some(path_string(key)?);
     }
+    cluster_access(args, cluster_env, &mut cfg)?;
 
     // A secret from the command line or the environment replaces the file's, whichever
     // of `secret` / `secret_file` the file used.
@@ -213,6 +288,10 @@ pub fn build_config(args: &HubArgs, env_secret: Option<String>) -> Result<HubCon
 
     cfg.validate()
         .map_err(|e| CliError::config(e.to_string()))?;
+    // The broker's CA, certificate, key and secret files, read now: a missing
+    // or unusable one is a configuration error before anything is bound.
+    cfg.check_cluster_files()
+        .map_err(|e| CliError::config(e.to_string()))?;
 
     // Check the secret now, so that a missing file or a short secret is a clear
     // configuration error before anything is bound.
@@ -228,9 +307,40 @@ pub fn build_config(args: &HubArgs, env_secret: Option<String>) -> Result<HubCon
     Ok(cfg)
 }
 
+/// The broker link's settings from the flags and the environment: a flag
+/// beats the environment, which beats the config file (whichever of the
+/// inline value and its file the file used).
+fn cluster_access(args: &HubArgs, env: ClusterEnv, cfg: &mut HubConfig) -> Result<(), CliError> {
+    let path = |p: &Option<PathBuf>| p.as_deref().map(path_string).transpose();
+    if let Some(ca) = path(&args.cluster_ca_file)? {
+        cfg.cluster_ca_file = Some(ca);
+    }
+    if let (Some(cert), Some(key)) = (
+        path(&args.cluster_cert_file)?,
+        path(&args.cluster_key_file)?,
+    ) {
+        cfg.cluster_cert_file = Some(cert);
+        cfg.cluster_key_file = Some(key);
+    }
+    if let Some(user) = &args.cluster_user {
+        cfg.cluster_user = Some(user.clone());
+    }
+    if let Some(f) = path(&args.cluster_password_file)? {
+        (cfg.cluster_password_file, cfg.cluster_password) = (Some(f), None);
+    } else if let Some(p) = env.password {
+        (cfg.cluster_password, cfg.cluster_password_file) = (Some(p), None);
+    }
+    if let Some(f) = path(&args.cluster_token_file)? {
+        (cfg.cluster_token_file, cfg.cluster_token) = (Some(f), None);
+    } else if let Some(t) = env.token {
+        (cfg.cluster_token, cfg.cluster_token_file) = (Some(t), None);
+    }
+    Ok(())
+}
+
 /// Runs `poselink hub` until SIGINT or SIGTERM.
 pub fn run(args: HubArgs) -> Result<(), CliError> {
-    let cfg = build_config(&args, secret::from_env())?;
+    let cfg = build_config_with(&args, secret::from_env(), ClusterEnv::from_env())?;
     if cfg.dev {
         warn!(
             "!!! DEV MODE: anonymous access is ON — every client is accepted without a token and may join any room as owner !!!"
@@ -344,7 +454,7 @@ mod tests {
         let mut full = vec!["poselink", "hub"];
         full.extend_from_slice(argv);
         match Cli::try_parse_from(full).unwrap().command {
-            crate::Command::Hub(a) => a,
+            crate::Command::Hub(a) => *a,
             other => panic!("{other:?}"),
         }
     }
@@ -480,6 +590,88 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("tls_key"), "{}", e.message);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn broker_files_and_secrets_come_from_flags_the_environment_or_beside_the_file() {
+        let dir = temp_dir("broker");
+        let ca = poselink::tls::private_ca(&["broker"], -1, 30).unwrap();
+        std::fs::write(dir.join("ca.pem"), &ca.ca_pem).unwrap();
+        std::fs::write(dir.join("pw"), "from-file\n").unwrap();
+        let toml = dir.join("hub.toml");
+        std::fs::write(
+            &toml,
+            "cluster = \"tls://broker:4222\"\ncluster_ca_file = \"ca.pem\"\ncluster_user = \"hub\"\ncluster_password_file = \"pw\"\n",
+        )
+        .unwrap();
+        let args = hub_args(&["--dev", "--config", toml.to_str().unwrap()]);
+        let cfg = build_config(&args, None).unwrap();
+        assert_eq!(
+            cfg.cluster_ca_file.as_deref(),
+            Some(dir.join("ca.pem").to_str().unwrap())
+        );
+        assert_eq!(
+            cfg.cluster_password_file.as_deref(),
+            Some(dir.join("pw").to_str().unwrap())
+        );
+        // The environment's password replaces the file's.
+        let env = ClusterEnv {
+            password: Some("from-env".into()),
+            token: None,
+        };
+        let cfg = build_config_with(&args, None, env.clone()).unwrap();
+        assert_eq!(
+            (cfg.cluster_password.as_deref(), cfg.cluster_password_file),
+            (Some("from-env"), None)
+        );
+        // A flag beats the environment.
+        let pw = dir.join("pw").to_str().unwrap().to_string();
+        let flagged = hub_args(&[
+            "--dev",
+            "--config",
+            toml.to_str().unwrap(),
+            "--cluster-password-file",
+            &pw,
+        ]);
+        let cfg = build_config_with(&flagged, None, env).unwrap();
+        assert_eq!(cfg.cluster_password, None);
+        // A file that is not there is refused at start, naming the setting.
+        let missing = build_config(
+            &hub_args(&[
+                "--dev",
+                "--config",
+                toml.to_str().unwrap(),
+                "--cluster-ca-file",
+                "/nonexistent/ca.pem",
+            ]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(missing.code, crate::EXIT_CONFIG);
+        assert!(
+            missing
+                .message
+                .contains("cluster_ca_file /nonexistent/ca.pem"),
+            "{}",
+            missing.message
+        );
+        // A user without a password, and a key without a certificate.
+        let e = build_config(
+            &hub_args(&[
+                "--dev",
+                "--cluster",
+                "nats://b:4222",
+                "--cluster-user",
+                "hub",
+            ]),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("cluster_user"), "{}", e.message);
+        assert!(
+            Cli::try_parse_from(["poselink", "hub", "--dev", "--cluster-key-file", "k"]).is_err()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -50,7 +50,8 @@ enum Command {
     /// devices streaming pose and audio, a receiver; a live table, then a performance report
     Demo(demo_cmd::DemoArgs),
     /// Run the relay hub: accept WebSocket connections and relay pose and audio within rooms
-    Hub(hub_cmd::HubArgs),
+    // Boxed: its many settings would make every command as large.
+    Hub(Box<hub_cmd::HubArgs>),
     /// Mint an HS256 access token (JWT) and print it to stdout
     Token(token_cmd::TokenArgs),
     /// Publish a pose stream (synthetic or a replayed recording) and audio into a room
@@ -115,7 +116,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Demo(args) => demo_cmd::run(args),
-        Command::Hub(args) => hub_cmd::run(args),
+        Command::Hub(args) => hub_cmd::run(*args),
         Command::Token(args) => token_cmd::run(args),
         Command::Send(args) => send_cmd::run(args),
         Command::Watch(args) => watch_cmd::run(args),

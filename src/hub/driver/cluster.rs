@@ -19,21 +19,24 @@
 //! silently: out of the loop, a full control ring is counted and logged (and
 //! the heartbeat's re-announcements repair it); into the loop, the broker
 //! thread waits for room. The broker connection's state reaches the core as
-//! [`Core::handle_cluster_link`](crate::hub::core::Core::handle_cluster_link).
+//! [`Core::handle_cluster_link`](crate::hub::core::Core::handle_cluster_link);
+//! its TLS and credentials come from `cluster_access`, which also words its
+//! failures (logged once per change or per 30 s, counted by reason).
 
 use std::collections::HashMap;
 use std::io;
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use futures_util::StreamExt;
 use mio::Waker;
 
+use super::cluster_access::{self, Auth, Failure, FailureLog};
 use crate::hub::HubConfig;
 use crate::hub::core::{ClusterClass, ClusterOut, ClusterTo, Core, cluster_class, cluster_subject};
 
@@ -105,6 +108,8 @@ struct Shared {
     dropped_in: AtomicU64,
     /// Messages published to the broker.
     published: AtomicU64,
+    /// Failed connection attempts, by [`Failure`].
+    failures: [AtomicU64; 4],
     waker: Arc<Waker>,
     /// Wakes the broker thread: a byte written here.
     wake_tx: UnixStream,
@@ -158,9 +163,9 @@ impl ClusterLink {
     /// Starts the broker thread for `cfg.cluster`; it connects (and reconnects)
     /// on its own, so a broker that is not there yet is no error here.
     pub fn start(cfg: &HubConfig, waker: Arc<Waker>) -> io::Result<Option<ClusterLink>> {
-        let Some(url) = cfg.cluster.clone() else {
+        if cfg.cluster.is_none() {
             return Ok(None);
-        };
+        }
         let node = cfg.node.clone().unwrap_or_else(|| "hub".into());
         let (media, audio, ctrl) = (
             cfg.cluster_ring,
@@ -185,6 +190,7 @@ impl ClusterLink {
             dropped_out: AtomicU64::new(0),
             dropped_in: AtomicU64::new(0),
             published: AtomicU64::new(0),
+            failures: Default::default(),
             waker,
             wake_tx,
             broker_woken: AtomicBool::new(false),
@@ -193,9 +199,10 @@ impl ClusterLink {
             let _ = shared.spare.push(Slot::empty());
         }
         let s = Arc::clone(&shared);
+        let cfg = cfg.clone();
         let thread = std::thread::Builder::new()
             .name("poselink-cluster".into())
-            .spawn(move || broker_thread(url, node, s, wake_rx))?;
+            .spawn(move || broker_thread(cfg, node, s, wake_rx))?;
         Ok(Some(ClusterLink {
             shared,
             thread: Some(thread),
@@ -213,6 +220,13 @@ impl ClusterLink {
             s.dropped_in.load(Ordering::Relaxed),
             s.published.load(Ordering::Relaxed),
         )
+    }
+
+    /// Failed connection attempts to the broker, by [`Failure`] (tls, auth,
+    /// other, config).
+    pub fn failures(&self) -> [u64; 4] {
+        let f = &self.shared.failures;
+        core::array::from_fn(|i| f[i].load(Ordering::Relaxed))
     }
 
     /// Tells the core the broker connection's state when it changed; the
@@ -325,7 +339,7 @@ impl Drop for ClusterLink {
 
 /// The broker thread: connects, then moves messages both ways until told to
 /// stop.
-fn broker_thread(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
+fn broker_thread(cfg: HubConfig, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -340,16 +354,31 @@ fn broker_thread(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream)
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, run(url, node, s, wake_rx));
+    local.block_on(&rt, run(cfg, node, s, wake_rx));
     // Tasks still held drop their subscriptions, which spawn their
     // unsubscribe: inside the runtime's context.
     let _context = rt.enter();
     drop(local);
 }
 
-async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
+async fn run(cfg: HubConfig, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
+    let url = cfg.cluster.clone().unwrap_or_default();
+    // The URL as logged: without its password or token.
+    let shown = cluster_access::redacted(&url);
+    let access = match cluster_access::prepare(&cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            s.failures[Failure::Config as usize].fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "cluster: {e}; this hub does not connect to the broker at {shown} and relays between its own members only (fix the setting and restart the hub)"
+            );
+            return;
+        }
+    };
     let events = Arc::clone(&s);
-    let url_for_log = url.clone();
+    let refusal = Arc::clone(&access.refusal);
+    let said = Arc::new(Mutex::new(FailureLog::new()));
+    let (cfg, shown_ev) = (Arc::new(cfg), shown.clone());
     let options = async_nats::ConnectOptions::new()
         .name(format!("poselink hub {node}"))
         .no_echo()
@@ -361,32 +390,63 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
         })
         .client_capacity(4096)
         .subscription_capacity(4096)
+        .tls_client_config(access.tls)
+        .require_tls(access.require_tls)
         .event_callback(move |ev| {
             let s = Arc::clone(&events);
+            let (refusal, said) = (Arc::clone(&refusal), Arc::clone(&said));
+            let (cfg, shown) = (Arc::clone(&cfg), shown_ev.clone());
             async move {
                 match ev {
                     async_nats::Event::Connected => {
                         s.up.store(true, Ordering::Release);
                         s.wake_loop();
+                        if let Ok(mut said) = said.lock() {
+                            said.connected();
+                        }
+                        log::info!("cluster: connected to the broker at {shown}");
                     }
                     async_nats::Event::Disconnected | async_nats::Event::Closed => {
                         s.up.store(false, Ordering::Release);
                         s.wake_loop();
+                        log::warn!(
+                            "cluster: lost the broker at {shown}; this hub relays between its own members until it is back"
+                        );
                     }
-                    other => log::warn!("cluster: broker: {other}"),
+                    async_nats::Event::ClientError(async_nats::ClientError::Other(kind)) => {
+                        // A failed attempt: its kind from async-nats, its
+                        // certificate refusal (if any) from our verifier.
+                        let refused = refusal.lock().ok().and_then(|mut r| r.take());
+                        let (failure, sentence) =
+                            cluster_access::explain(&kind, refused, &cfg, &shown);
+                        s.failures[failure as usize].fetch_add(1, Ordering::Relaxed);
+                        let line = said
+                            .lock()
+                            .ok()
+                            .and_then(|mut l| l.failed(&sentence, Instant::now()));
+                        if let Some(line) = line {
+                            log::error!("cluster: broker {shown}: {line}");
+                        }
+                    }
+                    other => log::warn!("cluster: broker {shown}: {other}"),
                 }
             }
         });
+    let options = match access.auth {
+        Auth::UserPassword(user, pass) => options.user_and_password(user, pass),
+        Auth::Token(token) => options.token(token),
+        Auth::None => options,
+    };
     let client = match options.connect(url.as_str()).await {
         Ok(c) => c,
         Err(e) => {
             log::error!(
-                "cluster: cannot use the broker at {url_for_log}: {e}; this hub runs alone (check the cluster URL)"
+                "cluster: cannot use the broker at {shown}: {e}; this hub runs alone (check the cluster URL)"
             );
             return;
         }
     };
-    log::info!("cluster: node {node}, broker {url}");
+    log::info!("cluster: node {node}, broker {shown}");
     // The loop is woken once per batch of arrivals, not once per message: the
     // subscriptions note an arrival; this task wakes the loop after the
     // runtime has run every task that was ready (more arrivals among them).
@@ -465,7 +525,9 @@ async fn run(url: String, node: String, s: Arc<Shared>, wake_rx: UnixStream) {
         // has taken what was published, batching what came together (a
         // flush per drain cost a round trip through that task each time).
         if stopping {
-            let _ = client.flush().await;
+            // Bounded: a flush waits for a connection, and a hub whose
+            // broker never took it (refused, unreachable) must still stop.
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.flush()).await;
             break;
         }
         // Wait for the loop's wake, or look again shortly (the stop flag).

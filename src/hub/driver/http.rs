@@ -308,6 +308,7 @@ impl Driver {
                     let (out, inn, _) = link.counts();
                     let mut stats = self.core.stats().clone();
                     stats.cluster.media_dropped += out + inn;
+                    stats.cluster.broker_failures = link.failures();
                     metrics::render(&stats, &gauges, now, &mut body);
                     let ctype = "text/plain; version=0.0.4; charset=utf-8";
                     return self.http_answer(s, 200, "OK", ctype, body.as_bytes(), now);

@@ -20,10 +20,13 @@
 //!   loop, its timers and the shutdown;
 //! - `sockets`: the slot table, accepting, reading, writing (through TLS when
 //!   the hub has a certificate: `crate::tls`), the core's events;
+//! - `cluster_access`: the broker link's TLS and credentials, its failures
+//!   worded for the operator, the URL without its secrets for the log;
 //! - `http`: a request head until the upgrade, and the pages;
 //! - `web`: the browser front end's files.
 
 mod cluster;
+mod cluster_access;
 pub(super) mod http;
 mod sockets;
 mod web;
@@ -298,6 +301,17 @@ impl Hub {
             .spawn(move || hub.run())?;
         Ok((handle, addr, join))
     }
+}
+
+/// Whether a cluster URL holds credentials (for the configuration's checks).
+pub(crate) fn url_has_credentials(url: &str) -> bool {
+    cluster_access::has_credentials(url)
+}
+
+/// Reads and checks the files the cluster settings name, as the broker
+/// thread will.
+pub(crate) fn check_cluster_access(cfg: &HubConfig) -> Result<(), String> {
+    cluster_access::prepare(cfg).map(drop)
 }
 
 fn load_key(cfg: &HubConfig) -> io::Result<Option<TokenKey>> {

@@ -558,6 +558,11 @@ pub struct ClusterStats {
     pub nodes_lost: u64,
     /// Remote members refused because `max_remote_members` were known.
     pub remotes_refused: u64,
+    /// Failed attempts to connect to the broker, by reason: the TLS
+    /// handshake, the credentials, anything else (unreachable, closed), and a
+    /// setting's file unusable (the hub then runs alone). Filled by the
+    /// driver's broker thread, not the core.
+    pub broker_failures: [u64; 4],
 }
 
 /// What an owner orders for a member of another hub.

@@ -75,6 +75,20 @@ fn wait_for_line(hub: &HubProcess, words: &[&str], within: Duration) -> Option<S
 
 /// A member on `a` publishes pose; a viewer of the same room on `b` gets it
 /// (bounded: 3 s to hear of the member, 20 frames 50 ms apart).
+/// Waits up to 5 s for both hubs to report the broker up; fails with `why`.
+fn both_up(a: &TestHub, b: &TestHub, why: &str) {
+    for h in [a, b] {
+        assert!(
+            wait_for(
+                || h.metric("poselink_cluster_broker_up"),
+                1.0,
+                Duration::from_secs(5)
+            ),
+            "{why}"
+        );
+    }
+}
+
 fn pose_crosses(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
     let mut p = Client::session(a, "");
     let ha = p.join("gym", Role::Member).unwrap();
@@ -131,16 +145,7 @@ fn two_hubs_relay_pose_across_a_tls_broker_with_a_private_ca() {
         hub(&nats.url(), "a", access.clone()),
         hub(&nats.url(), "b", access),
     );
-    for h in [&a, &b] {
-        assert!(
-            wait_for(
-                || h.metric("poselink_cluster_broker_up"),
-                1.0,
-                Duration::from_secs(5)
-            ),
-            "the hub reached the TLS broker"
-        );
-    }
+    both_up(&a, &b, "the hub reached the TLS broker");
     assert!(pose_crosses(a.addr, b.addr), "pose crossed the TLS broker");
     assert_eq!(
         a.metric("poselink_cluster_broker_failures_total{reason=\"tls\"}"),
@@ -165,16 +170,7 @@ fn hubs_with_client_certificates_relay_across_a_broker_that_verifies_them() {
         hub(&nats.url(), "a", access.clone()),
         hub(&nats.url(), "b", access.clone()),
     );
-    for h in [&a, &b] {
-        assert!(
-            wait_for(
-                || h.metric("poselink_cluster_broker_up"),
-                1.0,
-                Duration::from_secs(5)
-            ),
-            "the broker took the hub's certificate"
-        );
-    }
+    both_up(&a, &b, "the broker took the hub's certificate");
     assert!(pose_crosses(a.addr, b.addr));
     // Without a client certificate, the same broker refuses the hub.
     let c = hub(

@@ -31,12 +31,10 @@ pub(super) struct Coded {
 /// never got.
 pub(super) struct AudioEncoder {
     cfg: AudioEncoding,
-    /// Whether Opus is in use: the settings were Opus and libopus took them.
-    #[cfg(feature = "opus")]
-    opus_on: bool,
     /// One encoder per room slot, made when the slot is first joined (made at
     /// a join, a control step, never while sending) and reset when it is
-    /// joined again; slot 0's is made at start, which checks the settings.
+    /// joined again; slot 0's is made at start, which checks the settings, so
+    /// it is there exactly when Opus is in use ([`opus_on`](Self::opus_on)).
     #[cfg(feature = "opus")]
     opus: Vec<Option<opus::Encoder>>,
     /// The last packet coded (libopus writes it here, then it is copied into
@@ -78,8 +76,6 @@ impl AudioEncoder {
         let _ = rooms;
         AudioEncoder {
             #[cfg(feature = "opus")]
-            opus_on: first.is_some(),
-            #[cfg(feature = "opus")]
             opus: {
                 let mut v = Vec::with_capacity(rooms.max(1));
                 v.push(first);
@@ -104,10 +100,17 @@ impl AudioEncoder {
     /// than configured go as PCM16).
     pub(super) fn codec(&self) -> AudioCodec {
         #[cfg(feature = "opus")]
-        if self.opus_on {
+        if self.opus_on() {
             return AudioCodec::Opus;
         }
         AudioCodec::Pcm16
+    }
+
+    /// Whether Opus is in use: the settings were Opus and libopus took them
+    /// (slot 0's encoder, made at start, is there).
+    #[cfg(feature = "opus")]
+    fn opus_on(&self) -> bool {
+        self.opus.first().is_some_and(Option::is_some)
     }
 
     /// Room slot `room` starts a new stream (it was joined): its Opus encoder
@@ -115,7 +118,7 @@ impl AudioEncoder {
     /// clean state. Allocates (libopus's state) only on a slot's first join.
     pub(super) fn start_room(&mut self, room: u16) {
         #[cfg(feature = "opus")]
-        if self.opus_on
+        if self.opus_on()
             && let Some(slot) = self.opus.get_mut(usize::from(room))
         {
             match slot {

@@ -184,31 +184,39 @@ impl TestHub {
 
     /// `GET path` over HTTP (HTTPS for a TLS hub); (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
-        let mut s = Conn::open(self.addr, self.ca_pem.as_deref());
-        s.tcp()
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|x| x.1.to_string())
-            .unwrap_or_default();
-        (status, body)
+        http_get_at(self.addr, self.ca_pem.as_deref(), path)
     }
 
     /// The value of one metric line (`name` with its labels, exactly as rendered).
     pub fn metric(&self, name: &str) -> f64 {
         let (_, body) = self.http_get("/metrics");
-        body.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
-            .trim()
-            .parse()
-            .unwrap()
+        metric_in(&body, name).unwrap_or_else(|| panic!("metric {name} not found in:\n{body}"))
     }
+}
+
+/// `GET path` of the hub at `addr` (HTTPS with `ca_pem`); (status, body).
+pub fn http_get_at(addr: SocketAddr, ca_pem: Option<&str>, path: &str) -> (u16, String) {
+    let mut s = Conn::open(addr, ca_pem);
+    s.tcp()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one metric line (`name` with its labels, exactly as rendered)
+/// in a `/metrics` body; `None` if absent or not a number.
+pub fn metric_in(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl Drop for TestHub {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use poselink::hub::HubConfig;
 use poselink::proto::{Kind, Role};
 
-use crate::common::{Client, Conn, HubProcess, NatsServer, PoseStream, TestHub, TlsFiles};
+use crate::common::{
+    Client, HubProcess, NatsServer, PoseStream, TestHub, TlsFiles, http_get_at, metric_in,
+};
 
 /// A hub of the cluster through `url`, with `access` (TLS, credentials).
 fn hub(url: &str, node: &str, access: HubConfig) -> TestHub {
@@ -32,17 +34,7 @@ fn path(p: &std::path::Path) -> Option<String> {
 
 /// `GET /metrics` of a hub process: the value of `name` (labels included).
 fn metric_of(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut s = Conn::open(addr, None);
-    s.tcp()
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
+    metric_in(&http_get_at(addr, None, "/metrics").1, name)
 }
 
 /// Waits (bounded) until `read` gives at least `want`.
@@ -73,8 +65,6 @@ fn wait_for_line(hub: &HubProcess, words: &[&str], within: Duration) -> Option<S
     None
 }
 
-/// A member on `a` publishes pose; a viewer of the same room on `b` gets it
-/// (bounded: 3 s to hear of the member, 20 frames 50 ms apart).
 /// Waits up to 5 s for both hubs to report the broker up; fails with `why`.
 fn both_up(a: &TestHub, b: &TestHub, why: &str) {
     for h in [a, b] {
@@ -89,6 +79,8 @@ fn both_up(a: &TestHub, b: &TestHub, why: &str) {
     }
 }
 
+/// A member on `a` publishes pose; a viewer of the same room on `b` gets it
+/// (bounded: 3 s to hear of the member, 20 frames 50 ms apart).
 fn pose_crosses(a: std::net::SocketAddr, b: std::net::SocketAddr) -> bool {
     let mut p = Client::session(a, "");
     let ha = p.join("gym", Role::Member).unwrap();

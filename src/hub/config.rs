@@ -292,7 +292,9 @@ impl HubConfig {
         if self.cluster.is_none() {
             return Ok(());
         }
-        super::driver::check_cluster_access(self).map_err(ConfigError)
+        super::driver::cluster_access::prepare(self)
+            .map(drop)
+            .map_err(ConfigError)
     }
 
     /// Checks every limit; the hub refuses to start otherwise.
@@ -444,7 +446,7 @@ impl HubConfig {
                 "give the broker either cluster_user and a password, or cluster_token, not both",
             );
         }
-        if (password || token) && super::driver::url_has_credentials(url) {
+        if (password || token) && super::driver::cluster_access::has_credentials(url) {
             return err(
                 "the cluster URL holds credentials (user:pass@ or token@) and cluster_user or cluster_token is set too: keep one (the settings keep the secret out of the URL)",
             );

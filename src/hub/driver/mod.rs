@@ -26,7 +26,7 @@
 //! - `web`: the browser front end's files.
 
 mod cluster;
-mod cluster_access;
+pub(super) mod cluster_access;
 pub(super) mod http;
 mod sockets;
 mod web;
@@ -301,17 +301,6 @@ impl Hub {
             .spawn(move || hub.run())?;
         Ok((handle, addr, join))
     }
-}
-
-/// Whether a cluster URL holds credentials (for the configuration's checks).
-pub(crate) fn url_has_credentials(url: &str) -> bool {
-    cluster_access::has_credentials(url)
-}
-
-/// Reads and checks the files the cluster settings name, as the broker
-/// thread will.
-pub(crate) fn check_cluster_access(cfg: &HubConfig) -> Result<(), String> {
-    cluster_access::prepare(cfg).map(drop)
 }
 
 fn load_key(cfg: &HubConfig) -> io::Result<Option<TokenKey>> {

@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 use mio::Waker;
 use poselink_hal::Clock;
 
@@ -210,11 +211,14 @@ pub(super) struct Shared {
     pub(super) events: ArrayQueue<Event>,
     pub(super) waker: Waker,
     /// A wake is written and the loop has not run since: no second one.
-    pub(super) wake_pending: AtomicBool,
+    /// (Written by both sides, on a cache line of its own.)
+    pub(super) wake_pending: CachePadded<AtomicBool>,
     /// Until when the loop sleeps (the latest it looks at the rings again),
     /// µs on [`clock`](Self::clock); [`RUNNING`] while it runs. See
-    /// [`park`](Self::park).
-    pub(super) park_until: AtomicU64,
+    /// [`park`](Self::park). The loop writes it every turn and each send
+    /// reads it: on a cache line of its own, so that the fields the sends
+    /// only read (`stopped`, `clock`, …) stay in the app's core's cache.
+    pub(super) park_until: CachePadded<AtomicU64>,
     /// The engine's clock (`CLOCK_MONOTONIC`, or the simulations' clock).
     pub(super) clock: Arc<dyn Clock + Send + Sync>,
     pub(super) stop: AtomicBool,

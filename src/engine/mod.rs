@@ -76,6 +76,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
 use mio::{Poll, Waker};
 use poselink_hal::{Clock, MonotonicClock};
 
@@ -157,8 +158,8 @@ fn shared(config: &EngineConfig, waker: Waker, clock: Arc<dyn Clock + Send + Syn
         commands: ArrayQueue::new(64),
         events: ArrayQueue::new(config.events_capacity.max(16)),
         waker,
-        wake_pending: AtomicBool::new(false),
-        park_until: AtomicU64::new(api::RUNNING),
+        wake_pending: CachePadded::new(AtomicBool::new(false)),
+        park_until: CachePadded::new(AtomicU64::new(api::RUNNING)),
         clock,
         stop: AtomicBool::new(false),
         stopped: AtomicBool::new(false),

@@ -16,7 +16,7 @@ use crate::CliError;
 use crate::secret::{self, SecretSource};
 
 /// `poselink hub`'s arguments (the help text is the [`crate::Command::Hub`] variant's).
-#[derive(Args, Debug)]
+#[derive(Args, derive_more::Debug)]
 #[command(
     after_help = "Settings come from the built-in defaults, then the --config file, then the flags: \
                   a flag overrides the file. docs/OPERATIONS.md describes every setting, \
@@ -45,6 +45,7 @@ pub struct HubArgs {
 
     /// HS256 token secret, at least 32 bytes [env: POSELINK_SECRET]
     #[arg(long, value_name = "SECRET")]
+    #[debug("{:?}", poselink::redact::option(secret))]
     pub secret: Option<String>,
 
     /// File holding the HS256 token secret; surrounding whitespace is trimmed
@@ -103,6 +104,7 @@ pub struct HubArgs {
     /// Join a cluster of hubs through this NATS server (nats://HOST:4222, or tls://HOST:4222
     /// for TLS); rooms then span the hubs (docs/CLUSTER.md)
     #[arg(long, value_name = "URL")]
+    #[debug("{:?}", cluster.as_deref().map(poselink::redact::url))]
     pub cluster: Option<String>,
 
     /// The CA certificate (PEM) that signed the broker's certificate, e.g. a private CA;
@@ -184,11 +186,13 @@ fn path_string(path: &Path) -> Result<String, CliError> {
 
 /// The broker's secrets from the environment: `POSELINK_CLUSTER_PASSWORD` and
 /// `POSELINK_CLUSTER_TOKEN`, each when set and not empty.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, derive_more::Debug, Default)]
 pub struct ClusterEnv {
     /// `POSELINK_CLUSTER_PASSWORD`.
+    #[debug("{:?}", poselink::redact::option(password))]
     pub password: Option<String>,
     /// `POSELINK_CLUSTER_TOKEN`.
+    #[debug("{:?}", poselink::redact::option(token))]
     pub token: Option<String>,
 }
 

@@ -130,11 +130,13 @@ pub struct HubConfig {
     pub cluster: Option<String>,
     /// The broker link's TLS: the CA certificate(s) (PEM) that signed the
     /// broker's certificate; only these are trusted then (without it: the
-    /// system's roots). Implies TLS, whatever the URL's scheme.
+    /// system's roots). Implies TLS, whatever the URL's scheme. Read again on
+    /// SIGHUP for the next connection to the broker.
     pub cluster_ca_file: Option<String>,
     /// The broker link's TLS: this hub's certificate chain (PEM, leaf first),
     /// for a broker that verifies its clients (`verify: true`). With
-    /// `cluster_key_file`; implies TLS.
+    /// `cluster_key_file`; implies TLS. Both read again on SIGHUP for the
+    /// next connection to the broker.
     pub cluster_cert_file: Option<String>,
     /// The private key (PEM) of `cluster_cert_file`.
     pub cluster_key_file: Option<String>,

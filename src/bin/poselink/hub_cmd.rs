@@ -29,8 +29,8 @@ use crate::secret::{self, SecretSource};
                   `cluster_token_file`, `cluster_token`); no flag holds the value itself, as `ps` \
                   would show it.\n\
                   SIGINT or SIGTERM closes every connection with \"going away\" and exits with status 0; \
-                  a second signal exits at once. SIGHUP reloads the TLS certificate and key \
-                  (open connections stay).\n\
+                  a second signal exits at once. SIGHUP reloads the TLS certificate and key, and the \
+                  broker link's CA and client certificate for its next connection (open connections stay).\n\
                   Exit status: 0 after a clean shutdown, 1 on a runtime error (e.g. the address is in use), \
                   2 on a configuration error."
 )]
@@ -108,11 +108,12 @@ pub struct HubArgs {
     pub cluster: Option<String>,
 
     /// The CA certificate (PEM) that signed the broker's certificate, e.g. a private CA;
-    /// only it is trusted then, and TLS is required whatever the URL's scheme
+    /// only it is trusted then, and TLS is required whatever the URL's scheme; reloaded on SIGHUP
     #[arg(long, value_name = "FILE")]
     pub cluster_ca_file: Option<PathBuf>,
 
-    /// This hub's certificate chain (PEM) for a broker that verifies its clients
+    /// This hub's certificate chain (PEM) for a broker that verifies its clients; reloaded
+    /// with its key on SIGHUP
     #[arg(long, value_name = "FILE", requires = "cluster_key_file")]
     pub cluster_cert_file: Option<PathBuf>,
 
@@ -407,7 +408,7 @@ pub fn run(args: HubArgs) -> Result<(), CliError> {
             let mut stopping = false;
             for sig in signals.forever() {
                 if sig == SIGHUP {
-                    info!("SIGHUP: reloading the TLS certificate and key");
+                    info!("SIGHUP: reloading the TLS certificate and key, and the broker link's");
                     handle.reload_tls();
                     continue;
                 }

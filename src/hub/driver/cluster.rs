@@ -28,7 +28,7 @@ use std::io;
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,9 @@ struct Shared {
     wake_tx: UnixStream,
     /// The broker thread was woken and has not looked yet.
     broker_woken: AtomicBool,
+    /// The broker link's certificates, once the broker thread has read them
+    /// (never, when its settings failed): what SIGHUP reloads.
+    certs: OnceLock<Arc<cluster_access::BrokerCerts>>,
 }
 
 impl Shared {
@@ -194,6 +197,7 @@ impl ClusterLink {
             waker,
             wake_tx,
             broker_woken: AtomicBool::new(false),
+            certs: OnceLock::new(),
         });
         for _ in 0..total {
             let _ = shared.spare.push(Slot::empty());
@@ -321,6 +325,14 @@ impl ClusterLink {
         }
     }
 
+    /// Reads the broker link's CA and client certificate files again (what
+    /// SIGHUP does) for its next connection to the broker; the open one
+    /// stays. `None` when the link has no certificates to reload: its
+    /// settings failed at start, or the broker thread has not read them yet.
+    pub fn reload_tls(&self, cfg: &HubConfig) -> Option<Result<(), String>> {
+        Some(self.shared.certs.get()?.reload(cfg))
+    }
+
     /// Stops the broker thread (after the core's last words were sent).
     pub fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -375,6 +387,7 @@ async fn run(cfg: HubConfig, node: String, s: Arc<Shared>, wake_rx: UnixStream) 
             return;
         }
     };
+    let _ = s.certs.set(Arc::clone(&access.certs));
     let events = Arc::clone(&s);
     let refusal = Arc::clone(&access.refusal);
     let said = Arc::new(Mutex::new(FailureLog::new()));

@@ -103,7 +103,9 @@ impl HubHandle {
     /// Asks the hub to read its TLS certificate and key files again (what
     /// `poselink hub` does on SIGHUP). New connections get the new
     /// certificate; open ones keep theirs. A file that does not load is
-    /// logged and the old certificate stays.
+    /// logged and the old certificate stays. The broker link's
+    /// `cluster_ca_file`, `cluster_cert_file` and `cluster_key_file` are read
+    /// again too, for its next connection to the broker (the open one stays).
     pub fn reload_tls(&self) {
         self.reload.store(true, Ordering::Release);
         let _ = self.waker.wake();
@@ -381,11 +383,30 @@ struct Driver {
 }
 
 impl Driver {
-    /// Reads the certificate and key files again; keeps the old ones if the
-    /// new do not load.
+    /// Reads the certificate and key files again, the hub's own and the
+    /// broker link's; keeps the old ones of either if the new do not load.
     fn reload_tls(&mut self) {
+        let cluster = self.cluster.as_ref().and_then(|l| l.reload_tls(&self.cfg));
+        match &cluster {
+            Some(Ok(())) => log::info!(
+                "cluster: the broker link's TLS files reloaded (cluster_ca_file {}, cluster_cert_file {}); its next connection to the broker uses them, the open one stays",
+                self.cfg
+                    .cluster_ca_file
+                    .as_deref()
+                    .unwrap_or("none: the system's roots"),
+                self.cfg.cluster_cert_file.as_deref().unwrap_or("none"),
+            ),
+            Some(Err(e)) => log::error!(
+                "cluster: reloading the broker link's TLS files failed, the previous ones stay: {e}"
+            ),
+            None => {}
+        }
         if self.tls.is_none() {
-            log::warn!("TLS reload asked, but this hub has no tls_cert/tls_key: nothing to reload");
+            if cluster.is_none() {
+                log::warn!(
+                    "TLS reload asked, but this hub has no tls_cert/tls_key and no broker link's TLS: nothing to reload"
+                );
+            }
             return;
         }
         match load_tls(&self.cfg) {

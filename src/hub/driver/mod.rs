@@ -383,26 +383,13 @@ struct Driver {
 }
 
 impl Driver {
-    /// Reads the certificate and key files again, the hub's own and the
-    /// broker link's; keeps the old ones of either if the new do not load.
+    /// Reads the hub's certificate and key files again, and has the broker
+    /// thread read the broker link's; either keeps its old ones if the new
+    /// do not load.
     fn reload_tls(&mut self) {
-        let cluster = self.cluster.as_ref().and_then(|l| l.reload_tls(&self.cfg));
-        match &cluster {
-            Some(Ok(())) => log::info!(
-                "cluster: the broker link's TLS files reloaded (cluster_ca_file {}, cluster_cert_file {}); its next connection to the broker uses them, the open one stays",
-                self.cfg
-                    .cluster_ca_file
-                    .as_deref()
-                    .unwrap_or("none: the system's roots"),
-                self.cfg.cluster_cert_file.as_deref().unwrap_or("none"),
-            ),
-            Some(Err(e)) => log::error!(
-                "cluster: reloading the broker link's TLS files failed, the previous ones stay: {e}"
-            ),
-            None => {}
-        }
+        let cluster = self.cluster.as_ref().is_some_and(|l| l.reload_tls());
         if self.tls.is_none() {
-            if cluster.is_none() {
+            if !cluster {
                 log::warn!(
                     "TLS reload asked, but this hub has no tls_cert/tls_key and no broker link's TLS: nothing to reload"
                 );

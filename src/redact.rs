@@ -1,9 +1,11 @@
 //! What `Debug` shows of a secret: whether it is set, never its text.
 //!
 //! The settings that hold a secret (the hub's token secret and broker
-//! credentials, a client's access token, a private key) derive `Debug` with
-//! `derive_more`, whose per-field format routes each secret through one of
-//! these, so `{:?}` of a configuration can be logged or put in a bug report.
+//! credentials, a client's access token, a private key) and the hello
+//! message (its token) derive `Debug` with `derive_more`, whose per-field
+//! format routes each secret through one of these, so `{:?}` of a
+//! configuration or a message can be logged or put in a bug report.
+//! [`text`] is `no_std`; the others come with the `engine` feature.
 //!
 //! ```
 //! let token = Some("eyJhbGciOiJIUzI1NiJ9.e30.sig".to_string());
@@ -16,6 +18,7 @@
 pub const REDACTED: &str = "<redacted>";
 
 /// An optional secret as `Debug` shows it: `Some("<redacted>")` or `None`.
+#[cfg(feature = "engine")]
 pub fn option(secret: &Option<String>) -> Option<&'static str> {
     secret.as_ref().map(|_| REDACTED)
 }
@@ -38,7 +41,7 @@ pub fn url(url: &str) -> String {
     crate::hub::redacted_url(url)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "engine"))]
 mod tests {
     const TOKEN: &str = "eyJhbGciOiJIUzI1NiJ9.access-token-42.sig";
 
@@ -48,6 +51,25 @@ mod tests {
             assert!(!shown.contains(hidden), "{hidden} in {shown}");
             assert!(shown.contains(super::REDACTED), "{shown}");
         }
+    }
+
+    #[test]
+    fn a_hello_hides_its_token() {
+        let hello = crate::proto::Hello {
+            minor: 1,
+            token: TOKEN,
+            resume: 7,
+            client: "poselink-client/test",
+            stream: 42,
+        };
+        assert_hidden(&hello, TOKEN);
+        let shown = format!("{hello:?}");
+        assert!(
+            shown.contains("poselink-client/test") && shown.contains("stream: 42"),
+            "{shown}"
+        );
+        let anonymous = crate::proto::Hello { token: "", ..hello };
+        assert!(format!("{anonymous:?}").contains(r#"token: """#));
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! broker's certificate, this hub's own certificate for a broker that checks
 //! clients) and credentials (a user and password, or a token), read from their
 //! files when the broker thread starts (the certificates again on SIGHUP:
-//! [`BrokerCerts`]), and the failures of a connection
-//! attempt worded for the operator. async-nats reports a failed attempt only by
+//! [`BrokerCerts`]), and the failures of a connection attempt worded for the
+//! operator. async-nats reports a failed attempt only by
 //! its kind ("IO error" for a certificate the hub does not trust), so the TLS
 //! configuration given to it verifies the broker's certificate through
 //! [`Recording`], which keeps rustls' reason for the log line. The broker URL
 //! is logged without the password or token it may hold ([`redacted`]).
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -88,27 +88,25 @@ impl BrokerCerts {
     /// says why.
     pub fn reload(&self, cfg: &HubConfig) -> Result<(), String> {
         let (verifier, client) = load_certs(cfg, &self.provider)?;
-        if let Ok(mut v) = self.verifier.write() {
-            *v = verifier;
-        }
-        if let Ok(mut c) = self.client.write() {
-            *c = client;
-        }
+        // (No code panics while holding these locks; a poisoned one is used
+        // as it is.)
+        *self
+            .verifier
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = verifier;
+        *self.client.write().unwrap_or_else(PoisonError::into_inner) = client;
         Ok(())
     }
 
     fn verifier(&self) -> Arc<WebPkiServerVerifier> {
-        match self.verifier.read() {
-            Ok(v) => Arc::clone(&v),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&self.verifier.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn client(&self) -> Option<Arc<CertifiedKey>> {
-        match self.client.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

@@ -65,6 +65,10 @@
 //! - [`loadgen`] — the load generator of `poselink bench`: many client sessions
 //!   per thread, one `mio` poll each.
 //!
+//! [`redact`] is what `Debug` shows of a secret that settings or a hello
+//! message hold (a token, a password, a key): whether it is set, never its
+//! text.
+//!
 //! Without the `engine` feature the crate is `no_std` and contains the protocol
 //! core only, which is what a bare-metal build (for example `thumbv7em-none-eabihf`)
 //! links.
@@ -133,6 +137,7 @@ pub mod loadgen;
 pub mod monitor;
 #[cfg(feature = "engine")]
 pub mod queue;
+pub mod redact;
 #[cfg(feature = "hub")]
 pub mod room;
 #[cfg(feature = "engine")]

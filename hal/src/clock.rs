@@ -142,19 +142,11 @@ pub struct TimerFd {
 impl TimerFd {
     /// A new, unarmed, non-blocking timer on `CLOCK_MONOTONIC`.
     pub fn new() -> std::io::Result<TimerFd> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: a system call with constant arguments.
-        let fd = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new, open descriptor that nothing else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )?;
         Ok(TimerFd { fd })
     }
 
@@ -162,33 +154,20 @@ impl TimerFd {
     /// [`MonotonicClock::now_us`] reads it; a time past fires at once),
     /// replacing any earlier arming.
     pub fn arm_at_us(&self, at_us: u64) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
+        use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+        let spec = Itimerspec {
+            it_interval: Timespec {
                 tv_sec: 0,
                 tv_nsec: 0,
             },
-            it_value: libc::timespec {
+            it_value: Timespec {
                 tv_sec: (at_us / 1_000_000) as _,
                 // At least 1 ns: an all-zero time would disarm the timer.
                 tv_nsec: ((at_us % 1_000_000) * 1_000).max(1) as _,
             },
         };
-        // SAFETY: `fd` is an open timerfd, `spec` a valid itimerspec that
-        // outlives the call; the old value is not asked for (NULL).
-        let rc = unsafe {
-            libc::timerfd_settime(
-                self.fd.as_raw_fd(),
-                libc::TFD_TIMER_ABSTIME,
-                &spec,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
+        timerfd_settime(&self.fd, TimerfdTimerFlags::ABSTIME, &spec)?;
+        Ok(())
     }
 }
 
@@ -305,6 +284,48 @@ mod tests {
         // Our interval lies within the std interval, give or take scheduling.
         assert!(b - a <= std_us + 1_000, "ours={} std={std_us}", b - a);
         assert!(b - a >= 20_000);
+    }
+
+    /// Whether `timer` fires within `within_ms` (a `poll` for readable).
+    #[cfg(target_os = "linux")]
+    fn fires_within(timer: &TimerFd, within_ms: i32) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd {
+            fd: timer.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd that outlives the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, within_ms) };
+        assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
+        n == 1
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn timerfd_fires_at_its_time_on_the_monotonic_clock_and_rearms() {
+        let clock = MonotonicClock::new();
+        let timer = TimerFd::new().unwrap();
+        assert!(!fires_within(&timer, 0), "unarmed");
+        // An absolute time on CLOCK_MONOTONIC: 20 ms from now fires after
+        // 20 ms, not before (a relative or wrong-clock arming would not).
+        let start = clock.now_us();
+        timer.arm_at_us(start + 20_000).unwrap();
+        assert!(!fires_within(&timer, 5), "fired early");
+        assert!(fires_within(&timer, 2_000), "did not fire");
+        assert!(clock.now_us() >= start + 20_000);
+        // Arming again replaces the time (and the firing is a new edge).
+        let timer = TimerFd::new().unwrap();
+        timer.arm_at_us(clock.now_us() + 60_000_000).unwrap();
+        timer.arm_at_us(clock.now_us() + 1_000).unwrap();
+        assert!(
+            fires_within(&timer, 2_000),
+            "the second arming replaced the first"
+        );
+        // A time past, even on a whole second, fires at once.
+        let timer = TimerFd::new().unwrap();
+        timer.arm_at_us(start / 1_000_000 * 1_000_000).unwrap();
+        assert!(fires_within(&timer, 1_000), "a time past fires at once");
     }
 
     #[test]

@@ -68,9 +68,10 @@ pub enum Receive {
 /// let cfg = SessionConfig { max_rooms: 1, receive: Receive::Headers, ..SessionConfig::default() };
 /// assert_eq!(cfg.heartbeat_us, 1_000_000);
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, derive_more::Debug, PartialEq)]
 pub struct SessionConfig {
     /// The JWT for the hello (empty for a `--dev` hub).
+    #[debug("{:?}", crate::redact::text(token))]
     pub token: String,
     /// A name for the hub's logs.
     pub client: String,

@@ -24,7 +24,7 @@ impl Priority {
 }
 
 /// The engine's settings; every capacity is decided here.
-#[derive(Clone, Debug)]
+#[derive(Clone, derive_more::Debug)]
 pub struct EngineConfig {
     /// The hub's URL, `ws://host:port/`, or `wss://host:port/` for TLS; or
     /// several, separated by commas, in failover order (at most [`MAX_HUBS`],
@@ -37,6 +37,7 @@ pub struct EngineConfig {
     /// the system's roots (a private CA, or a hub's self-signed certificate).
     pub ca_file: Option<String>,
     /// The JWT for the hello (empty for a `--dev` hub).
+    #[debug("{:?}", crate::redact::text(token))]
     pub token: String,
     /// A name for the hub's logs.
     pub client: String,

@@ -10,7 +10,9 @@ use crate::monitor::MonitorConfig;
 use crate::proto::MAX_MESSAGE_LEN;
 
 /// Everything the hub needs to know before it starts. All fields have defaults;
-/// a TOML file names only what it changes (unknown keys are refused).
+/// a TOML file names only what it changes (unknown keys are refused). `Debug`
+/// shows of the secrets (`secret`, `cluster_password`, `cluster_token`, the
+/// credentials in a `cluster` URL) only whether they are set.
 ///
 /// ```
 /// use poselink::hub::HubConfig;
@@ -19,7 +21,7 @@ use crate::proto::MAX_MESSAGE_LEN;
 /// assert_eq!(cfg.max_members, 64); // a default
 /// cfg.validate().unwrap();
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, derive_more::Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubConfig {
     /// Address to listen on (WebSocket, `/metrics` and `/healthz` on the same port).
@@ -90,6 +92,7 @@ pub struct HubConfig {
     pub read_budget: usize,
     /// HS256 secret for tokens (at least 32 bytes). Prefer `secret_file` or the
     /// `POSELINK_SECRET` environment variable over writing it into a file.
+    #[debug("{:?}", crate::redact::option(secret))]
     pub secret: Option<String>,
     /// A file holding the HS256 secret (surrounding whitespace is trimmed).
     pub secret_file: Option<String>,
@@ -123,14 +126,17 @@ pub struct HubConfig {
     /// `tls://HOST:4222` for TLS; several separated by commas); none: a hub
     /// alone (docs/CLUSTER.md). Credentials in it (`nats://user:pass@HOST`)
     /// are used, and never logged.
+    #[debug("{:?}", cluster.as_deref().map(crate::redact::url))]
     pub cluster: Option<String>,
     /// The broker link's TLS: the CA certificate(s) (PEM) that signed the
     /// broker's certificate; only these are trusted then (without it: the
-    /// system's roots). Implies TLS, whatever the URL's scheme.
+    /// system's roots). Implies TLS, whatever the URL's scheme. Read again on
+    /// SIGHUP for the next connection to the broker.
     pub cluster_ca_file: Option<String>,
     /// The broker link's TLS: this hub's certificate chain (PEM, leaf first),
     /// for a broker that verifies its clients (`verify: true`). With
-    /// `cluster_key_file`; implies TLS.
+    /// `cluster_key_file`; implies TLS. Both read again on SIGHUP for the
+    /// next connection to the broker.
     pub cluster_cert_file: Option<String>,
     /// The private key (PEM) of `cluster_cert_file`.
     pub cluster_key_file: Option<String>,
@@ -139,12 +145,14 @@ pub struct HubConfig {
     pub cluster_user: Option<String>,
     /// The broker password of `cluster_user`. Prefer `cluster_password_file`
     /// or the `POSELINK_CLUSTER_PASSWORD` environment variable.
+    #[debug("{:?}", crate::redact::option(cluster_password))]
     pub cluster_password: Option<String>,
     /// A file holding the broker password (surrounding whitespace trimmed).
     pub cluster_password_file: Option<String>,
     /// A token the broker takes instead of a user and password (its
     /// `authorization { token }`). Prefer `cluster_token_file` or the
     /// `POSELINK_CLUSTER_TOKEN` environment variable.
+    #[debug("{:?}", crate::redact::option(cluster_token))]
     pub cluster_token: Option<String>,
     /// A file holding the broker token (surrounding whitespace trimmed).
     pub cluster_token_file: Option<String>,
@@ -461,6 +469,39 @@ impl HubConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_whether_a_secret_is_set_never_its_text() {
+        let cfg = HubConfig {
+            secret: Some("token-secret-0123456789abcdef0123456789".into()),
+            cluster: Some("nats://hub:url-password-42@broker:4222".into()),
+            cluster_user: Some("hub-user".into()),
+            cluster_password: Some("broker-password-42".into()),
+            cluster_token: Some("broker-token-42".into()),
+            ..HubConfig::local_dev()
+        };
+        for shown in [format!("{cfg:?}"), format!("{cfg:#?}")] {
+            for secret in [
+                "token-secret-0123456789abcdef0123456789",
+                "url-password-42",
+                "broker-password-42",
+                "broker-token-42",
+            ] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+            assert!(shown.contains("<redacted>"), "{shown}");
+            // Everything else as the standard derive shows it.
+            assert!(shown.contains("hub-user"), "{shown}");
+            assert!(shown.contains("broker:4222"), "{shown}");
+            assert!(shown.contains("max_connections: 256"), "{shown}");
+        }
+        let compact = format!("{cfg:?}");
+        assert!(
+            compact.contains(r#"secret: Some("<redacted>")"#),
+            "{compact}"
+        );
+        assert!(compact.contains("cluster_token_file: None"), "{compact}");
+    }
 
     #[test]
     fn cluster_access_settings_are_checked_together() {

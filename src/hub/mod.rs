@@ -83,6 +83,7 @@ pub mod fuzzing {
 
 pub use self::core::{BLOCK, MAX_MEDIA};
 pub use config::{ConfigError, HubConfig};
+pub(crate) use driver::cluster_access::redacted as redacted_url;
 pub use driver::{Hub, HubHandle, HubReport};
 pub use memory::{MemoryCeiling, resident_base};
 pub use metrics::{DropReason, Fault, Gauges, HubStats, LATENCY_BUCKETS_US, RelayLatency};

@@ -80,7 +80,7 @@ pub const MAX_CONNECTIONS: usize = 60_000;
 /// assert_eq!(cfg.expected(), 1000 * 600 * 3);
 /// cfg.validate().unwrap();
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, derive_more::Debug, PartialEq)]
 pub struct LoadConfig {
     /// Rooms (R). Default 10.
     pub rooms: usize,
@@ -98,6 +98,7 @@ pub struct LoadConfig {
     /// Room names are this prefix and the room's number. Default `bench-`.
     pub room_prefix: String,
     /// The access token every member sends in its hello (empty for a `--dev` hub).
+    #[debug("{:?}", crate::redact::text(token))]
     pub token: String,
     /// How long to wait for messages still in flight after the last send. Default 2 s.
     pub drain: Duration,

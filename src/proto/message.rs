@@ -177,11 +177,13 @@ impl ErrorCode {
 
 /// Client → hub, first message: protocol minor version, token, the resume id of
 /// a previous session (0 for none) and, from minor 1, the client's stream id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, derive_more::Debug, PartialEq, Eq)]
 pub struct Hello<'a> {
     /// The client's protocol minor version.
     pub minor: u8,
     /// A JWT (HS256); empty where the hub runs without authentication.
+    /// `Debug` shows only whether it is there.
+    #[debug("{:?}", crate::redact::text(token))]
     pub token: &'a str,
     /// The resume id from a previous welcome, or 0.
     pub resume: u64,

@@ -257,13 +257,14 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
 /// A private certificate authority and a server certificate it signed, PEM.
 /// (With the `hub` feature: an engine-only build links no certificate maker.)
 #[cfg(feature = "hub")]
-#[derive(Clone, Debug)]
+#[derive(Clone, derive_more::Debug)]
 pub struct PrivateCa {
     /// The CA's certificate: what clients trust (`ca_file`).
     pub ca_pem: String,
     /// The server's certificate chain (`tls_cert`).
     pub cert_pem: String,
     /// The server's private key (`tls_key`).
+    #[debug("{:?}", crate::redact::text(key_pem))]
     pub key_pem: String,
     /// The server key's SubjectPublicKeyInfo (DER): what certificate pinning
     /// hashes (e.g. Chromium's `--ignore-certificate-errors-spki-list`).

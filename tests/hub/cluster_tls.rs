@@ -5,8 +5,9 @@
 //! connect, says why in its log, counts it, and relays between its own
 //! members; a user and password are accepted and a wrong password refused,
 //! said and counted, the password never logged; a CA file that is not PEM
-//! leaves a hub alone, serving its members. Each test starts and stops its own
-//! broker.
+//! leaves a hub alone, serving its members; a reload (SIGHUP) takes a new CA
+//! and client certificate for the next connection. Each test starts and
+//! stops its own broker.
 
 use std::time::{Duration, Instant};
 
@@ -358,4 +359,46 @@ fn a_ca_file_that_is_not_pem_leaves_the_hub_alone_serving_its_members() {
     ));
     assert_eq!(h.metric("poselink_cluster_broker_up"), 0.0);
     assert!(relays_locally(h.addr));
+}
+
+#[test]
+fn a_reload_takes_new_broker_certificates_for_the_next_connection() {
+    let server = TlsFiles::local("nats-reload");
+    // The certificate the broker trusts for hubs, from a CA of its own.
+    let trusted = TlsFiles::make("hub-client-trusted", &["hub"], -1, 30);
+    let ca = trusted.ca_file.to_string_lossy().into_owned();
+    let nats = NatsServer::start_tls(&server, &["--tlsverify", "--tlscacert", &ca]);
+    // The hub's files at first: another CA than the broker's, and a client
+    // certificate the broker does not trust.
+    let files = TlsFiles::make("hub-client-reload", &["hub"], -1, 30);
+    let h = hub(
+        &nats.url(),
+        "a",
+        HubConfig {
+            cluster_ca_file: files.ca(),
+            cluster_cert_file: path(&files.cert),
+            cluster_key_file: path(&files.key),
+            ..HubConfig::local_dev()
+        },
+    );
+    let tls = "poselink_cluster_broker_failures_total{reason=\"tls\"}";
+    assert!(
+        wait_for(|| h.metric(tls), 2.0, Duration::from_secs(5)),
+        "the broker's certificate refused, counted"
+    );
+    assert_eq!(h.metric("poselink_cluster_broker_up"), 0.0);
+    // The right files in place, then the reload SIGHUP asks for: the
+    // attempts that go on take both, with no restart.
+    std::fs::copy(&server.ca_file, &files.ca_file).unwrap();
+    std::fs::copy(&trusted.cert, &files.cert).unwrap();
+    std::fs::copy(&trusted.key, &files.key).unwrap();
+    h.handle.reload_tls();
+    assert!(
+        wait_for(
+            || h.metric("poselink_cluster_broker_up"),
+            1.0,
+            Duration::from_secs(5)
+        ),
+        "the reloaded CA and client certificate took the hub to the broker"
+    );
 }

@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Conn, TlsFiles, audio_message};
+use crate::common::{Client, Conn, TlsFiles, audio_message, http_get_at, metric_in};
 use poselink::proto::Role;
 
 const CONNECTIONS: usize = 24;
@@ -156,20 +156,10 @@ fn a_hub_with_every_slot_filled_stays_under_its_stated_memory_ceiling() {
     );
 }
 
+/// `GET /metrics` of the hub process at `addr`: the value of `name`.
 fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("metric {name} not in:\n{out}"))
-        .trim()
-        .parse()
-        .unwrap()
+    let (_, body) = http_get_at(addr, None, "/metrics");
+    metric_in(&body, name).unwrap_or_else(|| panic!("metric {name} not in:\n{body}"))
 }
 
 /// Churn over real sockets: 2 000 connect → upgrade → hello → join → publish

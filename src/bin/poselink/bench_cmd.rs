@@ -39,7 +39,7 @@ use report::{note_problems, print_table};
 use sweep::sweep;
 
 /// `poselink bench`'s arguments (the help text is the [`crate::Command::Bench`] variant's).
-#[derive(Args, Debug)]
+#[derive(Args, derive_more::Debug)]
 #[command(
     after_help = "The workload (\"pose-room\"): R rooms of M members; every member publishes one \
                   33-landmark pose frame (quantised keyframe + delta) at F Hz for D seconds, and with \
@@ -95,6 +95,7 @@ pub struct BenchArgs {
 
     /// With --hub: the access token every member sends (a hub the bench starts runs with --dev)
     #[arg(long, value_name = "TOKEN", requires = "hub")]
+    #[debug("{:?}", poselink::redact::option(token))]
     pub token: Option<String>,
 
     /// Load-generator threads [default: one per 500 connections, at most one per CPU]

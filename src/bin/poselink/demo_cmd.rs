@@ -51,7 +51,7 @@ use report::{build_report, finish};
 use table::Table;
 
 /// `poselink demo`'s arguments (the help text is the [`crate::Command::Demo`] variant's).
-#[derive(Args, Debug)]
+#[derive(Args, derive_more::Debug)]
 #[command(
     after_help = "The table, once a second, per device: fps sent (pose frames the device's \
                   engine wrote to its socket) and fps recv (frames the receiver got from it), over \
@@ -100,6 +100,7 @@ pub struct DemoArgs {
         default_value = "",
         hide_default_value = true
     )]
+    #[debug("{:?}", poselink::redact::text(token))]
     pub token: String,
 
     /// Send pose only, no audio

@@ -16,7 +16,7 @@ use crate::CliError;
 use crate::secret::{self, SecretSource};
 
 /// `poselink hub`'s arguments (the help text is the [`crate::Command::Hub`] variant's).
-#[derive(Args, Debug)]
+#[derive(Args, derive_more::Debug)]
 #[command(
     after_help = "Settings come from the built-in defaults, then the --config file, then the flags: \
                   a flag overrides the file. docs/OPERATIONS.md describes every setting, \
@@ -29,8 +29,8 @@ use crate::secret::{self, SecretSource};
                   `cluster_token_file`, `cluster_token`); no flag holds the value itself, as `ps` \
                   would show it.\n\
                   SIGINT or SIGTERM closes every connection with \"going away\" and exits with status 0; \
-                  a second signal exits at once. SIGHUP reloads the TLS certificate and key \
-                  (open connections stay).\n\
+                  a second signal exits at once. SIGHUP reloads the TLS certificate and key, and the \
+                  broker link's CA and client certificate for its next connection (open connections stay).\n\
                   Exit status: 0 after a clean shutdown, 1 on a runtime error (e.g. the address is in use), \
                   2 on a configuration error."
 )]
@@ -45,6 +45,7 @@ pub struct HubArgs {
 
     /// HS256 token secret, at least 32 bytes [env: POSELINK_SECRET]
     #[arg(long, value_name = "SECRET")]
+    #[debug("{:?}", poselink::redact::option(secret))]
     pub secret: Option<String>,
 
     /// File holding the HS256 token secret; surrounding whitespace is trimmed
@@ -103,14 +104,16 @@ pub struct HubArgs {
     /// Join a cluster of hubs through this NATS server (nats://HOST:4222, or tls://HOST:4222
     /// for TLS); rooms then span the hubs (docs/CLUSTER.md)
     #[arg(long, value_name = "URL")]
+    #[debug("{:?}", cluster.as_deref().map(poselink::redact::url))]
     pub cluster: Option<String>,
 
     /// The CA certificate (PEM) that signed the broker's certificate, e.g. a private CA;
-    /// only it is trusted then, and TLS is required whatever the URL's scheme
+    /// only it is trusted then, and TLS is required whatever the URL's scheme; reloaded on SIGHUP
     #[arg(long, value_name = "FILE")]
     pub cluster_ca_file: Option<PathBuf>,
 
-    /// This hub's certificate chain (PEM) for a broker that verifies its clients
+    /// This hub's certificate chain (PEM) for a broker that verifies its clients; reloaded
+    /// with its key on SIGHUP
     #[arg(long, value_name = "FILE", requires = "cluster_key_file")]
     pub cluster_cert_file: Option<PathBuf>,
 
@@ -184,11 +187,13 @@ fn path_string(path: &Path) -> Result<String, CliError> {
 
 /// The broker's secrets from the environment: `POSELINK_CLUSTER_PASSWORD` and
 /// `POSELINK_CLUSTER_TOKEN`, each when set and not empty.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, derive_more::Debug, Default)]
 pub struct ClusterEnv {
     /// `POSELINK_CLUSTER_PASSWORD`.
+    #[debug("{:?}", poselink::redact::option(password))]
     pub password: Option<String>,
     /// `POSELINK_CLUSTER_TOKEN`.
+    #[debug("{:?}", poselink::redact::option(token))]
     pub token: Option<String>,
 }
 
@@ -403,7 +408,7 @@ pub fn run(args: HubArgs) -> Result<(), CliError> {
             let mut stopping = false;
             for sig in signals.forever() {
                 if sig == SIGHUP {
-                    info!("SIGHUP: reloading the TLS certificate and key");
+                    info!("SIGHUP: reloading the TLS certificate and key, and the broker link's");
                     handle.reload_tls();
                     continue;
                 }

@@ -142,4 +142,48 @@ mod tests {
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn debug_of_the_arguments_hides_every_secret() {
+        let secret = "flag-secret-0123456789abcdef0123456789";
+        for argv in [
+            &[
+                "hub",
+                "--secret",
+                secret,
+                "--cluster",
+                "nats://hub:url-pw-42@broker:4222",
+            ][..],
+            &["token", "--secret", secret, "--user", "pi", "--room", "r"],
+            &["send", "--token", "access-token-42", "--room", "r"],
+            &["watch", "--token", "access-token-42", "--room", "r"],
+            &["demo", "--token", "access-token-42"],
+            &[
+                "bench",
+                "--hub",
+                "127.0.0.1:7700",
+                "--token",
+                "access-token-42",
+            ],
+        ] {
+            let cli = Cli::try_parse_from([&["poselink"][..], argv].concat())
+                .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            for shown in [format!("{cli:?}"), format!("{cli:#?}")] {
+                for hidden in [secret, "url-pw-42", "access-token-42"] {
+                    assert!(!shown.contains(hidden), "{hidden} in {shown}");
+                }
+                assert!(shown.contains("<redacted>"), "{shown}");
+            }
+        }
+        let env = hub_cmd::ClusterEnv {
+            password: Some("env-pw-42".into()),
+            token: None,
+        };
+        assert_eq!(
+            format!("{env:?}"),
+            r#"ClusterEnv { password: Some("<redacted>"), token: None }"#
+        );
+        let inline = secret::SecretSource::Inline(secret.into());
+        assert_eq!(format!("{inline:?}"), r#"Inline("<redacted>")"#);
+    }
 }

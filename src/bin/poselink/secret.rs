@@ -16,10 +16,10 @@ use crate::CliError;
 pub const SECRET_ENV: &str = "POSELINK_SECRET";
 
 /// Where a secret was found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, derive_more::Debug, PartialEq, Eq)]
 pub enum SecretSource {
     /// Given as is (`--secret` or the environment).
-    Inline(String),
+    Inline(#[debug("{:?}", poselink::redact::text(_0))] String),
     /// A file to read (`--secret-file`).
     File(PathBuf),
 }

@@ -27,7 +27,7 @@ use sources::{Audio, Poses, open_replay};
 use stream::{stream, summary};
 
 /// `poselink send`'s arguments (the help text is the [`crate::Command::Send`] variant's).
-#[derive(Args, Debug)]
+#[derive(Args, derive_more::Debug)]
 #[command(
     after_help = "Streams until --duration has passed or SIGINT/SIGTERM (Ctrl-C) arrives, then \
                   sends what is queued, closes the connection and prints a summary (a second signal \
@@ -74,6 +74,7 @@ pub struct SendArgs {
         default_value = "",
         hide_default_value = true
     )]
+    #[debug("{:?}", poselink::redact::text(token))]
     pub token: String,
 
     /// Room to publish into: 1 to 64 letters, digits and `-_.:@/`

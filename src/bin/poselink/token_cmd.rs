@@ -13,7 +13,7 @@ use crate::CliError;
 use crate::secret;
 
 /// `poselink token`'s arguments (the help text is the [`crate::Command::Token`] variant's).
-#[derive(Args, Debug)]
+#[derive(Args, derive_more::Debug)]
 #[command(
     after_help = "The secret comes from --secret, --secret-file or POSELINK_SECRET, in that order; \
                   prefer the file or the variable (a flag's value is visible to other local users in `ps`).\n\n\
@@ -24,6 +24,7 @@ use crate::secret;
 pub struct TokenArgs {
     /// HS256 secret, at least 32 bytes (must be the hub's) [env: POSELINK_SECRET]
     #[arg(long, value_name = "SECRET")]
+    #[debug("{:?}", poselink::redact::option(secret))]
     pub secret: Option<String>,
 
     /// File holding the HS256 secret; surrounding whitespace is trimmed

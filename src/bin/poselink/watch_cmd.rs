@@ -21,7 +21,7 @@ use crate::send_cmd::{
 };
 
 /// `poselink watch`'s arguments (the help text is the [`crate::Command::Watch`] variant's).
-#[derive(Args, Debug)]
+#[derive(Args, derive_more::Debug)]
 #[command(
     after_help = "Every second, one line per sender: pose frames and audio chunks received in \
                   that second, the pose jitter, the frame age, and the gaps seen so far.\n\n\
@@ -77,6 +77,7 @@ pub struct WatchArgs {
         default_value = "",
         hide_default_value = true
     )]
+    #[debug("{:?}", poselink::redact::text(token))]
     pub token: String,
 
     /// Room to watch: 1 to 64 letters, digits and `-_.:@/`

@@ -28,7 +28,7 @@ use std::io;
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,11 @@ struct Shared {
     wake_tx: UnixStream,
     /// The broker thread was woken and has not looked yet.
     broker_woken: AtomicBool,
+    /// The broker link's certificates, once the broker thread has read them
+    /// (never, when its settings failed): what SIGHUP reloads.
+    certs: OnceLock<Arc<cluster_access::BrokerCerts>>,
+    /// The broker thread is to read the certificates' files again.
+    reload: AtomicBool,
 }
 
 impl Shared {
@@ -194,6 +199,8 @@ impl ClusterLink {
             waker,
             wake_tx,
             broker_woken: AtomicBool::new(false),
+            certs: OnceLock::new(),
+            reload: AtomicBool::new(false),
         });
         for _ in 0..total {
             let _ = shared.spare.push(Slot::empty());
@@ -321,6 +328,23 @@ impl ClusterLink {
         }
     }
 
+    /// Has the broker thread read the link's CA and client certificate
+    /// files again (what SIGHUP does) for its next connection to the
+    /// broker, and log how it went; the open connection stays. The broker
+    /// thread reads them, not the loop: without `cluster_ca_file` that is
+    /// the system's whole store of roots. `false` when the link has no
+    /// certificates to reload: its settings failed at start, or the broker
+    /// thread has not read them yet.
+    pub fn reload_tls(&self) -> bool {
+        let s = &*self.shared;
+        if s.certs.get().is_none() {
+            return false;
+        }
+        s.reload.store(true, Ordering::Release);
+        s.wake_broker();
+        true
+    }
+
     /// Stops the broker thread (after the core's last words were sent).
     pub fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -375,10 +399,12 @@ async fn run(cfg: HubConfig, node: String, s: Arc<Shared>, wake_rx: UnixStream) 
             return;
         }
     };
+    let _ = s.certs.set(Arc::clone(&access.certs));
     let events = Arc::clone(&s);
     let refusal = Arc::clone(&access.refusal);
     let said = Arc::new(Mutex::new(FailureLog::new()));
     let (cfg, shown_ev) = (Arc::new(cfg), shown.clone());
+    let settings = Arc::clone(&cfg);
     let options = async_nats::ConnectOptions::new()
         .name(format!("poselink hub {node}"))
         .no_echo()
@@ -521,6 +547,9 @@ async fn run(cfg: HubConfig, node: String, s: Arc<Shared>, wake_rx: UnixStream) 
             }
             let _ = s.spare.push(slot);
         }
+        if s.reload.swap(false, Ordering::AcqRel) {
+            reload_certs(&s, &settings);
+        }
         // No flush here: the client writes as soon as its connection task
         // has taken what was published, batching what came together (a
         // flush per drain cost a round trip through that task each time).
@@ -551,6 +580,26 @@ async fn run(cfg: HubConfig, node: String, s: Arc<Shared>, wake_rx: UnixStream) 
     // Let the aborted tasks go (and unsubscribe) while the runtime runs.
     for _ in 0..4 {
         tokio::task::yield_now().await;
+    }
+}
+
+/// Reads the broker link's certificate files again (SIGHUP) and logs how
+/// it went.
+fn reload_certs(s: &Shared, cfg: &HubConfig) {
+    let Some(certs) = s.certs.get() else {
+        return;
+    };
+    match certs.reload(cfg) {
+        Ok(()) => log::info!(
+            "cluster: the broker link's TLS files reloaded (cluster_ca_file {}, cluster_cert_file {}); its next connection to the broker uses them, the open one stays",
+            cfg.cluster_ca_file
+                .as_deref()
+                .unwrap_or("none: the system's roots"),
+            cfg.cluster_cert_file.as_deref().unwrap_or("none"),
+        ),
+        Err(e) => log::error!(
+            "cluster: reloading the broker link's TLS files failed, the previous ones stay: {e}"
+        ),
     }
 }
 

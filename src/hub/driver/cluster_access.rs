@@ -1,20 +1,23 @@
 //! How a hub gets into its cluster's broker: TLS (the CA that signed the
 //! broker's certificate, this hub's own certificate for a broker that checks
 //! clients) and credentials (a user and password, or a token), read from their
-//! files once when the broker thread starts, and the failures of a connection
-//! attempt worded for the operator. async-nats reports a failed attempt only by
+//! files when the broker thread starts (the certificates again on SIGHUP:
+//! [`BrokerCerts`]), and the failures of a connection attempt worded for the
+//! operator. async-nats reports a failed attempt only by
 //! its kind ("IO error" for a certificate the hub does not trust), so the TLS
 //! configuration given to it verifies the broker's certificate through
 //! [`Recording`], which keeps rustls' reason for the log line. The broker URL
 //! is logged without the password or token it may hold ([`redacted`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, Resumption, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -33,6 +36,8 @@ pub(crate) struct Access {
     pub auth: Auth,
     /// Where [`Recording`] leaves the last certificate refusal.
     pub refusal: Arc<Mutex<Option<rustls::Error>>>,
+    /// The certificates `tls` reads, for a reload.
+    pub certs: Arc<BrokerCerts>,
 }
 
 /// Credentials given by the settings.
@@ -45,14 +50,84 @@ pub(crate) enum Auth {
     Token(String),
 }
 
-/// Reads every file the cluster settings name and builds the TLS
-/// configuration; the error names the setting and says what to do.
-pub(crate) fn prepare(cfg: &HubConfig) -> Result<Access, String> {
-    let read = |path: &str, setting: &str| {
-        std::fs::read(path).map_err(|e| {
-            format!("cannot read {setting} {path}: {e}: check the path and the file's permissions")
+/// Reads `path` for `setting`; the error says what to check.
+fn read(path: &str, setting: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| {
+        format!("cannot read {setting} {path}: {e}: check the path and the file's permissions")
+    })
+}
+
+/// The broker link's certificates, which its TLS configuration reads at
+/// every handshake: the verifier of the broker's certificate (the CAs of
+/// `cluster_ca_file`, or the system's roots) and this hub's client
+/// certificate. [`BrokerCerts::reload`] (on SIGHUP) reads the files again
+/// and swaps them: the next connection to the broker uses them, the open one
+/// stays as it is, and async-nats, which clones the same configuration for
+/// each attempt, needs no new options. The locks are taken once per
+/// handshake, never on the relay's path.
+#[derive(Debug)]
+pub(crate) struct BrokerCerts {
+    provider: Arc<CryptoProvider>,
+    verifier: RwLock<Arc<WebPkiServerVerifier>>,
+    client: RwLock<Option<Arc<CertifiedKey>>>,
+}
+
+impl BrokerCerts {
+    /// Reads the files `cfg` names.
+    fn load(cfg: &HubConfig, provider: Arc<CryptoProvider>) -> Result<BrokerCerts, String> {
+        let (verifier, client) = load_certs(cfg, &provider)?;
+        Ok(BrokerCerts {
+            provider,
+            verifier: RwLock::new(verifier),
+            client: RwLock::new(client),
         })
-    };
+    }
+
+    /// Reads the files `cfg` names again and takes them for the next
+    /// connection; when one does not load, nothing changes and the error
+    /// says why.
+    pub fn reload(&self, cfg: &HubConfig) -> Result<(), String> {
+        let (verifier, client) = load_certs(cfg, &self.provider)?;
+        // (No code panics while holding these locks; a poisoned one is used
+        // as it is.)
+        *self
+            .verifier
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = verifier;
+        *self.client.write().unwrap_or_else(PoisonError::into_inner) = client;
+        Ok(())
+    }
+
+    fn verifier(&self) -> Arc<WebPkiServerVerifier> {
+        Arc::clone(&self.verifier.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn client(&self) -> Option<Arc<CertifiedKey>> {
+        self.client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ResolvesClientCert for BrokerCerts {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        self.client()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.client().is_some()
+    }
+}
+
+/// The verifier of the broker's certificate, and this hub's client
+/// certificate if it has one.
+type Loaded = (Arc<WebPkiServerVerifier>, Option<Arc<CertifiedKey>>);
+
+/// The verifier of the broker's certificate and this hub's client
+/// certificate, from the files `cfg` names; the error names the setting and
+/// says what to do.
+fn load_certs(cfg: &HubConfig, provider: &Arc<CryptoProvider>) -> Result<Loaded, String> {
     let mut roots = RootCertStore::empty();
     if let Some(ca) = &cfg.cluster_ca_file {
         let pem = read(ca, "cluster_ca_file")?;
@@ -73,21 +148,11 @@ pub(crate) fn prepare(cfg: &HubConfig) -> Result<Access, String> {
         let found = rustls_native_certs::load_native_certs();
         roots.add_parsable_certificates(found.certs);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .build()
-        .map_err(|e| format!("cannot build the broker's certificate verifier: {e}"))?;
-    let refusal = Arc::new(Mutex::new(None));
-    let verifier = Arc::new(Recording {
-        inner,
-        refusal: Arc::clone(&refusal),
-    });
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot configure TLS for the broker: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let tls = match (&cfg.cluster_cert_file, &cfg.cluster_key_file) {
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+            .build()
+            .map_err(|e| format!("cannot build the broker's certificate verifier: {e}"))?;
+    let client = match (&cfg.cluster_cert_file, &cfg.cluster_key_file) {
         (Some(cert), Some(key)) => {
             let certs = CertificateDer::pem_slice_iter(&read(cert, "cluster_cert_file")?)
                 .collect::<Result<Vec<_>, _>>()
@@ -99,12 +164,37 @@ pub(crate) fn prepare(cfg: &HubConfig) -> Result<Access, String> {
             }
             let key_der = PrivateKeyDer::from_pem_slice(&read(key, "cluster_key_file")?)
                 .map_err(|e| format!("cluster_key_file {key} holds no usable private key ({e}): give the PEM key (PKCS#8, PKCS#1 or SEC1) of cluster_cert_file"))?;
-            builder.with_client_auth_cert(certs, key_der).map_err(|e| {
+            let certified = CertifiedKey::from_der(certs, key_der, provider).map_err(|e| {
                 format!("cluster_cert_file and cluster_key_file do not go together ({e}): give the key of that certificate")
-            })?
+            })?;
+            Some(Arc::new(certified))
         }
-        _ => builder.with_no_client_auth(),
+        _ => None,
     };
+    Ok((verifier, client))
+}
+
+/// Reads every file the cluster settings name and builds the TLS
+/// configuration; the error names the setting and says what to do.
+pub(crate) fn prepare(cfg: &HubConfig) -> Result<Access, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = Arc::new(BrokerCerts::load(cfg, Arc::clone(&provider))?);
+    let refusal = Arc::new(Mutex::new(None));
+    let verifier = Arc::new(Recording {
+        certs: Arc::clone(&certs),
+        refusal: Arc::clone(&refusal),
+    });
+    let mut tls = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot configure TLS for the broker: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesClientCert>);
+    // No session resumption: a resumed session skips both certificates, so
+    // a CA or client certificate reloaded on SIGHUP would wait for the
+    // ticket's end. The broker link reconnects seldom; a full handshake is
+    // a millisecond.
+    tls.resumption = Resumption::disabled();
     let secret = |inline: &Option<String>, file: &Option<String>, setting: &str| {
         Ok::<_, String>(match (inline, file) {
             (Some(s), _) => Some(s.clone()),
@@ -140,6 +230,7 @@ pub(crate) fn prepare(cfg: &HubConfig) -> Result<Access, String> {
         require_tls: cfg.cluster_ca_file.is_some() || cfg.cluster_cert_file.is_some(),
         auth,
         refusal,
+        certs,
     })
 }
 
@@ -147,7 +238,7 @@ pub(crate) fn prepare(cfg: &HubConfig) -> Result<Access, String> {
 /// its last refusal for the log line.
 #[derive(Debug)]
 struct Recording {
-    inner: Arc<WebPkiServerVerifier>,
+    certs: Arc<BrokerCerts>,
     refusal: Arc<Mutex<Option<rustls::Error>>>,
 }
 
@@ -160,7 +251,8 @@ impl ServerCertVerifier for Recording {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
+        self.certs
+            .verifier()
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             .inspect_err(|e| {
                 if let Ok(mut r) = self.refusal.lock() {
@@ -175,7 +267,9 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.certs
+            .verifier()
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -184,11 +278,13 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.certs
+            .verifier()
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.certs.verifier().supported_verify_schemes()
     }
 }
 
@@ -476,6 +572,41 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(ok.auth, Auth::Token(ref t) if t == "t") && !ok.require_tls);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_reload_that_fails_keeps_the_certificates_in_use() {
+        let dir = std::env::temp_dir().join(format!("poselink-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = crate::tls::private_ca(&["hub"], -1, 1).unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            Some(p.to_string_lossy().into_owned())
+        };
+        let cfg = HubConfig {
+            cluster: Some("tls://b:4222".into()),
+            cluster_ca_file: file("ca.pem", &ca.ca_pem),
+            cluster_cert_file: file("cert.pem", &ca.cert_pem),
+            cluster_key_file: file("key.pem", &ca.key_pem),
+            ..HubConfig::default()
+        };
+        let access = prepare(&cfg).unwrap();
+        let certs = &access.certs;
+        let (verifier, client) = (certs.verifier(), certs.client().unwrap());
+        assert!(certs.has_certs());
+        // A damaged CA file: refused, and both stay as they were.
+        file("ca.pem", "not a certificate\n");
+        let e = certs.reload(&cfg).unwrap_err();
+        assert!(e.contains("cluster_ca_file"), "{e}");
+        assert!(Arc::ptr_eq(&certs.verifier(), &verifier));
+        assert!(Arc::ptr_eq(&certs.client().unwrap(), &client));
+        // Good files again: both replaced.
+        file("ca.pem", &ca.ca_pem);
+        certs.reload(&cfg).unwrap();
+        assert!(!Arc::ptr_eq(&certs.verifier(), &verifier));
+        assert!(!Arc::ptr_eq(&certs.client().unwrap(), &client));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

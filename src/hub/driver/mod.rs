@@ -103,7 +103,9 @@ impl HubHandle {
     /// Asks the hub to read its TLS certificate and key files again (what
     /// `poselink hub` does on SIGHUP). New connections get the new
     /// certificate; open ones keep theirs. A file that does not load is
-    /// logged and the old certificate stays.
+    /// logged and the old certificate stays. The broker link's
+    /// `cluster_ca_file`, `cluster_cert_file` and `cluster_key_file` are read
+    /// again too, for its next connection to the broker (the open one stays).
     pub fn reload_tls(&self) {
         self.reload.store(true, Ordering::Release);
         let _ = self.waker.wake();
@@ -381,11 +383,17 @@ struct Driver {
 }
 
 impl Driver {
-    /// Reads the certificate and key files again; keeps the old ones if the
-    /// new do not load.
+    /// Reads the hub's certificate and key files again, and has the broker
+    /// thread read the broker link's; either keeps its old ones if the new
+    /// do not load.
     fn reload_tls(&mut self) {
+        let cluster = self.cluster.as_ref().is_some_and(|l| l.reload_tls());
         if self.tls.is_none() {
-            log::warn!("TLS reload asked, but this hub has no tls_cert/tls_key: nothing to reload");
+            if !cluster {
+                log::warn!(
+                    "TLS reload asked, but this hub has no tls_cert/tls_key and no broker link's TLS: nothing to reload"
+                );
+            }
             return;
         }
         match load_tls(&self.cfg) {
